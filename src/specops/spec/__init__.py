@@ -1,0 +1,6 @@
+"""The spec language: kinds, loading with source positions, cross-reference checks."""
+from specops.spec.kinds import KINDS, Dataset, Document, FeatureSet, Gate, Pipeline, Project, register_kind
+from specops.spec.loader import SpecSet, load_specs
+from specops.spec import checks as _checks  # noqa: F401  (registers the cross-reference checks)
+
+__all__ = ["KINDS", "Dataset", "Document", "FeatureSet", "Gate", "Pipeline", "Project", "SpecSet", "load_specs", "register_kind"]

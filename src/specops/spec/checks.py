@@ -1,0 +1,155 @@
+"""Cross-references between documents: what a single model cannot see.
+
+Each check is a function SpecSet -> errors, registered with `@check`, so later
+kinds add their own without touching the loader.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+from specops.errors import SpecError
+from specops.spec.kinds import (
+    EVALUATION_METRICS,
+    FAIRNESS_METRICS,
+    Dataset,
+    FeatureSet,
+    Gate,
+    Pipeline,
+)
+from specops.spec.loader import SpecSet
+
+Check = Callable[[SpecSet], Iterable[SpecError]]
+CHECKS: list[Check] = []
+
+
+def check(fn: Check) -> Check:
+    CHECKS.append(fn)
+    return fn
+
+
+def cross_check(specs: SpecSet) -> list[SpecError]:
+    return [error for fn in CHECKS for error in fn(specs)]
+
+
+def produced_metrics(specs: SpecSet, pipeline: Pipeline) -> set[str]:
+    """Metric names a run of this pipeline produces, for gates and selection."""
+    metrics = set(EVALUATION_METRICS)
+    dataset = specs.get(Dataset, pipeline.spec.dataset)
+    if dataset is not None and dataset.spec.sensitive:
+        metrics |= set(FAIRNESS_METRICS)
+    for step in pipeline.spec.steps:
+        metrics |= set(step.metrics)
+    return metrics
+
+
+def registered_models(specs: SpecSet) -> set[str]:
+    return {p.spec.model_name for p in specs.of_kind(Pipeline)}
+
+
+def _missing(specs: SpecSet, doc, path, kind, name) -> list[SpecError]:
+    if specs.get(kind, name) is not None or f"{kind.__name__}/{name}" in specs.broken:
+        return []
+    known = ", ".join(sorted(d.name for d in specs.of_kind(kind))) or "none defined"
+    return [specs.error(doc, path, f"no {kind.__name__} named {name!r} (known: {known})")]
+
+
+@check
+def datasets(specs: SpecSet) -> Iterable[SpecError]:
+    produced = {out for p in specs.of_kind(Pipeline) for step in p.spec.steps for out in step.outs}
+    for ds in specs.of_kind(Dataset):
+        for field in ("target",):
+            if ds.spec.target not in ds.spec.columns:
+                yield specs.error(ds, ("spec", field), f"column {ds.spec.target!r} is not declared in spec.columns")
+        for i, col in enumerate(ds.spec.sensitive):
+            if col not in ds.spec.columns:
+                yield specs.error(ds, ("spec", "sensitive", i), f"column {col!r} is not declared in spec.columns")
+        if not (specs.root / ds.spec.path).exists() and ds.spec.path not in produced:
+            yield specs.error(ds, ("spec", "path"), f"data file {ds.spec.path!r} does not exist and no pipeline step produces it")
+
+
+@check
+def feature_sets(specs: SpecSet) -> Iterable[SpecError]:
+    for fs in specs.of_kind(FeatureSet):
+        missing = _missing(specs, fs, ("spec", "dataset"), Dataset, fs.spec.dataset)
+        yield from missing
+        if missing:
+            continue
+        ds = specs.get(Dataset, fs.spec.dataset).spec
+        forbidden = {ds.target, *ds.sensitive}
+        for i, feature in enumerate(fs.spec.features):
+            for src in feature.sources:
+                if src not in ds.columns:
+                    yield specs.error(fs, ("spec", "features", i, "inputs"), f"column {src!r} is not in dataset {fs.spec.dataset!r}")
+                elif src in forbidden:
+                    yield specs.error(fs, ("spec", "features", i, "inputs"), f"column {src!r} is the target or a sensitive attribute; it cannot be a model input")
+            if feature.transform in ("ratio", "difference", "product") and len(feature.sources) != 2:
+                yield specs.error(fs, ("spec", "features", i, "inputs"), f"transform {feature.transform} needs exactly two inputs")
+            if feature.transform == "bucketize" and "edges" not in feature.params:
+                yield specs.error(fs, ("spec", "features", i, "params"), "transform bucketize needs params.edges")
+        names = [f.name for f in fs.spec.features]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                yield specs.error(fs, ("spec", "features", i, "name"), f"duplicate feature {name!r}")
+
+
+@check
+def pipelines(specs: SpecSet) -> Iterable[SpecError]:
+    owners: dict[str, str] = {}
+    for p in specs.of_kind(Pipeline):
+        s = p.spec
+        yield from _missing(specs, p, ("spec", "dataset"), Dataset, s.dataset)
+        yield from _missing(specs, p, ("spec", "feature_set"), FeatureSet, s.feature_set)
+        yield from _missing(specs, p, ("spec", "gate"), Gate, s.gate)
+        fs = specs.get(FeatureSet, s.feature_set)
+        if fs is not None and fs.spec.dataset != s.dataset:
+            yield specs.error(p, ("spec", "feature_set"), f"feature set {fs.name!r} is built on dataset {fs.spec.dataset!r}, not {s.dataset!r}")
+        if s.model_name in owners:
+            yield specs.error(p, ("spec", "model_name"), f"model {s.model_name!r} is already registered by pipeline {owners[s.model_name]!r}")
+        owners.setdefault(s.model_name, p.name)
+        produced = produced_metrics(specs, p)
+        if s.selection.metric not in produced:
+            yield specs.error(p, ("spec", "selection", "metric"), f"no step produces metric {s.selection.metric!r} (produced: {', '.join(sorted(produced))})")
+        gate = specs.get(Gate, s.gate)
+        if gate is not None:
+            for i, c in enumerate(gate.spec.checks):
+                if c.metric not in produced:
+                    yield specs.error(gate, ("spec", "checks", i, "metric"),
+                                      f"no step of pipeline {p.name!r} produces metric {c.metric!r} (produced: {', '.join(sorted(produced))})")
+        yield from _steps(specs, p)
+
+
+def _steps(specs: SpecSet, p: Pipeline) -> Iterable[SpecError]:
+    names = [step.name for step in p.spec.steps]
+    for i, step in enumerate(p.spec.steps):
+        if step.name in names[:i]:
+            yield specs.error(p, ("spec", "steps", i, "name"), f"duplicate step {step.name!r}")
+        for j, need in enumerate(step.needs):
+            if need not in names:
+                yield specs.error(p, ("spec", "steps", i, "needs", j), f"no step named {need!r}")
+    cycle = find_cycle({s.name: s.needs for s in p.spec.steps})
+    if cycle:
+        index = names.index(cycle[0])
+        yield specs.error(p, ("spec", "steps", index, "needs"), f"steps form a cycle: {' -> '.join(cycle)}")
+
+
+def find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
+    """Return one cycle as a path (first node repeated at the end), or None."""
+    state: dict[str, int] = {}  # 1 = on the stack, 2 = done
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in graph.get(node, []):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt in graph and state.get(nxt) is None and (found := visit(nxt)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in graph:
+        if state.get(node) is None and (found := visit(node)):
+            return found
+    return None

@@ -1,0 +1,273 @@
+"""The spec kinds: typed, strict (unknown keys are errors), one model per kind.
+
+Field names follow Azure ML where it has one (snake_case, `instance_type`,
+`auth_mode`, ...). New kinds register themselves with `@register_kind` and the
+loader, validator and JSON Schema writer pick them up.
+"""
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, ClassVar, Literal
+
+from croniter import croniter
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+API_VERSION = "specops/v1"
+KINDS: dict[str, type["Document"]] = {}
+
+Name = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63),
+    Field(description="lower-case letters, digits and '-', at most 63 characters"),
+]
+REF_PATTERN = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+
+
+def _check_cron(value: str) -> str:
+    if not croniter.is_valid(value):
+        raise ValueError(f"invalid cron expression {value!r} (expected 5 fields: minute hour day month weekday)")
+    return value
+
+
+def _check_ref(value: str) -> str:
+    if not REF_PATTERN.match(value):
+        raise ValueError("must be a reference like ${AZURE_SUBSCRIPTION_ID}, never a literal value")
+    return value
+
+
+Cron = Annotated[str, AfterValidator(_check_cron), Field(description="cron expression, 5 fields")]
+EnvRef = Annotated[str, AfterValidator(_check_ref), Field(description="${VAR} reference resolved at apply time")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Metadata(Strict):
+    name: Name
+    labels: dict[str, str] = {}
+
+
+class Document(Strict):
+    """One YAML document: apiVersion, kind, metadata, spec."""
+
+    api_version: ClassVar[str] = API_VERSION
+    apiVersion: Literal["specops/v1"]
+    metadata: Metadata
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}/{self.metadata.name}"  # type: ignore[attr-defined]
+
+
+def register_kind(cls: type[Document]) -> type[Document]:
+    kind = cls.model_fields["kind"].annotation.__args__[0]  # type: ignore[union-attr]
+    KINDS[kind] = cls
+    return cls
+
+
+# --- Project -----------------------------------------------------------------
+
+class AzureTarget(Strict):
+    subscription_id: EnvRef
+    resource_group: EnvRef
+    workspace: EnvRef
+
+
+class Environment(Strict):
+    backend: Literal["local", "azureml"] = "local"
+    target: AzureTarget | None = None
+    values: dict[str, Any] = Field({}, description="variables for Jinja2 overlays: {{ values.x }}")
+
+    @model_validator(mode="after")
+    def _azure_needs_target(self) -> "Environment":
+        if self.backend == "azureml" and self.target is None:
+            raise ValueError("an azureml environment needs a target (subscription_id, resource_group, workspace)")
+        return self
+
+
+class ProjectSpec(Strict):
+    description: str = ""
+    environments: dict[str, Environment] = {"local": Environment()}
+    default_environment: str = "local"
+    tracking_uri: str = "sqlite:///.specops/mlflow/mlflow.db"
+    artifact_location: str = ".specops/mlflow/artifacts"
+    compute: str = "local"
+
+    @model_validator(mode="after")
+    def _default_exists(self) -> "ProjectSpec":
+        if self.default_environment not in self.environments:
+            raise ValueError(f"default_environment {self.default_environment!r} is not one of {sorted(self.environments)}")
+        return self
+
+
+@register_kind
+class Project(Document):
+    kind: Literal["Project"]
+    spec: ProjectSpec
+
+
+# --- Dataset -----------------------------------------------------------------
+
+Scalar = str | int | float | bool
+
+
+class Column(Strict):
+    type: Literal["int", "float", "str", "bool"]
+    nullable: bool = False
+    min: float | None = None
+    max: float | None = None
+    allowed: list[Scalar] | None = Field(None, description="the only values the column may take")
+    unique: bool = False
+    description: str = ""
+
+
+class DatasetSpec(Strict):
+    path: str = Field(description="DVC-tracked file, relative to the project root")
+    format: Literal["csv", "parquet"] = "csv"
+    target: str = Field(description="the label column")
+    sensitive: list[str] = Field([], description="columns used for fairness metrics, never as model inputs")
+    columns: dict[str, Column]
+    expectations: list[dict[str, dict[str, Any]]] = Field(
+        [], description="extra Great Expectations, e.g. {expect_table_row_count_to_be_between: {min_value: 100}}"
+    )
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _expectations_are_single_keyed(self) -> "DatasetSpec":
+        for item in self.expectations:
+            if len(item) != 1 or not next(iter(item)).startswith("expect_"):
+                raise ValueError("each expectation is one key, the expectation's name (expect_...), with its arguments")
+        return self
+
+
+@register_kind
+class Dataset(Document):
+    kind: Literal["Dataset"]
+    spec: DatasetSpec
+
+
+# --- FeatureSet --------------------------------------------------------------
+
+TRANSFORMS = ("identity", "log1p", "ratio", "difference", "product", "clip", "one_hot", "bucketize")
+
+
+class Feature(Strict):
+    name: str
+    transform: Literal["identity", "log1p", "ratio", "difference", "product", "clip", "one_hot", "bucketize"] = "identity"
+    inputs: list[str] = Field([], description="source columns; default: the column named like the feature")
+    params: dict[str, Any] = {}
+
+    @property
+    def sources(self) -> list[str]:
+        return self.inputs or [self.name]
+
+
+class FeatureSetSpec(Strict):
+    dataset: Name
+    version: int = Field(ge=1, description="bump when a transform's meaning changes")
+    owner: str
+    refresh: Cron
+    features: list[Feature] = Field(min_length=1)
+    description: str = ""
+
+
+@register_kind
+class FeatureSet(Document):
+    kind: Literal["FeatureSet"]
+    spec: FeatureSetSpec
+
+
+# --- Gate --------------------------------------------------------------------
+
+class Check(Strict):
+    metric: str
+    min: float | None = None
+    max: float | None = None
+    compare_to: Literal["champion"] | None = Field(
+        None, description="compare against the current champion: min/max then bound the difference candidate - champion"
+    )
+
+    @model_validator(mode="after")
+    def _has_bound(self) -> "Check":
+        if self.min is None and self.max is None:
+            raise ValueError("a check needs min, max or both")
+        return self
+
+    def describe(self) -> str:
+        subject = f"{self.metric} - champion" if self.compare_to else self.metric
+        bounds = [f">= {self.min:g}" if self.min is not None else "", f"<= {self.max:g}" if self.max is not None else ""]
+        return f"{subject} {' and '.join(b for b in bounds if b)}"
+
+
+class GateSpec(Strict):
+    checks: list[Check] = Field(min_length=1)
+    description: str = ""
+
+
+@register_kind
+class Gate(Document):
+    kind: Literal["Gate"]
+    spec: GateSpec
+
+
+# --- Pipeline ----------------------------------------------------------------
+
+# What the built-in evaluation step produces; gates may only check these or a custom step's metrics.
+EVALUATION_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "p50_latency_ms", "p95_latency_ms")
+FAIRNESS_METRICS = ("parity_diff",)
+
+
+class Step(Strict):
+    name: Name
+    command: str
+    deps: list[str] = []
+    outs: list[str] = []
+    needs: list[Name] = Field([], description="steps that must run before this one")
+    metrics: list[str] = Field([], description="metric names this step produces (in metrics/<step>.json)")
+
+
+class Sweep(Strict):
+    max_parallel: int = Field(0, ge=0, description="candidates trained at once; 0 = one per core")
+
+
+class Selection(Strict):
+    metric: str = "roc_auc"
+    goal: Literal["maximize", "minimize"] = "maximize"
+
+
+class Triggers(Strict):
+    schedule: Cron | None = None
+    data_change: bool = False
+
+
+class PipelineSpec(Strict):
+    dataset: Name
+    feature_set: Name
+    estimator: str = Field(
+        "sklearn.ensemble.RandomForestClassifier", description="importable scikit-learn compatible classifier"
+    )
+    params: str = Field("train", description="section of params.yaml: {seed, test_size, fixed: {...}, sweep: {p: [..]}}")
+    sweep: Sweep = Sweep()
+    selection: Selection = Selection()
+    gate: Name
+    model_name: Name = Field(description="registered model name in the MLflow registry")
+    steps: list[Step] = Field([], description="custom steps that run before data validation")
+    triggers: Triggers = Triggers()
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _estimator_is_dotted(self) -> "PipelineSpec":
+        if not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_]\w*)+", self.estimator):
+            raise ValueError(f"estimator {self.estimator!r} must be a dotted import path like sklearn.tree.DecisionTreeClassifier")
+        return self
+
+
+@register_kind
+class Pipeline(Document):
+    kind: Literal["Pipeline"]
+    spec: PipelineSpec

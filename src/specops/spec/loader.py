@@ -1,0 +1,254 @@
+"""Read `specs/**/*.yaml` into validated Spec documents.
+
+Every file is a Jinja2 template (rendered for one environment), then YAML,
+then a pydantic model chosen by `kind`. Errors from all three layers, and from
+the cross-reference checks, are collected and reported together, each with the
+file, line and column in the *source* file the person edited.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from jinja2 import StrictUndefined, TemplateError
+from jinja2.sandbox import SandboxedEnvironment
+from pydantic import ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError
+
+from specops.errors import SpecError, SpecErrors
+from specops.spec.kinds import API_VERSION, KINDS, Document, Project
+
+SPEC_DIR = "specs"
+Path_ = tuple[str | int, ...]
+
+
+@dataclass
+class Source:
+    """Where a document came from, able to point at any field in it."""
+
+    file: str
+    node: Any
+    line_map: list[int]  # rendered line (0-based) -> source line (1-based)
+
+    def where(self, path: Path_) -> tuple[int, int]:
+        node, line, col = self.node, None, None
+        for part in path:
+            if isinstance(node, CommentedMap) and part in node:
+                line, col = node.lc.key(part)
+                node = node[part]
+            elif isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node):
+                line, col = node.lc.item(part)
+                node = node[part]
+            else:
+                break
+        if line is None:
+            line, col = getattr(self.node, "lc", None) and (self.node.lc.line, self.node.lc.col) or (0, 0)
+        return self.line_map[min(line, len(self.line_map) - 1)], col + 1
+
+    def error(self, path: Path_, message: str) -> SpecError:
+        line, col = self.where(path)
+        return SpecError(self.file, line, col, dotted(path), message)
+
+
+@dataclass
+class SpecSet:
+    """All documents of one project, rendered for one environment."""
+
+    root: Path
+    env: str
+    documents: list[Document] = field(default_factory=list)
+    sources: dict[str, Source] = field(default_factory=dict)  # doc.key -> Source
+    broken: set[str] = field(default_factory=set)  # keys of documents that failed validation
+
+    @property
+    def project(self) -> Project:
+        return next(d for d in self.documents if isinstance(d, Project))
+
+    def of_kind(self, kind: type[Document]) -> list[Document]:
+        return [d for d in self.documents if isinstance(d, kind)]
+
+    def get(self, kind: type[Document], name: str) -> Document | None:
+        return next((d for d in self.of_kind(kind) if d.name == name), None)
+
+    def error(self, doc: Document, path: Path_, message: str) -> SpecError:
+        return self.sources[doc.key].error(path, message)
+
+
+def dotted(path: Path_) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def spec_files(root: Path) -> list[Path]:
+    folder = root / SPEC_DIR
+    return sorted(p for p in folder.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+
+
+def load_specs(root: Path | str, env: str | None = None) -> SpecSet:
+    """Load, render, validate and cross-check every spec; raise SpecErrors listing all problems."""
+    from specops.spec.checks import cross_check
+
+    root = Path(root).resolve()
+    files = spec_files(root)
+    if not files:
+        raise SpecErrors([SpecError(f"{SPEC_DIR}/", 1, 1, "", "no spec files found (specs/**/*.yaml)")])
+    errors: list[SpecError] = []
+    raw = [(f, f.read_text(encoding="utf-8")) for f in files]
+
+    project_values, env_name = _environment(root, raw, env, errors)
+    specs = SpecSet(root=root, env=env_name)
+    for path, text in raw:
+        rel = path.relative_to(root).as_posix()
+        for doc, source in _documents(rel, text, project_values, errors, specs.broken):
+            if doc.key in specs.sources:
+                first = specs.sources[doc.key].file
+                errors.append(source.error(("metadata", "name"), f"duplicate {doc.key} (first defined in {first})"))
+                continue
+            specs.documents.append(doc)
+            specs.sources[doc.key] = source
+    projects = specs.of_kind(Project)
+    if len(projects) > 1 or not (projects or any(k.startswith("Project/") for k in specs.broken)):
+        errors.append(SpecError(f"{SPEC_DIR}/", 1, 1, "", f"expected exactly one Project document, found {len(projects)}"))
+    errors.extend(cross_check(specs))
+    if errors:
+        raise SpecErrors(sorted(set(errors)))
+    return specs
+
+
+def _environment(root: Path, raw: list[tuple[Path, str]], env: str | None, errors: list[SpecError]) -> tuple[dict, str]:
+    """Find the Project document (never templated) to learn the environments and their values."""
+    for path, text in raw:
+        if "kind: Project" not in text:
+            continue
+        rel = path.relative_to(root).as_posix()
+        docs = list(_documents(rel, text, None, []))
+        for doc, source in docs:
+            if isinstance(doc, Project):
+                name = env or doc.spec.default_environment
+                if name not in doc.spec.environments:
+                    known = ", ".join(sorted(doc.spec.environments))
+                    errors.append(source.error(("spec", "environments"), f"unknown environment {name!r} (known: {known})"))
+                    return {}, name
+                chosen = doc.spec.environments[name]
+                return {"env": {"name": name, "backend": chosen.backend}, "values": chosen.values}, name
+    return {}, env or "local"
+
+
+_jinja = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
+
+
+def _documents(
+    rel: str, text: str, context: dict | None, errors: list[SpecError], broken: set[str] | None = None
+) -> Iterator[tuple[Document, Source]]:
+    rendered, line_map = text, list(range(1, text.count("\n") + 2))
+    if context is not None and ("{{" in text or "{%" in text):
+        try:
+            rendered = _jinja.from_string(text).render(**context)
+        except TemplateError as exc:
+            errors.append(SpecError(rel, getattr(exc, "lineno", None) or 1, 1, "", f"template: {exc.message}"))
+            return
+        line_map = _line_map(text, rendered)
+    try:
+        nodes = list(_yaml().load_all(rendered))
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = line_map[min(mark.line, len(line_map) - 1)] if mark else 1
+        errors.append(SpecError(rel, line, (mark.column + 1) if mark else 1, "", _yaml_message(exc)))
+        return
+    except Exception as exc:  # ruamel raises a few unmarked errors (e.g. bad anchors)
+        errors.append(SpecError(rel, 1, 1, "", f"YAML: {exc}"))
+        return
+    for node in nodes:
+        if node is None:
+            continue
+        source = Source(rel, node, line_map)
+        doc = _validate(node, source, errors)
+        if doc is not None:
+            yield doc, source
+        elif broken is not None and isinstance(node, CommentedMap) and isinstance(node.get("metadata"), dict):
+            broken.add(f"{node.get('kind')}/{node['metadata'].get('name')}")
+
+
+def _yaml() -> YAML:
+    yaml = YAML(typ="rt")
+    yaml.allow_duplicate_keys = False
+    return yaml
+
+
+def _yaml_message(exc: MarkedYAMLError) -> str:
+    problem = exc.problem or "invalid YAML"
+    if "\\t" in problem or "'\\t'" in str(exc):
+        return "YAML: tab character; indent with spaces"
+    if "duplicate key" in (exc.problem or "") or "duplicate key" in str(exc.context or ""):
+        return f"YAML: {exc.problem}"
+    return f"YAML: {problem}" + (f" ({exc.context})" if exc.context else "")
+
+
+def _validate(node: Any, source: Source, errors: list[SpecError]) -> Document | None:
+    if not isinstance(node, CommentedMap):
+        errors.append(source.error((), "a spec document must be a mapping with apiVersion, kind, metadata, spec"))
+        return None
+    kind = node.get("kind")
+    model = KINDS.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        errors.append(source.error(("kind",), f"unknown kind {kind!r}; expected one of {', '.join(sorted(KINDS))}"))
+        return None
+    if node.get("apiVersion") != API_VERSION:
+        errors.append(source.error(("apiVersion",), f"expected apiVersion: {API_VERSION}"))
+        return None
+    try:
+        return model.model_validate(plain(node))
+    except ValidationError as exc:
+        for err in exc.errors():
+            errors.append(source.error(tuple(err["loc"]), _pydantic_message(err)))
+        return None
+
+
+def _pydantic_message(err: dict) -> str:
+    if err["type"] == "extra_forbidden":
+        return "unknown field"
+    if err["type"] == "missing":
+        return "field required"
+    message = err["msg"].removeprefix("Value error, ")
+    if err["type"] not in ("value_error", "assertion_error") and "input" in err and not isinstance(err["input"], (dict, list)):
+        message += f" (got {err['input']!r})"
+    return message
+
+
+def plain(node: Any) -> Any:
+    """ruamel's round-trip types -> plain Python (bool before int: bool is an int)."""
+    if isinstance(node, dict):
+        return {str(k) if not isinstance(k, (int, float, bool)) else k: plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [plain(v) for v in node]
+    if isinstance(node, bool):
+        return bool(node)
+    if isinstance(node, int):
+        return int(node)
+    if isinstance(node, float):
+        return float(node)
+    if isinstance(node, str):
+        return str(node)
+    return node
+
+
+def _line_map(source: str, rendered: str) -> list[int]:
+    """Map each rendered line back to the source line it came from.
+
+    Jinja blocks remove lines, so rendered line numbers drift; matching the two
+    texts line by line recovers the source position of every surviving line.
+    """
+    src, out = source.splitlines(), rendered.splitlines()
+    mapping = [1] * (len(out) + 1)
+    matcher = difflib.SequenceMatcher(a=src, b=out, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        for offset, j in enumerate(range(j1, j2)):
+            mapping[j] = min(i1 + offset, max(i2 - 1, i1)) + 1 if tag != "insert" else i1 + 1
+    mapping[len(out)] = len(src) or 1
+    return mapping
