@@ -1,0 +1,1 @@
+"""The credit-risk example project: a synthetic data generator specops trains on."""

@@ -1,0 +1,1 @@
+"""specops: GitOps for machine-learning operations."""

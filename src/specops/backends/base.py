@@ -1,0 +1,35 @@
+"""The interface every backend implements; `local` and `azureml` are the two."""
+from __future__ import annotations
+
+from typing import Any, Callable, Protocol
+
+from specops.plan.model import Operation, Resource
+from specops.spec import SpecSet
+
+Reporter = Callable[[str], None]
+
+
+class Backend(Protocol):
+    name: str
+
+    def desired(self, specs: SpecSet) -> list[Resource]:
+        """What the specs ask for, as resources with dependencies."""
+
+    def observe(self, specs: SpecSet, stored: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """What is there now: stored fields plus live observations."""
+
+    def apply(self, op: Operation, specs: SpecSet, report: Reporter) -> dict[str, Any]:
+        """Carry out one operation; return outputs worth recording (e.g. a model version)."""
+
+    def notes(self, specs: SpecSet) -> list[str]:
+        """Things the plan reader should know (e.g. features this backend lacks)."""
+
+
+def get_backend(name: str, root) -> Backend:
+    from specops.errors import SpecopsError
+
+    if name == "local":
+        from specops.backends.local import LocalBackend
+
+        return LocalBackend(root)
+    raise SpecopsError(f"backend {name!r} is not available in this version of specops (available: local)")

@@ -1,0 +1,112 @@
+"""The embedded backend: DVC runs pipelines, MLflow (SQLite) tracks and registers.
+
+Declarations (Project, Dataset, FeatureSet, Gate) are recorded in state and
+read by the lifecycle stages; a Pipeline is applied by `dvc repro`, which takes
+every stage whose inputs did not change from DVC's cache.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from specops.backends.base import Reporter
+from specops.errors import SpecopsError
+from specops.lifecycle.paths import RunPaths
+from specops.plan.model import Action, Operation, Resource
+from specops.render.dvc import dump_dvc, final_stage, render_dvc
+from specops.spec import KINDS, FeatureSet, Pipeline, Project, SpecSet
+from specops.spec.refs import resolve
+
+CURRENT = "current"
+DVC_FILE = "dvc.yaml"
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    # -- desired ---------------------------------------------------------------
+    def desired(self, specs: SpecSet) -> list[Resource]:
+        project = f"Project/{specs.project.name}"
+        resources = []
+        for doc in specs.documents:
+            fields = {"spec": doc.spec.model_dump(mode="json")}
+            deps: tuple[str, ...] = () if isinstance(doc, Project) else (project,)
+            live: tuple[str, ...] = ()
+            if isinstance(doc, FeatureSet):
+                deps += (f"Dataset/{doc.spec.dataset}",)
+            if isinstance(doc, Pipeline):
+                s = doc.spec
+                deps += (f"Dataset/{s.dataset}", f"FeatureSet/{s.feature_set}", f"Gate/{s.gate}")
+                fields["outputs"] = CURRENT
+                live = ("outputs",)
+            resources.append(Resource(doc.kind, doc.name, fields, deps, live))
+        return resources
+
+    # -- observe ---------------------------------------------------------------
+    def observe(self, specs: SpecSet, stored: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        self.check_rendered(specs)
+        actual = {key: dict(fields) for key, fields in stored.items()}
+        pipelines = [p for p in specs.of_kind(Pipeline) if p.key in actual]
+        if pipelines:
+            stale = self._stale_stages(pipelines)
+            for p in pipelines:
+                changed = sorted(s.removeprefix(f"{p.name}-") for s in stale if s.startswith(f"{p.name}-"))
+                actual[p.key]["outputs"] = f"stale ({', '.join(changed)})" if changed else CURRENT
+        return actual
+
+    def check_rendered(self, specs: SpecSet) -> None:
+        dvc_file = self.root / DVC_FILE
+        expected = dump_dvc(render_dvc(specs))
+        if not dvc_file.exists() or dvc_file.read_text() != expected:
+            raise SpecopsError(f"{DVC_FILE} is out of date with specs/: run `specops render` and commit the result")
+
+    def _stale_stages(self, pipelines: list[Pipeline]) -> set[str]:
+        from dvc.repo import Repo
+
+        targets = [final_stage(p.name) for p in pipelines]
+        with Repo(str(self.root)) as repo:
+            status = repo.status(targets=targets, with_deps=True)
+        return {addr.rsplit(":", 1)[-1] for addr in status}
+
+    def notes(self, specs: SpecSet) -> list[str]:
+        return []
+
+    # -- apply -----------------------------------------------------------------
+    def apply(self, op: Operation, specs: SpecSet, report: Reporter) -> dict[str, Any]:
+        if op.action is Action.DELETE:
+            if op.kind == "Pipeline":
+                report(f"{op.key}: removed from state; its registered models stay in the registry")
+            return {}
+        doc = specs.get(KINDS[op.kind], op.name)
+        if isinstance(doc, Project):
+            return self._apply_project(doc, specs)
+        if isinstance(doc, Pipeline):
+            return self._run_pipeline(doc, specs, report)
+        return {}
+
+    def _apply_project(self, project: Project, specs: SpecSet) -> dict[str, Any]:
+        env = project.spec.environments[specs.env]
+        resolve(env.values)  # fail now, not mid-pipeline, if a referenced variable is missing
+        (self.root / ".specops").mkdir(exist_ok=True)
+        return {"backend": env.backend}
+
+    def _run_pipeline(self, pipeline: Pipeline, specs: SpecSet, report: Reporter) -> dict[str, Any]:
+        report(f"{pipeline.key}: dvc repro {final_stage(pipeline.name)}")
+        env = {**os.environ, "SPECOPS_ENV": specs.env}
+        # Stage commands say `python`: make it this interpreter, whatever PATH the caller had.
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        result = subprocess.run(
+            [sys.executable, "-m", "dvc", "repro", final_stage(pipeline.name)], cwd=self.root, env=env
+        )
+        if result.returncode != 0:
+            raise SpecopsError(f"pipeline {pipeline.name!r} failed (dvc repro exit {result.returncode}); see the stage output above")
+        registration = RunPaths(self.root, pipeline.name).registration
+        return json.loads(registration.read_text()) if registration.exists() else {}
+

@@ -1,0 +1,198 @@
+"""`specops` on the command line: a thin layer over specops.api.
+
+User mistakes (SpecopsError) print a message and exit 1, never a traceback.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from functools import wraps
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from specops import api
+from specops.errors import SpecopsError
+
+console = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+ENV = click.option("--env", "-e", default=None, help="environment from the Project spec (default: its default_environment)")
+ROOT = click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
+                    help="project root (the folder holding specs/)")
+
+
+def friendly(fn):
+    """Turn user-facing errors into a message and exit code 1."""
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except SpecopsError as exc:
+            err.print(f"[red]error:[/red] {exc}", markup=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="specops")
+def main() -> None:
+    """Declare ML systems as specs; validate, plan and apply them."""
+
+
+@main.command()
+@ENV
+@ROOT
+@friendly
+def validate(env: str | None, root: Path) -> None:
+    """Check every spec: schema, references, cron, cycles. Reports all errors at once."""
+    specs = api.validate(root, env)
+    console.print(f"{len(specs.documents)} specs valid for environment {specs.env}.")
+
+
+@main.command()
+@ENV
+@ROOT
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
+@click.option("--detailed-exitcode", is_flag=True, help="exit 0 when nothing changes, 2 when something does, 1 on error")
+@friendly
+def plan(env: str | None, root: Path, fmt: str, detailed_exitcode: bool) -> None:
+    """Show what apply would change."""
+    from specops.plan.format import FORMATS
+
+    result = api.plan(root, env).plan
+    click.echo(FORMATS[fmt](result))
+    if detailed_exitcode and not result.empty:
+        sys.exit(2)
+
+
+@main.command()
+@ENV
+@ROOT
+@friendly
+def apply(env: str | None, root: Path) -> None:
+    """Carry out the plan, in dependency order, under the apply lock."""
+    from specops.plan.format import to_text
+
+    result = api.apply(root, env, report=lambda line: err.print(f"[dim]specops[/dim] {line}", markup=True))
+    console.print(to_text(result.plan) if result.plan.empty else f"Applied {len(result.applied)} change(s). {result.plan.summary()}")
+
+
+@main.command()
+@ENV
+@ROOT
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@friendly
+def status(env: str | None, root: Path, fmt: str) -> None:
+    """Show what is deployed in an environment."""
+    state = api.status(root, env)
+    if fmt == "json":
+        click.echo(json.dumps(state, indent=2, sort_keys=True))
+        return
+    table = Table(title=f"environment {state['environment']}")
+    for column in ("resource", "applied at", "outputs"):
+        table.add_column(column)
+    for key, entry in sorted(state["resources"].items()):
+        outputs = ", ".join(f"{k}={v}" for k, v in entry.get("outputs", {}).items() if not isinstance(v, (dict, list)))
+        table.add_row(key, entry["applied_at"], outputs)
+    console.print(table if state["resources"] else "Nothing applied yet.")
+
+
+@main.command()
+@ENV
+@ROOT
+@click.option("--check", is_flag=True, help="fail if dvc.yaml differs from what the specs render to")
+@friendly
+def render(env: str | None, root: Path, check: bool) -> None:
+    """Render Pipeline specs into dvc.yaml."""
+    from specops.render.dvc import dump_dvc, render_dvc
+
+    specs = api.validate(root, env)
+    text = dump_dvc(render_dvc(specs))
+    target = specs.root / "dvc.yaml"
+    current = target.read_text() if target.exists() else None
+    if check:
+        if current != text:
+            raise SpecopsError("dvc.yaml is stale: run `specops render` and commit the result")
+        console.print("dvc.yaml is up to date.")
+    elif current != text:
+        target.write_text(text)
+        console.print(f"wrote {target}")
+    else:
+        console.print("dvc.yaml is up to date.")
+
+
+@main.command()
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("schemas"), show_default=True)
+def schema(out: Path) -> None:
+    """Write the JSON Schema of every kind (for editors)."""
+    from specops.schema import write_schemas
+
+    for path in write_schemas(out):
+        console.print(f"wrote {path}")
+
+
+@main.command()
+@ROOT
+@ENV
+@click.argument("ref")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@friendly
+def lineage(root: Path, env: str | None, ref: str, fmt: str) -> None:
+    """Lineage record and model card of MODEL[@version|@alias] (default @champion)."""
+    from specops.lifecycle.lineage import describe
+
+    info = describe(api.validate(root, env), ref)
+    if fmt == "json":
+        click.echo(json.dumps(info, indent=2, sort_keys=True, default=str))
+        return
+    console.print(f"[bold]{info['model']} version {info['version']}[/bold] aliases: {', '.join(info['aliases']) or '-'}", markup=True)
+    console.print(json.dumps(info["lineage"], indent=2, sort_keys=True, default=str))
+    console.print(info["model_card"])
+
+
+@main.group("env")
+def env_group() -> None:
+    """The Python environment."""
+
+
+@env_group.command("check")
+@ROOT
+@friendly
+def env_check(root: Path) -> None:
+    """Report installed packages that differ from requirements.lock."""
+    from specops.envcheck import drift
+
+    lock = root / "requirements.lock"
+    if not lock.exists():
+        raise SpecopsError(f"{lock} not found")
+    problems = drift(lock)
+    for line in problems:
+        console.print(line)
+    if problems:
+        raise SpecopsError(f"{len(problems)} package(s) differ from {lock.name}; run `make venv` to reinstall")
+    console.print(f"environment matches {lock.name}.")
+
+
+@main.command(hidden=True)
+@click.argument("stage")
+@click.option("--pipeline", required=True)
+@ENV
+@ROOT
+@friendly
+def stage(stage: str, pipeline: str, env: str | None, root: Path) -> None:
+    """Run one lifecycle stage (dvc.yaml calls this)."""
+    import os
+
+    from specops.lifecycle.stages import run_stage
+    from specops.spec import Pipeline
+
+    specs = api.validate(root, env or os.environ.get("SPECOPS_ENV"))
+    doc = specs.get(Pipeline, pipeline)
+    if doc is None:
+        raise SpecopsError(f"no Pipeline named {pipeline!r}")
+    run_stage(stage, specs, doc)

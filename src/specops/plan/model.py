@@ -1,0 +1,89 @@
+"""Resources and the operations that turn actual state into desired state."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+def digest(fields: dict[str, Any] | None) -> str | None:
+    if fields is None:
+        return None
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Resource:
+    kind: str
+    name: str
+    fields: dict[str, Any]
+    depends_on: tuple[str, ...] = ()
+    # Fields the backend observes live (e.g. whether a pipeline's outputs are current);
+    # compared like any other field but never stored, since reality is their source of truth.
+    live: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+    @property
+    def stored_fields(self) -> dict[str, Any]:
+        return {k: v for k, v in self.fields.items() if k not in self.live}
+
+
+class Action(str, Enum):
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+
+    @property
+    def symbol(self) -> str:
+        return {"create": "+", "update": "~", "delete": "-"}[self.value]
+
+
+@dataclass(frozen=True)
+class Change:
+    path: str
+    old: Any
+    new: Any
+
+
+@dataclass(frozen=True)
+class Operation:
+    action: Action
+    kind: str
+    name: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    changes: tuple[Change, ...] = ()
+    resource: Resource | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+
+@dataclass
+class Plan:
+    env: str
+    backend: str
+    operations: list[Operation] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not self.operations
+
+    def count(self, action: Action) -> int:
+        return sum(1 for op in self.operations if op.action is action)
+
+    def summary(self) -> str:
+        if self.empty:
+            return f"No changes. {self.env} matches the specs."
+        return (
+            f"Plan: {self.count(Action.CREATE)} to create, {self.count(Action.UPDATE)} to update, "
+            f"{self.count(Action.DELETE)} to delete."
+        )

@@ -1,0 +1,54 @@
+"""Shared fixtures: throw-away copies of the example project."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "GIT_AUTHOR_NAME": "t",
+           "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, **kwargs)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{cmd} exited {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}")
+    return result
+
+
+def specops(*args: str, cwd: Path, check: bool = False) -> subprocess.CompletedProcess:
+    return run([str(BIN / "specops"), *args], cwd=cwd, check=check)
+
+
+def make_project(dest: Path, rows: int = 1500, sweep: str = "[3, 5]", with_pipeline: bool = True) -> Path:
+    """A git + DVC repository holding the example specs, small enough for tests."""
+    shutil.copytree(REPO / "specs", dest / "specs")
+    shutil.copytree(REPO / "src" / "credit_risk", dest / "src" / "credit_risk", ignore=shutil.ignore_patterns("__pycache__"))
+    params = (REPO / "params.yaml").read_text().replace("[3, 5, 7]", sweep)
+    (dest / "params.yaml").write_text(params)
+    pipeline = dest / "specs" / "pipelines" / "training.yaml"
+    if with_pipeline:
+        pipeline.write_text(pipeline.read_text().replace("--rows 5000", f"--rows {rows}"))
+    else:
+        pipeline.unlink()
+        dataset = dest / "specs" / "data" / "credit-applications.yaml"
+        dataset.write_text(dataset.read_text().replace("path: data/credit.csv", "path: params.yaml"))
+    run(["git", "init", "-q"], dest)
+    run(["dvc", "init", "-q"], dest)
+    run(["dvc", "config", "core.analytics", "false"], dest)
+    specops("render", cwd=dest, check=True)
+    run(["git", "add", "-A"], dest)
+    run(["git", "commit", "-qm", "init"], dest)
+    return dest
+
+
+@pytest.fixture
+def declarations(tmp_path: Path) -> Path:
+    """The example project without its Pipeline: applies in well under a second."""
+    return make_project(tmp_path / "proj", with_pipeline=False)
