@@ -1,0 +1,187 @@
+# specops: the Azure ML workspace and what it stands on, for one environment
+# (apply once per environment, each with its own state and resource group).
+# The same set as infra/bicep/main.bicep.
+
+data "azurerm_client_config" "current" {}
+
+# Globally unique names: six random lowercase letters/digits, kept in state.
+resource "random_string" "suffix" {
+  length  = 6
+  lower   = true
+  upper   = false
+  numeric = true
+  special = false
+}
+
+locals {
+  suffix = random_string.suffix.result
+  tags   = merge({ project = "specops", managed_by = "terraform" }, var.tags)
+
+  # Storage, Key Vault and ACR names allow letters and digits only (name_prefix is validated to be that).
+  storage_account_name    = "st${var.name_prefix}${local.suffix}" # <= 18 of 24
+  key_vault_name          = "kv${var.name_prefix}${local.suffix}" # <= 18 of 24
+  container_registry_name = "cr${var.name_prefix}${local.suffix}" # <= 18 of 50
+  log_analytics_name      = "log-${var.name_prefix}-${local.suffix}"
+  app_insights_name       = "appi-${var.name_prefix}-${local.suffix}"
+  workspace_name          = "mlw-${var.name_prefix}-${local.suffix}" # <= 21 of 33
+  public_access           = !var.enable_private_network
+}
+
+resource "azurerm_resource_group" "this" {
+  name     = var.resource_group_name
+  location = var.location
+  tags     = local.tags
+}
+
+# ------------------------------------------------------------------ storage
+resource "azurerm_storage_account" "this" {
+  name                             = local.storage_account_name
+  resource_group_name              = azurerm_resource_group.this.name
+  location                         = azurerm_resource_group.this.location
+  account_kind                     = "StorageV2"
+  account_tier                     = "Standard"
+  account_replication_type         = var.storage_replication_type
+  min_tls_version                  = "TLS1_2"
+  https_traffic_only_enabled       = true
+  allow_nested_items_to_be_public  = false
+  cross_tenant_replication_enabled = false
+  # Azure ML's default datastores still use the account key.
+  shared_access_key_enabled     = true
+  public_network_access_enabled = local.public_access
+  tags                          = local.tags
+
+  blob_properties {
+    versioning_enabled = true
+
+    delete_retention_policy {
+      days = 7
+    }
+
+    container_delete_retention_policy {
+      days = 7
+    }
+  }
+
+  network_rules {
+    default_action = var.enable_private_network ? "Deny" : "Allow"
+    bypass         = ["AzureServices"]
+  }
+}
+
+# ------------------------------------------------------------------ key vault
+resource "azurerm_key_vault" "this" {
+  name                          = local.key_vault_name
+  resource_group_name           = azurerm_resource_group.this.name
+  location                      = azurerm_resource_group.this.location
+  tenant_id                     = data.azurerm_client_config.current.tenant_id
+  sku_name                      = "standard"
+  enable_rbac_authorization     = true
+  soft_delete_retention_days    = 90
+  purge_protection_enabled      = true
+  public_network_access_enabled = local.public_access
+  tags                          = local.tags
+
+  network_acls {
+    default_action = var.enable_private_network ? "Deny" : "Allow"
+    bypass         = "AzureServices"
+  }
+}
+
+# ------------------------------------------------------------------ monitoring
+resource "azurerm_log_analytics_workspace" "this" {
+  name                = local.log_analytics_name
+  resource_group_name = azurerm_resource_group.this.name
+  location            = azurerm_resource_group.this.location
+  sku                 = "PerGB2018"
+  retention_in_days   = var.log_retention_days
+  tags                = local.tags
+}
+
+resource "azurerm_application_insights" "this" {
+  name                = local.app_insights_name
+  resource_group_name = azurerm_resource_group.this.name
+  location            = azurerm_resource_group.this.location
+  application_type    = "web"
+  workspace_id        = azurerm_log_analytics_workspace.this.id
+  tags                = local.tags
+}
+
+# ------------------------------------------------------------------ registry
+resource "azurerm_container_registry" "this" {
+  name                = local.container_registry_name
+  resource_group_name = azurerm_resource_group.this.name
+  location            = azurerm_resource_group.this.location
+  sku                 = var.container_registry_sku
+  admin_enabled       = false
+  tags                = local.tags
+}
+
+# ------------------------------------------------------------------ workspace
+resource "azurerm_machine_learning_workspace" "this" {
+  name                          = local.workspace_name
+  friendly_name                 = "${var.name_prefix} (${var.resource_group_name})"
+  description                   = "specops workspace: managed from specs/ by the specops reconciler."
+  resource_group_name           = azurerm_resource_group.this.name
+  location                      = azurerm_resource_group.this.location
+  storage_account_id            = azurerm_storage_account.this.id
+  key_vault_id                  = azurerm_key_vault.this.id
+  application_insights_id       = azurerm_application_insights.this.id
+  container_registry_id         = azurerm_container_registry.this.id
+  public_network_access_enabled = local.public_access
+  sku_name                      = "Basic"
+  tags                          = local.tags
+
+  identity {
+    type = "SystemAssigned"
+  }
+}
+
+# Workspace and Key Vault activity goes to Log Analytics: the audit trail
+# (who deployed, approved, rolled back) that KQL queries read.
+resource "azurerm_monitor_diagnostic_setting" "workspace" {
+  name                       = "to-log-analytics"
+  target_resource_id         = azurerm_machine_learning_workspace.this.id
+  log_analytics_workspace_id = azurerm_log_analytics_workspace.this.id
+
+  enabled_log {
+    category_group = "allLogs"
+  }
+}
+
+resource "azurerm_monitor_diagnostic_setting" "key_vault" {
+  name                       = "to-log-analytics"
+  target_resource_id         = azurerm_key_vault.this.id
+  log_analytics_workspace_id = azurerm_log_analytics_workspace.this.id
+
+  enabled_log {
+    category_group = "audit"
+  }
+}
+
+# ------------------------------------------------------------------ compute
+resource "azurerm_machine_learning_compute_cluster" "this" {
+  name                          = var.compute_name
+  description                   = "Training cluster for specops pipelines: low priority, scales to zero."
+  location                      = azurerm_resource_group.this.location
+  machine_learning_workspace_id = azurerm_machine_learning_workspace.this.id
+  vm_size                       = var.compute_vm_size
+  vm_priority                   = "LowPriority"
+  local_auth_enabled            = false
+  ssh_public_access_enabled     = false
+  # Behind the VNet the nodes get no public IP (that needs the workspace's private endpoint).
+  node_public_ip_enabled = !var.enable_private_network
+  subnet_resource_id     = var.enable_private_network ? azurerm_subnet.training[0].id : null
+  tags                   = local.tags
+
+  identity {
+    type = "SystemAssigned"
+  }
+
+  scale_settings {
+    min_node_count                       = 0
+    max_node_count                       = var.compute_max_nodes
+    scale_down_nodes_after_idle_duration = "PT120S"
+  }
+
+  depends_on = [azurerm_private_endpoint.this]
+}
