@@ -48,7 +48,12 @@ def make_project(dest: Path, rows: int = 1500, sweep: str = "[3, 5]", with_pipel
     return dest
 
 
+@pytest.fixture(scope="session")
+def declarations_template(tmp_path_factory) -> Path:
+    return make_project(tmp_path_factory.mktemp("template") / "proj", with_pipeline=False)
+
+
 @pytest.fixture
-def declarations(tmp_path: Path) -> Path:
+def declarations(declarations_template: Path, tmp_path: Path) -> Path:
     """The example project without its Pipeline: applies in well under a second."""
-    return make_project(tmp_path / "proj", with_pipeline=False)
+    return Path(shutil.copytree(declarations_template, tmp_path / "proj", symlinks=True))

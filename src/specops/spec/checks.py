@@ -70,11 +70,11 @@ def datasets(specs: SpecSet) -> Iterable[SpecError]:
 @check
 def feature_sets(specs: SpecSet) -> Iterable[SpecError]:
     for fs in specs.of_kind(FeatureSet):
-        missing = _missing(specs, fs, ("spec", "dataset"), Dataset, fs.spec.dataset)
-        yield from missing
-        if missing:
+        yield from _missing(specs, fs, ("spec", "dataset"), Dataset, fs.spec.dataset)
+        dataset = specs.get(Dataset, fs.spec.dataset)
+        if dataset is None:
             continue
-        ds = specs.get(Dataset, fs.spec.dataset).spec
+        ds = dataset.spec
         forbidden = {ds.target, *ds.sensitive}
         for i, feature in enumerate(fs.spec.features):
             for src in feature.sources:

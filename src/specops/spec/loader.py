@@ -14,10 +14,9 @@ from typing import Any, Iterator
 
 from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
+import yaml
 from pydantic import ValidationError
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError
+from yaml.constructor import ConstructorError, SafeConstructor
 
 from specops.errors import SpecError, SpecErrors
 from specops.spec.kinds import API_VERSION, KINDS, Document, Project
@@ -31,26 +30,19 @@ class Source:
     """Where a document came from, able to point at any field in it."""
 
     file: str
-    node: Any
+    positions: dict[Path_, tuple[int, int, int, int]]  # path -> key line/col, value line/col (0-based)
     line_map: list[int]  # rendered line (0-based) -> source line (1-based)
 
-    def where(self, path: Path_) -> tuple[int, int]:
-        node, line, col = self.node, None, None
-        for part in path:
-            if isinstance(node, CommentedMap) and part in node:
-                line, col = node.lc.key(part)
-                node = node[part]
-            elif isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node):
-                line, col = node.lc.item(part)
-                node = node[part]
-            else:
-                break
-        if line is None:
-            line, col = getattr(self.node, "lc", None) and (self.node.lc.line, self.node.lc.col) or (0, 0)
+    def where(self, path: Path_, at_value: bool = False) -> tuple[int, int]:
+        """Position of the key at `path` (or its value), else of the deepest part that exists."""
+        while path not in self.positions:
+            path = path[:-1]
+        key_line, key_col, value_line, value_col = self.positions[path]
+        line, col = (value_line, value_col) if at_value else (key_line, key_col)
         return self.line_map[min(line, len(self.line_map) - 1)], col + 1
 
-    def error(self, path: Path_, message: str) -> SpecError:
-        line, col = self.where(path)
+    def error(self, path: Path_, message: str, at_value: bool = False) -> SpecError:
+        line, col = self.where(path, at_value)
         return SpecError(self.file, line, col, dotted(path), message)
 
 
@@ -155,43 +147,73 @@ def _documents(
             return
         line_map = _line_map(text, rendered)
     try:
-        nodes = list(_yaml().load_all(rendered))
-    except MarkedYAMLError as exc:
+        parsed = [_construct(node) for node in yaml.compose_all(rendered, Loader=_Loader)]
+    except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = line_map[min(mark.line, len(line_map) - 1)] if mark else 1
-        errors.append(SpecError(rel, line, (mark.column + 1) if mark else 1, "", _yaml_message(exc)))
+        errors.append(SpecError(rel, line, (mark.column + 1) if mark else 1, "", _yaml_message(exc, rendered)))
         return
-    except Exception as exc:  # ruamel raises a few unmarked errors (e.g. bad anchors)
-        errors.append(SpecError(rel, 1, 1, "", f"YAML: {exc}"))
-        return
-    for node in nodes:
-        if node is None:
+    for value, positions in parsed:
+        if value is None:
             continue
-        source = Source(rel, node, line_map)
-        doc = _validate(node, source, errors)
+        source = Source(rel, positions, line_map)
+        doc = _validate(value, source, errors)
         if doc is not None:
             yield doc, source
-        elif broken is not None and isinstance(node, CommentedMap) and isinstance(node.get("metadata"), dict):
-            broken.add(f"{node.get('kind')}/{node['metadata'].get('name')}")
+        elif broken is not None and isinstance(value, dict) and isinstance(value.get("metadata"), dict):
+            broken.add(f"{value.get('kind')}/{value['metadata'].get('name')}")
 
 
-def _yaml() -> YAML:
-    yaml = YAML(typ="rt")
-    yaml.allow_duplicate_keys = False
-    return yaml
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available: ~10x faster
+_scalars = SafeConstructor()
 
 
-def _yaml_message(exc: MarkedYAMLError) -> str:
+def _construct(root: yaml.Node) -> tuple[Any, dict[Path_, tuple[int, int, int, int]]]:
+    """Build plain Python from a composed node, recording where every path starts.
+
+    Done by hand rather than with yaml.load so that duplicate keys are errors
+    (YAML says they are; PyYAML silently keeps the last) and positions survive.
+    """
+    positions: dict[Path_, tuple[int, int, int, int]] = {}
+    start = root.start_mark
+    positions[()] = (start.line, start.column, start.line, start.column)
+
+    def build(node: yaml.Node, path: Path_) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            out: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = build(key_node, path)
+                if isinstance(key, (dict, list)):
+                    raise ConstructorError(None, None, "a mapping key must be a plain value", key_node.start_mark)
+                if key in out:
+                    raise ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+                k, v = key_node.start_mark, value_node.start_mark
+                positions[(*path, key)] = (k.line, k.column, v.line, v.column)
+                out[key] = build(value_node, (*path, key))
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            items = []
+            for i, item in enumerate(node.value):
+                m = item.start_mark
+                positions[(*path, i)] = (m.line, m.column, m.line, m.column)
+                items.append(build(item, (*path, i)))
+            return items
+        return _scalars.construct_object(node)
+
+    return build(root, ()), positions
+
+
+def _yaml_message(exc: yaml.MarkedYAMLError, text: str) -> str:
     problem = exc.problem or "invalid YAML"
-    if "\\t" in problem or "'\\t'" in str(exc):
+    mark = exc.problem_mark
+    lines = text.splitlines()
+    if mark and mark.line < len(lines) and lines[mark.line][mark.column : mark.column + 1] == "\t":
         return "YAML: tab character; indent with spaces"
-    if "duplicate key" in (exc.problem or "") or "duplicate key" in str(exc.context or ""):
-        return f"YAML: {exc.problem}"
     return f"YAML: {problem}" + (f" ({exc.context})" if exc.context else "")
 
 
 def _validate(node: Any, source: Source, errors: list[SpecError]) -> Document | None:
-    if not isinstance(node, CommentedMap):
+    if not isinstance(node, dict):
         errors.append(source.error((), "a spec document must be a mapping with apiVersion, kind, metadata, spec"))
         return None
     kind = node.get("kind")
@@ -203,10 +225,11 @@ def _validate(node: Any, source: Source, errors: list[SpecError]) -> Document | 
         errors.append(source.error(("apiVersion",), f"expected apiVersion: {API_VERSION}"))
         return None
     try:
-        return model.model_validate(plain(node))
+        return model.model_validate(node)
     except ValidationError as exc:
         for err in exc.errors():
-            errors.append(source.error(tuple(err["loc"]), _pydantic_message(err)))
+            at_value = err["type"] not in ("extra_forbidden", "missing")
+            errors.append(source.error(tuple(err["loc"]), _pydantic_message(err), at_value))
         return None
 
 
@@ -219,23 +242,6 @@ def _pydantic_message(err: dict) -> str:
     if err["type"] not in ("value_error", "assertion_error") and "input" in err and not isinstance(err["input"], (dict, list)):
         message += f" (got {err['input']!r})"
     return message
-
-
-def plain(node: Any) -> Any:
-    """ruamel's round-trip types -> plain Python (bool before int: bool is an int)."""
-    if isinstance(node, dict):
-        return {str(k) if not isinstance(k, (int, float, bool)) else k: plain(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [plain(v) for v in node]
-    if isinstance(node, bool):
-        return bool(node)
-    if isinstance(node, int):
-        return int(node)
-    if isinstance(node, float):
-        return float(node)
-    if isinstance(node, str):
-        return str(node)
-    return node
 
 
 def _line_map(source: str, rendered: str) -> list[int]:

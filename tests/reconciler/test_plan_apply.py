@@ -1,0 +1,119 @@
+"""plan/apply on declarations only (no pipeline run): fast, and every behaviour real."""
+from __future__ import annotations
+
+import json
+import multiprocessing
+from pathlib import Path
+
+import pytest
+
+from specops import api
+from specops.apply.lock import apply_lock
+from specops.apply.audit import AuditLog
+from specops.errors import LockHeld, SpecErrors
+from specops.plan.format import MARKER, to_json, to_markdown, to_text
+from specops.plan.model import Action
+from tests.conftest import specops
+
+
+def keys(plan) -> list[str]:
+    return [f"{op.action.symbol} {op.key}" for op in plan.operations]
+
+
+def test_first_plan_creates_everything_in_dependency_order(declarations: Path):
+    plan = api.plan(declarations).plan
+    assert keys(plan) == ["+ Project/credit-risk", "+ Dataset/credit-applications", "+ FeatureSet/credit-features", "+ Gate/promotion"]
+    assert plan.summary() == "Plan: 4 to create, 0 to update, 0 to delete."
+
+
+def test_apply_is_idempotent_and_audited(declarations: Path):
+    first = api.apply(declarations)
+    assert len(first.applied) == 4
+    assert api.plan(declarations).plan.empty
+    assert api.apply(declarations).applied == []
+    entries = list(AuditLog(declarations).entries())
+    assert [e["resource"] for e in entries] == first.applied
+    for entry in entries:
+        assert entry["action"] == "create" and entry["before"] is None and len(entry["after"]) == 16
+        assert entry["commit"] and entry["actor"] and entry["env"] == "local"
+
+
+def test_changing_one_gate_threshold_plans_exactly_that_change(declarations: Path):
+    api.apply(declarations)
+    gate = declarations / "specs/gates/promotion.yaml"
+    gate.write_text(gate.read_text().replace("min: 0.70", "min: 0.72"))
+    plan = api.plan(declarations).plan
+    [op] = plan.operations
+    assert op.action is Action.UPDATE and op.key == "Gate/promotion"
+    assert [(c.path, c.old, c.new) for c in op.changes] == [("spec.checks[0].min", 0.7, 0.72)]
+    assert "    spec.checks[0].min: 0.7 → 0.72" in to_text(plan)
+    api.apply(declarations)
+    [entry] = [e for e in AuditLog(declarations).entries() if e["action"] == "update"]
+    assert entry["changed"] == ["spec.checks[0].min"] and entry["before"] != entry["after"]
+
+
+def test_removed_spec_is_planned_as_delete(declarations: Path):
+    api.apply(declarations)
+    (declarations / "specs/gates/promotion.yaml").unlink()
+    assert keys(api.plan(declarations).plan) == ["- Gate/promotion"]
+
+
+def test_broken_spec_changes_nothing(declarations: Path):
+    api.apply(declarations)
+    state = (declarations / ".specops/state/local.json").read_text()
+    audit = (declarations / ".specops/audit.jsonl").read_text()
+    gate = declarations / "specs/gates/promotion.yaml"
+    gate.write_text(gate.read_text().replace("min: 0.70", "min: high"))
+    with pytest.raises(SpecErrors):
+        api.apply(declarations)
+    result = specops("apply", cwd=declarations)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "specs/gates/promotion.yaml:10:12: spec.checks[0].min: Input should be a valid number" in result.stderr
+    assert (declarations / ".specops/state/local.json").read_text() == state
+    assert (declarations / ".specops/audit.jsonl").read_text() == audit
+
+
+def test_plan_formats_and_detailed_exitcode(declarations: Path):
+    plan = api.plan(declarations).plan
+    data = json.loads(to_json(plan))
+    assert data["summary"] == {"create": 4, "update": 0, "delete": 0}
+    markdown = to_markdown(plan)
+    assert markdown.startswith(MARKER) and "<details>" in markdown and "**Plan: 4 to create" in markdown
+    assert specops("plan", "--detailed-exitcode", cwd=declarations).returncode == 2
+    specops("apply", cwd=declarations, check=True)
+    done = specops("plan", "--detailed-exitcode", cwd=declarations)
+    assert done.returncode == 0 and "No changes." in done.stdout
+
+
+def test_references_are_never_resolved_in_plans(declarations: Path, monkeypatch):
+    monkeypatch.setenv("AZURE_SUBSCRIPTION_ID", "11111111-2222-3333-4444-555555555555")
+    text = to_json(api.plan(declarations).plan)
+    assert "${AZURE_SUBSCRIPTION_ID}" in text and "11111111" not in text
+
+
+def _hold_lock(root: str, ready, release) -> None:
+    with apply_lock(Path(root), "apply --env local"):
+        ready.set()
+        release.wait(30)
+
+
+def test_concurrent_apply_fails_at_once_naming_the_holder(declarations: Path):
+    ctx = multiprocessing.get_context("spawn")
+    ready, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold_lock, args=(str(declarations), ready, release))
+    holder.start()
+    try:
+        assert ready.wait(30)
+        with pytest.raises(LockHeld, match=rf"pid {holder.pid}, .*apply --env local"):
+            api.apply(declarations)
+    finally:
+        release.set()
+        holder.join(30)
+    assert len(api.apply(declarations).applied) == 4
+
+
+def test_status_lists_applied_resources(declarations: Path):
+    api.apply(declarations)
+    result = specops("status", "--format", "json", cwd=declarations, check=True)
+    assert set(json.loads(result.stdout)["resources"]) == {
+        "Project/credit-risk", "Dataset/credit-applications", "FeatureSet/credit-features", "Gate/promotion"}
