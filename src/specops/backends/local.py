@@ -62,6 +62,8 @@ class LocalBackend:
         return actual
 
     def check_rendered(self, specs: SpecSet) -> None:
+        if not specs.of_kind(Pipeline):
+            return
         dvc_file = self.root / DVC_FILE
         expected = dump_dvc(render_dvc(specs))
         if not dvc_file.exists() or dvc_file.read_text() != expected:

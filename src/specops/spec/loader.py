@@ -55,6 +55,7 @@ class SpecSet:
     documents: list[Document] = field(default_factory=list)
     sources: dict[str, Source] = field(default_factory=dict)  # doc.key -> Source
     broken: set[str] = field(default_factory=set)  # keys of documents that failed validation
+    index: dict[str, Document] = field(default_factory=dict)  # doc.key -> document
 
     @property
     def project(self) -> Project:
@@ -64,7 +65,12 @@ class SpecSet:
         return [d for d in self.documents if isinstance(d, kind)]
 
     def get(self, kind: type[Document], name: str) -> Document | None:
-        return next((d for d in self.of_kind(kind) if d.name == name), None)
+        return self.index.get(f"{kind.__name__}/{name}")
+
+    def add(self, doc: Document, source: Source) -> None:
+        self.documents.append(doc)
+        self.index[doc.key] = doc
+        self.sources[doc.key] = source
 
     def error(self, doc: Document, path: Path_, message: str) -> SpecError:
         return self.sources[doc.key].error(path, message)
@@ -102,8 +108,7 @@ def load_specs(root: Path | str, env: str | None = None) -> SpecSet:
                 first = specs.sources[doc.key].file
                 errors.append(source.error(("metadata", "name"), f"duplicate {doc.key} (first defined in {first})"))
                 continue
-            specs.documents.append(doc)
-            specs.sources[doc.key] = source
+            specs.add(doc, source)
     projects = specs.of_kind(Project)
     if len(projects) > 1 or not (projects or any(k.startswith("Project/") for k in specs.broken)):
         errors.append(SpecError(f"{SPEC_DIR}/", 1, 1, "", f"expected exactly one Project document, found {len(projects)}"))
