@@ -15,8 +15,15 @@ $(STAMP): requirements.lock pyproject.toml
 
 venv: $(STAMP)
 
+# The whole local lifecycle on the example project, then proof that it converged.
 demo: $(STAMP)
-	$(BIN)/python -m specops.demo
+	$(BIN)/specops validate
+	$(BIN)/specops render --check
+	$(BIN)/specops plan
+	$(BIN)/specops apply
+	$(BIN)/specops status
+	$(BIN)/specops lineage credit-risk@champion
+	$(BIN)/specops plan --detailed-exitcode
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
@@ -25,7 +32,8 @@ schema: $(STAMP)
 	$(BIN)/specops schema
 
 bench: $(STAMP)
-	$(BIN)/python bench/bench_reconciler.py
+	$(BIN)/python bench/bench_plan_scaling.py
+	$(BIN)/python bench/bench_apply.py
 
 # Re-resolve the lock (needs uv); commit the result.
 lock:
