@@ -12,8 +12,9 @@ Each row is one applicant; the columns match specs/data/credit-applications.yaml
 - default: 1 if the applicant defaulted
 
 The default probability is a logistic function of the standardised features.
-Credit score, debt ratio and income carry most of the signal; gender has a
-tiny effect, so a fair model's demographic parity difference stays small.
+Credit score, debt ratio and income carry most of the signal. Gender has no
+effect on risk, so a model's demographic parity difference is sampling noise
+(typically under 0.06 on the 25% test split of 1,500+ rows).
 The standardisation uses fixed population constants rather than sample
 statistics, so drifted data keeps the same feature -> risk relationship (a
 covariate shift) unless the drift is `concept`, which changes the relationship
@@ -63,7 +64,6 @@ CREDIT_SD = 60.0
 AGE_MEAN, AGE_SD = 42.0, 12.0
 EMPLOYMENT_MEAN = 6.0
 REGION_EFFECT = {"north": -0.2, "south": 0.25, "east": 0.0, "west": 0.1}
-GENDER_EFFECT = {"F": 0.0, "M": 0.05}
 INTERCEPT = -1.1
 
 DRIFTS = {
@@ -114,7 +114,6 @@ def default_probability(frame: pd.DataFrame, population: Population) -> np.ndarr
         - 0.3 * (frame["age"] - AGE_MEAN) / AGE_SD
         - 0.4 * (frame["employment_years"] - EMPLOYMENT_MEAN) / EMPLOYMENT_MEAN
         + frame["region"].map(REGION_EFFECT).to_numpy()
-        + frame["gender"].map(GENDER_EFFECT).to_numpy()
     )
     return 1.0 / (1.0 + np.exp(-logit.to_numpy()))
 
