@@ -36,6 +36,13 @@ class RunPaths:
         return self.base / "candidates"
 
     @property
+    def split(self) -> Path:
+        return self.candidates / "split.json"
+
+    def candidate(self, candidate_id: str) -> Path:
+        return self.candidates / candidate_id
+
+    @property
     def evaluation(self) -> Path:
         return self.base / "evaluation.json"
 
@@ -46,6 +53,32 @@ class RunPaths:
     @property
     def registration(self) -> Path:
         return self.base / "registration.json"
+
+    @property
+    def model_card(self) -> Path:
+        return self.base / "model_card.md"
+
+    def outputs(self, stage: str) -> list[Path]:
+        """What a lifecycle stage writes: its dvc.yaml `outs`."""
+        return {
+            "validate": [self.validation],
+            "features": [self.features],
+            "train": [self.candidates],
+            "evaluate": [self.evaluation],
+            "gate": [self.gate],
+            "register": [self.registration, self.model_card],
+        }[stage]
+
+    def inputs(self, stage: str) -> list[Path]:
+        """Earlier stages' outputs a stage depends on, for dvc's ordering and reruns (besides data, specs, params)."""
+        return {
+            "validate": [],
+            "features": [self.validation],
+            "train": [self.features],
+            "evaluate": [self.features, self.candidates],
+            "gate": [self.evaluation],
+            "register": [self.gate, self.evaluation, self.candidates],
+        }[stage]
 
 
 def mlflow_uris(root: Path, tracking_uri: str, artifact_location: str) -> tuple[str, str]:

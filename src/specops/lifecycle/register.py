@@ -1,0 +1,92 @@
+"""Stage `register`: register the gated candidate, alias it, and attach lineage and a model card.
+
+The new version always becomes `challenger`; it also becomes `champion` when
+it beats the current champion on the selection metric (or there is none).
+Registration refuses unless gate.json records a pass, so calling this stage
+directly cannot sneak a failed candidate into the registry.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from mlflow import MlflowClient
+
+from specops.errors import StageFailed
+from specops.lifecycle import lineage
+from specops.lifecycle.candidates import SavedCandidate, saved_candidate
+from specops.lifecycle.context import StageContext, read_json, write_json
+from specops.lifecycle.gate import better, champion_summary
+from specops.lifecycle.tracking import CHALLENGER, CHAMPION, connect
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def run(ctx: StageContext) -> None:
+    gate = read_json(ctx.paths, ctx.paths.gate, "gate")
+    if not gate["passed"]:
+        raise StageFailed(f"gate {gate['gate']} did not pass for candidate {gate['selected']} "
+                          f"(see {ctx.paths.rel(ctx.paths.gate)}); nothing was registered")
+    candidate = saved_candidate(ctx.paths, gate["selected"])
+    evaluation = read_json(ctx.paths, ctx.paths.evaluation, "evaluate")["candidates"][candidate.id]
+    record = lineage_record(ctx, candidate, gate)
+    client = connect(ctx.specs)
+    model_name = ctx.pipeline.spec.model_name
+    promote = should_promote(client, model_name, gate["selection"])
+    version = mlflow.register_model(candidate.model_uri, model_name, tags=lineage.lineage_tags(record)).version
+    client.set_registered_model_alias(model_name, CHALLENGER, version)
+    if promote:
+        client.set_registered_model_alias(model_name, CHAMPION, version)
+    aliases = [CHALLENGER, CHAMPION] if promote else [CHALLENGER]
+    card = model_card(ctx, model_name, version, aliases, gate, evaluation, record)
+    store_records(ctx, client, candidate, version, record, card)
+    write_json(ctx.paths.registration, {"model": model_name, "version": version, "aliases": aliases,
+                                        "run_id": candidate.run_id, "model_uri": candidate.model_uri})
+    print(f"registered {model_name} version {version} as {' and '.join(aliases)}")
+
+
+def should_promote(client: MlflowClient, model_name: str, selection: dict[str, Any]) -> bool:
+    champion = champion_summary(client, model_name)
+    if champion is None or selection["metric"] not in champion["metrics"]:
+        return True
+    return better(selection["value"], champion["metrics"][selection["metric"]], selection["goal"])
+
+
+def lineage_record(ctx: StageContext, candidate: SavedCandidate, gate: dict[str, Any]) -> dict[str, Any]:
+    split = read_json(ctx.paths, ctx.paths.split, "train")
+    feature_set = ctx.feature_set
+    return {
+        "pipeline": ctx.pipeline.name,
+        "run_id": candidate.run_id,
+        "data": {"dataset": ctx.dataset.name, **lineage.data_hash(ctx.root, ctx.dataset.spec.path)},
+        "git": lineage.git_state(ctx.root),
+        "code_sha256": lineage.code_hash(ctx.root),
+        "requirements_lock_sha256": lineage.environment_lock_hash(ctx.root),
+        "params": {"estimator": ctx.pipeline.spec.estimator, "seed": split["seed"], "test_size": split["test_size"],
+                   **candidate.params},
+        "feature_set": {"name": feature_set.name, "version": feature_set.spec.version, "owner": feature_set.spec.owner},
+        "gate": {"name": gate["gate"], "passed": gate["passed"], "checks": gate["checks"]},
+    }
+
+
+def model_card(ctx: StageContext, model_name: str, version: str, aliases: list[str], gate: dict[str, Any],
+               evaluation: dict[str, Any], record: dict[str, Any]) -> str:
+    environment = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined,
+                              keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
+    return environment.get_template("model_card.md.j2").render(
+        model=model_name, version=version, aliases=aliases,
+        pipeline=ctx.pipeline, dataset=ctx.dataset, sensitive=ctx.sensitive_column,
+        gate=gate, metrics=evaluation["metrics"], by_group=evaluation.get("by_group", {}), lineage=record,
+    )
+
+
+def store_records(ctx: StageContext, client: MlflowClient, candidate: SavedCandidate, version: str,
+                  record: dict[str, Any], card: str) -> None:
+    folder = lineage.artifact_dir(version)
+    client.log_text(candidate.run_id, json.dumps(record, indent=2, default=str), f"{folder}/lineage.json")
+    client.log_text(candidate.run_id, card, f"{folder}/model_card.md")
+    ctx.paths.model_card.parent.mkdir(parents=True, exist_ok=True)
+    ctx.paths.model_card.write_text(card, encoding="utf-8")

@@ -1,0 +1,29 @@
+"""Run one lifecycle stage of a pipeline: the entry point `python -m specops stage` calls."""
+from __future__ import annotations
+
+import importlib
+
+from specops.errors import SpecopsError
+from specops.lifecycle.context import StageContext
+from specops.spec.kinds import Pipeline
+from specops.spec.loader import SpecSet
+
+STAGES = ("validate", "features", "train", "evaluate", "gate", "register")
+# Each stage's module is imported only when it runs: dvc starts one process per stage,
+# so a stage pays only for its own heavy imports (Great Expectations, MLflow).
+MODULES = {
+    "validate": "validate",
+    "features": "featurize",
+    "train": "train",
+    "evaluate": "evaluate",
+    "gate": "gate",
+    "register": "register",
+}
+
+
+def run_stage(stage: str, specs: SpecSet, pipeline: Pipeline) -> None:
+    """Run one stage; raises StageFailed (data or gate refused) or SpecopsError (a mistake in specs/params)."""
+    if stage not in MODULES:
+        raise SpecopsError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
+    module = importlib.import_module(f"specops.lifecycle.{MODULES[stage]}")
+    module.run(StageContext.of(specs, pipeline))
