@@ -1,0 +1,108 @@
+"""The stages end to end on a real (temporary) project: Great Expectations, sklearn and MLflow all run for real."""
+import json
+
+import pandas as pd
+import pytest
+
+from specops.errors import SpecopsError, StageFailed
+from specops.lifecycle.lineage import describe
+from specops.lifecycle.paths import RunPaths
+from specops.lifecycle.stages import STAGES
+from specops.lifecycle.tracking import connect
+from specops.spec.loader import load_specs
+
+MODEL = "credit-risk"
+PIPELINE = "credit-risk-training"
+
+
+def registered_models(root):
+    return connect(load_specs(root)).search_registered_models()
+
+
+def test_a_passing_run_registers_a_champion_with_lineage_and_card(project, run):
+    run(*STAGES)
+    client = connect(load_specs(project))
+    first = client.get_model_version_by_alias(MODEL, "champion")
+    assert set(first.aliases) == {"champion", "challenger"}
+    assert first.tags["lineage.feature_set"] == "credit-features@v1"
+    assert first.tags["lineage.data_path"] == "data/credit.csv" and len(first.tags["lineage.data_md5"]) == 32
+    assert first.tags["lineage.gate_passed"] == "true"
+
+    paths = RunPaths(project, PIPELINE)
+    assert all(out.exists() for stage in STAGES for out in paths.outputs(stage))
+    card = paths.model_card.read_text()
+    for check in ("accuracy >= 0.7", "parity_diff <= 0.08", "p95_latency_ms <= 350", "accuracy - champion >= -0.01"):
+        assert check in card
+    assert "no champion yet" in card
+
+    described = describe(load_specs(project), MODEL)
+    assert described["version"] == first.version and described["model_card"] == card
+    assert described["lineage"]["data"]["md5"] == first.tags["lineage.data_md5"]
+    assert described["lineage"]["params"]["n_estimators"] == 20
+
+
+def test_an_equal_retrain_becomes_challenger_but_not_champion(project, run):
+    run(*STAGES)
+    run("train", "evaluate", "gate", "register")
+    client = connect(load_specs(project))
+    assert client.get_model_version_by_alias(MODEL, "champion").version == 1
+    assert client.get_model_version_by_alias(MODEL, "challenger").version == 2
+    gate = json.loads(RunPaths(project, PIPELINE).gate.read_text())
+    versus_champion = next(c for c in gate["checks"] if c["compare_to"] == "champion")
+    assert versus_champion["value"] == 0.0 and versus_champion["note"] == "vs champion v1"
+    with pytest.raises(SpecopsError, match="no alias 'staging'"):
+        describe(load_specs(project), f"{MODEL}@staging")
+
+
+def test_a_failing_expectation_stops_the_pipeline_and_names_the_bad_values(project, run):
+    data = project / "data" / "credit.csv"
+    frame = pd.read_csv(data)
+    frame.loc[[3, 10, 20], "credit_score"] = 900
+    frame.to_csv(data, index=False)
+    with pytest.raises(StageFailed) as failure:
+        run(*STAGES)
+    message = str(failure.value)
+    assert "column credit_score" in message and "expect_column_values_to_be_between" in message
+    assert "900" in message and "3 of 1500 rows" in message
+    paths = RunPaths(project, PIPELINE)
+    assert json.loads(paths.validation.read_text())["success"] is False
+    assert not paths.features.exists() and not paths.registration.exists()
+    assert registered_models(project) == []
+
+
+def test_a_failing_gate_registers_nothing(project, run):
+    gate_file = project / "specs" / "gates" / "promotion.yaml"
+    gate_file.write_text(gate_file.read_text().replace("min: 0.70", "min: 0.999"))
+    with pytest.raises(StageFailed) as failure:
+        run(*STAGES)
+    assert "accuracy >= 0.999: value 0." in str(failure.value)
+    with pytest.raises(StageFailed, match="nothing was registered"):
+        run("register")
+    assert json.loads(RunPaths(project, PIPELINE).gate.read_text())["passed"] is False
+    assert registered_models(project) == []
+
+
+def test_training_twice_on_the_same_data_gives_the_same_metrics(project, run):
+    run("validate", "features", "train", "evaluate")
+    evaluation = RunPaths(project, PIPELINE).evaluation
+    first = json.loads(evaluation.read_text())
+    run("train", "evaluate")
+    second = json.loads(evaluation.read_text())
+
+    def without_latency(report):
+        return {cid: {k: v for k, v in c["metrics"].items() if not k.endswith("_latency_ms")}
+                for cid, c in report["candidates"].items()}
+
+    assert without_latency(first) == without_latency(second)
+    assert first["candidates"]["c01"]["by_group"] == second["candidates"]["c01"]["by_group"]
+
+
+def test_a_missing_data_file_is_named(project, run):
+    (project / "data" / "credit.csv").unlink()
+    with pytest.raises(StageFailed, match="data file data/credit.csv does not exist"):
+        run("validate")
+
+
+def test_an_unknown_stage_lists_the_known_ones(run):
+    with pytest.raises(SpecopsError, match="unknown stage 'deploy'; expected one of validate, features"):
+        run("deploy")
