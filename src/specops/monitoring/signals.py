@@ -1,0 +1,66 @@
+"""Drift signal names, their direction, and the threshold presets.
+
+Names and defaults follow Azure ML model monitoring so a Monitor spec renders
+there unchanged. No numpy here: the spec loader imports this module.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Mapping
+
+FeatureType = Literal["numerical", "categorical"]
+
+PSI = "population_stability_index"
+KS = "two_sample_kolmogorov_smirnov_test"
+JSD = "jensen_shannon_distance"
+NWD = "normalized_wasserstein_distance"
+CHI2 = "pearsons_chi_squared_test"
+
+NUMERICAL_METRICS = (JSD, NWD, PSI, KS)
+CATEGORICAL_METRICS = (JSD, PSI, CHI2)
+METRICS: dict[FeatureType, tuple[str, ...]] = {"numerical": NUMERICAL_METRICS, "categorical": CATEGORICAL_METRICS}
+
+# Tests report a p-value and alert when it falls below the threshold (a significance
+# level); distances alert when they reach the threshold.
+P_VALUE_METRICS = frozenset({KS, CHI2})
+
+
+def breached(metric: str, value: float, threshold: float) -> bool:
+    return value < threshold if metric in P_VALUE_METRICS else value >= threshold
+
+
+def describe(metric: str, value: float, threshold: float) -> str:
+    operator = "<" if metric in P_VALUE_METRICS else ">="
+    return f"{metric} {value:.4g} {operator} {threshold:g}"
+
+
+@dataclass(frozen=True)
+class Signals:
+    """Which metrics decide, per feature type, and their thresholds (metric -> threshold).
+
+    A feature alerts when any of its type's metrics breaches; every metric is
+    still computed and reported, so deciding and reporting are independent.
+    """
+
+    numerical: Mapping[str, float] = field(default_factory=dict)
+    categorical: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for feature_type, thresholds in (("numerical", self.numerical), ("categorical", self.categorical)):
+            unknown = sorted(set(thresholds) - set(METRICS[feature_type]))
+            if unknown:
+                raise ValueError(f"not {feature_type} drift metrics: {', '.join(unknown)} (known: {', '.join(METRICS[feature_type])})")
+
+    def for_type(self, feature_type: FeatureType) -> Mapping[str, float]:
+        return self.numerical if feature_type == "numerical" else self.categorical
+
+    def to_dict(self) -> dict[str, dict[str, float]]:
+        return {"numerical": dict(self.numerical), "categorical": dict(self.categorical)}
+
+
+# Azure ML's data drift signal defaults.
+AZUREML = Signals(numerical={NWD: 0.1}, categorical={JSD: 0.1})
+# The blueprint's retraining rule (PSI > 0.2 or KS p < 0.05); chi-squared stands in for KS on categoricals.
+BLUEPRINT = Signals(numerical={PSI: 0.2, KS: 0.05}, categorical={PSI: 0.2, CHI2: 0.05})
+PRESETS: dict[str, Signals] = {"azureml": AZUREML, "blueprint": BLUEPRINT}
+DEFAULT = AZUREML
