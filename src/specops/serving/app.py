@@ -1,0 +1,257 @@
+"""One worker's HTTP application: the Azure ML online-endpoint protocol on aiohttp.
+
+Routes: POST /score, POST /feedback (both need `Authorization: Bearer <key>`),
+GET /swagger.json (needs the key, as on Azure ML), and the unauthenticated
+probes and scrape target GET /, /liveness, /readiness, /metrics.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from specops.serving.batching import MicroBatcher
+from specops.serving.config import DeploymentConfig, ServingConfig, first_line
+from specops.serving.inference_log import InferenceLog
+from specops.serving.keys import KeyChecker
+from specops.serving.metrics import Metrics
+from specops.serving.schema import BadRequest
+from specops.serving.scorer import Scorer
+
+DEPLOYMENT_HEADER = "azureml-model-deployment"
+REQUEST_ID_HEADER = "x-request-id"
+
+
+@dataclass
+class Deployment:
+    """A deployment as one worker serves it: loaded, or not ready with the reason."""
+
+    config: DeploymentConfig
+    scorer: Scorer | None = None
+    batcher: MicroBatcher | None = None
+    in_flight: int = 0
+    error: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.batcher is not None
+
+    def status(self) -> dict[str, Any]:
+        return {"ready": self.ready, "model": self.config.model, "version": self.config.version, "error": self.error}
+
+
+@dataclass
+class Endpoint:
+    config: ServingConfig
+    keys: KeyChecker
+    metrics: Metrics
+    log: InferenceLog
+    deployments: dict[str, Deployment] = field(default_factory=dict)
+    _names: list[str] = field(default_factory=list)  # live-traffic deployments that are ready...
+    _weights: list[float] = field(default_factory=list)  # ...and their cumulative shares
+
+    def start(self) -> None:
+        """Load every deployment (a failure makes that one unready) and share out the traffic."""
+        for config in self.config.deployments:
+            deployment = Deployment(config, error=config.error)
+            if deployment.error is None:
+                try:
+                    deployment.scorer = Scorer(config)
+                    deployment.batcher = MicroBatcher(deployment.scorer.score, self.config.max_batch_size, self.config.max_wait_ms)
+                    deployment.batcher.start()
+                except Exception as exc:  # noqa: BLE001 -- whatever broke the load, this deployment must get no traffic
+                    deployment.error = f"cannot load model {config.model}: {first_line(exc)}"
+            self.deployments[config.name] = deployment
+        live = [(name, share) for name, share in self.config.traffic.items() if share > 0 and self.deployments[name].ready]
+        total = sum(share for _, share in live)
+        running = 0.0
+        for name, share in live:
+            running += share / total
+            self._names.append(name)
+            self._weights.append(running)
+
+    def route(self) -> Deployment | None:
+        """A deployment drawn by traffic weight among the ready ones; a broken one's share goes to the rest."""
+        draw = random.random()
+        for name, bound in zip(self._names, self._weights):
+            if draw < bound:
+                return self.deployments[name]
+        return self.deployments[self._names[-1]] if self._names else None
+
+    def mirror(self) -> Deployment | None:
+        for name, share in self.config.mirror_traffic.items():
+            deployment = self.deployments[name]
+            if deployment.ready and random.random() * 100 < share:
+                return deployment
+        return None
+
+
+def build_app(endpoint: Endpoint) -> web.Application:
+    app = web.Application(client_max_size=endpoint.config.max_request_bytes)
+    app["endpoint"] = endpoint
+    app.router.add_post("/score", score)
+    app.router.add_post("/feedback", feedback)
+    app.router.add_get("/swagger.json", swagger)
+    app.router.add_get("/", liveness)
+    app.router.add_get("/liveness", liveness)
+    app.router.add_get("/readiness", readiness)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+def _error(status: int, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": message, **extra}, status=status)
+
+
+def _unauthorized() -> web.Response:
+    return web.json_response({"error": "missing or wrong key: send Authorization: Bearer <endpoint key>"}, status=401,
+                             headers={"WWW-Authenticate": "Bearer"})
+
+
+def _target(endpoint: Endpoint, request: web.Request) -> Deployment | web.Response:
+    """The deployment named by the header, else one drawn by traffic; an error response if none can serve."""
+    name = request.headers.get(DEPLOYMENT_HEADER)
+    if name is None:
+        deployment = endpoint.route()
+        return deployment or _error(503, "no deployment is ready to take traffic", deployments=_statuses(endpoint))
+    deployment = endpoint.deployments.get(name)
+    if deployment is None:
+        return _error(404, f"no deployment named {name!r} (deployments: {', '.join(endpoint.deployments)})")
+    return deployment if deployment.ready else _error(503, f"deployment {name!r} is not ready: {deployment.error}")
+
+
+async def score(request: web.Request) -> web.Response:
+    start = time.perf_counter()
+    endpoint: Endpoint = request.app["endpoint"]
+    if not endpoint.keys.accepts(request.headers.get("Authorization")):
+        return _unauthorized()
+    body = await request.read()  # aiohttp answers 413 itself past client_max_size
+    deployment = _target(endpoint, request)
+    if isinstance(deployment, web.Response):
+        return deployment
+    request_id = request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex
+    status, payload, rows = await _predict(deployment, body)
+    seconds = time.perf_counter() - start
+    endpoint.metrics.observe(deployment.config.name, status, seconds)
+    headers = {REQUEST_ID_HEADER: request_id, DEPLOYMENT_HEADER: deployment.config.name}
+    if status != 200:
+        return web.json_response(payload, status=status, headers=headers)
+    _record(endpoint, deployment, request_id, rows, payload, seconds, shadow=False)
+    # Only routed traffic is mirrored: a request naming its deployment is a deliberate test of that one.
+    shadow = endpoint.mirror() if DEPLOYMENT_HEADER not in request.headers else None
+    if shadow is not None and shadow.scorer.schema == deployment.scorer.schema:
+        _shadow(endpoint, shadow, request_id, rows)
+    return web.json_response(payload, headers=headers)
+
+
+async def _predict(deployment: Deployment, body: bytes) -> tuple[int, Any, list]:
+    """(status, JSON payload, parsed rows) for one request on one deployment."""
+    config = deployment.config
+    if config.max_concurrent_requests is not None and deployment.in_flight >= config.max_concurrent_requests:
+        return 429, {"error": f"deployment {config.name!r} has {deployment.in_flight} requests in flight (max_concurrent_requests_per_instance)"}, []
+    try:
+        rows = deployment.scorer.schema.parse(body)
+    except BadRequest as exc:
+        return 400, {"error": exc.message, "field": exc.field}, []
+    deployment.in_flight += 1
+    try:
+        predictions = await asyncio.wait_for(deployment.batcher.submit(rows), config.request_timeout_ms / 1000)
+        return 200, predictions, rows
+    except asyncio.TimeoutError:
+        return 408, {"error": f"no answer within request_timeout_ms={config.request_timeout_ms}"}, rows
+    except Exception as exc:  # noqa: BLE001 -- the model failed on this batch: a 500 naming why, the server lives on
+        return 500, {"error": f"deployment {config.name!r} failed to score: {exc}"}, rows
+    finally:
+        deployment.in_flight -= 1
+
+
+def _shadow(endpoint: Endpoint, shadow: Deployment, request_id: str, rows: list) -> None:
+    """Score a copy on the mirror deployment; its answer is logged and counted, never returned."""
+    start = time.perf_counter()
+
+    def done(future: asyncio.Future) -> None:
+        seconds = time.perf_counter() - start
+        failed = future.cancelled() or future.exception() is not None
+        endpoint.metrics.observe(shadow.config.name, 500 if failed else 200, seconds)
+        if not failed:
+            _record(endpoint, shadow, request_id, rows, future.result(), seconds, shadow=True)
+
+    shadow.batcher.submit(rows).add_done_callback(done)
+
+
+def _record(endpoint: Endpoint, deployment: Deployment, request_id: str, rows: list, predictions: list,
+            seconds: float, shadow: bool) -> None:
+    if not InferenceLog.sampled(deployment.config.sampling_rate):
+        return
+    columns = deployment.scorer.schema.columns
+    now = time.time()
+    endpoint.log.write_requests([
+        {"time": now, "request_id": request_id, "row": i, "deployment": deployment.config.name,
+         "model": deployment.config.model, "version": deployment.config.version, "shadow": shadow,
+         "inputs": dict(zip(columns, row)), "prediction": prediction, "latency_ms": round(seconds * 1000, 3)}
+        for i, (row, prediction) in enumerate(zip(rows, predictions))
+    ])
+
+
+async def feedback(request: web.Request) -> web.Response:
+    """Ground truth for logged requests: {"request_id": ..., "label": ...} or a list of them."""
+    endpoint: Endpoint = request.app["endpoint"]
+    if not endpoint.keys.accepts(request.headers.get("Authorization")):
+        return _unauthorized()
+    try:
+        document = json.loads(await request.read())
+    except (ValueError, UnicodeDecodeError) as exc:
+        return _error(400, f"not valid JSON ({exc})", field="body")
+    items = document if isinstance(document, list) else [document]
+    for i, item in enumerate(items):
+        where = f"[{i}]" if isinstance(document, list) else "body"
+        if not isinstance(item, dict) or not isinstance(item.get("request_id"), str):
+            return _error(400, "expected {\"request_id\": \"...\", \"label\": ...}", field=f"{where}.request_id")
+        if "label" not in item:
+            return _error(400, "field required", field=f"{where}.label")
+    endpoint.log.write_feedback([{"request_id": item["request_id"], "label": item["label"]} for item in items])
+    return web.json_response({"accepted": len(items)}, status=202)
+
+
+async def swagger(request: web.Request) -> web.Response:
+    endpoint: Endpoint = request.app["endpoint"]
+    if not endpoint.keys.accepts(request.headers.get("Authorization")):
+        return _unauthorized()
+    deployment = _target(endpoint, request)
+    if isinstance(deployment, web.Response):
+        return deployment
+    spec = deployment.scorer.schema.openapi(endpoint.config.endpoint, list(endpoint.deployments), deployment.scorer.output_schema())
+    return web.json_response(spec)
+
+
+async def liveness(request: web.Request) -> web.Response:
+    return web.json_response({"status": "alive"})
+
+
+async def readiness(request: web.Request) -> web.Response:
+    endpoint: Endpoint = request.app["endpoint"]
+    ready = endpoint.route() is not None
+    return web.json_response({"ready": ready, "deployments": _statuses(endpoint)}, status=200 if ready else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    endpoint: Endpoint = request.app["endpoint"]
+    return web.Response(text=endpoint.metrics.exposition(), content_type="text/plain", charset="utf-8",
+                        headers={"X-Prometheus-Format": "0.0.4"})
+
+
+def _statuses(endpoint: Endpoint) -> dict[str, Any]:
+    return {name: d.status() for name, d in endpoint.deployments.items()}
+
+
+def make_endpoint(config: ServingConfig, worker: int, metrics_array) -> Endpoint:
+    state = Path(config.state_dir)
+    names = [d.name for d in config.deployments]
+    return Endpoint(config, KeyChecker(state), Metrics(metrics_array, names, worker), InferenceLog(state, worker))

@@ -1,0 +1,79 @@
+"""Adaptive micro-batching: concurrent requests to one deployment share a model call.
+
+A request waits in a queue; a single loop per deployment takes everything
+queued (up to max_batch_size rows) and scores it in one call on the
+deployment's own thread, while the event loop goes on reading requests. So
+batches grow with load by themselves: an idle deployment scores a lone request
+at once, a busy one scores what arrived during the previous call. Only when the
+previous batch held more than one request (the deployment is under load) does
+it wait up to max_wait_ms for the batch to fill; a single client never waits.
+"""
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+Score = Callable[[list[list[Any]]], list[Any]]
+
+
+@dataclass
+class Pending:
+    rows: list[list[Any]]
+    future: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class MicroBatcher:
+    def __init__(self, score: Score, max_batch_size: int, max_wait_ms: float):
+        self._score = score
+        self._max_rows = max_batch_size
+        self._max_wait = max_wait_ms / 1000
+        self._queue: asyncio.Queue[Pending] = asyncio.Queue()
+        # One thread per deployment: its model calls never overlap, a slow model never blocks another.
+        self._thread = ThreadPoolExecutor(1)
+        self._task: asyncio.Task | None = None
+        self._busy = False
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def submit(self, rows: list[list[Any]]) -> asyncio.Future:
+        pending = Pending(rows)
+        self._queue.put_nowait(pending)
+        return pending.future
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            self._drain(batch)
+            if self._busy and self._max_wait and self._rows(batch) < self._max_rows:
+                await asyncio.sleep(self._max_wait)
+                self._drain(batch)
+            self._busy = len(batch) > 1
+            rows = [row for pending in batch for row in pending.rows]
+            try:
+                predictions = await loop.run_in_executor(self._thread, self._score, rows)
+            except Exception as exc:  # noqa: BLE001 -- a model error fails this batch's requests, not the loop
+                for pending in batch:
+                    if not pending.future.done():
+                        pending.future.set_exception(exc)
+                continue
+            start = 0
+            for pending in batch:
+                end = start + len(pending.rows)
+                if not pending.future.done():  # a timed-out request has gone already
+                    pending.future.set_result(predictions[start:end])
+                start = end
+
+    def _drain(self, batch: list[Pending]) -> None:
+        rows = self._rows(batch)
+        while rows < self._max_rows and not self._queue.empty():
+            pending = self._queue.get_nowait()
+            batch.append(pending)
+            rows += len(pending.rows)
+
+    @staticmethod
+    def _rows(batch: list[Pending]) -> int:
+        return sum(len(p.rows) for p in batch)

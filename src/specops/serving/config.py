@@ -1,0 +1,120 @@
+"""What one endpoint server hosts, resolved once in the parent process.
+
+Aliases are resolved to versions and model files are downloaded here, before
+any worker starts, so every worker serves the same version even if an alias
+moves meanwhile, and no worker touches the registry. A deployment that cannot
+be resolved keeps its error and is served as not ready.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from specops.errors import SpecopsError
+from specops.lifecycle.paths import STATE_DIR
+from specops.spec import Dataset, FeatureSet, Pipeline, SpecSet
+from specops.spec.endpoints import Endpoint, ModelRef
+
+
+@dataclass
+class DeploymentConfig:
+    name: str
+    model: str  # the spec's reference, e.g. credit-risk@champion
+    version: str | None = None
+    model_path: str | None = None  # local copy of the model version's files
+    feature_set: dict[str, Any] = field(default_factory=dict)  # FeatureSetSpec as JSON
+    dataset: dict[str, Any] = field(default_factory=dict)  # DatasetSpec as JSON
+    request_timeout_ms: int = 5000
+    max_concurrent_requests: int | None = None
+    sampling_rate: float = 1.0  # 0 when the data collector is off
+    error: str | None = None  # why it cannot serve
+
+
+@dataclass
+class ServingConfig:
+    endpoint: str
+    state_dir: str
+    deployments: list[DeploymentConfig]
+    traffic: dict[str, int]
+    mirror_traffic: dict[str, int]
+    port: int
+    workers: int
+    max_batch_size: int
+    max_wait_ms: float
+    max_request_bytes: int
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> "ServingConfig":
+        data = json.loads(path.read_text())
+        data["deployments"] = [DeploymentConfig(**d) for d in data["deployments"]]
+        return cls(**data)
+
+
+def endpoint_dir(root: Path, endpoint: str) -> Path:
+    return Path(root) / STATE_DIR / "endpoints" / endpoint
+
+
+def resolve_endpoint(specs: SpecSet, name: str) -> ServingConfig:
+    endpoint = specs.get(Endpoint, name)
+    if endpoint is None:
+        known = ", ".join(sorted(e.name for e in specs.of_kind(Endpoint))) or "none defined"
+        raise SpecopsError(f"no Endpoint named {name!r} (known: {known})")
+    spec, state_dir = endpoint.spec, endpoint_dir(specs.root, name)
+    from specops.lifecycle.tracking import connect  # MLflow is slow to import: only when resolving
+
+    client = connect(specs)
+    deployments = [_resolve_deployment(specs, client, state_dir, d) for d in spec.deployments]
+    server = spec.server
+    return ServingConfig(
+        endpoint=name, state_dir=str(state_dir), deployments=deployments,
+        traffic=dict(spec.traffic), mirror_traffic=dict(spec.mirror_traffic), port=server.port,
+        workers=server.workers, max_batch_size=server.max_batch_size, max_wait_ms=server.max_wait_ms,
+        max_request_bytes=server.max_request_bytes,
+    )
+
+
+def _resolve_deployment(specs: SpecSet, client, state_dir: Path, deployment) -> DeploymentConfig:
+    ref = deployment.model_ref
+    config = DeploymentConfig(
+        name=deployment.name, model=deployment.model,
+        request_timeout_ms=deployment.request_settings.request_timeout_ms,
+        max_concurrent_requests=deployment.request_settings.max_concurrent_requests_per_instance,
+        sampling_rate=deployment.data_collector.sampling_rate if deployment.data_collector.enabled else 0.0,
+    )
+    pipeline = next(p for p in specs.of_kind(Pipeline) if p.spec.model_name == ref.name)  # the checks guarantee one
+    config.feature_set = specs.get(FeatureSet, pipeline.spec.feature_set).spec.model_dump(mode="json")
+    config.dataset = specs.get(Dataset, pipeline.spec.dataset).spec.model_dump(mode="json")
+    try:
+        config.version = _version(client, ref)
+        config.model_path = _download(state_dir, ref.name, config.version)
+    except Exception as exc:  # noqa: BLE001 -- any registry failure makes this deployment unready, not the server dead
+        config.error = f"cannot load model {deployment.model}: {first_line(exc)}"
+    return config
+
+
+def _version(client, ref: ModelRef) -> str:
+    found = client.get_model_version_by_alias(ref.name, ref.alias) if ref.alias else client.get_model_version(ref.name, ref.version)
+    return str(found.version)  # MLflow returns an int or a str depending on the store
+
+
+def _download(state_dir: Path, model_name: str, version: str) -> str:
+    """Copy the version's files once; registered versions are immutable, so a copy never goes stale."""
+    import mlflow.artifacts
+
+    target = state_dir / "models" / f"{model_name}-v{version}"
+    if not (target / "MLmodel").exists():
+        target.mkdir(parents=True, exist_ok=True)
+        mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{model_name}/{version}", dst_path=str(target))
+    return str(target)
+
+
+def first_line(exc: Exception) -> str:
+    """An exception as one line for a status page (MLflow's messages run to pages)."""
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]

@@ -1,0 +1,161 @@
+"""Request bodies: what a deployment accepts, how it is parsed, and its OpenAPI description.
+
+A deployment takes *raw* rows, the dataset columns its feature set reads, and
+turns them into model inputs with the same `compute_features` as training;
+the model signature describes those features and the predictions. Accepted
+bodies (the Azure ML formats for MLflow models, plus MLflow's own):
+
+    {"input_data": {"columns": [...], "index": [...], "data": [[...], ...]}}   split (Azure ML)
+    {"input_data": [{"col": value, ...}, ...]}                                records (Azure ML)
+    {"data": [{"col": value, ...}, ...]}                                       records (Azure ML custom scripts)
+    {"dataframe_split": {...}} / {"dataframe_records": [...]}                  MLflow scoring server
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from specops.spec.kinds import Column, DatasetSpec, FeatureSetSpec
+
+_JSON_TYPES = {"int": "integer", "float": "number", "str": "string", "bool": "boolean"}
+
+
+class BadRequest(Exception):
+    """A 400: `field` is the JSON path of what is wrong."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class InputSchema:
+    columns: tuple[str, ...]
+    types: tuple[Column, ...]
+
+    @classmethod
+    def of(cls, feature_set: FeatureSetSpec, dataset: DatasetSpec) -> "InputSchema":
+        names = tuple(dict.fromkeys(src for f in feature_set.features for src in f.sources))
+        return cls(names, tuple(dataset.columns[n] for n in names))
+
+    def parse(self, body: bytes) -> list[list[Any]]:
+        """Rows as lists in `columns` order, every value checked; raises BadRequest."""
+        try:
+            document = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BadRequest("body", f"not valid JSON ({exc})") from None
+        if not isinstance(document, dict):
+            raise BadRequest("body", "expected a JSON object with input_data, data, dataframe_split or dataframe_records")
+        for key, value in document.items():
+            if key in ("input_data", "dataframe_split") and isinstance(value, dict):
+                rows = self._split(key, value)
+            elif key in ("input_data", "data", "dataframe_records"):
+                rows = self._records(key, value)
+            else:
+                continue
+            if not rows:
+                raise BadRequest(key, "no rows")
+            return rows
+        raise BadRequest("body", "expected one of input_data, data, dataframe_split or dataframe_records")
+
+    def _split(self, key: str, value: dict) -> list[list[Any]]:
+        columns, data = value.get("columns"), value.get("data")
+        if not isinstance(columns, list):
+            raise BadRequest(f"{key}.columns", "expected a list of column names")
+        if not isinstance(data, list):
+            raise BadRequest(f"{key}.data", "expected a list of rows")
+        position = {name: i for i, name in enumerate(columns)}
+        missing = [c for c in self.columns if c not in position]
+        if missing:
+            raise BadRequest(f"{key}.columns", f"missing column(s) {', '.join(missing)}")
+        picks = [position[c] for c in self.columns]
+        rows = []
+        for r, row in enumerate(data):
+            if not isinstance(row, list) or len(row) != len(columns):
+                raise BadRequest(f"{key}.data[{r}]", f"expected a list of {len(columns)} values, like columns")
+            values = [row[i] for i in picks]
+            self._check(values, lambda c: f"{key}.data[{r}][{position[c]}] ({c})")
+            rows.append(values)
+        return rows
+
+    def _records(self, key: str, value: Any) -> list[list[Any]]:
+        if isinstance(value, dict):  # a single record
+            value = [value]
+        if not isinstance(value, list):
+            raise BadRequest(key, "expected a list of records ({column: value})")
+        rows = []
+        for r, record in enumerate(value):
+            if not isinstance(record, dict):
+                raise BadRequest(f"{key}[{r}]", "expected a record ({column: value})")
+            missing = [c for c in self.columns if c not in record]
+            if missing:
+                raise BadRequest(f"{key}[{r}]", f"missing column(s) {', '.join(missing)}")
+            values = [record[c] for c in self.columns]
+            self._check(values, lambda c: f"{key}[{r}].{c}")
+            rows.append(values)
+        return rows
+
+    def _check(self, values: list[Any], where) -> None:
+        for name, column, value in zip(self.columns, self.types, values):
+            problem = _problem(column, value)
+            if problem:
+                raise BadRequest(where(name), problem)
+
+    def openapi(self, endpoint: str, deployments: list[str], output: dict[str, Any]) -> dict[str, Any]:
+        properties = {name: _property(column) for name, column in zip(self.columns, self.types)}
+        record = {"type": "object", "properties": properties, "required": list(self.columns)}
+        return {
+            "openapi": "3.0.3",
+            "info": {"title": f"specops endpoint {endpoint}", "version": "1"},
+            "components": {"securitySchemes": {"key": {"type": "http", "scheme": "bearer"}}},
+            "security": [{"key": []}],
+            "paths": {"/score": {"post": {
+                "summary": "Score rows; the deployment is chosen by traffic weight unless azureml-model-deployment names one",
+                "parameters": [{"name": "azureml-model-deployment", "in": "header", "required": False,
+                                "schema": {"type": "string", "enum": deployments}}],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [
+                    {"type": "object", "required": ["input_data"], "properties": {"input_data": {
+                        "type": "object", "required": ["columns", "data"],
+                        "properties": {"columns": {"type": "array", "items": {"type": "string", "enum": list(self.columns)}},
+                                       "data": {"type": "array", "items": {"type": "array"}}}}}},
+                    {"type": "object", "required": ["data"], "properties": {"data": {"type": "array", "items": record}}},
+                ]}}}},
+                "responses": {
+                    "200": {"description": "one prediction per row", "content": {"application/json": {"schema": {"type": "array", "items": output}}}},
+                    "400": {"description": "malformed body; the message names the field"},
+                    "401": {"description": "missing or wrong key"},
+                    "404": {"description": "no such deployment"},
+                    "413": {"description": "body too large"},
+                },
+            }}},
+        }
+
+
+def _problem(column: Column, value: Any) -> str | None:
+    if value is None:
+        return None if column.nullable else "must not be null"
+    if column.type in ("int", "float"):
+        # bool is an int subclass in Python, never a number in a contract.
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return f"expected a number, got {value!r}"
+        if column.type == "int" and isinstance(value, float) and not value.is_integer():
+            return f"expected an integer, got {value!r}"
+    elif column.type == "str" and not isinstance(value, str):
+        return f"expected a string, got {value!r}"
+    elif column.type == "bool" and not isinstance(value, bool):
+        return f"expected true or false, got {value!r}"
+    if column.allowed is not None and value not in column.allowed:
+        return f"{value!r} is not one of {', '.join(map(str, column.allowed))}"
+    return None
+
+
+def _property(column: Column) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": _JSON_TYPES[column.type], "nullable": column.nullable}
+    if column.allowed is not None:
+        schema["enum"] = list(column.allowed)
+    if column.description:
+        schema["description"] = column.description
+    return schema

@@ -1,0 +1,65 @@
+"""One deployment's scoring function: raw rows -> the feature set's features -> the model.
+
+Loaded once per worker. The sklearn flavor is called directly: MLflow's pyfunc
+wrapper re-checks the schema and copies the frame on every call, which costs
+more than a logistic regression's predict. Models without that flavor fall back
+to pyfunc. The model signature must name exactly the features the feature set
+computes, or the deployment refuses to load (it would score garbage otherwise).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from specops.errors import SpecopsError
+from specops.features.transforms import compute_features
+from specops.serving.config import DeploymentConfig
+from specops.serving.schema import InputSchema
+from specops.spec.kinds import DatasetSpec, FeatureSetSpec
+
+_SIGNATURE_TYPES = {"double": "number", "float": "number", "long": "integer", "integer": "integer",
+                    "boolean": "boolean", "string": "string"}
+
+
+class Scorer:
+    def __init__(self, config: DeploymentConfig):
+        self.feature_set = FeatureSetSpec.model_validate(config.feature_set)
+        self.dataset = DatasetSpec.model_validate(config.dataset)
+        self.schema = InputSchema.of(self.feature_set, self.dataset)
+        self.model, self.signature = _load(Path(config.model_path))
+        self._check_signature()
+
+    def score(self, rows: list[list[Any]]) -> list[Any]:
+        """Predictions for `rows` (lists in schema column order), one model call for all of them."""
+        frame = pd.DataFrame(rows, columns=self.schema.columns)
+        predictions = self.model.predict(compute_features(frame, self.feature_set, self.dataset))
+        return predictions.tolist() if hasattr(predictions, "tolist") else list(predictions)
+
+    def output_schema(self) -> dict[str, Any]:
+        outputs = self.signature.outputs.to_dict() if self.signature and self.signature.outputs else []
+        kind = outputs[0].get("type") if len(outputs) == 1 else None
+        return {"type": _SIGNATURE_TYPES.get(kind, "number")} if kind else {}
+
+    def _check_signature(self) -> None:
+        if self.signature is None:
+            return
+        expected = self.signature.inputs.input_names()
+        empty = pd.DataFrame([[None] * len(self.schema.columns)], columns=self.schema.columns)
+        produced = list(compute_features(empty, self.feature_set, self.dataset).columns)
+        if expected != produced:
+            raise SpecopsError(f"the model expects features {expected} but the feature set computes {produced}")
+
+
+def _load(path: Path):
+    from mlflow.models import Model
+
+    meta = Model.load(str(path / "MLmodel"))
+    if "sklearn" in meta.flavors:
+        import mlflow.sklearn
+
+        return mlflow.sklearn.load_model(str(path)), meta.signature
+    import mlflow.pyfunc
+
+    return mlflow.pyfunc.load_model(str(path)), meta.signature

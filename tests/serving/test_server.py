@@ -1,0 +1,153 @@
+"""The endpoint server over real HTTP: protocol, routing, mirroring, probes, metrics, log and feedback."""
+from __future__ import annotations
+
+import math
+import re
+import time
+
+import pytest
+
+from specops.serving.inference_log import read_log
+from specops.serving.keys import regenerate_key
+from tests.serving.conftest import Server, rows
+
+pytestmark = pytest.mark.xdist_group("serving")
+
+COLUMNS = ["income", "score", "region"]
+
+
+def split_body(n: int = 1, seed: int = 1) -> dict:
+    data = rows(n, seed)[COLUMNS]
+    return {"input_data": {"columns": COLUMNS, "data": data.values.tolist()}}
+
+
+def counter(server: Server, name: str, **labels) -> float:
+    selector = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    match = re.search(rf"^{name}\{{{re.escape(selector)}\}} (\S+)$", server.get("/metrics").text, re.M)
+    assert match, f"{name}{{{selector}}} not in /metrics"
+    return float(match.group(1))
+
+
+def test_scores_the_azure_ml_formats_with_one_prediction_per_row(server: Server):
+    split = server.post("/score", split_body(3))
+    records = server.post("/score", {"data": rows(3, 1)[COLUMNS].to_dict("records")})
+    assert split.status_code == records.status_code == 200
+    assert len(split.json()) == 3 and all(p in (0, 1) for p in split.json())
+    assert split.headers["azureml-model-deployment"] in ("blue", "green")
+
+
+def test_missing_or_wrong_key_is_401(server: Server):
+    assert server.post("/score", split_body(), key=None).status_code == 401
+    assert server.post("/score", split_body(), key="not-the-key").status_code == 401
+    assert server.post("/feedback", {"request_id": "x", "label": 1}, key=None).status_code == 401
+
+
+def test_bad_bodies_are_400_naming_the_field(server: Server):
+    malformed = server.post("/score", data=b"{not json", Content_Type="application/json")
+    assert malformed.status_code == 400 and malformed.json()["field"] == "body"
+    missing = server.post("/score", {"input_data": {"columns": ["income", "region"], "data": [[1.0, "north"]]}})
+    assert missing.status_code == 400 and "score" in missing.json()["error"]
+    assert missing.json()["field"] == "input_data.columns"
+    wrong_type = server.post("/score", {"data": [{"income": "lots", "score": 700, "region": "north"}]})
+    assert wrong_type.status_code == 400 and wrong_type.json()["field"] == "data[0].income"
+    unknown_category = server.post("/score", {"data": [{"income": 1.0, "score": 700, "region": "mars"}]})
+    assert unknown_category.status_code == 400 and unknown_category.json()["field"] == "data[0].region"
+
+
+def test_oversized_body_is_413(server: Server):
+    body = split_body(200)  # the test endpoint caps bodies at 4 KiB
+    assert server.post("/score", body).status_code == 413
+
+
+def test_deployment_header_targets_one_deployment_and_unknown_is_404(server: Server):
+    for name in ("blue", "green", "shadow"):
+        response = server.post("/score", split_body(), azureml_model_deployment=name)
+        assert response.status_code == 200 and response.headers["azureml-model-deployment"] == name
+    assert server.post("/score", split_body(), azureml_model_deployment="purple").status_code == 404
+    broken = server.post("/score", split_body(), azureml_model_deployment="broken")
+    assert broken.status_code == 503 and "tiny@99" in broken.json()["error"]
+
+
+def test_traffic_split_is_honoured_and_the_broken_share_is_redistributed(server: Server):
+    n = 300
+    served = [server.post("/score", split_body()).headers["azureml-model-deployment"] for _ in range(n)]
+    assert set(served) <= {"blue", "green"}  # never the broken one, never the mirror
+    share = 60 / 90  # blue's weight among the ready live deployments
+    sd = math.sqrt(n * share * (1 - share))
+    assert abs(served.count("blue") - n * share) < 4 * sd  # a false alarm about once in 15,000 runs
+
+
+def test_readiness_lists_the_broken_deployment_as_not_ready(server: Server):
+    response = server.get("/readiness")
+    assert response.status_code == 200
+    deployments = response.json()["deployments"]
+    assert deployments["blue"]["ready"] and deployments["blue"]["version"] == "2"
+    assert not deployments["broken"]["ready"] and "tiny@99" in deployments["broken"]["error"]
+    assert server.get("/liveness").status_code == 200
+
+
+def test_mirror_answers_are_logged_never_returned(server: Server):
+    ids = [f"mirror-{i}" for i in range(40)]
+    for request_id in ids:
+        response = server.post("/score", split_body(), x_request_id=request_id)
+        assert response.headers["azureml-model-deployment"] != "shadow"
+    records = _wait_for_log(server, lambda log: any(r["shadow"] for r in log if r["request_id"] in ids))
+    shadowed = [r for r in records if r["request_id"] in ids and r["shadow"]]
+    assert shadowed and all(r["deployment"] == "shadow" for r in shadowed)
+    # n=40 at 50%: none mirrored would happen about once in 10^12 runs
+    assert 0 < len(shadowed) <= len(ids)
+
+
+def test_metrics_count_requests_errors_and_latency(server: Server):
+    before = counter(server, "specops_requests_total", deployment="blue", status="2xx")
+    before_bad = counter(server, "specops_requests_total", deployment="blue", status="4xx")
+    before_count = counter(server, "specops_request_duration_seconds_count", deployment="blue")
+    for _ in range(5):
+        server.post("/score", split_body(), azureml_model_deployment="blue")
+    server.post("/score", {"data": [{"income": 1.0}]}, azureml_model_deployment="blue")
+    assert counter(server, "specops_requests_total", deployment="blue", status="2xx") == before + 5
+    assert counter(server, "specops_requests_total", deployment="blue", status="4xx") == before_bad + 1
+    assert counter(server, "specops_request_duration_seconds_count", deployment="blue") == before_count + 6
+    assert counter(server, "specops_errors_total", deployment="blue") == 0
+    assert counter(server, "specops_request_duration_seconds_bucket", deployment="blue", le="+Inf") == before_count + 6
+
+
+def test_feedback_joins_the_logged_request(server: Server):
+    response = server.post("/score", split_body(2), x_request_id="labelled-1")
+    assert response.status_code == 200
+    assert server.post("/feedback", {"request_id": "labelled-1", "label": 1}).status_code == 202
+    assert server.post("/feedback", {"label": 1}).json()["field"] == "body.request_id"
+    records = _wait_for_log(server, lambda log: any(r["request_id"] == "labelled-1" and "label" in r for r in log))
+    live = [r for r in records if r["request_id"] == "labelled-1" and not r["shadow"]]
+    assert [r["row"] for r in live] == [0, 1]
+    assert all(r["label"] == 1 and set(r["inputs"]) == set(COLUMNS) for r in live)
+    assert [r["prediction"] for r in live] == response.json()
+
+
+def test_openapi_describes_the_raw_columns(server: Server):
+    assert server.get("/swagger.json").status_code == 401
+    spec = server.session.get(server.url + "/swagger.json", headers={"Authorization": f"Bearer {server.key}"}).json()
+    record = spec["paths"]["/score"]["post"]["requestBody"]["content"]["application/json"]["schema"]["oneOf"][1]
+    properties = record["properties"]["data"]["items"]["properties"]
+    assert properties["region"]["enum"] == ["north", "south"] and properties["score"]["type"] == "integer"
+
+
+def test_a_regenerated_key_replaces_the_old_one(server: Server):
+    old = server.key
+    regenerate_key(server.state_dir, "primary")
+    new = server.key
+    deadline = time.monotonic() + 10
+    while server.post("/score", split_body(), key=new).status_code != 200 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert server.post("/score", split_body(), key=new).status_code == 200
+    assert server.post("/score", split_body(), key=old).status_code == 401
+
+
+def _wait_for_log(server: Server, condition, timeout_s: float = 10) -> list[dict]:
+    """The log is written as answers go out; a shadow answer may land just after the response."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        records = read_log(server.state_dir)
+        if condition(records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.1)
