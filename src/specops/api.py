@@ -49,15 +49,20 @@ def plan(root: Path | str, env: str | None = None) -> Reconciliation:
 
 
 def apply(root: Path | str, env: str | None = None, report: Reporter = _quiet) -> ApplyResult:
-    """Plan and carry out the plan under the lock; each finished operation is saved and audited."""
+    """Plan and carry out the plan under the lock.
+
+    Operations with an effect (a pipeline run) are saved and audited as each
+    finishes, so a crash converges on the next apply. Operations that only
+    record a declaration are saved once everything succeeded: a failed apply
+    (failed expectations, failed gate) leaves state and audit log untouched.
+    """
     root = Path(root).resolve()
     with apply_lock(root, f"apply --env {env or 'default'}"):
         rec = plan(root, env)
         state, audit = StateStore(rec.specs.root, rec.specs.env), AuditLog(rec.specs.root)
-        result = ApplyResult(rec.plan)
-        for op in rec.plan.operations:
-            report(f"{op.action.symbol} {op.key}")
-            outputs = rec.backend.apply(op, rec.specs, report)
+        result, deferred = ApplyResult(rec.plan), []
+
+        def commit(op, outputs: dict[str, Any]) -> None:
             if op.action is Action.DELETE:
                 state.remove(op.key)
             else:
@@ -69,6 +74,16 @@ def apply(root: Path | str, env: str | None = None, report: Reporter = _quiet) -
             )
             result.applied.append(op.key)
             result.outputs[op.key] = outputs
+
+        for op in rec.plan.operations:
+            report(f"{op.action.symbol} {op.key}")
+            outputs = rec.backend.apply(op, rec.specs, report)
+            if rec.backend.records_only(op):
+                deferred.append((op, outputs))
+            else:
+                commit(op, outputs)
+        for op, outputs in deferred:
+            commit(op, outputs)
         return result
 
 

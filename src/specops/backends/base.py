@@ -21,6 +21,9 @@ class Backend(Protocol):
     def apply(self, op: Operation, specs: SpecSet, report: Reporter) -> dict[str, Any]:
         """Carry out one operation; return outputs worth recording (e.g. a model version)."""
 
+    def records_only(self, op: Operation) -> bool:
+        """True when the operation changes nothing outside specops' own state."""
+
     def notes(self, specs: SpecSet) -> list[str]:
         """Things the plan reader should know (e.g. features this backend lacks)."""
 

@@ -72,13 +72,17 @@ class LocalBackend:
     def _stale_stages(self, pipelines: list[Pipeline]) -> set[str]:
         from dvc.repo import Repo
 
-        targets = [final_stage(p.name) for p in pipelines]
+        # Full paths: DVC resolves bare stage names against the process's cwd.
+        targets = [f"{self.root / DVC_FILE}:{final_stage(p.name)}" for p in pipelines]
         with Repo(str(self.root)) as repo:
             status = repo.status(targets=targets, with_deps=True)
         return {addr.rsplit(":", 1)[-1] for addr in status}
 
     def notes(self, specs: SpecSet) -> list[str]:
         return []
+
+    def records_only(self, op: Operation) -> bool:
+        return op.kind != "Pipeline" or op.action is Action.DELETE
 
     # -- apply -----------------------------------------------------------------
     def apply(self, op: Operation, specs: SpecSet, report: Reporter) -> dict[str, Any]:
