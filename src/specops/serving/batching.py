@@ -1,17 +1,19 @@
 """Adaptive micro-batching: concurrent requests to one deployment share a model call.
 
-A request waits in a queue; a single loop per deployment takes everything
-queued (up to max_batch_size rows) and scores it in one call on the
-deployment's own thread, while the event loop goes on reading requests. So
-batches grow with load by themselves: an idle deployment scores a lone request
-at once, a busy one scores what arrived during the previous call. Only when the
-previous batch held more than one request (the deployment is under load) does
-it wait up to max_wait_ms for the batch to fill; a single client never waits.
+A request waits in a queue; one loop per deployment takes everything queued
+(up to max_batch_size rows) and scores it in one call. The call runs on the
+event loop itself: while it runs, new requests pile up in the socket buffers,
+and the next batch takes all of them. So batches grow with load by themselves:
+an idle deployment scores a lone request at once, a busy one scores what
+arrived during the previous call. (A worker thread would let the loop parse
+during the call, but on a CPU-bound server the two only fight over the GIL.)
+Only when the previous batch held more than one request, i.e. under load,
+does the loop also wait up to max_wait_ms for the batch to fill; a single
+client never waits.
 """
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -30,8 +32,6 @@ class MicroBatcher:
         self._max_rows = max_batch_size
         self._max_wait = max_wait_ms / 1000
         self._queue: asyncio.Queue[Pending] = asyncio.Queue()
-        # One thread per deployment: its model calls never overlap, a slow model never blocks another.
-        self._thread = ThreadPoolExecutor(1)
         self._task: asyncio.Task | None = None
         self._busy = False
 
@@ -44,7 +44,6 @@ class MicroBatcher:
         return pending.future
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             batch = [await self._queue.get()]
             self._drain(batch)
@@ -52,20 +51,23 @@ class MicroBatcher:
                 await asyncio.sleep(self._max_wait)
                 self._drain(batch)
             self._busy = len(batch) > 1
-            rows = [row for pending in batch for row in pending.rows]
-            try:
-                predictions = await loop.run_in_executor(self._thread, self._score, rows)
-            except Exception as exc:  # noqa: BLE001 -- a model error fails this batch's requests, not the loop
-                for pending in batch:
-                    if not pending.future.done():
-                        pending.future.set_exception(exc)
-                continue
-            start = 0
+            self._score_batch(batch)
+            await asyncio.sleep(0)  # let the answers go out and new requests in before the next batch
+
+    def _score_batch(self, batch: list[Pending]) -> None:
+        try:
+            predictions = self._score([row for pending in batch for row in pending.rows])
+        except Exception as exc:  # noqa: BLE001 -- a model error fails this batch's requests, not the loop
             for pending in batch:
-                end = start + len(pending.rows)
-                if not pending.future.done():  # a timed-out request has gone already
-                    pending.future.set_result(predictions[start:end])
-                start = end
+                if not pending.future.done():
+                    pending.future.set_exception(exc)
+            return
+        start = 0
+        for pending in batch:
+            end = start + len(pending.rows)
+            if not pending.future.done():  # a timed-out request has gone already
+                pending.future.set_result(predictions[start:end])
+            start = end
 
     def _drain(self, batch: list[Pending]) -> None:
         rows = self._rows(batch)

@@ -98,9 +98,16 @@ class DataCollector(Strict):
     sampling_rate: float = Field(1.0, ge=0, le=1, description="share of requests recorded")
 
 
-class Deployment(Strict):
+class ModelDeployment(Strict):
     name: Name
     model: ModelRefText
+
+    @property
+    def model_ref(self) -> ModelRef:
+        return ModelRef.parse(self.model)
+
+
+class Deployment(ModelDeployment):
     instance_type: str = "Standard_DS3_v2"
     instance_count: int = Field(1, ge=1, description="locally: worker processes serving the endpoint share this")
     environment_variables: dict[str, str] = {}
@@ -108,10 +115,6 @@ class Deployment(Strict):
     liveness_probe: ProbeSettings = ProbeSettings()
     readiness_probe: ProbeSettings = ProbeSettings()
     data_collector: DataCollector = DataCollector()
-
-    @property
-    def model_ref(self) -> ModelRef:
-        return ModelRef.parse(self.model)
 
 
 # --- rollouts ----------------------------------------------------------------
@@ -225,9 +228,7 @@ class RetrySettings(Strict):
     timeout: int = Field(30, ge=1, description="seconds one mini-batch may take")
 
 
-class BatchDeployment(Strict):
-    name: Name
-    model: ModelRefText
+class BatchDeployment(ModelDeployment):
     instance_count: int = Field(1, ge=1)
     mini_batch_size: int = Field(1000, ge=1, description="rows per mini-batch")
     max_concurrency_per_instance: int = Field(1, ge=1)
@@ -278,25 +279,25 @@ def batch_endpoints(specs: SpecSet) -> Iterable[SpecError]:
             yield from _missing(specs, endpoint, ("spec", "dataset"), Dataset, spec.dataset)
 
 
-def _unknown_deployment(name: str, deployments: list) -> str:
+def _unknown_deployment(name: str, deployments: list[ModelDeployment]) -> str:
     return f"no deployment named {name!r} (deployments: {', '.join(d.name for d in deployments)})"
 
 
-def _unique_deployments(specs: SpecSet, doc: Document, deployments: list) -> Iterable[SpecError]:
+def _unique_deployments(specs: SpecSet, doc: Document, deployments: list[ModelDeployment]) -> Iterable[SpecError]:
     names = [d.name for d in deployments]
     for i, name in enumerate(names):
         if name in names[:i]:
             yield specs.error(doc, ("spec", "deployments", i, "name"), f"duplicate deployment {name!r}")
 
 
-def _model_refs(specs: SpecSet, doc: Document, deployments: list) -> Iterable[SpecError]:
+def _model_refs(specs: SpecSet, doc: Document, deployments: list[ModelDeployment]) -> Iterable[SpecError]:
     models = registered_models(specs)
     for i, deployment in enumerate(deployments):
         name = deployment.model_ref.name
         if name not in models:
             known = ", ".join(sorted(models)) or "none"
             yield specs.error(doc, ("spec", "deployments", i, "model"),
-                              f"no Pipeline registers model {name!r} (registered by pipelines: {known})")
+                              f"no Pipeline registers model {name!r} (registered: {known})")
 
 
 def _traffic(specs: SpecSet, endpoint: Endpoint, spec: EndpointSpec) -> Iterable[SpecError]:
