@@ -277,12 +277,23 @@ def ks_and_wasserstein(baseline: np.ndarray, target: np.ndarray) -> tuple[float,
     # Two sorted runs: the stable sort (timsort) merges them in linear time.
     order = np.argsort(merged, kind="stable")
     values = merged[order]
+    del merged
     below_baseline = np.cumsum(order < n)
-    below_target = np.arange(1, n + m + 1) - below_baseline
-    gap = np.abs(below_baseline / n - below_target / m)
+    del order
+    # In place, to keep each thread's temporaries near five arrays of the merged length.
+    gap = below_baseline / n
+    below_target = np.arange(1, n + m + 1, dtype=np.float64)
+    below_target -= below_baseline  # exact: integers below 2**53
+    below_target /= m
+    gap -= below_target
+    np.abs(gap, out=gap)
+    del below_baseline, below_target
     # Inside a run of equal values only the last position holds both CDFs' values there.
     run_ends = np.append(values[1:] != values[:-1], True)
-    return float(gap[run_ends].max()), float(np.sum(gap[:-1] * np.diff(values)))
+    # Not np.dot: BLAS threads would fight the feature threads (7 ms instead of 0.1 ms at 40k values).
+    weighted = np.diff(values)
+    weighted *= gap[:-1]
+    return float(gap[run_ends].max()), float(weighted.sum())
 
 
 def _ks_test(baseline: np.ndarray, target: np.ndarray, statistic: float) -> tuple[float, float]:
