@@ -30,7 +30,7 @@ def make_project(dest: Path, rows: int = 1500, sweep: str = "[3, 5]", with_pipel
     """A git + DVC repository holding the example specs, small enough for tests."""
     shutil.copytree(REPO / "specs", dest / "specs")
     shutil.copytree(REPO / "src" / "credit_risk", dest / "src" / "credit_risk", ignore=shutil.ignore_patterns("__pycache__"))
-    params = (REPO / "params.yaml").read_text().replace("[3, 5, 7]", sweep)
+    params = (REPO / "params.yaml").read_text().replace("[3, 5, 7]", sweep).replace("n_estimators: 100", "n_estimators: 30")
     (dest / "params.yaml").write_text(params)
     pipeline = dest / "specs" / "pipelines" / "training.yaml"
     if with_pipeline:

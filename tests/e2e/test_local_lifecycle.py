@@ -3,22 +3,19 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
 from pathlib import Path
 
-import mlflow
 import pytest
+import yaml
 from mlflow import MlflowClient
 
 from specops import api
 from specops.apply.audit import AuditLog
-from specops.errors import SpecopsError
 from tests.conftest import BIN, make_project, run, specops
 
-pytestmark = pytest.mark.xdist_group("lifecycle")
 
 
 def registry(root: Path) -> MlflowClient:
@@ -39,58 +36,48 @@ def deterministic(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if not k.endswith("_latency_ms")}
 
 
-@pytest.fixture(scope="module")
-def applied(tmp_path_factory) -> Path:
-    root = make_project(tmp_path_factory.mktemp("lifecycle") / "proj")
+def test_apply_runs_the_lifecycle_once_then_converges(tmp_path: Path):
+    """One real run, then everything that can be checked on it (a run costs tens of seconds)."""
+    root = make_project(tmp_path / "proj")
     result = specops("apply", cwd=root)
     assert result.returncode == 0, result.stdout + result.stderr
-    return root
 
-
-def test_apply_registers_a_champion_with_lineage_and_card(applied: Path):
-    [version] = versions(applied)
-    assert aliases(applied) == {"challenger": version.version, "champion": version.version}
-    out = specops("lineage", "credit-risk@champion", "--format", "json", cwd=applied, check=True).stdout
-    info = json.loads(out)
+    # A champion, with its lineage record and model card.
+    [version] = versions(root)
+    assert aliases(root) == {"challenger": version.version, "champion": version.version}
+    info = json.loads(specops("lineage", "credit-risk@champion", "--format", "json", cwd=root, check=True).stdout)
     lineage = info["lineage"]
     assert lineage["data"]["md5"] and lineage["code_sha256"] and lineage["git"]["commit"]
     assert lineage["params"]["max_depth"] in (3, 5)
     assert "accuracy >= 0.7" in info["model_card"] and "parity" in info["model_card"].lower()
 
+    # Apply twice: the second plan is empty and nothing is registered again.
+    assert specops("plan", "--detailed-exitcode", cwd=root).returncode == 0
+    assert api.apply(root).applied == []
+    assert len(versions(root)) == 1
 
-def test_second_apply_is_empty_and_served_from_the_cache(applied: Path):
-    assert api.plan(applied).plan.empty
-    assert specops("plan", "--detailed-exitcode", cwd=applied).returncode == 0
-    assert api.apply(applied).applied == []
-    assert len(versions(applied)) == 1
-
-
-def test_gate_threshold_change_is_exactly_one_change(applied: Path):
-    gate = applied / "specs/gates/promotion.yaml"
+    # One gate threshold changed: exactly that one change.
+    gate = root / "specs/gates/promotion.yaml"
     original = gate.read_text()
     gate.write_text(original.replace("max: 350", "max: 300"))
-    try:
-        [op] = api.plan(applied).plan.operations
-        assert op.key == "Gate/promotion" and [c.path for c in op.changes] == ["spec.checks[3].max"]
-    finally:
-        gate.write_text(original)
+    [op] = api.plan(root).plan.operations
+    assert op.key == "Gate/promotion" and [c.path for c in op.changes] == ["spec.checks[3].max"]
+    gate.write_text(original)
 
-
-def test_rerun_on_same_commit_and_data_reproduces_metrics_and_hashes(applied: Path):
-    evaluation = applied / "artifacts/credit-risk-training/evaluation.json"
-    before = json.loads(evaluation.read_text())
-    lock_before = (applied / "dvc.lock").read_text()
-    run(["dvc", "repro", "--force", "credit-risk-training-evaluate"], cwd=applied)
+    # Re-running on the same commit and data reproduces the metrics and the data hashes.
+    evaluation = root / "artifacts/credit-risk-training/evaluation.json"
+    before, lock_before = json.loads(evaluation.read_text()), (root / "dvc.lock").read_text()
+    run(["dvc", "repro", "--force", "credit-risk-training-evaluate"], cwd=root)
     after = json.loads(evaluation.read_text())
-    for cid, metrics in before["candidates"].items():
-        assert deterministic(after["candidates"][cid]["metrics"]) == deterministic(metrics["metrics"])
+    for cid, candidate in before["candidates"].items():
+        assert deterministic(after["candidates"][cid]["metrics"]) == deterministic(candidate["metrics"])
+    assert data_hashes((root / "dvc.lock").read_text()) == data_hashes(lock_before)
 
-    def data_hashes(lock: str) -> dict:
-        stages = __import__("yaml").safe_load(lock)["stages"]
-        return {s: [o["md5"] for o in stages[s].get("outs", [])] for s in
-                ("credit-risk-training-generate-data", "credit-risk-training-features")}
 
-    assert data_hashes((applied / "dvc.lock").read_text()) == data_hashes(lock_before)
+def data_hashes(lock: str) -> dict[str, list[str]]:
+    stages = yaml.safe_load(lock)["stages"]
+    return {name: [out["md5"] for out in stages[name]["outs"]]
+            for name in ("credit-risk-training-generate-data", "credit-risk-training-features")}
 
 
 def test_killed_apply_converges_on_the_next_apply(tmp_path: Path):

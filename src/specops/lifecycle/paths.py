@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 STATE_DIR = ".specops"
+# The lifecycle stages in the order DVC runs them.
+STAGES = ("validate", "features", "train", "evaluate", "gate", "register")
 
 
 @dataclass(frozen=True)

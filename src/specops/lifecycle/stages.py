@@ -5,10 +5,10 @@ import importlib
 
 from specops.errors import SpecopsError
 from specops.lifecycle.context import StageContext
+from specops.lifecycle.paths import STAGES
 from specops.spec.kinds import Pipeline
 from specops.spec.loader import SpecSet
 
-STAGES = ("validate", "features", "train", "evaluate", "gate", "register")
 # Each stage's module is imported only when it runs: dvc starts one process per stage,
 # so a stage pays only for its own heavy imports (Great Expectations, MLflow).
 MODULES = {
