@@ -48,7 +48,7 @@ class Deployment:
 
 
 @dataclass
-class Endpoint:
+class LiveEndpoint:
     config: ServingConfig
     keys: KeyChecker
     metrics: Metrics
@@ -77,6 +77,10 @@ class Endpoint:
             self._names.append(name)
             self._weights.append(running)
 
+    @property
+    def ready(self) -> bool:
+        return bool(self._names)
+
     def route(self) -> Deployment | None:
         """A deployment drawn by traffic weight among the ready ones; a broken one's share goes to the rest."""
         draw = random.random()
@@ -93,7 +97,7 @@ class Endpoint:
         return None
 
 
-def build_app(endpoint: Endpoint) -> web.Application:
+def build_app(endpoint: LiveEndpoint) -> web.Application:
     app = web.Application(client_max_size=endpoint.config.max_request_bytes)
     app["endpoint"] = endpoint
     app.router.add_post("/score", score)
@@ -115,7 +119,7 @@ def _unauthorized() -> web.Response:
                              headers={"WWW-Authenticate": "Bearer"})
 
 
-def _target(endpoint: Endpoint, request: web.Request) -> Deployment | web.Response:
+def _target(endpoint: LiveEndpoint, request: web.Request) -> Deployment | web.Response:
     """The deployment named by the header, else one drawn by traffic; an error response if none can serve."""
     name = request.headers.get(DEPLOYMENT_HEADER)
     if name is None:
@@ -129,7 +133,7 @@ def _target(endpoint: Endpoint, request: web.Request) -> Deployment | web.Respon
 
 async def score(request: web.Request) -> web.Response:
     start = time.perf_counter()
-    endpoint: Endpoint = request.app["endpoint"]
+    endpoint: LiveEndpoint = request.app["endpoint"]
     if not endpoint.keys.accepts(request.headers.get("Authorization")):
         return _unauthorized()
     body = await request.read()  # aiohttp answers 413 itself past client_max_size
@@ -172,7 +176,7 @@ async def _predict(deployment: Deployment, body: bytes) -> tuple[int, Any, list]
         deployment.in_flight -= 1
 
 
-def _shadow(endpoint: Endpoint, shadow: Deployment, request_id: str, rows: list) -> None:
+def _shadow(endpoint: LiveEndpoint, shadow: Deployment, request_id: str, rows: list) -> None:
     """Score a copy on the mirror deployment; its answer is logged and counted, never returned."""
     start = time.perf_counter()
 
@@ -186,7 +190,7 @@ def _shadow(endpoint: Endpoint, shadow: Deployment, request_id: str, rows: list)
     shadow.batcher.submit(rows).add_done_callback(done)
 
 
-def _record(endpoint: Endpoint, deployment: Deployment, request_id: str, rows: list, predictions: list,
+def _record(endpoint: LiveEndpoint, deployment: Deployment, request_id: str, rows: list, predictions: list,
             seconds: float, shadow: bool) -> None:
     if not InferenceLog.sampled(deployment.config.sampling_rate):
         return
@@ -202,7 +206,7 @@ def _record(endpoint: Endpoint, deployment: Deployment, request_id: str, rows: l
 
 async def feedback(request: web.Request) -> web.Response:
     """Ground truth for logged requests: {"request_id": ..., "label": ...} or a list of them."""
-    endpoint: Endpoint = request.app["endpoint"]
+    endpoint: LiveEndpoint = request.app["endpoint"]
     if not endpoint.keys.accepts(request.headers.get("Authorization")):
         return _unauthorized()
     try:
@@ -221,7 +225,7 @@ async def feedback(request: web.Request) -> web.Response:
 
 
 async def swagger(request: web.Request) -> web.Response:
-    endpoint: Endpoint = request.app["endpoint"]
+    endpoint: LiveEndpoint = request.app["endpoint"]
     if not endpoint.keys.accepts(request.headers.get("Authorization")):
         return _unauthorized()
     deployment = _target(endpoint, request)
@@ -236,22 +240,21 @@ async def liveness(request: web.Request) -> web.Response:
 
 
 async def readiness(request: web.Request) -> web.Response:
-    endpoint: Endpoint = request.app["endpoint"]
-    ready = endpoint.route() is not None
-    return web.json_response({"ready": ready, "deployments": _statuses(endpoint)}, status=200 if ready else 503)
+    endpoint: LiveEndpoint = request.app["endpoint"]
+    return web.json_response({"ready": endpoint.ready, "deployments": _statuses(endpoint)}, status=200 if endpoint.ready else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:
-    endpoint: Endpoint = request.app["endpoint"]
+    endpoint: LiveEndpoint = request.app["endpoint"]
     return web.Response(text=endpoint.metrics.exposition(), content_type="text/plain", charset="utf-8",
                         headers={"X-Prometheus-Format": "0.0.4"})
 
 
-def _statuses(endpoint: Endpoint) -> dict[str, Any]:
+def _statuses(endpoint: LiveEndpoint) -> dict[str, Any]:
     return {name: d.status() for name, d in endpoint.deployments.items()}
 
 
-def make_endpoint(config: ServingConfig, worker: int, metrics_array) -> Endpoint:
+def make_endpoint(config: ServingConfig, worker: int, metrics_array) -> LiveEndpoint:
     state = Path(config.state_dir)
     names = [d.name for d in config.deployments]
-    return Endpoint(config, KeyChecker(state), Metrics(metrics_array, names, worker), InferenceLog(state, worker))
+    return LiveEndpoint(config, KeyChecker(state), Metrics(metrics_array, names, worker), InferenceLog(state, worker))

@@ -88,7 +88,10 @@ class KeyChecker:
         return sum(hmac.compare_digest(offered, key) for key in self._keys) > 0
 
     def _reload(self) -> None:
-        mtime = self.path.stat().st_mtime_ns
+        try:
+            mtime = self.path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return  # deleted under a running server: keep serving with the keys it has
         if mtime != self._mtime:
             self._keys = [key.encode() for key in read_keys(self.path).values()]
             self._mtime = mtime
