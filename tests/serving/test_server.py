@@ -8,7 +8,9 @@ import time
 import pytest
 
 from specops.serving.inference_log import read_log
+from specops.errors import SpecopsError
 from specops.serving.keys import regenerate_key
+from specops.serving.traffic import read_traffic, set_traffic
 from tests.serving.conftest import Server, rows
 
 pytestmark = pytest.mark.xdist_group("serving")
@@ -141,6 +143,24 @@ def test_a_regenerated_key_replaces_the_old_one(server: Server):
         time.sleep(0.2)
     assert server.post("/score", split_body(), key=new).status_code == 200
     assert server.post("/score", split_body(), key=old).status_code == 401
+
+
+def test_set_traffic_shifts_a_running_server_and_refuses_bad_weights(server: Server):
+    deployments = ["blue", "green", "shadow", "broken"]
+    original = read_traffic(server.state_dir)
+    set_traffic(server.state_dir, deployments, {"green": 100})
+    try:
+        deadline = time.monotonic() + 10  # workers poll every 0.1 s
+        served = []
+        while time.monotonic() < deadline and served[-20:] != ["green"] * 20:
+            served.append(server.post("/score", split_body()).headers["azureml-model-deployment"])
+        assert served[-20:] == ["green"] * 20
+    finally:
+        set_traffic(server.state_dir, deployments, *original)
+    for traffic, mirror, message in (({"blue": 90}, {}, "sum to 100"), ({"purple": 100}, {}, "no deployment named purple"),
+                                     ({"blue": 100}, {"blue": 10}, "without live traffic")):
+        with pytest.raises(SpecopsError, match=message):
+            set_traffic(server.state_dir, deployments, traffic, mirror)
 
 
 def _wait_for_log(server: Server, condition, timeout_s: float = 10) -> list[dict]:

@@ -24,6 +24,7 @@ from specops.serving.keys import KeyChecker
 from specops.serving.metrics import Metrics
 from specops.serving.schema import BadRequest
 from specops.serving.scorer import Scorer
+from specops.serving.traffic import watch_traffic
 
 DEPLOYMENT_HEADER = "azureml-model-deployment"
 REQUEST_ID_HEADER = "x-request-id"
@@ -56,26 +57,38 @@ class LiveEndpoint:
     deployments: dict[str, Deployment] = field(default_factory=dict)
     _names: list[str] = field(default_factory=list)  # live-traffic deployments that are ready...
     _weights: list[float] = field(default_factory=list)  # ...and their cumulative shares
+    _mirror: dict[str, int] = field(default_factory=dict)
+    _watcher: asyncio.Task | None = None
 
     def start(self) -> None:
-        """Load every deployment (a failure makes that one unready) and share out the traffic."""
+        """Load every deployment (a failure makes that one unready), then follow the live traffic weights."""
         for config in self.config.deployments:
-            deployment = Deployment(config, error=config.error)
-            if deployment.error is None:
-                try:
-                    deployment.scorer = Scorer(config)
-                    deployment.batcher = MicroBatcher(deployment.scorer.score, self.config.max_batch_size, self.config.max_wait_ms)
-                    deployment.batcher.start()
-                except Exception as exc:  # noqa: BLE001 -- whatever broke the load, this deployment must get no traffic
-                    deployment.error = f"cannot load model {config.model}: {first_line(exc)}"
-            self.deployments[config.name] = deployment
-        live = [(name, share) for name, share in self.config.traffic.items() if share > 0 and self.deployments[name].ready]
+            self.deployments[config.name] = self._load(config)
+        self.set_traffic(self.config.traffic, self.config.mirror_traffic)
+        self._watcher = asyncio.get_running_loop().create_task(watch_traffic(self.config.state_dir, self.set_traffic))
+
+    def _load(self, config: DeploymentConfig) -> Deployment:
+        deployment = Deployment(config, error=config.error)
+        if deployment.error is None:
+            try:
+                deployment.scorer = Scorer(config)
+                deployment.batcher = MicroBatcher(deployment.scorer.score, self.config.max_batch_size, self.config.max_wait_ms)
+                deployment.batcher.start()
+            except Exception as exc:  # noqa: BLE001 -- whatever broke the load, this deployment must get no traffic
+                deployment.error = f"cannot load model {config.model}: {first_line(exc)}"
+        return deployment
+
+    def set_traffic(self, traffic: dict[str, int], mirror: dict[str, int]) -> None:
+        """Share live traffic among the ready deployments; a broken one's share goes to the rest in proportion."""
+        live = [(name, share) for name, share in traffic.items()
+                if share > 0 and name in self.deployments and self.deployments[name].ready]
         total = sum(share for _, share in live)
-        running = 0.0
+        names, bounds, running = [], [], 0.0
         for name, share in live:
             running += share / total
-            self._names.append(name)
-            self._weights.append(running)
+            names.append(name)
+            bounds.append(running)
+        self._names, self._weights, self._mirror = names, bounds, dict(mirror)
 
     @property
     def ready(self) -> bool:
@@ -90,9 +103,9 @@ class LiveEndpoint:
         return self.deployments[self._names[-1]] if self._names else None
 
     def mirror(self) -> Deployment | None:
-        for name, share in self.config.mirror_traffic.items():
-            deployment = self.deployments[name]
-            if deployment.ready and random.random() * 100 < share:
+        for name, share in self._mirror.items():
+            deployment = self.deployments.get(name)
+            if deployment is not None and deployment.ready and random.random() * 100 < share:
                 return deployment
         return None
 

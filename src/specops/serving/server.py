@@ -21,6 +21,7 @@ from specops.errors import SpecopsError
 from specops.serving.config import ServingConfig, endpoint_dir, resolve_endpoint
 from specops.serving.keys import ensure_keys
 from specops.serving.metrics import shared_array
+from specops.serving.traffic import set_traffic
 from specops.spec import load_specs
 
 STARTUP_TIMEOUT_S = 120
@@ -34,6 +35,8 @@ def prepare(root: Path | str, endpoint: str, port: int | None = None, workers: i
     config.port = port if port is not None else config.port
     config.workers = workers if workers is not None else (config.workers or os.cpu_count() or 1)
     ensure_keys(Path(config.state_dir))
+    # The spec's weights are where a (re)started server begins; a rollout moves them with set_traffic.
+    set_traffic(config.state_dir, [d.name for d in config.deployments], config.traffic, config.mirror_traffic)
     path = endpoint_dir(specs.root, endpoint) / CONFIG_FILE
     config.save(path)
     return path
