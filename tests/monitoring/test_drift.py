@@ -168,3 +168,13 @@ def test_default_signals_flag_exactly_the_four_shifted_features_in_a_million_row
     assert sorted(report.drifted) == ["c3", "x03", "x07", "x11"]
     # Why the blueprint rule is not the default: decile PSI misses the mean shift.
     assert report.feature("x03").metrics[PSI] < 0.2
+
+
+def test_unused_categories_of_a_pandas_categorical_are_not_new_categories():
+    dtype = pd.CategoricalDtype(["a", "b", "z"])
+    summary = summarize(frame(c=pd.Series(["a", "b"] * 50, dtype=dtype)), categorical=["c"])
+    assert summary.categorical["c"].categories == ["a", "b"]
+    report = detect(summary, frame(c=pd.Series(["a", "b"] * 50, dtype=dtype)))
+    assert report.feature("c").statistics["new_categories"] == 0
+    with pytest.raises(ValueError, match="baseline feature 'x' has no non-null values"):
+        summarize(frame(x=[np.nan, np.nan]), numeric=["x"])

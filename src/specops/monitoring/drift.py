@@ -101,7 +101,7 @@ class BaselineSummary:
 def summarize(frame: pd.DataFrame, numeric: Sequence[str] = (), categorical: Sequence[str] = (),
               bins: int = DEFAULT_BINS, sample_size: int = SAMPLE_SIZE) -> BaselineSummary:
     """Summarise the baseline once; every later `detect` reuses it."""
-    numeric_bases = _parallel(lambda name: _summarize_numeric(_values(frame, name), bins, sample_size), numeric)
+    numeric_bases = _parallel(lambda name: _summarize_numeric(name, _values(frame, name), bins, sample_size), numeric)
     return BaselineSummary(
         rows=len(frame),
         numeric=dict(zip(numeric, numeric_bases)),
@@ -109,10 +109,10 @@ def summarize(frame: pd.DataFrame, numeric: Sequence[str] = (), categorical: Seq
     )
 
 
-def _summarize_numeric(values: np.ndarray, bins: int, sample_size: int) -> NumericBaseline:
-    values.sort()
+def _summarize_numeric(name: str, values: np.ndarray, bins: int, sample_size: int) -> NumericBaseline:
     if len(values) == 0:
-        raise ValueError("a numeric baseline feature has no non-null values")
+        raise ValueError(f"baseline feature {name!r} has no non-null values")
+    values.sort()
     # Duplicate edges (a discrete feature) are kept: they make bins that are empty in
     # every sample, contribute nothing, and keep one bin count for all features.
     inner = np.quantile(values, np.arange(1, bins) / bins)
@@ -361,7 +361,8 @@ def _bin_counts(sorted_values: np.ndarray, edges: np.ndarray) -> np.ndarray:
 
 def _category_counts(column: pd.Series) -> dict[str, int]:
     counts = column.value_counts(dropna=True, sort=False)
-    return {str(k): int(v) for k, v in counts.items()}
+    # A pandas Categorical also lists its unused categories, with count 0: those were not observed.
+    return {str(k): int(v) for k, v in counts.items() if v > 0}
 
 
 def _parallel(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
