@@ -201,10 +201,14 @@ def detect(summary: BaselineSummary, target: pd.DataFrame, signals: Signals = DE
         _categorical_drift(name, base, target[name]) for name, base in summary.categorical.items()
     ]
     for feature in features:
-        feature.alerts = [describe(metric, feature.metrics[metric], threshold)
-                          for metric, threshold in signals.for_type(feature.type).items()
-                          if breached(metric, feature.metrics[metric], threshold)]
+        feature.alerts = _alerts(feature, signals)
     return DriftReport(summary.rows, len(target), signals, features)
+
+
+def _alerts(feature: FeatureDrift, signals: Signals) -> list[str]:
+    thresholds = signals.for_type(feature.type)
+    return [describe(metric, feature.metrics[metric], threshold)
+            for metric, threshold in thresholds.items() if breached(metric, feature.metrics[metric], threshold)]
 
 
 @dataclass
@@ -224,29 +228,33 @@ def _numeric_drift(bases: dict[str, NumericBaseline], target: pd.DataFrame) -> l
         return []
     names = list(bases)
     comparisons = _parallel(lambda name: _compare(bases[name], _values(target, name)), names)
+    # The binned metrics for all features at once: (features x bins) share arrays on the baseline's edges.
     baseline_shares = np.array([bases[n].proportions for n in names])
     counts = np.array([c.counts for c in comparisons], dtype=np.float64)
-    totals = counts.sum(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):  # a feature with no target values gives NaN
-        target_shares = counts / totals
+        target_shares = counts / counts.sum(axis=1, keepdims=True)
         psi = population_stability_index(baseline_shares, target_shares)
         jsd = jensenshannon(baseline_shares, target_shares, base=2, axis=1)
     wasserstein = np.array([c.wasserstein for c in comparisons])
     nwd = wasserstein / np.maximum([bases[n].std for n in names], MIN_STD)
     return [
-        FeatureDrift(
-            name=name, type="numerical",
-            metrics={JSD: float(jsd[i]), NWD: float(nwd[i]), PSI: float(psi[i]), KS: c.ks_pvalue},
-            statistics={
-                "ks_statistic": c.ks_statistic, "wasserstein_distance": c.wasserstein,
-                "baseline_mean": bases[name].mean, "target_mean": c.mean,
-                "baseline_std": bases[name].std, "target_std": c.std,
-                "target_count": int(totals[i, 0]), "target_null_rate": 1 - totals[i, 0] / len(target) if len(target) else 0.0,
-            },
-            alerts=[],
-        )
+        _numeric_feature(name, bases[name], c, {JSD: float(jsd[i]), NWD: float(nwd[i]), PSI: float(psi[i]), KS: c.ks_pvalue},
+                         len(target))
         for i, (name, c) in enumerate(zip(names, comparisons))
     ]
+
+
+def _numeric_feature(name: str, base: NumericBaseline, c: _Comparison, metrics: dict[str, float], rows: int) -> FeatureDrift:
+    count = int(c.counts.sum())
+    return FeatureDrift(
+        name=name, type="numerical", metrics=metrics,
+        statistics={
+            "ks_statistic": c.ks_statistic, "wasserstein_distance": c.wasserstein,
+            "baseline_mean": base.mean, "target_mean": c.mean, "baseline_std": base.std, "target_std": c.std,
+            "target_count": count, "target_null_rate": 1 - count / rows if rows else 0.0,
+        },
+        alerts=[],
+    )
 
 
 def _compare(base: NumericBaseline, values: np.ndarray) -> _Comparison:
@@ -331,7 +339,7 @@ def _categorical_drift(name: str, base: CategoricalBaseline, column: pd.Series) 
             "chi_squared_statistic": chi2,
             "cramers_v": float(np.sqrt(chi2 / (baseline_counts.sum() + total))),  # two samples: min(r, c) - 1 = 1
             "new_categories": len(categories) - len(base.categories),
-            "target_count": int(total), "target_null_rate": 1 - total / len(column) if len(column) else 0.0,
+            "target_count": int(total), "target_null_rate": float(1 - total / len(column)) if len(column) else 0.0,
         },
         alerts=[],
     )
