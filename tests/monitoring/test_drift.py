@@ -178,3 +178,5 @@ def test_unused_categories_of_a_pandas_categorical_are_not_new_categories():
     assert report.feature("c").statistics["new_categories"] == 0
     with pytest.raises(ValueError, match="baseline feature 'x' has no non-null values"):
         summarize(frame(x=[np.nan, np.nan]), numeric=["x"])
+    with pytest.raises(ValueError, match="the target data lacks baseline feature.s.: c"):
+        detect(summary, frame(d=["a"]))

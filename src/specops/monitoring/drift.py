@@ -197,6 +197,9 @@ def _nan_to_none(value):
 
 def detect(summary: BaselineSummary, target: pd.DataFrame, signals: Signals = DEFAULT) -> DriftReport:
     """Compare the target data to the stored baseline, feature by feature."""
+    missing = [name for name in [*summary.numeric, *summary.categorical] if name not in target.columns]
+    if missing:
+        raise ValueError(f"the target data lacks baseline feature(s): {', '.join(missing)}")
     features = _numeric_drift(summary.numeric, target) + [
         _categorical_drift(name, base, target[name]) for name, base in summary.categorical.items()
     ]
