@@ -180,3 +180,11 @@ def test_unused_categories_of_a_pandas_categorical_are_not_new_categories():
         summarize(frame(x=[np.nan, np.nan]), numeric=["x"])
     with pytest.raises(ValueError, match="the target data lacks baseline feature.s.: c"):
         detect(summary, frame(d=["a"]))
+
+
+def test_a_large_baseline_keeps_evenly_spaced_order_statistics():
+    summary = summarize(frame(x=np.arange(10_000.0)), numeric=["x"], sample_size=1000)
+    base = summary.numeric["x"]
+    np.testing.assert_array_equal(base.sample, np.arange(5.0, 10_000, 10))  # the midpoint of every tenth
+    assert base.count == 10_000 and base.mean == 4999.5  # moments and edges come from every row
+    assert base.edges[5] == np.quantile(np.arange(10_000.0), 0.5)
