@@ -11,7 +11,6 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.table import Table
 
 from specops import api
 from specops.errors import SpecopsError
@@ -93,13 +92,19 @@ def status(env: str | None, root: Path, fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps(state, indent=2, sort_keys=True))
         return
-    table = Table(title=f"environment {state['environment']}")
-    for column in ("resource", "applied at", "outputs"):
-        table.add_column(column)
+    if not state["resources"]:
+        console.print(f"Nothing applied to {state['environment']} yet.")
+        return
+    console.print(f"environment {state['environment']}")
+    width = max(len(key) for key in state["resources"])
     for key, entry in sorted(state["resources"].items()):
-        outputs = ", ".join(f"{k}={v}" for k, v in entry.get("outputs", {}).items() if not isinstance(v, (dict, list)))
-        table.add_row(key, entry["applied_at"], outputs)
-    console.print(table if state["resources"] else "Nothing applied yet.")
+        console.print(f"  {key:<{width}}  applied {entry['applied_at']}  {_summary(entry.get('outputs', {}))}")
+
+
+def _summary(outputs: dict) -> str:
+    if "model" in outputs and "version" in outputs:
+        return f"{outputs['model']} v{outputs['version']} ({', '.join(outputs.get('aliases', []))})"
+    return ", ".join(f"{k}={v}" for k, v in outputs.items() if not isinstance(v, (dict, list)))
 
 
 @main.command()
