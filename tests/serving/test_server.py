@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 import re
+import subprocess
+import sys
 import time
 
 import pytest
@@ -161,6 +163,15 @@ def test_set_traffic_shifts_a_running_server_and_refuses_bad_weights(server: Ser
                                      ({"blue": 100}, {"blue": 10}, "without live traffic")):
         with pytest.raises(SpecopsError, match=message):
             set_traffic(server.state_dir, deployments, traffic, mirror)
+
+
+def test_unknown_endpoint_and_taken_port_are_clear_errors(server: Server):
+    unknown = subprocess.run([sys.executable, "-m", "specops.serving", str(server.root), "nosuch"], capture_output=True, text=True, timeout=120)
+    assert unknown.returncode == 1 and "error: no Endpoint named 'nosuch' (known: scoring)" in unknown.stderr
+    taken = subprocess.run([sys.executable, "-m", "specops.serving", str(server.root), "scoring", "--port", str(server.port)],
+                           capture_output=True, text=True, timeout=120)
+    assert taken.returncode == 1 and f"cannot listen on 127.0.0.1:{server.port}" in taken.stderr
+    assert "Traceback" not in unknown.stderr + taken.stderr
 
 
 def _wait_for_log(server: Server, condition, timeout_s: float = 10) -> list[dict]:

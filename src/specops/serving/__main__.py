@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     args = parser.parse_args(argv)
     try:
-        return serve(prepare(args.root, args.endpoint, args.port, args.workers), args.host, announce=lambda m: print(m, flush=True))
+        return serve(prepare(args.root, args.endpoint, args.port, args.workers, args.host), args.host, announce=lambda m: print(m, flush=True))
     except SpecopsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

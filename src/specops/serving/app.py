@@ -7,13 +7,14 @@ probes and scrape target GET /, /liveness, /readiness, /metrics.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import random
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
@@ -28,6 +29,7 @@ from specops.serving.traffic import watch_traffic
 
 DEPLOYMENT_HEADER = "azureml-model-deployment"
 REQUEST_ID_HEADER = "x-request-id"
+Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
 @dataclass
@@ -94,6 +96,11 @@ class LiveEndpoint:
     def ready(self) -> bool:
         return bool(self._names)
 
+    def main(self) -> Deployment | None:
+        """The ready deployment with the largest share of live traffic."""
+        shares = [bound - previous for previous, bound in zip([0.0, *self._weights], self._weights)]
+        return self.deployments[self._names[shares.index(max(shares))]] if self._names else None
+
     def route(self) -> Deployment | None:
         """A deployment drawn by traffic weight among the ready ones; a broken one's share goes to the rest."""
         draw = random.random()
@@ -127,9 +134,17 @@ def _error(status: int, message: str, **extra: Any) -> web.Response:
     return web.json_response({"error": message, **extra}, status=status)
 
 
-def _unauthorized() -> web.Response:
-    return web.json_response({"error": "missing or wrong key: send Authorization: Bearer <endpoint key>"}, status=401,
-                             headers={"WWW-Authenticate": "Bearer"})
+def authenticated(handler: Handler) -> Handler:
+    """Answer 401 unless the request carries one of the endpoint's keys."""
+
+    @functools.wraps(handler)
+    async def checked(request: web.Request) -> web.Response:
+        if not request.app["endpoint"].keys.accepts(request.headers.get("Authorization")):
+            return web.json_response({"error": "missing or wrong key: send Authorization: Bearer <endpoint key>"},
+                                     status=401, headers={"WWW-Authenticate": "Bearer"})
+        return await handler(request)
+
+    return checked
 
 
 def _target(endpoint: LiveEndpoint, request: web.Request) -> Deployment | web.Response:
@@ -144,11 +159,10 @@ def _target(endpoint: LiveEndpoint, request: web.Request) -> Deployment | web.Re
     return deployment if deployment.ready else _error(503, f"deployment {name!r} is not ready: {deployment.error}")
 
 
+@authenticated
 async def score(request: web.Request) -> web.Response:
     start = time.perf_counter()
     endpoint: LiveEndpoint = request.app["endpoint"]
-    if not endpoint.keys.accepts(request.headers.get("Authorization")):
-        return _unauthorized()
     body = await request.read()  # aiohttp answers 413 itself past client_max_size
     deployment = _target(endpoint, request)
     if isinstance(deployment, web.Response):
@@ -217,11 +231,10 @@ def _record(endpoint: LiveEndpoint, deployment: Deployment, request_id: str, row
     ])
 
 
+@authenticated
 async def feedback(request: web.Request) -> web.Response:
     """Ground truth for logged requests: {"request_id": ..., "label": ...} or a list of them."""
     endpoint: LiveEndpoint = request.app["endpoint"]
-    if not endpoint.keys.accepts(request.headers.get("Authorization")):
-        return _unauthorized()
     try:
         document = json.loads(await request.read())
     except (ValueError, UnicodeDecodeError) as exc:
@@ -237,11 +250,12 @@ async def feedback(request: web.Request) -> web.Response:
     return web.json_response({"accepted": len(items)}, status=202)
 
 
+@authenticated
 async def swagger(request: web.Request) -> web.Response:
     endpoint: LiveEndpoint = request.app["endpoint"]
-    if not endpoint.keys.accepts(request.headers.get("Authorization")):
-        return _unauthorized()
-    deployment = _target(endpoint, request)
+    deployment = _target(endpoint, request) if DEPLOYMENT_HEADER in request.headers else endpoint.main()
+    if deployment is None:
+        return _error(503, "no deployment is ready to take traffic", deployments=_statuses(endpoint))
     if isinstance(deployment, web.Response):
         return deployment
     spec = deployment.scorer.schema.openapi(endpoint.config.endpoint, list(endpoint.deployments), deployment.scorer.output_schema())

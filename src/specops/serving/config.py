@@ -60,12 +60,16 @@ def endpoint_dir(root: Path, endpoint: str) -> Path:
     return Path(root) / STATE_DIR / "endpoints" / endpoint
 
 
-def resolve_endpoint(specs: SpecSet, name: str) -> ServingConfig:
+def find_endpoint(specs: SpecSet, name: str) -> Endpoint:
     endpoint = specs.get(Endpoint, name)
     if endpoint is None:
         known = ", ".join(sorted(e.name for e in specs.of_kind(Endpoint))) or "none defined"
         raise SpecopsError(f"no Endpoint named {name!r} (known: {known})")
-    spec, state_dir = endpoint.spec, endpoint_dir(specs.root, name)
+    return endpoint
+
+
+def resolve_endpoint(specs: SpecSet, name: str) -> ServingConfig:
+    spec, state_dir = find_endpoint(specs, name).spec, endpoint_dir(specs.root, name)
     from specops.lifecycle.tracking import connect  # MLflow is slow to import: only when resolving
 
     client = connect(specs)

@@ -4,7 +4,7 @@ The parent resolves the endpoint (aliases -> versions, model files copied),
 makes sure keys exist, then starts the workers with `spawn` and supervises
 them. Each worker loads every deployment once and serves on the same port
 through SO_REUSEPORT, so the kernel spreads connections over the cores without
-a proxy in the way. If a worker dies the whole server stops with its exit code
+a proxy in the way. If a worker dies the whole server stops, exit code 1
 (a half-served endpoint would skew traffic and metrics silently).
 """
 from __future__ import annotations
@@ -14,11 +14,14 @@ import multiprocessing
 import os
 import queue
 import signal
+import socket
 import sys
+import time
+from multiprocessing.connection import wait
 from pathlib import Path
 
 from specops.errors import SpecopsError
-from specops.serving.config import ServingConfig, endpoint_dir, resolve_endpoint
+from specops.serving.config import ServingConfig, endpoint_dir, find_endpoint, first_line, resolve_endpoint
 from specops.serving.keys import ensure_keys
 from specops.serving.metrics import shared_array
 from specops.serving.traffic import set_traffic
@@ -28,11 +31,18 @@ STARTUP_TIMEOUT_S = 120
 CONFIG_FILE = "config.json"
 
 
-def prepare(root: Path | str, endpoint: str, port: int | None = None, workers: int | None = None) -> Path:
-    """Resolve the endpoint and write what the workers read; returns the config file."""
+def prepare(root: Path | str, endpoint: str, port: int | None = None, workers: int | None = None,
+            host: str = "127.0.0.1") -> Path:
+    """Resolve the endpoint and write what the workers read; returns the config file.
+
+    The port is checked first, so a second server started by mistake fails
+    before it touches the running one's files.
+    """
     specs = load_specs(root)
+    port = port if port is not None else find_endpoint(specs, endpoint).spec.server.port
+    _check_port_free(host, port)
     config = resolve_endpoint(specs, endpoint)
-    config.port = port if port is not None else config.port
+    config.port = port
     config.workers = workers if workers is not None else (config.workers or os.cpu_count() or 1)
     ensure_keys(Path(config.state_dir))
     # The spec's weights are where a (re)started server begins; a rollout moves them with set_traffic.
@@ -63,14 +73,33 @@ def serve(config_path: Path, host: str = "127.0.0.1", announce=print) -> int:
     return _supervise(workers)
 
 
-def _await_startup(started, workers) -> None:
-    for _ in workers:
+def _check_port_free(host: str, port: int) -> None:
+    """Workers share the port through SO_REUSEPORT, which would also let them share it, silently,
+    with another server that set it. A plain bind fails if anything at all listens there."""
+    with socket.socket() as probe:
         try:
-            outcome = started.get(timeout=STARTUP_TIMEOUT_S)
+            probe.bind((host, port))
+        except OSError as exc:
+            raise SpecopsError(f"cannot listen on {host}:{port}: {exc.strerror} (another endpoint server there?)") from None
+
+
+def _await_startup(started, workers) -> None:
+    """Wait for every worker to listen; fail fast on the first that reports a problem or dies."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    listening = 0
+    while listening < len(workers):
+        try:
+            outcome = started.get(timeout=0.5)
         except queue.Empty:
-            raise SpecopsError(f"the endpoint's workers did not start within {STARTUP_TIMEOUT_S}s") from None
+            dead = [p for p in workers if not p.is_alive()]
+            if dead:
+                raise SpecopsError(f"worker {dead[0].pid} exited with code {dead[0].exitcode} while starting") from None
+            if time.monotonic() > deadline:
+                raise SpecopsError(f"the endpoint's workers did not start within {STARTUP_TIMEOUT_S}s") from None
+            continue
         if outcome is not None:
             raise SpecopsError(outcome)
+        listening += 1
 
 
 def _supervise(workers) -> int:
@@ -81,8 +110,6 @@ def _supervise(workers) -> int:
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, on_signal)
-    from multiprocessing.connection import wait
-
     while stop["signal"] is None:
         dead = [p for p in workers if p.sentinel in wait([p.sentinel for p in workers], timeout=0.5)]
         if dead:
@@ -107,6 +134,9 @@ def worker_main(config_path: str, worker: int, host: str, array, started) -> Non
         asyncio.run(_worker(ServingConfig.load(Path(config_path)), worker, host, array, started))
     except OSError as exc:  # e.g. the port is taken by another program
         started.put(f"worker {worker} cannot listen on {host}: {exc}")
+        raise SystemExit(1) from None
+    except Exception as exc:  # noqa: BLE001 -- reported to the parent, which prints it without a traceback
+        started.put(f"worker {worker} failed to start: {first_line(exc)}")
         raise SystemExit(1) from None
 
 
