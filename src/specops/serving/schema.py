@@ -45,7 +45,7 @@ class InputSchema:
         """Rows as lists in `columns` order, every value checked; raises BadRequest."""
         try:
             document = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise BadRequest("body", f"not valid JSON ({exc})") from None
         if not isinstance(document, dict):
             raise BadRequest("body", "expected a JSON object with input_data, data, dataframe_split or dataframe_records")
@@ -63,7 +63,7 @@ class InputSchema:
 
     def _split(self, key: str, value: dict) -> list[list[Any]]:
         columns, data = value.get("columns"), value.get("data")
-        if not isinstance(columns, list):
+        if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
             raise BadRequest(f"{key}.columns", "expected a list of column names")
         if not isinstance(data, list):
             raise BadRequest(f"{key}.data", "expected a list of rows")

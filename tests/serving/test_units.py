@@ -1,0 +1,110 @@
+"""The server's parts without a server: body parsing, the forest fast path, keys, metrics."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from specops.serving.fastpath import fast_predict
+from specops.serving.keys import KeyChecker, ensure_keys, regenerate_key
+from specops.serving.metrics import Metrics, shared_array
+from specops.serving.schema import BadRequest, InputSchema
+from specops.spec.kinds import DatasetSpec, FeatureSetSpec
+
+DATASET = DatasetSpec.model_validate({"path": "d.csv", "target": "y", "columns": {
+    "income": {"type": "float"}, "score": {"type": "int", "nullable": True},
+    "region": {"type": "str", "allowed": ["north", "south"]}, "y": {"type": "int"}}})
+FEATURES = FeatureSetSpec.model_validate({"dataset": "d", "version": 1, "owner": "o", "refresh": "0 0 * * *", "features": [
+    {"name": "log_income", "transform": "log1p", "inputs": ["income"]}, {"name": "score"}, {"name": "region", "transform": "one_hot"}]})
+SCHEMA = InputSchema.of(FEATURES, DATASET)
+
+
+def parse(document) -> list:
+    return SCHEMA.parse(json.dumps(document).encode())
+
+
+def bad(document) -> tuple[str, str]:
+    with pytest.raises(BadRequest) as info:
+        SCHEMA.parse(document if isinstance(document, bytes) else json.dumps(document).encode())
+    return info.value.field, info.value.message
+
+
+def test_every_accepted_format_gives_rows_in_schema_order():
+    expected = [[1.0, 700, "north"]]
+    record = {"region": "north", "score": 700, "income": 1.0, "extra": "ignored"}
+    assert parse({"input_data": {"columns": ["region", "income", "score"], "index": [0], "data": [["north", 1.0, 700]]}}) == expected
+    assert parse({"input_data": [record]}) == expected
+    assert parse({"data": [record]}) == expected
+    assert parse({"dataframe_records": [record]}) == expected
+    assert parse({"dataframe_split": {"columns": ["score", "region", "income"], "data": [[700, "north", 1.0]]}}) == expected
+    assert parse({"data": [{**record, "score": None}]}) == [[1.0, None, "north"]]  # score is nullable
+
+
+@pytest.mark.parametrize("document, field, message", [
+    (b"{", "body", "not valid JSON"),
+    ([1, 2], "body", "expected a JSON object"),
+    ({"rows": []}, "body", "expected one of input_data"),
+    ({"data": []}, "data", "no rows"),
+    ({"input_data": {"columns": [["x"]], "data": []}}, "input_data.columns", "expected a list of column names"),
+    ({"input_data": {"columns": ["income", "score", "region"], "data": [[1.0, 700]]}}, "input_data.data[0]", "expected a list of 3 values"),
+    ({"input_data": {"columns": ["income", "score", "region"], "data": [[1.0, 7.5, "north"]]}}, "input_data.data[0][1] (score)", "expected an integer"),
+    ({"data": [{"income": True, "score": 1, "region": "north"}]}, "data[0].income", "expected a number"),
+    ({"data": [{"income": None, "score": 1, "region": "north"}]}, "data[0].income", "must not be null"),
+    ({"data": [{"income": 1.0, "score": 1, "region": "mars"}]}, "data[0].region", "'mars' is not one of north, south"),
+    ({"data": [{"income": 1.0, "region": "north"}]}, "data[0]", "missing column(s) score"),
+    ({"data": ["x"]}, "data[0]", "expected a record"),
+])
+def test_bad_bodies_name_the_field(document, field, message):
+    got_field, got_message = bad(document)
+    assert got_field == field and message in got_message
+
+
+def test_non_finite_numbers_are_refused():
+    assert bad(b'{"data": [{"income": NaN, "score": 1, "region": "north"}]}')[0] == "data[0].income"
+
+
+def test_forest_fast_path_equals_predict_and_other_models_keep_their_own():
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(1)
+    inputs = rng.normal(size=(400, 4))
+    target = np.where((inputs[:, 0] > 0) ^ (inputs[:, 1] > 0.5), "bad", "good")
+    forest = RandomForestClassifier(n_estimators=15, random_state=0).fit(inputs, target)
+    predict = fast_predict(forest)
+    assert predict != forest.predict
+    fresh = rng.normal(size=(1000, 4))
+    assert (predict(fresh) == forest.predict(fresh)).all()
+    fresh[0, 0] = np.nan  # not finite: the model's own predict decides
+    assert (predict(fresh) == forest.predict(fresh)).all()
+    linear = LogisticRegression().fit(inputs, target)
+    assert fast_predict(linear) == linear.predict
+
+
+def test_keys_are_private_rotated_and_both_accepted(tmp_path: Path):
+    keys = ensure_keys(tmp_path)
+    assert oct(os.stat(tmp_path / "keys.json").st_mode & 0o777) == "0o600"
+    checker = KeyChecker(tmp_path)
+    assert checker.accepts(f"Bearer {keys['primary']}") and checker.accepts(f"Bearer {keys['secondary']}")
+    assert not checker.accepts(keys["primary"]) and not checker.accepts(None) and not checker.accepts("Bearer nope")
+    rotated = regenerate_key(tmp_path, "secondary")
+    assert rotated["primary"] == keys["primary"] and rotated["secondary"] != keys["secondary"]
+    assert ensure_keys(tmp_path) == rotated
+
+
+def test_metrics_sum_over_workers_with_cumulative_buckets():
+    array = shared_array(2, 1)
+    first, second = Metrics(array, ["blue"], 0), Metrics(array, ["blue"], 1)
+    first.observe("blue", 200, 0.002)
+    second.observe("blue", 200, 0.2)
+    second.observe("blue", 503, 0.02)
+    text = first.exposition()
+    assert 'specops_requests_total{deployment="blue",status="2xx"} 2' in text
+    assert 'specops_requests_total{deployment="blue",status="5xx"} 1' in text
+    assert 'specops_errors_total{deployment="blue"} 1' in text
+    assert 'specops_request_duration_seconds_bucket{deployment="blue",le="0.0025"} 1' in text
+    assert 'specops_request_duration_seconds_bucket{deployment="blue",le="0.25"} 3' in text
+    assert 'specops_request_duration_seconds_count{deployment="blue"} 3' in text
