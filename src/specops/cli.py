@@ -64,9 +64,20 @@ def plan(env: str | None, root: Path, fmt: str, detailed_exitcode: bool) -> None
     from specops.plan.format import FORMATS
 
     result = api.plan(root, env).plan
-    click.echo(FORMATS[fmt](result))
+    text = FORMATS[fmt](result)
+    click.echo(_colour(text) if fmt == "text" and sys.stdout.isatty() else text)
     if detailed_exitcode and not result.empty:
         sys.exit(2)
+
+
+def _colour(plan_text: str) -> str:
+    """Terraform's colours for +, ~ and - lines, on a terminal only."""
+    styles = {"+": "green", "~": "yellow", "-": "red"}
+    lines = []
+    for line in plan_text.splitlines():
+        style = styles.get(line.strip()[:1]) if line.startswith("  ") and not line.startswith("    ") else None
+        lines.append(click.style(line, fg=style) if style else line)
+    return "\n".join(lines)
 
 
 @main.command()
