@@ -64,18 +64,24 @@ class LocalBackend:
     def check_rendered(self, specs: SpecSet) -> None:
         if not specs.of_kind(Pipeline):
             return
+        if not (self.root / ".dvc").is_dir():
+            raise SpecopsError(f"{self.root} is not a DVC repository: run `dvc init` there first")
         dvc_file = self.root / DVC_FILE
         expected = dump_dvc(render_dvc(specs))
         if not dvc_file.exists() or dvc_file.read_text() != expected:
             raise SpecopsError(f"{DVC_FILE} is out of date with specs/: run `specops render` and commit the result")
 
     def _stale_stages(self, pipelines: list[Pipeline]) -> set[str]:
+        from dvc.exceptions import DvcException
         from dvc.repo import Repo
 
         # Full paths: DVC resolves bare stage names against the process's cwd.
         targets = [f"{self.root / DVC_FILE}:{final_stage(p.name)}" for p in pipelines]
-        with Repo(str(self.root)) as repo:
-            status = repo.status(targets=targets, with_deps=True)
+        try:
+            with Repo(str(self.root)) as repo:
+                status = repo.status(targets=targets, with_deps=True)
+        except DvcException as exc:
+            raise SpecopsError(f"DVC could not read the pipeline status: {exc}") from None
         return {addr.rsplit(":", 1)[-1] for addr in status}
 
     def notes(self, specs: SpecSet) -> list[str]:
