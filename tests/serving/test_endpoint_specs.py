@@ -143,6 +143,6 @@ def test_batch_endpoint_default_deployment_and_dataset_must_exist(project: Path)
 
 
 def test_model_refs_and_durations_parse():
-    assert ModelRef.parse("credit-risk@3").uri == "models:/credit-risk/3"
-    assert ModelRef.parse("credit-risk@champion").uri == "models:/credit-risk@champion"
+    assert ModelRef.parse("credit-risk@3") == ModelRef("credit-risk", "3", None)
+    assert ModelRef.parse("credit-risk@champion") == ModelRef("credit-risk", None, "champion")
     assert duration_seconds("5m") == 300 and duration_seconds("250ms") == 0.25

@@ -44,11 +44,6 @@ class ModelRef:
         selector = match["selector"]
         return cls(match["name"], selector if selector.isdigit() else None, None if selector.isdigit() else selector)
 
-    @property
-    def uri(self) -> str:
-        """The MLflow registry URI: models:/name/version or models:/name@alias."""
-        return f"models:/{self.name}/{self.version}" if self.version else f"models:/{self.name}@{self.alias}"
-
 
 def _check_model_ref(value: str) -> str:
     ModelRef.parse(value)
