@@ -171,6 +171,33 @@ def lineage(root: Path, env: str | None, ref: str, fmt: str) -> None:
     console.print(info["model_card"])
 
 
+@main.command()
+@ENV
+@ROOT
+@click.option("--format", "fmt", type=click.Choice(["text", "markdown"]), default="text", show_default=True)
+@friendly
+def scoreboard(env: str | None, root: Path, fmt: str) -> None:
+    """Every registered model version: accuracy, fairness, drift, latency, role."""
+    from specops.governance import scoreboard as board
+
+    rows = board.scoreboard(api.validate(root, env))
+    click.echo((board.to_markdown if fmt == "markdown" else board.to_text)(rows) if rows else "No model registered yet.")
+
+
+@main.command()
+@ENV
+@ROOT
+@friendly
+def kpi(env: str | None, root: Path) -> None:
+    """Delivery KPIs from the audit log and the registry."""
+    from specops.governance.kpi import compute
+
+    kpis = compute(api.validate(root, env))
+    width = max(len(k.name) for k in kpis)
+    for k in kpis:
+        console.print(f"{k.name:<{width}}  {k.show():>12}  target {k.target:<14} {k.detail}")
+
+
 @main.group("env")
 def env_group() -> None:
     """The Python environment."""

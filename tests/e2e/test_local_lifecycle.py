@@ -51,6 +51,12 @@ def test_apply_runs_the_lifecycle_once_then_converges(tmp_path: Path):
     assert lineage["params"]["max_depth"] in (3, 5)
     assert "accuracy >= 0.7" in info["model_card"] and "parity" in info["model_card"].lower()
 
+    # The scoreboard and the KPIs read the same registry and audit log.
+    board = specops("scoreboard", cwd=root, check=True).stdout.splitlines()
+    assert board[1].split()[:2] == ["credit-risk", version.version] and board[1].split()[-1] == "champion"
+    kpis = specops("kpi", cwd=root, check=True).stdout
+    assert "1 release(s)" in kpis and "0 rollback(s) for 1 release(s)" in kpis
+
     # Apply twice: the second plan is empty and nothing is registered again.
     assert specops("plan", "--detailed-exitcode", cwd=root).returncode == 0
     assert api.apply(root).applied == []

@@ -1,0 +1,1 @@
+"""How healthy the whole system is: the quality scoreboard and the delivery KPIs."""

@@ -1,0 +1,164 @@
+"""Delivery and governance KPIs (the blueprint's catalog), computed from the audit log and the registry.
+
+The audit log is the source of truth for what happened when. Events that
+later parts of specops write (rollbacks, incidents, drift alerts) are read
+by action name; until they occur the KPI says so instead of inventing a value.
+"""
+from __future__ import annotations
+
+import statistics
+import subprocess
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable
+
+from specops.apply.audit import AuditLog
+from specops.spec import Pipeline, SpecSet
+
+ROLLBACK, INCIDENT, RECOVERED, DRIFT_ALERT, RETRAIN_STARTED = "rollback", "incident", "recovered", "drift_alert", "retrain_started"
+# Lineage tags that, with the run's parameters, say what a version was built from.
+INPUT_TAGS = ("lineage.data_md5", "lineage.code_sha256", "lineage.requirements_sha256", "lineage.feature_set")
+
+
+@dataclass(frozen=True)
+class Kpi:
+    name: str
+    value: float | None
+    unit: str
+    target: str
+    detail: str
+
+    def show(self) -> str:
+        return "—" if self.value is None else f"{self.value:.2f} {self.unit}".rstrip()
+
+
+def when(entry: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(entry["time"])
+
+
+def releases(entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Audit entries that put a new model version in production (the champion alias)."""
+    return [e for e in entries if "champion" in (e.get("outputs") or {}).get("aliases", [])]
+
+
+@lru_cache(maxsize=256)
+def commit_time(root: Path, commit: str) -> datetime | None:
+    out = subprocess.run(["git", "show", "-s", "--format=%cI", commit], cwd=root, capture_output=True, text=True)
+    return datetime.fromisoformat(out.stdout.strip()) if out.returncode == 0 and out.stdout.strip() else None
+
+
+def lead_time(root: Path, released: list[dict[str, Any]]) -> Kpi:
+    hours = [(when(e) - t).total_seconds() / 3600 for e in released if e.get("commit") and (t := commit_time(root, e["commit"]))]
+    value = statistics.median(hours) if hours else None
+    return Kpi("lead time", value, "h", "< 2 h", f"median over {len(hours)} release(s), commit to champion")
+
+
+def deployment_frequency(entries: list[dict[str, Any]], released: list[dict[str, Any]], now: datetime) -> Kpi:
+    if not entries:
+        return Kpi("deployment frequency", None, "/week", ">= 5/week", "nothing applied yet")
+    # At least a week, so that a young project's first release does not read as a weekly rate of seven.
+    days = max((now - when(entries[0])).total_seconds() / 86400, 7.0)
+    return Kpi("deployment frequency", len(released) / days * 7, "/week", ">= 5/week",
+               f"{len(released)} release(s) in {days:.1f} day(s)")
+
+
+def change_failure_rate(entries: list[dict[str, Any]], released: list[dict[str, Any]]) -> Kpi:
+    rollbacks = sum(1 for e in entries if e.get("action") == ROLLBACK)
+    if not released:
+        return Kpi("change failure rate", None, "%", "< 5%", "no releases yet")
+    return Kpi("change failure rate", 100 * rollbacks / len(released), "%", "< 5%",
+               f"{rollbacks} rollback(s) for {len(released)} release(s)")
+
+
+def paired_minutes(entries: list[dict[str, Any]], start: str, end: str, key: str) -> list[float]:
+    """Minutes from each `start` event to the first later `end` event with the same key."""
+    opened: dict[Any, datetime] = {}
+    minutes = []
+    for entry in entries:
+        ident = entry.get(key)
+        if entry.get("action") == start:
+            opened.setdefault(ident, when(entry))
+        elif entry.get("action") == end and ident in opened:
+            minutes.append((when(entry) - opened.pop(ident)).total_seconds() / 60)
+    return minutes
+
+
+def mttr(entries: list[dict[str, Any]]) -> Kpi:
+    minutes = paired_minutes(entries, INCIDENT, RECOVERED, "incident")
+    if not minutes:
+        return Kpi("MTTR", None, "min", "< 30 min", "no incidents recorded")
+    return Kpi("MTTR", statistics.mean(minutes), "min", "< 30 min", f"mean over {len(minutes)} incident(s)")
+
+
+def drift_reaction_time(entries: list[dict[str, Any]]) -> Kpi:
+    hours = [m / 60 for m in paired_minutes(entries, DRIFT_ALERT, RETRAIN_STARTED, "pipeline")]
+    if not hours:
+        return Kpi("drift reaction time", None, "h", "< 24 h", "no drift alerts recorded")
+    return Kpi("drift reaction time", statistics.median(hours), "h", "< 24 h", f"median over {len(hours)} alert(s)")
+
+
+def reproducibility(versions: list[dict[str, Any]]) -> Kpi:
+    """Of the versions built from the same inputs as an earlier one, the share that got its metrics."""
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for version in versions:
+        if version["inputs"] is not None:
+            groups[version["inputs"]].append(version["metrics"])
+    repeats = [(group[0], later) for group in groups.values() for later in group[1:]]
+    if not repeats:
+        return Kpi("reproducibility", None, "%", "100%", "no version was rebuilt from identical inputs yet")
+    same = sum(1 for first, later in repeats if deterministic(first) == deterministic(later))
+    return Kpi("reproducibility", 100 * same / len(repeats), "%", "100%", f"{same} of {len(repeats)} rebuild(s) reproduced")
+
+
+def deterministic(metrics: dict[str, float]) -> dict[str, float]:
+    return {k: v for k, v in metrics.items() if not k.endswith("_latency_ms")}
+
+
+def fairness_regression(released: list[dict[str, Any]], metrics_of: dict[tuple[str, str], dict[str, float]]) -> Kpi:
+    parity = [metrics_of.get((e["outputs"]["model"], str(e["outputs"]["version"])), {}).get("parity_diff") for e in released]
+    parity = [p for p in parity if p is not None]
+    if len(parity) < 2:
+        return Kpi("fairness regression", None, "", "<= 0.02", "needs two releases with a parity metric")
+    return Kpi("fairness regression", parity[-1] - parity[-2], "", "<= 0.02", "parity diff, champion minus previous champion")
+
+
+def registry_versions(specs: SpecSet) -> list[dict[str, Any]]:
+    """Every registered version of the specs' models, with its metrics and a fingerprint of its inputs."""
+    from mlflow.exceptions import MlflowException
+
+    from specops.lifecycle.tracking import connect
+
+    client = connect(specs)
+    found = []
+    for name in sorted({p.spec.model_name for p in specs.of_kind(Pipeline)}):
+        try:
+            versions = client.search_model_versions(f"name='{name}'")
+        except MlflowException:
+            continue
+        for v in versions:
+            run = client.get_run(v.run_id).data
+            tags = [v.tags.get(tag) for tag in INPUT_TAGS]
+            inputs = repr([tags, sorted(run.params.items())]) if all(tags) else None
+            found.append({"model": name, "version": str(v.version), "metrics": run.metrics, "inputs": inputs})
+    return found
+
+
+def compute(specs: SpecSet, now: datetime | None = None) -> list[Kpi]:
+    now = now or datetime.now(timezone.utc)
+    entries = sorted(AuditLog(specs.root).entries(), key=when)
+    released = releases(entries)
+    versions = registry_versions(specs)
+    metrics_of = {(v["model"], v["version"]): v["metrics"] for v in versions}
+    return [
+        lead_time(specs.root, released),
+        deployment_frequency(entries, released, now),
+        change_failure_rate(entries, released),
+        mttr(entries),
+        drift_reaction_time(entries),
+        reproducibility(versions),
+        fairness_regression(released, metrics_of),
+        Kpi("cost per 1000 predictions", None, "", "trending down", "needs an Endpoint with declared instance prices"),
+    ]

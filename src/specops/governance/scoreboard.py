@@ -1,0 +1,62 @@
+"""The quality scoreboard: every registered version with its key numbers and its role."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mlflow.exceptions import MlflowException
+
+from specops.lifecycle.tracking import connect, run_metrics
+from specops.spec import Pipeline, SpecSet
+
+# Aliases that name a role, strongest first; a version with none of them is retired.
+ROLES = (("champion", "champion"), ("canary", "canary"), ("shadow", "shadow"), ("challenger", "candidate"))
+COLUMNS = ("model", "version", "accuracy", "parity_diff", "avg_psi", "p95_latency_ms", "status")
+
+
+@dataclass(frozen=True)
+class Row:
+    model: str
+    version: int
+    accuracy: float | None
+    parity_diff: float | None
+    avg_psi: float | None  # written by monitors; empty until one has run
+    p95_latency_ms: float | None
+    status: str
+
+
+def scoreboard(specs: SpecSet) -> list[Row]:
+    client = connect(specs)
+    rows = []
+    for name in sorted({p.spec.model_name for p in specs.of_kind(Pipeline)}):
+        try:
+            aliases = client.get_registered_model(name).aliases
+        except MlflowException:  # not registered yet
+            continue
+        for version in client.search_model_versions(f"name='{name}'"):
+            metrics = run_metrics(client, version)
+            rows.append(Row(name, int(version.version), metrics.get("accuracy"), metrics.get("parity_diff"),
+                            metrics.get("avg_psi"), metrics.get("p95_latency_ms"), role(version.version, aliases)))
+    return sorted(rows, key=lambda r: (r.model, -r.version))
+
+
+def role(version: str, aliases: dict[str, str]) -> str:
+    held = {alias for alias, v in aliases.items() if str(v) == str(version)}
+    return next((status for alias, status in ROLES if alias in held), "retired")
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def to_text(rows: list[Row]) -> str:
+    table = [COLUMNS, *([_cell(getattr(r, c)) for c in COLUMNS] for r in rows)]
+    widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in table)
+
+
+def to_markdown(rows: list[Row]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(_cell(getattr(r, c)) for c in COLUMNS) + " |" for r in rows]
+    return "\n".join(lines) + "\n"

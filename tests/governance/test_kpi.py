@@ -1,0 +1,73 @@
+"""KPIs from audit entries and registry versions: each computed on known inputs."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from specops.governance.kpi import (
+    change_failure_rate, deployment_frequency, drift_reaction_time, fairness_regression, mttr, releases, reproducibility,
+)
+from specops.governance.scoreboard import Row, role, to_markdown, to_text
+
+T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+
+
+def entry(hours: float, action: str = "update", **fields) -> dict:
+    return {"time": (T0 + timedelta(hours=hours)).isoformat(), "action": action, **fields}
+
+
+def release(hours: float, version: int) -> dict:
+    return entry(hours, outputs={"model": "m", "version": version, "aliases": ["challenger", "champion"]})
+
+
+def test_releases_are_the_entries_that_made_a_champion():
+    entries = [entry(0), release(1, 1), entry(2, outputs={"model": "m", "version": 2, "aliases": ["challenger"]})]
+    assert releases(entries) == [entries[1]]
+
+
+def test_deployment_frequency_and_change_failure_rate():
+    entries = [entry(0), release(24, 1), release(48, 2), entry(50, "rollback"), release(72, 3), release(96, 4)]
+    released = releases(entries)
+    frequency = deployment_frequency(entries, released, now=T0 + timedelta(days=14))
+    assert frequency.value == 4 / 14 * 7
+    assert change_failure_rate(entries, released).value == 25.0
+    young = deployment_frequency(entries[:2], releases(entries[:2]), now=T0 + timedelta(days=1))
+    assert young.value == 1.0  # one release, counted over at least a week
+
+
+def test_mttr_pairs_incidents_with_their_recovery():
+    entries = [entry(0, "incident", incident="a"), entry(0.5, "incident", incident="b"),
+               entry(0.25, "recovered", incident="a"), entry(1.5, "recovered", incident="b")]
+    entries.sort(key=lambda e: e["time"])
+    assert mttr(entries).value == (15 + 60) / 2
+    assert mttr([]).value is None and "no incidents" in mttr([]).detail
+
+
+def test_drift_reaction_time_is_alert_to_retrain_start():
+    entries = [entry(0, "drift_alert", pipeline="p"), entry(3, "retrain_started", pipeline="p"),
+               entry(10, "drift_alert", pipeline="p"), entry(11, "retrain_started", pipeline="p")]
+    assert drift_reaction_time(entries).value == 2.0
+
+
+def test_reproducibility_compares_versions_built_from_identical_inputs():
+    same = [{"inputs": "A", "metrics": {"accuracy": 0.8, "p95_latency_ms": 10.0}},
+            {"inputs": "A", "metrics": {"accuracy": 0.8, "p95_latency_ms": 12.0}},
+            {"inputs": "A", "metrics": {"accuracy": 0.79, "p95_latency_ms": 10.0}},
+            {"inputs": "B", "metrics": {"accuracy": 0.9}},
+            {"inputs": None, "metrics": {"accuracy": 0.9}}]
+    kpi = reproducibility(same)
+    assert kpi.value == 50.0 and kpi.detail == "1 of 2 rebuild(s) reproduced"
+    assert reproducibility(same[3:]).value is None
+
+
+def test_fairness_regression_is_champion_minus_previous():
+    released = [release(1, 1), release(2, 2)]
+    metrics = {("m", "1"): {"parity_diff": 0.03}, ("m", "2"): {"parity_diff": 0.06}}
+    assert round(fairness_regression(released, metrics).value, 6) == 0.03
+
+
+def test_scoreboard_roles_and_formats():
+    aliases = {"champion": "3", "challenger": "4", "canary": "4"}
+    assert [role(v, aliases) for v in ("1", "3", "4")] == ["retired", "champion", "canary"]
+    rows = [Row("m", 4, 0.88, 0.05, None, 315.0, "canary"), Row("m", 3, 0.87, 0.05, 0.08, 310.0, "champion")]
+    assert to_text(rows).splitlines()[1].split() == ["m", "4", "0.880", "0.050", "—", "315.000", "canary"]
+    assert to_markdown(rows).splitlines()[3] == "| m | 3 | 0.870 | 0.050 | 0.080 | 310.000 | champion |"
