@@ -198,6 +198,17 @@ def kpi(env: str | None, root: Path) -> None:
         console.print(f"{k.name:<{width}}  {k.show():>12}  target {k.target:<14} {k.detail}")
 
 
+@main.command()
+@ENV
+@ROOT
+@friendly
+def maturity(env: str | None, root: Path) -> None:
+    """Score the repository against the six-level MLOps maturity model."""
+    from specops.governance.maturity import assess, report
+
+    click.echo(report(assess(api.validate(root, env))))
+
+
 @main.group("env")
 def env_group() -> None:
     """The Python environment."""
