@@ -1,0 +1,65 @@
+"""A tmp copy of the example project with test-only Endpoint, BatchEndpoint and Monitor specs."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+ENDPOINT = """\
+apiVersion: specops/v1
+kind: Endpoint
+metadata: {name: credit-online}
+spec:
+  deployments:
+    - name: blue
+      model: credit-risk@3
+      instance_count: 2
+      environment_variables: {LOG_LEVEL: info}
+      request_settings: {request_timeout_ms: 3000, max_concurrent_requests_per_instance: 4}
+      liveness_probe: {initial_delay: 5, period: 15}
+      data_collector: {sampling_rate: 0.5}
+    - name: green
+      model: credit-risk@champion
+    - name: shadow
+      model: credit-risk@4
+  traffic: {blue: 90, green: 10}
+  mirror_traffic: {shadow: 20}
+  rollout:
+    strategy: bandit
+    reward: {metric: accuracy}
+---
+apiVersion: specops/v1
+kind: BatchEndpoint
+metadata: {name: credit-batch}
+spec:
+  default_deployment: main
+  dataset: credit-applications
+  deployments:
+    - name: main
+      model: credit-risk@3
+      mini_batch_size: 500
+      max_concurrency_per_instance: 2
+      retry_settings: {max_retries: 2, timeout: 60}
+---
+apiVersion: specops/v1
+kind: Monitor
+metadata: {name: credit-drift}
+spec:
+  baseline: {dataset: credit-applications}
+  target: {endpoint: credit-online, lookback_window_size: P1D}
+  schedule: "0 * * * *"
+  actions: {retrain: credit-risk-training}
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = tmp_path / "proj"
+    shutil.copytree(REPO / "specs", root / "specs")
+    for name in ("params.yaml", "requirements.lock"):
+        shutil.copy(REPO / name, root / name)
+    (root / "specs" / "serving.yaml").write_text(ENDPOINT)
+    return root
