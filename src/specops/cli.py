@@ -209,6 +209,42 @@ def maturity(env: str | None, root: Path) -> None:
     click.echo(report(assess(api.validate(root, env))))
 
 
+@main.command()
+@ENV
+@ROOT
+@click.option("--once", is_flag=True, help="one detection and run pass, then exit")
+@click.option("--interval", default=60.0, show_default=True, help="seconds between passes")
+@friendly
+def controller(env: str | None, root: Path, once: bool, interval: float) -> None:
+    """Run schedules and retraining triggers (drift, performance, stale, data change, cron)."""
+    from specops.controller.loop import Controller
+
+    ctl = Controller(root, env, report=lambda line: err.print(f"[dim]controller[/dim] {line}", markup=True))
+    if once:
+        for event, status in ctl.tick():
+            console.print(f"{event.id}: {status}")
+        return
+    ctl.run_forever(interval)
+
+
+@main.command()
+@click.argument("pipeline")
+@click.option("--reason", type=click.Choice(["drift", "performance", "stale", "manual"]), default="manual", show_default=True)
+@ENV
+@ROOT
+@friendly
+def retrain(pipeline: str, reason: str, env: str | None, root: Path) -> None:
+    """Queue a retraining of PIPELINE with a recorded reason, and run it now."""
+    from specops.apply.state import now
+    from specops.controller.events import Event
+    from specops.controller.loop import Controller
+
+    ctl = Controller(root, env, report=lambda line: err.print(f"[dim]controller[/dim] {line}", markup=True))
+    ctl.enqueue(Event(f"{reason}:{pipeline}:{now()}", pipeline, reason, "requested on the command line"))
+    for event, status in ctl.run_pending(api.validate(root, env)):
+        console.print(f"{event.id}: {status}")
+
+
 @main.group("env")
 def env_group() -> None:
     """The Python environment."""

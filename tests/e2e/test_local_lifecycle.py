@@ -14,6 +14,8 @@ from mlflow import MlflowClient
 
 from specops import api
 from specops.apply.audit import AuditLog
+from specops.controller.events import Event
+from specops.controller.loop import Controller
 from tests.conftest import BIN, make_project, run, specops
 
 
@@ -26,6 +28,12 @@ def versions(root: Path, name: str = "credit-risk") -> list:
     if not (root / ".specops/mlflow/mlflow.db").exists():
         return []
     return registry(root).search_model_versions(f"name='{name}'")
+
+
+def mlflow_runs(root: Path, filter_string: str) -> list:
+    client = registry(root)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return client.search_runs(experiments, filter_string=filter_string)
 
 
 def aliases(root: Path, name: str = "credit-risk") -> dict[str, str]:
@@ -108,6 +116,18 @@ def test_killed_apply_converges_on_the_next_apply(tmp_path: Path):
     assert api.plan(root).plan.empty
     [version] = versions(root)
     assert aliases(root)["champion"] == version.version
+
+    # A drift alert retrains once, with the reason on the run and in the audit log.
+    controller = Controller(root)
+    assert controller.enqueue(Event("drift:credit-risk-training:window-1", "credit-risk-training", "drift", "test"))
+    assert [(e.id, status) for e, status in controller.run_pending(api.validate(root))] == [
+        ("drift:credit-risk-training:window-1", "done")]
+    assert not controller.enqueue(Event("drift:credit-risk-training:window-1", "credit-risk-training", "drift", "test"))
+    assert controller.run_pending(api.validate(root)) == []
+    actions = [(e["action"], e.get("reason")) for e in AuditLog(root).entries() if e["action"].startswith("retrain")]
+    assert actions == [("retrain_started", "drift"), ("retrain_finished", "drift")]
+    runs = mlflow_runs(root, "tags.`specops.trigger_reason` = 'drift'")
+    assert len(runs) == 1 and runs[0].data.tags["specops.pipeline"] == "credit-risk-training"
 
 
 def test_failing_gate_changes_nothing(tmp_path: Path):

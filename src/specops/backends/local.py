@@ -17,7 +17,7 @@ from specops.backends.base import Reporter
 from specops.errors import SpecopsError
 from specops.lifecycle.paths import RunPaths
 from specops.plan.model import Action, Operation, Resource
-from specops.render.dvc import dump_dvc, final_stage, render_dvc
+from specops.render.dvc import dump_dvc, final_stage, render_dvc, stage_name
 from specops.spec import KINDS, FeatureSet, Pipeline, Project, SpecSet
 from specops.spec.refs import resolve
 
@@ -100,7 +100,7 @@ class LocalBackend:
         if isinstance(doc, Project):
             return self._apply_project(doc, specs)
         if isinstance(doc, Pipeline):
-            return self._run_pipeline(doc, specs, report)
+            return self.run_pipeline(doc, specs, report)
         return {}
 
     def _apply_project(self, project: Project, specs: SpecSet) -> dict[str, Any]:
@@ -109,16 +109,19 @@ class LocalBackend:
         (self.root / ".specops").mkdir(exist_ok=True)
         return {"backend": env.backend}
 
-    def _run_pipeline(self, pipeline: Pipeline, specs: SpecSet, report: Reporter) -> dict[str, Any]:
-        report(f"{pipeline.key}: dvc repro {final_stage(pipeline.name)}")
-        env = {**os.environ, "SPECOPS_ENV": specs.env}
+    def run_pipeline(self, pipeline: Pipeline, specs: SpecSet, report: Reporter, retrain_reason: str | None = None) -> dict[str, Any]:
+        """`dvc repro` the pipeline; a retrain first forces the train stage, whose inputs may not have changed."""
+        env = {**os.environ, "SPECOPS_ENV": specs.env, "SPECOPS_TRIGGER_REASON": retrain_reason or "apply"}
         # Stage commands say `python`: make it this interpreter, whatever PATH the caller had.
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-        result = subprocess.run(
-            [sys.executable, "-m", "dvc", "repro", final_stage(pipeline.name)], cwd=self.root, env=env
-        )
-        if result.returncode != 0:
-            raise SpecopsError(f"pipeline {pipeline.name!r} failed (dvc repro exit {result.returncode}); see the stage output above")
+        commands = [["repro", final_stage(pipeline.name)]]
+        if retrain_reason:
+            commands.insert(0, ["repro", "--force", "--single-item", stage_name(pipeline.name, "train")])
+        for command in commands:
+            report(f"{pipeline.key}: dvc {' '.join(command)}")
+            result = subprocess.run([sys.executable, "-m", "dvc", *command], cwd=self.root, env=env)
+            if result.returncode != 0:
+                raise SpecopsError(f"pipeline {pipeline.name!r} failed (dvc exit {result.returncode}); see the stage output above")
         registration = RunPaths(self.root, pipeline.name).registration
         return json.loads(registration.read_text()) if registration.exists() else {}
 

@@ -140,7 +140,9 @@ def log_candidates(ctx: StageContext, params: TrainParams, candidates: list[Cand
     connect(ctx.specs)
     use_experiment(ctx.specs, ctx.pipeline.name)
     requirements = pip_requirements(ctx.pipeline.spec.estimator)
-    with mlflow.start_run(run_name=ctx.pipeline.name, tags={"specops.pipeline": ctx.pipeline.name}) as parent:
+    # Why this run happened (apply, or a controller trigger: drift, performance, stale, ...).
+    tags = {"specops.pipeline": ctx.pipeline.name, "specops.trigger_reason": os.environ.get("SPECOPS_TRIGGER_REASON", "apply")}
+    with mlflow.start_run(run_name=ctx.pipeline.name, tags=tags) as parent:
         mlflow.log_params({"estimator": ctx.pipeline.spec.estimator, "seed": params.seed, "test_size": params.test_size,
                            "feature_set": f"{ctx.feature_set.name}@v{ctx.feature_set.spec.version}"})
         for candidate in candidates:
