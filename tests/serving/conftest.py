@@ -75,6 +75,7 @@ spec:
     - {name: green, model: tiny@1}
     - {name: shadow, model: tiny@1}
     - {name: broken, model: tiny@99}
+    - {name: stale, model: tiny@3}
   traffic: {blue: 60, green: 30, broken: 10}
   mirror_traffic: {shadow: 50}
   server: {max_request_bytes: 4096}
@@ -94,7 +95,7 @@ def rows(n: int, seed: int = 0) -> pd.DataFrame:
 
 
 def register_models(root: Path) -> None:
-    """Two versions of `tiny`; version 2 is the champion."""
+    """Versions 1 and 2 of `tiny` (2 is the champion), and a version 3 trained on another feature set version."""
     import mlflow
     import mlflow.sklearn
     import skops.io
@@ -118,6 +119,8 @@ def register_models(root: Path) -> None:
                                             pip_requirements=["scikit-learn", "skops"])  # skips MLflow's slow inference
         mlflow.register_model(info.model_uri, "tiny")
     client.set_registered_model_alias("tiny", "champion", "2")
+    # Version 3: the same model, but recorded as trained on an older feature set version.
+    mlflow.register_model(info.model_uri, "tiny", tags={"lineage.feature_set": "loan-features@v0"})
 
 
 def make_project(root: Path) -> Path:

@@ -87,6 +87,8 @@ def test_readiness_lists_the_broken_deployment_as_not_ready(server: Server):
     deployments = response.json()["deployments"]
     assert deployments["blue"]["ready"] and deployments["blue"]["version"] == "2"
     assert not deployments["broken"]["ready"] and "tiny@99" in deployments["broken"]["error"]
+    assert not deployments["stale"]["ready"]
+    assert "trained on feature set loan-features@v0, but the specs declare loan-features@v1" in deployments["stale"]["error"]
     assert server.get("/liveness").status_code == 200
 
 
@@ -148,7 +150,7 @@ def test_a_regenerated_key_replaces_the_old_one(server: Server):
 
 
 def test_set_traffic_shifts_a_running_server_and_refuses_bad_weights(server: Server):
-    deployments = ["blue", "green", "shadow", "broken"]
+    deployments = ["blue", "green", "shadow", "broken", "stale"]
     original = read_traffic(server.state_dir)
     set_traffic(server.state_dir, deployments, {"green": 100})
     try:

@@ -15,7 +15,10 @@ from typing import Any
 from specops.errors import SpecopsError
 from specops.lifecycle.paths import STATE_DIR
 from specops.spec import Dataset, FeatureSet, Pipeline, SpecSet
-from specops.spec.endpoints import Endpoint, ModelRef
+from specops.spec.endpoints import Endpoint
+
+
+FEATURE_SET_TAG = "lineage.feature_set"  # set on every version the register stage creates
 
 
 @dataclass
@@ -92,19 +95,26 @@ def _resolve_deployment(specs: SpecSet, client, state_dir: Path, deployment) -> 
         sampling_rate=deployment.data_collector.sampling_rate if deployment.data_collector.enabled else 0.0,
     )
     pipeline = next(p for p in specs.of_kind(Pipeline) if p.spec.model_name == ref.name)  # the checks guarantee one
-    config.feature_set = specs.get(FeatureSet, pipeline.spec.feature_set).spec.model_dump(mode="json")
+    feature_set = specs.get(FeatureSet, pipeline.spec.feature_set)
+    config.feature_set = feature_set.spec.model_dump(mode="json")
     config.dataset = specs.get(Dataset, pipeline.spec.dataset).spec.model_dump(mode="json")
     try:
-        config.version = _version(client, ref)
-        config.model_path = _download(state_dir, ref.name, config.version)
+        found = client.get_model_version_by_alias(ref.name, ref.alias) if ref.alias else client.get_model_version(ref.name, ref.version)
+        config.version = str(found.version)  # MLflow returns an int or a str depending on the store
+        config.error = _feature_set_mismatch(found.tags, feature_set)
+        config.model_path = None if config.error else _download(state_dir, ref.name, config.version)
     except Exception as exc:  # noqa: BLE001 -- any registry failure makes this deployment unready, not the server dead
         config.error = f"cannot load model {deployment.model}: {first_line(exc)}"
     return config
 
 
-def _version(client, ref: ModelRef) -> str:
-    found = client.get_model_version_by_alias(ref.name, ref.alias) if ref.alias else client.get_model_version(ref.name, ref.version)
-    return str(found.version)  # MLflow returns an int or a str depending on the store
+def _feature_set_mismatch(tags: dict[str, str], feature_set: FeatureSet) -> str | None:
+    """Same feature names can hide a changed transform: the version the model was trained on must match."""
+    trained_on = tags.get(FEATURE_SET_TAG)
+    serving = f"{feature_set.name}@v{feature_set.spec.version}"
+    if trained_on is None or trained_on == serving:
+        return None
+    return f"the model was trained on feature set {trained_on}, but the specs declare {serving}"
 
 
 def _download(state_dir: Path, model_name: str, version: str) -> str:
