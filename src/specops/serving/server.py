@@ -28,6 +28,7 @@ from specops.serving.traffic import set_traffic
 from specops.spec import load_specs
 
 STARTUP_TIMEOUT_S = 120
+DRAIN_SECONDS = 5.0  # how long a stopping worker waits for requests in flight
 CONFIG_FILE = "config.json"
 
 
@@ -125,7 +126,9 @@ def _stop(workers) -> None:
         if process.is_alive():
             process.terminate()
     for process in workers:
-        process.join(timeout=10)
+        process.join(timeout=DRAIN_SECONDS + 5)
+        if process.is_alive():
+            process.kill()
 
 
 def worker_main(config_path: str, worker: int, host: str, array, started) -> None:
@@ -149,6 +152,20 @@ async def _worker(config: ServingConfig, worker: int, host: str, array, started)
     endpoint.start()
     runner = web.AppRunner(build_app(endpoint), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, config.port, reuse_port=True, backlog=1024).start()
+    # SIGTERM from the parent: stop accepting, let requests in flight finish, then exit.
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    orphan_watch = asyncio.get_running_loop().create_task(_stop_when_orphaned(stop))
+    await web.TCPSite(runner, host, config.port, reuse_port=True, backlog=1024, shutdown_timeout=DRAIN_SECONDS).start()
     started.put(None)
-    await asyncio.Event().wait()  # serve until the parent terminates this process
+    await stop.wait()
+    orphan_watch.cancel()
+    await runner.cleanup()
+
+
+async def _stop_when_orphaned(stop: asyncio.Event) -> None:
+    """A parent killed outright (SIGKILL) cannot stop its workers: they notice and stop themselves."""
+    parent = os.getppid()
+    while os.getppid() == parent:
+        await asyncio.sleep(0.5)
+    stop.set()
