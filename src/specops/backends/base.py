@@ -35,4 +35,8 @@ def get_backend(name: str, root) -> Backend:
         from specops.backends.local import LocalBackend
 
         return LocalBackend(root)
-    raise SpecopsError(f"backend {name!r} is not available in this version of specops (available: local)")
+    if name == "azureml":
+        from specops.backends.azureml import AzureMLBackend
+
+        return AzureMLBackend(root)
+    raise SpecopsError(f"backend {name!r} is not available in this version of specops (available: local, azureml)")

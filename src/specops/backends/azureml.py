@@ -1,0 +1,362 @@
+"""The Azure Machine Learning backend: rendered entities applied through `MLClient`.
+
+Desired state is what `specops.render.azureml` renders, as plain dicts (the
+CLI v2 YAML shape). Observe reads each resource back with `get` (404: absent)
+and keeps only the fields specops sets, so server-side defaults never show as
+changes. Apply is `begin_create_or_update` with polling and a timeout.
+
+Online endpoints are split in three resources, as Azure ML needs: the
+endpoint without traffic, its deployments, then the traffic (a deployment must
+exist before it takes traffic). Batch endpoints likewise get their default
+deployment last.
+
+The workspace comes from the Project environment's `${VAR}` target, resolved
+only when a client is needed; plans and state keep the references.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+from specops.backends.base import Reporter
+from specops.errors import SpecopsError
+from specops.plan.model import Action, Operation, Resource
+from specops.render.azureml import (
+    ProjectFiles, Rendered, azureml_notes, entity_dict, read_project_files, render_entities, short_hash,
+)
+from specops.spec import FeatureSet, Gate, Project, SpecSet
+from specops.spec.endpoints import CanaryRollout, Endpoint
+from specops.spec.refs import resolve
+
+DEFAULT_TIMEOUT = 1800.0  # seconds an apply waits for one long-running operation
+RECORDS = (Project, Gate, FeatureSet)  # kinds Azure ML has no resource for: kept in specops' state only
+RECORD_KINDS = frozenset(kind.__name__ for kind in RECORDS)
+NOT_APPLIED = ("CommandComponent", "Model")  # inline in the pipeline job / registered by its register step
+TRAFFIC_FIELDS = ("traffic", "mirror_traffic")
+KEPT_ON_DELETE = ("Environment", "Data", "PipelineJob")  # immutable history: never deleted by a plan
+ARM_ID = re.compile(r"^(?:azureml:)?/subscriptions/[^/]+/resourceGroups/[^/]+/providers/"
+                    r"Microsoft\.MachineLearningServices/workspaces/[^/]+/(?P<path>.+)$", re.IGNORECASE)
+# The ids the service returns, written back as the short references specs render.
+SHORT_REFERENCES = (
+    (re.compile(r"^(?:models|environments|data)/(?P<name>[^/]+)/versions/(?P<version>[^/]+)$"), "azureml:{name}:{version}"),
+    (re.compile(r"^onlineEndpoints/(?P<name>[^/]+)/deployments/(?P<version>[^/]+)$"), "azureml:{name}:{version}"),
+    (re.compile(r"^computes/(?P<name>[^/]+)$"), "azureml:{name}"),
+)
+JOB_DIGEST = "specops.job"  # tag on a JobSchedule: the service rewrites its job's references to ids
+
+
+class AzureMLBackend:
+    name = "azureml"
+
+    def __init__(self, root: Path, credential: Any = None, timeout: float = DEFAULT_TIMEOUT, **client_options: Any):
+        """`credential` defaults to DefaultAzureCredential (OIDC in CI); `client_options` go to MLClient
+        (e.g. `transport=` for tests, retry settings)."""
+        self.root = Path(root)
+        self.credential = credential
+        self.timeout = timeout
+        self.client_options = client_options
+        self._client = None
+        self._entities: dict[str, Rendered] = {}
+
+    # -- desired ---------------------------------------------------------------
+    def desired(self, specs: SpecSet) -> list[Resource]:
+        project = specs.project.key
+        resources = [Resource(d.kind, d.name, {"spec": d.spec.model_dump(mode="json")}, () if d is specs.project else (project,))
+                     for d in specs.documents if isinstance(d, RECORDS)]
+        rendered = render_entities(specs, self._files(specs))
+        self._entities = {r.key: r for r in rendered if r.kind not in NOT_APPLIED}
+        for r in self._entities.values():
+            resources.extend(self._resources(r))
+        return resources
+
+    def _files(self, specs: SpecSet) -> ProjectFiles:
+        return read_project_files(specs.root)
+
+    def _resources(self, r: Rendered) -> list[Resource]:
+        fields = entity_dict(r, self.root)
+        deps = tuple(d for d in r.depends_on if not d.startswith(NOT_APPLIED))
+        if r.kind == "JobSchedule":
+            r.entity.tags = {**(r.entity.tags or {}), JOB_DIGEST: short_hash(fields["create_job"])}
+            fields = entity_dict(r, self.root)
+        if r.kind == "PipelineJob":
+            # A job is a run, not a resource: its name is its content, so an unchanged pipeline is not re-run.
+            fields["name"] = f"{r.name}-{short_hash(fields)}"
+        if r.kind == "OnlineEndpoint":
+            traffic = {k: fields.pop(k, {}) for k in TRAFFIC_FIELDS}
+            deployments = tuple(f"OnlineDeployment/{r.name}.{name}" for name in self._deployments_of(r.name, "OnlineDeployment"))
+            return [Resource(r.kind, r.name, fields, deps), Resource("OnlineTraffic", r.name, traffic, deployments)]
+        if r.kind == "BatchEndpoint":
+            defaults = {"defaults": fields.pop("defaults")}
+            deployments = tuple(f"BatchDeployment/{r.name}.{name}" for name in self._deployments_of(r.name, "BatchDeployment"))
+            return [Resource(r.kind, r.name, fields, deps), Resource("BatchDefaults", r.name, defaults, deployments)]
+        return [Resource(r.kind, r.name, fields, deps)]
+
+    def _deployments_of(self, endpoint: str, kind: str) -> list[str]:
+        return [r.entity.name for r in self._entities.values() if r.kind == kind and r.entity.endpoint_name == endpoint]
+
+    def notes(self, specs: SpecSet) -> list[str]:
+        notes = azureml_notes(specs)
+        for endpoint in specs.of_kind(Endpoint):
+            rollout = endpoint.spec.rollout
+            if isinstance(rollout, CanaryRollout) and any(s.pause or s.analysis for s in rollout.steps):
+                notes.append(f"Endpoint/{endpoint.name}: spec.rollout pauses and analysis steps run on the local "
+                             "backend only; on Azure ML the canary weights are applied one step after another")
+        return notes
+
+    def records_only(self, op: Operation) -> bool:
+        if op.kind in RECORD_KINDS:
+            return True
+        return op.action is Action.DELETE and op.kind in KEPT_ON_DELETE
+
+    # -- observe ---------------------------------------------------------------
+    def observe(self, specs: SpecSet, stored: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        wanted = {r.key: r for r in self.desired(specs)}
+        actual: dict[str, dict[str, Any]] = {}
+        for key in sorted(set(wanted) | set(stored)):
+            kind, name = key.split("/", 1)
+            if kind in RECORD_KINDS:
+                if key in stored:
+                    actual[key] = stored[key]
+                continue
+            desired = wanted[key].fields if key in wanted else stored[key]
+            found = self._get(specs, kind, name, desired)
+            if found is not None:
+                actual[key] = project(found, desired)
+            elif kind == "PipelineJob" and key in stored:
+                actual[key] = stored[key]  # an earlier run of a since-changed pipeline: plan an update (a new run)
+        return actual
+
+    def _get(self, specs: SpecSet, kind: str, name: str, desired: dict[str, Any]) -> dict[str, Any] | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        client = self.client(specs)
+        endpoint, _, deployment = name.partition(".")
+        getters: dict[str, Callable[[], Any]] = {
+            "Environment": lambda: client.environments.get(name, version=desired.get("version")),
+            "Data": lambda: client.data.get(name, version=desired.get("version")),
+            "PipelineJob": lambda: client.jobs.get(desired["name"]),
+            "JobSchedule": lambda: client.schedules.get(name),
+            "MonitorSchedule": lambda: client.schedules.get(name),
+            "OnlineEndpoint": lambda: client.online_endpoints.get(name),
+            "OnlineTraffic": lambda: client.online_endpoints.get(name),
+            "OnlineDeployment": lambda: client.online_deployments.get(deployment, endpoint_name=endpoint),
+            "BatchEndpoint": lambda: client.batch_endpoints.get(name),
+            "BatchDefaults": lambda: client.batch_endpoints.get(name),
+            "BatchDeployment": lambda: client.batch_deployments.get(deployment, endpoint_name=endpoint),
+        }
+        try:
+            entity = self._call(kind, name, getters[kind])
+        except ResourceNotFoundError:
+            return None
+        if kind == "PipelineJob":
+            return desired  # its name is a digest of its content: found means unchanged
+        found = normalize(json.loads(json.dumps(entity._to_dict(), default=str)))
+        if kind == "JobSchedule":
+            _same_job(found, desired)
+        if kind == "BatchDeployment":
+            _model_batch_shape(found, desired)
+        if kind in ("OnlineDeployment", "BatchDeployment"):
+            self._same_model(specs, found, desired)
+        return found
+
+    def _same_model(self, specs: SpecSet, found: dict[str, Any], desired: dict[str, Any]) -> None:
+        """A `name@latest` deployment is unchanged while it serves the latest version."""
+        name, _, label = str(desired.get("model", "")).removeprefix("azureml:").partition("@")
+        if not label:
+            return
+        client = self.client(specs)
+        latest = self._call("Model", name, lambda: client.models.get(name, label=label))
+        if found.get("model") == f"azureml:{name}:{latest.version}":
+            found["model"] = desired["model"]
+
+    # -- apply -----------------------------------------------------------------
+    def apply(self, op: Operation, specs: SpecSet, report: Reporter) -> dict[str, Any]:
+        if self.records_only(op):
+            if op.action is Action.DELETE:
+                report(f"{op.key}: kept in the workspace (Azure ML keeps asset versions and job history)")
+            return {}
+        if op.action is Action.DELETE:
+            return self._delete(op, specs, report)
+        if not self._entities:
+            self.desired(specs)
+        if op.kind == "OnlineTraffic":
+            return self._shift_traffic(op, specs, report)
+        if op.kind == "BatchDefaults":
+            return self._set_batch_default(op, specs)
+        return self._create_or_update(op, specs)
+
+    def _create_or_update(self, op: Operation, specs: SpecSet) -> dict[str, Any]:
+        client = self.client(specs)
+        entity = self._entities[op.key].entity  # rendered afresh for each plan: changing it here is safe
+        if op.kind == "OnlineEndpoint":
+            entity.traffic, entity.mirror_traffic = {}, {}  # traffic comes once the deployments exist
+        if op.kind == "BatchEndpoint":
+            entity.defaults = None
+        if op.kind == "PipelineJob":
+            entity.name = op.after["name"]
+            job = self._call(op.kind, op.name, lambda: client.jobs.create_or_update(entity))
+            return {"job": job.name}
+        create = {
+            "Environment": client.environments.create_or_update,
+            "Data": client.data.create_or_update,
+        }.get(op.kind)
+        if create is not None:
+            result = self._call(op.kind, op.name, lambda: create(entity))
+            return {"version": result.version}
+        begin = {
+            "JobSchedule": client.schedules.begin_create_or_update,
+            "MonitorSchedule": client.schedules.begin_create_or_update,
+            "OnlineEndpoint": client.online_endpoints.begin_create_or_update,
+            "OnlineDeployment": client.online_deployments.begin_create_or_update,
+            "BatchEndpoint": client.batch_endpoints.begin_create_or_update,
+            "BatchDeployment": client.batch_deployments.begin_create_or_update,
+        }[op.kind]
+        self._wait(op.kind, op.name, lambda: begin(entity))
+        return {}
+
+    def _shift_traffic(self, op: Operation, specs: SpecSet, report: Reporter) -> dict[str, Any]:
+        """Canary rollouts move the new deployment's weight one step at a time; others switch at once."""
+        client = self.client(specs)
+        current = (op.before or {}).get("traffic") or {}
+        target = op.after
+        for traffic in traffic_steps(current, target["traffic"], specs.get(Endpoint, op.name)):
+            report(f"{op.key}: traffic {traffic}")
+            endpoint = self._call(op.kind, op.name, lambda: client.online_endpoints.get(op.name))
+            endpoint.traffic, endpoint.mirror_traffic = traffic, target["mirror_traffic"]
+            self._wait(op.kind, op.name, lambda: client.online_endpoints.begin_create_or_update(endpoint))
+        return {"traffic": target["traffic"]}
+
+    def _set_batch_default(self, op: Operation, specs: SpecSet) -> dict[str, Any]:
+        client = self.client(specs)
+        endpoint = self._call(op.kind, op.name, lambda: client.batch_endpoints.get(op.name))
+        endpoint.defaults = op.after["defaults"]
+        self._wait(op.kind, op.name, lambda: client.batch_endpoints.begin_create_or_update(endpoint))
+        return {}
+
+    def _delete(self, op: Operation, specs: SpecSet, report: Reporter) -> dict[str, Any]:
+        client = self.client(specs)
+        endpoint, _, deployment = op.name.partition(".")
+        begin = {
+            "JobSchedule": lambda: client.schedules.begin_delete(op.name),
+            "MonitorSchedule": lambda: client.schedules.begin_delete(op.name),
+            "OnlineEndpoint": lambda: client.online_endpoints.begin_delete(op.name),
+            "OnlineDeployment": lambda: client.online_deployments.begin_delete(deployment, endpoint_name=endpoint),
+            "BatchEndpoint": lambda: client.batch_endpoints.begin_delete(op.name),
+            "BatchDeployment": lambda: client.batch_deployments.begin_delete(deployment, endpoint_name=endpoint),
+        }.get(op.kind)
+        if begin is None:  # traffic and batch defaults go with their endpoint
+            report(f"{op.key}: removed with its endpoint")
+            return {}
+        self._wait(op.kind, op.name, begin)
+        return {}
+
+    # -- the client and its calls ----------------------------------------------------
+    def client(self, specs: SpecSet):
+        if self._client is None:
+            from azure.ai.ml import MLClient
+
+            environment = specs.project.spec.environments[specs.env]
+            if environment.target is None:
+                raise SpecopsError(f"Project/{specs.project.name}: spec.environments.{specs.env}.target is required "
+                                   "for the azureml backend")
+            target = resolve(environment.target.model_dump())  # here only: plans and state keep the ${VAR}s
+            self._client = MLClient(self._credential(), target["subscription_id"], target["resource_group"],
+                                    target["workspace"], **self.client_options)
+        return self._client
+
+    def _credential(self):
+        if self.credential is None:
+            from azure.identity import DefaultAzureCredential
+
+            self.credential = DefaultAzureCredential()
+        return self.credential
+
+    def _call(self, kind: str, name: str, call: Callable[[], Any]) -> Any:
+        """Run one SDK call; Azure's errors become messages naming the resource."""
+        from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+
+        try:
+            return call()
+        except ResourceNotFoundError:
+            raise
+        except ResourceExistsError as exc:
+            raise SpecopsError(f"{kind}/{name}: Azure ML refused the change (409 conflict): {exc.message}. Asset "
+                               "versions are immutable; change the spec so it renders a new version") from exc
+        except HttpResponseError as exc:
+            raise SpecopsError(f"{kind}/{name}: Azure ML answered {exc.status_code}: {exc.message}") from exc
+
+    def _wait(self, kind: str, name: str, begin: Callable[[], Any]) -> Any:
+        poller = self._call(kind, name, begin)
+        result = self._call(kind, name, lambda: poller.result(timeout=self.timeout))
+        if not poller.done():
+            raise SpecopsError(f"{kind}/{name}: still running after {self.timeout:g}s; apply again to converge")
+        return result
+
+
+def _model_batch_shape(found: dict[str, Any], desired: dict[str, Any]) -> None:
+    """`batch_deployments.get` returns the generic BatchDeployment, its settings at the top level;
+    specops renders a ModelBatchDeployment (type: model, settings: {...})."""
+    if found.get("model"):
+        found["type"] = "model"
+    found["settings"] = {key: found[key] for key in desired.get("settings", {}) if key in found}
+
+
+def _same_job(found: dict[str, Any], desired: dict[str, Any]) -> None:
+    """The service returns a schedule's job with ids for components, data and compute; the digest tag says
+    whether it is the job specops sent."""
+    if found.get("tags", {}).get(JOB_DIGEST) == desired["tags"][JOB_DIGEST]:
+        found["create_job"] = desired["create_job"]
+
+
+def traffic_steps(current: dict[str, int], target: dict[str, int], endpoint: Endpoint | None) -> list[dict[str, int]]:
+    """The traffic maps to apply in order, ending with `target`.
+
+    With a canary rollout the deployment gaining traffic gets each step's
+    weight in turn, the rest staying with the deployments that had it.
+    """
+    rollout = endpoint.spec.rollout if endpoint is not None else None
+    gaining = [name for name, weight in target.items() if weight > current.get(name, 0)]
+    if not isinstance(rollout, CanaryRollout) or not current or len(gaining) != 1:
+        return [dict(target)]
+    canary, stable = gaining[0], {k: v for k, v in current.items() if k != gaining[0] and v > 0}
+    steps = []
+    for weight in (s.weight for s in rollout.steps if s.weight is not None and s.weight < target[canary]):
+        rest = 100 - weight
+        total = sum(stable.values()) or 1
+        shares = {name: rest * share // total for name, share in stable.items()}
+        first = next(iter(shares), None)
+        if first is not None:
+            shares[first] += rest - sum(shares.values())  # integer weights still sum to 100
+        steps.append({**shares, canary: weight})
+    return [*steps, dict(target)]
+
+
+def normalize(value: Any) -> Any:
+    """Plain data with the service's resource ids written as the short references specs render."""
+    if isinstance(value, dict):
+        return {k: normalize(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [normalize(v) for v in value]
+    if isinstance(value, str):
+        return _short_reference(value)
+    return value
+
+
+def _short_reference(value: str) -> str:
+    arm = ARM_ID.match(value)
+    if arm is None:
+        return value
+    for pattern, template in SHORT_REFERENCES:
+        match = pattern.match(arm["path"])
+        if match:
+            return template.format(**match.groupdict())
+    return value
+
+
+def project(observed: Any, desired: Any) -> Any:
+    """`observed` cut down to the fields `desired` has: what the service adds is not a change."""
+    if isinstance(desired, dict) and isinstance(observed, dict):
+        return {k: project(observed.get(k), v) for k, v in desired.items() if k in observed}
+    return observed

@@ -1,0 +1,207 @@
+"""A fake Azure ML workspace at the azure-core HTTP transport, and a static token credential.
+
+It answers the ARM REST calls MLClient makes the way the service does: 404
+for what is missing, long-running operations through Azure-AsyncOperation
+(create) and Location (delete) polling, 409 for a changed immutable asset
+version, and injected faults (429 with Retry-After, 500). Every request is
+recorded; any request to another host fails the test.
+"""
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from azure.core.credentials import AccessToken
+from azure.core.pipeline.transport import HttpTransport, RequestsTransportResponse
+from azure.core.pipeline._tools import is_rest
+from azure.core.rest._requests_basic import RestRequestsTransportResponse
+
+HOST = "management.azure.com"
+SUBSCRIPTION, RESOURCE_GROUP, WORKSPACE = "00000000-0000-0000-0000-000000000000", "rg-test", "ws-test"
+PREFIX = (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}"
+          f"/providers/Microsoft.MachineLearningServices/workspaces/{WORKSPACE}")
+# Resources Azure ML creates through long-running operations (the rest answer PUT at once).
+LONG_RUNNING = re.compile(r"/(onlineEndpoints|batchEndpoints|schedules)/[^/]+(/deployments/[^/]+)?$", re.IGNORECASE)
+OPERATION = "/operations/"
+ONLINE_DEPLOYMENT = re.compile(r"/onlineEndpoints/[^/]+/deployments/[^/]+$", re.IGNORECASE)
+CODE_VERSIONS = re.compile(r"^/codes/[^/]+/versions$", re.IGNORECASE)
+
+
+class StaticTokenCredential:
+    """A credential that never asks anyone: an unsigned JWT for the scope asked for.
+
+    A JWT because the SDK reads the audience of its token before submitting a job.
+    """
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        audience = scopes[0].removesuffix("/.default") if scopes else HOST
+        parts = [{"alg": "none", "typ": "JWT"}, {"aud": audience, "tid": "fake-tenant", "exp": 4_102_444_800}]
+        token = ".".join(base64.urlsafe_b64encode(json.dumps(p).encode()).decode().rstrip("=") for p in parts) + "."
+        return AccessToken(token, 4_102_444_800)  # year 2100
+
+
+@dataclass
+class Fault:
+    """Answer `times` matching requests with `status` instead of the normal answer."""
+
+    method: str
+    path: str  # regex searched in the request path (workspace prefix removed)
+    status: int
+    times: int = 1
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 404: "Not Found", 409: "Conflict",
+           429: "Too Many Requests", 500: "Internal Server Error"}
+
+
+def FakeResponse(request: Any, status: int, body: Any = None, headers: dict[str, str] | None = None) -> Any:
+    """A response exactly as azure-core's requests transport builds one, from a canned requests.Response."""
+    raw = requests.Response()
+    raw.status_code, raw.reason, raw.url = status, REASONS.get(status, ""), request.url
+    raw.headers.update({"Content-Type": "application/json", **(headers or {})})
+    raw._content = b"" if body is None else json.dumps(body).encode()
+    raw._content_consumed = True
+    if is_rest(request):
+        return RestRequestsTransportResponse(request=request, internal_response=raw, block_size=4096)
+    return RequestsTransportResponse(request, raw, 4096)
+
+
+class FakeAzureML(HttpTransport):
+    def __init__(self) -> None:
+        self.store: dict[str, dict[str, Any]] = {}
+        self.requests: list[tuple[str, str]] = []  # (method, path without the workspace prefix)
+        self.hosts: set[str] = set()
+        self.faults: list[Fault] = []
+        self._operations = itertools.count(1)
+
+    # -- what tests read ---------------------------------------------------------
+    def calls(self, *, polling: bool = False) -> list[str]:
+        """'METHOD path' for each request; operation polling left out unless asked for."""
+        return [f"{m} {p}" for m, p in self.requests if polling or OPERATION not in p]
+
+    def writes(self) -> list[str]:
+        return [c for c in self.calls() if not c.startswith("GET ")]
+
+    # -- HttpTransport -------------------------------------------------------------
+    def __enter__(self) -> "FakeAzureML":
+        return self
+
+    def __exit__(self, *args: Any) -> None:
+        pass
+
+    def open(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def send(self, request: Any, **kwargs: Any) -> Any:
+        url = urlsplit(request.url)
+        self.hosts.add(url.netloc)
+        if url.netloc != HOST:
+            raise AssertionError(f"request to a real host left the fake: {request.method} {request.url}")
+        path = url.path.removeprefix(PREFIX) or "/"
+        self.requests.append((request.method, path))
+        fault = self._fault(request.method, path)
+        if fault is not None:
+            return FakeResponse(request, fault.status, _error(fault.status, path), fault.headers)
+        handler = getattr(self, f"_{request.method.lower()}")
+        return handler(request, url.path, path)
+
+    def _fault(self, method: str, path: str) -> Fault | None:
+        for fault in self.faults:
+            if fault.times > 0 and fault.method == method and re.search(fault.path, path):
+                fault.times -= 1
+                return fault
+        return None
+
+    # -- the service ---------------------------------------------------------------
+    def _get(self, request: Any, full: str, path: str) -> Any:
+        if OPERATION in path:
+            return FakeResponse(request, 200, {"status": "Succeeded"})
+        if path == "/":
+            return FakeResponse(request, 200, _workspace())
+        if CODE_VERSIONS.search(path):
+            return FakeResponse(request, 200, {"value": [self._code_snapshot(full, path)]})
+        if len(path.strip("/").split("/")) % 2:  # /type/name/.../type: a collection
+            return FakeResponse(request, 200, {"value": self._list(path)})
+        body = self.store.get(path.lower())
+        return FakeResponse(request, 200, body) if body is not None else FakeResponse(request, 404, _error(404, path))
+
+    def _put(self, request: Any, full: str, path: str) -> Any:
+        sent = json.loads(request.body or b"{}")
+        existing = self.store.get(path.lower())
+        if "/versions/" in path and existing is not None and existing["properties"] != _stored(full, sent)["properties"]:
+            return FakeResponse(request, 409, _error(409, path))
+        body = _stored(full, sent)
+        self.store[path.lower()] = body
+        if LONG_RUNNING.search(path):
+            return FakeResponse(request, 201, body, self._operation_header("Azure-AsyncOperation"))
+        return FakeResponse(request, 200 if existing else 201, body)
+
+    def _delete(self, request: Any, full: str, path: str) -> Any:
+        if self.store.pop(path.lower(), None) is None:
+            return FakeResponse(request, 204)
+        return FakeResponse(request, 202, None, self._operation_header("Location"))
+
+    def _post(self, request: Any, full: str, path: str) -> Any:
+        return FakeResponse(request, 200, {})
+
+    def _list(self, path: str) -> list[dict[str, Any]]:
+        """A collection's items; versions newest first (what `@latest` resolves to)."""
+        prefix = f"{path.lower()}/"
+        found = [body for key, body in self.store.items() if key.startswith(prefix) and "/" not in key[len(prefix):]]
+        return sorted(found, key=lambda body: int(body["name"]) if body["name"].isdigit() else 0, reverse=True)
+
+    def seed_model(self, name: str, version: int) -> None:
+        """A model version an earlier pipeline run registered."""
+        path = f"/models/{name}/versions/{version}"
+        self.store[path.lower()] = _stored(f"{PREFIX}{path}", {"properties": {"modelType": "mlflow_model", "flavors": {},
+                                                                              "modelUri": "azureml://fake/model"}})
+
+    def _code_snapshot(self, full: str, path: str) -> dict[str, Any]:
+        """The code snapshot asked for by content hash, as already uploaded.
+
+        Uploads go to the workspace's storage account through azure-storage-blob, which
+        takes no azure-core transport from MLClient: the fake workspace holds every snapshot,
+        so the SDK reuses it and never uploads (see docs/azureml.md: not verifiable offline).
+        """
+        body = _stored(f"{full}/1", {"properties": {"codeUri": "https://fake.blob.core.windows.net/snapshot",
+                                                    "isAnonymous": True}})
+        self.store.setdefault(f"{path}/1".lower(), body)
+        return body
+
+    def _operation_header(self, name: str) -> dict[str, str]:
+        # Retry-After 0: poll at once (the SDK would otherwise wait the service's usual seconds).
+        url = f"https://{HOST}{PREFIX}{OPERATION}{next(self._operations)}?api-version=2024-01-01-preview"
+        return {name: url, "Retry-After": "0"}
+
+
+def _stored(full: str, sent: dict[str, Any]) -> dict[str, Any]:
+    """What the service keeps and returns: the body sent, plus id, name and a terminal provisioning state."""
+    body = json.loads(json.dumps(sent))
+    body["id"], body["name"] = full, full.rstrip("/").rsplit("/", 1)[-1]
+    properties = body.setdefault("properties", {})
+    properties.setdefault("provisioningState", "Succeeded")
+    if ONLINE_DEPLOYMENT.search(full):
+        properties.setdefault("scaleSettings", {"scaleType": "Default"})  # the service's default
+        for collection in (properties.get("dataCollector") or {}).get("collections", {}).values():
+            collection["dataCollectionMode"] = collection["dataCollectionMode"].capitalize()  # it answers "Enabled"
+    return body
+
+
+def _workspace() -> dict[str, Any]:
+    return {"id": PREFIX, "name": WORKSPACE, "location": "westeurope", "kind": "Default",
+            "properties": {"discoveryUrl": f"https://{HOST}/discovery", "mlFlowTrackingUri": "azureml://fake"}}
+
+
+def _error(status: int, path: str) -> dict[str, Any]:
+    codes = {404: "ResourceNotFound", 409: "Conflict", 429: "TooManyRequests", 500: "InternalServerError"}
+    return {"error": {"code": codes.get(status, "Error"), "message": f"{codes.get(status, 'Error')}: {path}"}}
