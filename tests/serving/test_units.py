@@ -108,3 +108,25 @@ def test_metrics_sum_over_workers_with_cumulative_buckets():
     assert 'specops_request_duration_seconds_bucket{deployment="blue",le="0.0025"} 1' in text
     assert 'specops_request_duration_seconds_bucket{deployment="blue",le="0.25"} 3' in text
     assert 'specops_request_duration_seconds_count{deployment="blue"} 3' in text
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # MLflow's advice on type hints and input examples
+def test_a_model_without_the_sklearn_flavor_is_served_through_pyfunc(tmp_path: Path):
+    import mlflow.pyfunc
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    from specops.features.transforms import compute_features
+    from specops.serving.config import DeploymentConfig
+    from specops.serving.scorer import Scorer
+
+    class HighScore(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input, params=None):
+            return (model_input["score"] > 600).astype(int)
+
+    example = compute_features(pd.DataFrame([[1.0, 700, "north"]], columns=SCHEMA.columns), FEATURES, DATASET)
+    mlflow.pyfunc.save_model(str(tmp_path / "model"), python_model=HighScore(), pip_requirements=[],
+                             signature=infer_signature(example, np.array([1])))
+    config = DeploymentConfig(name="d", model="m@1", version="1", model_path=str(tmp_path / "model"),
+                              feature_set=FEATURES.model_dump(mode="json"), dataset=DATASET.model_dump(mode="json"))
+    assert Scorer(config).score([[1.0, 700, "north"], [2.0, 500, "south"]]) == [1, 0]
