@@ -130,3 +130,18 @@ def test_a_model_without_the_sklearn_flavor_is_served_through_pyfunc(tmp_path: P
     config = DeploymentConfig(name="d", model="m@1", version="1", model_path=str(tmp_path / "model"),
                               feature_set=FEATURES.model_dump(mode="json"), dataset=DATASET.model_dump(mode="json"))
     assert Scorer(config).score([[1.0, 700, "north"], [2.0, 500, "south"]]) == [1, 0]
+
+
+def test_inference_log_partitions_by_hour_and_joins_feedback(tmp_path: Path, monkeypatch):
+    from specops.serving import inference_log
+    from specops.serving.inference_log import InferenceLog, read_log
+
+    clock = [3600.0 * 500_000]
+    monkeypatch.setattr(inference_log.time, "time", lambda: clock[0])
+    log = InferenceLog(tmp_path, worker=0)
+    log.write_requests([{"time": clock[0], "request_id": "a", "prediction": 1}])
+    clock[0] += 3600
+    log.write_requests([{"time": clock[0], "request_id": "b", "prediction": 0}])
+    log.write_feedback([{"request_id": "b", "label": 1}])
+    assert len(list((tmp_path / "inference").glob("requests-*-0.jsonl"))) == 2
+    assert [(r["request_id"], r.get("label")) for r in read_log(tmp_path)] == [("a", None), ("b", 1)]

@@ -1,9 +1,11 @@
 """The inference log: a sampled, append-only record of what each deployment answered.
 
 JSON lines under .specops/endpoints/<name>/inference/, one file per worker
-process (so workers never interleave writes), one write per request.
-Feedback (ground-truth labels by request id) goes to feedback-<worker>.jsonl
-beside it; `read_log` joins the two. Monitors and rollout analysis read this.
+process and UTC hour, requests-<YYYYMMDDHH>-<worker>.jsonl (workers never
+interleave writes; old hours can be dropped whole, as Azure ML's data collector
+partitions by hour), one write per request. Feedback (ground-truth labels by
+request id) goes to feedback-<worker>.jsonl beside it; `read_log` joins the
+two. Monitors and rollout analysis read this.
 """
 from __future__ import annotations
 
@@ -19,13 +21,17 @@ def log_dir(state_dir: Path | str) -> Path:
     return Path(state_dir) / "inference"
 
 
+_APPEND = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+
+
 class InferenceLog:
     def __init__(self, state_dir: Path | str, worker: int):
-        folder = log_dir(state_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
-        self._requests = os.open(folder / f"requests-{worker}.jsonl", flags, 0o600)
-        self._feedback = os.open(folder / f"feedback-{worker}.jsonl", flags, 0o600)
+        self._folder = log_dir(state_dir)
+        self._folder.mkdir(parents=True, exist_ok=True)
+        self._worker = worker
+        self._hour = -1
+        self._requests = -1
+        self._feedback = os.open(self._folder / f"feedback-{worker}.jsonl", _APPEND, 0o600)
 
     @staticmethod
     def sampled(rate: float) -> bool:
@@ -33,7 +39,17 @@ class InferenceLog:
 
     def write_requests(self, records: list[dict[str, Any]]) -> None:
         if records:
-            os.write(self._requests, "".join(json.dumps(r, default=str) + "\n" for r in records).encode())
+            os.write(self._requests_file(), "".join(json.dumps(r, default=str) + "\n" for r in records).encode())
+
+    def _requests_file(self) -> int:
+        hour = int(time.time() // 3600)
+        if hour != self._hour:
+            if self._requests >= 0:
+                os.close(self._requests)
+            stamp = time.strftime("%Y%m%d%H", time.gmtime(hour * 3600))
+            self._requests = os.open(self._folder / f"requests-{stamp}-{self._worker}.jsonl", _APPEND, 0o600)
+            self._hour = hour
+        return self._requests
 
     def write_feedback(self, labels: list[dict[str, Any]]) -> None:
         now = time.time()
