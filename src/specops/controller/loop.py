@@ -1,4 +1,5 @@
-"""The controller loop: detect what is due, then run each pipeline once for its most urgent event."""
+"""The controller loop: detect what is due, run the monitors whose schedule fired, then run each
+pipeline once for its most urgent event (a monitor's drift alert is one, in the same pass)."""
 from __future__ import annotations
 
 import json
@@ -13,10 +14,12 @@ from specops.apply.state import StateStore, atomic_write
 from specops.backends.base import Reporter
 from specops.backends.local import LocalBackend
 from specops.controller.events import COALESCED, DONE, FAILED, STARTED, Event, EventQueue
-from specops.controller.triggers import data_change_events, last_training, schedule_events, stale_events
+from specops.controller.triggers import data_change_events, last_training, latest_fire, schedule_events, stale_events
 from specops.errors import LockHeld, SpecopsError
 from specops.lifecycle.paths import STATE_DIR
+from specops.monitoring.runner import MonitorResult, run_monitor
 from specops.spec import Pipeline, SpecSet, load_specs
+from specops.spec.monitors import Monitor
 
 
 def _quiet(_: str) -> None:
@@ -30,9 +33,16 @@ class Controller:
         self.clock_file = self.root / STATE_DIR / "controller" / "clock.json"
 
     # -- detection -------------------------------------------------------------
+    def _clock(self) -> dict[str, str]:
+        """When each pipeline ("<name>") and monitor ("monitor:<name>") was last looked at."""
+        return json.loads(self.clock_file.read_text()) if self.clock_file.exists() else {}
+
+    def _save_clock(self, clock: dict[str, str]) -> None:
+        atomic_write(self.clock_file, json.dumps(clock, indent=2, sort_keys=True))
+
     def detect(self, specs: SpecSet, now: datetime) -> list[Event]:
         """Queue every new event; returns the ones that were new."""
-        clock = json.loads(self.clock_file.read_text()) if self.clock_file.exists() else {}
+        clock = self._clock()
         state = StateStore(specs.root, specs.env).resources
         found: list[Event] = []
         for pipeline in specs.of_kind(Pipeline):
@@ -43,8 +53,36 @@ class Controller:
             found += data_change_events(specs, pipeline, trained_on)
             found += stale_events(pipeline, trained_at, now)
             clock[pipeline.name] = now.isoformat()
-        atomic_write(self.clock_file, json.dumps(clock, indent=2, sort_keys=True))
+        self._save_clock(clock)
         return [event for event in found if self.queue.offer(event)]
+
+    def run_monitors(self, specs: SpecSet, now: datetime) -> list[MonitorResult]:
+        """Run each monitor whose cron fired since the last pass, once per fire time, for the window ending then.
+
+        A monitor's clock moves only after its run, so a controller that dies mid-run
+        runs that fire again on restart; the window is the same, so it does not act twice.
+        """
+        results = []
+        for monitor in specs.of_kind(Monitor):
+            key = f"monitor:{monitor.name}"
+            since = datetime.fromisoformat(self._clock().get(key, now.isoformat()))  # first sight: history is not work
+            fired = latest_fire(monitor.spec.schedule, since, now)
+            if fired is not None:
+                results += self._run_monitor(specs, monitor, fired)
+            self._save_clock({**self._clock(), key: now.isoformat()})
+        return results
+
+    def _run_monitor(self, specs: SpecSet, monitor: Monitor, fired: datetime) -> list[MonitorResult]:
+        try:
+            result = run_monitor(specs, monitor, fired)
+        except SpecopsError as exc:  # one broken monitor (no champion yet, say) must not stop the others
+            self.report(f"monitor {monitor.name}: error: {exc}")
+            return []
+        drifted = f": {', '.join(result.drifted)} drifted" if result.drifted else ""
+        self.report(f"monitor {monitor.name} {result.status} for the window ending {fired.isoformat()}{drifted}")
+        for action in result.actions:
+            self.report(f"monitor {monitor.name}: {action}")
+        return [result]
 
     def enqueue(self, event: Event) -> bool:
         """For monitors and people: queue a drift, performance or manual retrain."""
@@ -107,8 +145,10 @@ class Controller:
         backend = specs.project.spec.environments[specs.env].backend
         if backend != "local":
             raise SpecopsError(f"the controller drives local environments; {specs.env!r} uses {backend}, where schedules run in the workspace")
-        for event in self.detect(specs, now or datetime.now(timezone.utc)):
+        now = now or datetime.now(timezone.utc)
+        for event in self.detect(specs, now):
             self.report(f"queued {event.id}: {event.detail}")
+        self.run_monitors(specs, now)
         return self.run_pending(specs)
 
     def run_forever(self, interval_s: float, stop: threading.Event | None = None) -> None:

@@ -17,13 +17,16 @@ from specops.spec import Dataset, Pipeline, SpecSet
 STALE_AFTER = timedelta(days=30)
 
 
-def schedule_events(pipeline: Pipeline, since: datetime, now: datetime) -> list[Event]:
+def latest_fire(expression: str, since: datetime, now: datetime) -> datetime | None:
     """The latest cron fire time in (since, now], if any: missed older ones collapse into it."""
-    expression = pipeline.spec.triggers.schedule
-    if expression is None:
-        return []
     fired = croniter(expression, now).get_prev(datetime)
-    if fired <= since:
+    return fired if fired > since else None
+
+
+def schedule_events(pipeline: Pipeline, since: datetime, now: datetime) -> list[Event]:
+    expression = pipeline.spec.triggers.schedule
+    fired = latest_fire(expression, since, now) if expression else None
+    if fired is None:
         return []
     return [Event(f"schedule:{pipeline.name}:{fired.isoformat()}", pipeline.name, "schedule", f"cron {expression} at {fired.isoformat()}")]
 

@@ -3,7 +3,9 @@
 The new version always becomes `challenger`; it also becomes `champion` when
 it beats the current champion on the selection metric (or there is none).
 Registration refuses unless gate.json records a pass, so calling this stage
-directly cannot sneak a failed candidate into the registry.
+directly cannot sneak a failed candidate into the registry. The version also
+gets the drift baseline: a summary of its raw inputs on the training rows, so
+monitors compare each new window with it without re-reading the training data.
 """
 from __future__ import annotations
 
@@ -19,8 +21,11 @@ from specops.errors import StageFailed
 from specops.lifecycle import lineage
 from specops.lifecycle.candidates import SavedCandidate, saved_candidate
 from specops.lifecycle.context import StageContext, read_json, write_json
+from specops.lifecycle.data import load_dataset
 from specops.lifecycle.gate import better, champion_summary
 from specops.lifecycle.tracking import CHALLENGER, CHAMPION, connect
+from specops.monitoring.baseline import BASELINE_FILE, model_inputs, summarize_features
+from specops.monitoring.drift import BaselineSummary
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -33,6 +38,8 @@ def run(ctx: StageContext) -> None:
     candidate = saved_candidate(ctx.paths, gate["selected"])
     evaluation = read_json(ctx.paths, ctx.paths.evaluation, "evaluate")["candidates"][candidate.id]
     record = lineage_record(ctx, candidate, gate)
+    # Before registering: a data problem here must not leave a version without its baseline.
+    baseline = training_baseline(ctx)
     client = connect(ctx.specs)
     model_name = ctx.pipeline.spec.model_name
     promote = should_promote(client, model_name, gate["selection"])
@@ -43,6 +50,7 @@ def run(ctx: StageContext) -> None:
     aliases = [CHALLENGER, CHAMPION] if promote else [CHALLENGER]
     card = model_card(ctx, model_name, version, aliases, gate, evaluation, record)
     store_records(ctx, client, candidate, version, record, card)
+    store_baseline(ctx, client, candidate, version, baseline)
     write_json(ctx.paths.registration, {"model": model_name, "version": version, "aliases": aliases,
                                         "run_id": candidate.run_id, "model_uri": candidate.model_uri})
     print(f"registered {model_name} version {version} as {' and '.join(aliases)}")
@@ -90,3 +98,17 @@ def store_records(ctx: StageContext, client: MlflowClient, candidate: SavedCandi
     client.log_text(candidate.run_id, card, f"{folder}/model_card.md")
     ctx.paths.model_card.parent.mkdir(parents=True, exist_ok=True)
     ctx.paths.model_card.write_text(card, encoding="utf-8")
+
+
+def training_baseline(ctx: StageContext) -> BaselineSummary:
+    """The drift baseline: the raw model inputs on the rows the model was trained on (not the test rows)."""
+    split = read_json(ctx.paths, ctx.paths.split, "train")
+    frame = load_dataset(ctx.root, ctx.dataset.spec)
+    training_rows = frame.drop(index=frame.index[split["test_rows"]])
+    return summarize_features(training_rows, model_inputs(ctx.dataset))
+
+
+def store_baseline(ctx: StageContext, client: MlflowClient, candidate: SavedCandidate, version: str,
+                   baseline: BaselineSummary) -> None:
+    path = baseline.save(ctx.paths.base / BASELINE_FILE)
+    client.log_artifact(candidate.run_id, str(path), lineage.artifact_dir(version))
