@@ -46,14 +46,19 @@ spec:
 """
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    shutil.copytree(REPO / "specs", tmp_path / "specs")
-    (tmp_path / "specs" / "monitors.yaml").write_text(MONITOR, encoding="utf-8")
-    data = tmp_path / "data" / "credit.csv"
+def monitor_project(dest: Path) -> Path:
+    """The example specs plus MONITOR, and 5,000 rows of example data (the baseline)."""
+    shutil.copytree(REPO / "specs", dest / "specs")
+    (dest / "specs" / "monitors.yaml").write_text(MONITOR, encoding="utf-8")
+    data = dest / "data" / "credit.csv"
     data.parent.mkdir()
     data.write_text(to_csv(generate(5000, seed=7)), encoding="utf-8")
-    return tmp_path
+    return dest
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return monitor_project(tmp_path)
 
 
 def write_log(root: Path, frame: pd.DataFrame, at: datetime, worker: int = 0, shadow: bool = False) -> None:
