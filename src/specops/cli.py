@@ -286,3 +286,7 @@ def stage(stage: str, pipeline: str, env: str | None, root: Path) -> None:
     if doc is None:
         raise SpecopsError(f"no Pipeline named {pipeline!r}")
     run_stage(stage, specs, doc)
+
+
+from specops.monitoring.commands import monitor_group  # noqa: E402  (at the end: it reuses the options above)
+main.add_command(monitor_group)

@@ -19,6 +19,7 @@ from jinja2 import Environment, select_autoescape
 from matplotlib.figure import Figure
 
 from specops.monitoring.drift import BaselineSummary, FeatureDrift
+from specops.monitoring.paths import monitors_dir
 
 HISTOGRAM_BINS = 30
 # The plotted range: outliers beyond these quantiles would squash every other bar into one.
@@ -55,6 +56,13 @@ th { background: #f4f4f4; } td.name { text-align: left; } .alert { color: #b0002
 </body></html>
 """
 _TEMPLATE = Environment(autoescape=select_autoescape(default=True)).from_string(PAGE)
+
+
+def list_reports(root: Path, monitor: str | None = None) -> list[tuple[Path, dict[str, Any]]]:
+    """Every written report (of one monitor, or all), newest window first: (report folder, report.json)."""
+    found = [(path.parent, json.loads(path.read_text(encoding="utf-8")))
+             for path in monitors_dir(root).glob(f"{monitor or '*'}/reports/*/report.json")]
+    return sorted(found, key=lambda item: (item[1]["window_end"], item[1]["monitor"]), reverse=True)
 
 
 def write_reports(folder: Path, result: dict[str, Any], features: list[FeatureDrift],

@@ -23,10 +23,10 @@ import pandas as pd
 from specops.apply.audit import AuditLog
 from specops.controller.events import Event, EventQueue
 from specops.errors import SpecopsError
-from specops.lifecycle.paths import STATE_DIR
 from specops.lifecycle.tracking import connect, use_experiment
 from specops.monitoring.baseline import monitor_baseline
 from specops.monitoring.drift import BaselineSummary, DriftReport, FeatureDrift, detect
+from specops.monitoring.paths import reports_dir
 from specops.monitoring.report import write_reports
 from specops.serving.config import endpoint_dir
 from specops.serving.inference_log import read_log
@@ -74,15 +74,11 @@ class MonitorResult:
         return self.drift.features if self.drift else []
 
 
-def reports_root(root: Path, monitor: str) -> Path:
-    return root / STATE_DIR / "monitors" / monitor / "reports"
-
-
 def run_monitor(specs: SpecSet, monitor: Monitor, now: datetime) -> MonitorResult:
     window_start, window_end = monitor_window(monitor, now)
     target = window_frame(specs.root, monitor.spec.target.endpoint, window_start, window_end)
     result = MonitorResult(monitor.name, monitor.spec.target.endpoint, "inconclusive", window_start, window_end, len(target))
-    result.report_dir = reports_root(specs.root, monitor.name) / window_end.strftime("%Y%m%dT%H%M%SZ")
+    result.report_dir = reports_dir(specs.root, monitor.name) / window_end.strftime("%Y%m%dT%H%M%SZ")
     baseline = None
     if len(target) < MIN_TARGET_ROWS:
         result.reason = f"only {len(target)} logged rows in the window; at least {MIN_TARGET_ROWS} are needed to judge drift"

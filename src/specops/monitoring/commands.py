@@ -1,0 +1,70 @@
+"""`specops monitor run NAME` and `specops monitor report [NAME]`.
+
+cli.py adds this group at its end (`main.add_command(monitor_group)`), so
+import `specops.cli`, not this module, to get the command line: this module
+reuses cli's shared options and error handling.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+
+from specops import api
+from specops.cli import ENV, ROOT, console, friendly
+from specops.errors import SpecopsError
+
+
+@click.group("monitor")
+def monitor_group() -> None:
+    """Drift monitors: run one now, list their reports."""
+
+
+@monitor_group.command("run")
+@click.argument("name")
+@click.option("--at", "at", type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S"]), default=None,
+              help="end the look-back window here (UTC unless an offset is given; default: now)")
+@ENV
+@ROOT
+@friendly
+def run(name: str, at: datetime | None, env: str | None, root: Path) -> None:
+    """Run monitor NAME over its look-back window, write its reports and act on an alert."""
+    from specops.monitoring.runner import run_monitor
+    from specops.spec.monitors import Monitor
+
+    specs = api.validate(root, env)
+    monitor = specs.get(Monitor, name)
+    if monitor is None:
+        known = ", ".join(sorted(m.name for m in specs.of_kind(Monitor))) or "none defined"
+        raise SpecopsError(f"no Monitor named {name!r} (known: {known})")
+    now = at.replace(tzinfo=at.tzinfo or timezone.utc) if at else datetime.now(timezone.utc)
+    result = run_monitor(specs, monitor, now)
+    console.print(f"{name}: {result.status} ({result.target_rows} rows, "
+                  f"{result.window_start.isoformat()} to {result.window_end.isoformat()})")
+    if result.reason:
+        console.print(f"  {result.reason}")
+    for feature in result.features:
+        for alert in feature.alerts:
+            console.print(f"  {feature.name}: {alert}")
+    for action in result.actions:
+        console.print(f"  action: {action}")
+    console.print(f"  report: {result.report_dir / 'report.html'}")
+
+
+@monitor_group.command("report")
+@click.argument("name", required=False)
+@ROOT
+@friendly
+def report(name: str | None, root: Path) -> None:
+    """List monitor reports, newest window first, with what alerted."""
+    from specops.monitoring.report import list_reports
+
+    reports = list_reports(root.resolve(), name)
+    if not reports:
+        console.print(f"no reports yet{f' for monitor {name}' if name else ''}")
+        return
+    for folder, summary in reports:
+        drifted = ", ".join(summary["drifted"]) or "-"
+        console.print(f"{summary['window_end']}  {summary['monitor']}  {summary['status']}  drifted: {drifted}  "
+                      f"{folder / 'report.html'}")
