@@ -63,3 +63,13 @@ def project(tmp_path: Path) -> Path:
         shutil.copy(REPO / name, root / name)
     (root / "specs" / "serving.yaml").write_text(ENDPOINT)
     return root
+
+
+@pytest.fixture(autouse=True)
+def quick_experimental_check(monkeypatch):
+    """azure-ai-ml decides whether to log "experimental class" warnings by walking the whole call
+    stack with inspect.stack(), which under pytest (thousands of modules) costs most of these
+    tests' time. Skipping that warning changes nothing the tests check."""
+    from azure.ai.ml._utils import _experimental
+
+    monkeypatch.setattr(_experimental, "_should_skip_warning", lambda: True)

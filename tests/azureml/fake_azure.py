@@ -77,6 +77,7 @@ class FakeAzureML(HttpTransport):
     def __init__(self) -> None:
         self.store: dict[str, dict[str, Any]] = {}
         self.requests: list[tuple[str, str]] = []  # (method, path without the workspace prefix)
+        self.bodies: list[tuple[str, dict[str, Any]]] = []  # (path, body) of every PUT
         self.hosts: set[str] = set()
         self.faults: list[Fault] = []
         self._operations = itertools.count(1)
@@ -137,6 +138,7 @@ class FakeAzureML(HttpTransport):
 
     def _put(self, request: Any, full: str, path: str) -> Any:
         sent = json.loads(request.body or b"{}")
+        self.bodies.append((path, sent))
         existing = self.store.get(path.lower())
         if "/versions/" in path and existing is not None and existing["properties"] != _stored(full, sent)["properties"]:
             return FakeResponse(request, 409, _error(409, path))

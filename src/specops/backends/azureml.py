@@ -44,6 +44,7 @@ SHORT_REFERENCES = (
     (re.compile(r"^onlineEndpoints/(?P<name>[^/]+)/deployments/(?P<version>[^/]+)$"), "azureml:{name}:{version}"),
     (re.compile(r"^computes/(?P<name>[^/]+)$"), "azureml:{name}"),
 )
+WHOLE_MAPS = frozenset({"traffic", "mirror_traffic", "environment_variables"})
 JOB_DIGEST = "specops.job"  # tag on a JobSchedule: the service rewrites its job's references to ids
 
 
@@ -58,25 +59,34 @@ class AzureMLBackend:
         self.timeout = timeout
         self.client_options = client_options
         self._client = None
+        # Rendering builds many SDK objects (slow): done once per loaded SpecSet and kept for observe and apply.
+        self._rendered_for: SpecSet | None = None
         self._entities: dict[str, Rendered] = {}
+        self._desired: list[Resource] = []
 
     # -- desired ---------------------------------------------------------------
     def desired(self, specs: SpecSet) -> list[Resource]:
+        if self._rendered_for is not specs:
+            self._render(specs)
+        return list(self._desired)
+
+    def _render(self, specs: SpecSet) -> None:
         project = specs.project.key
         resources = [Resource(d.kind, d.name, {"spec": d.spec.model_dump(mode="json")}, () if d is specs.project else (project,))
                      for d in specs.documents if isinstance(d, RECORDS)]
         rendered = render_entities(specs, self._files(specs))
         self._entities = {r.key: r for r in rendered if r.kind not in NOT_APPLIED}
         for r in self._entities.values():
-            resources.extend(self._resources(r))
-        return resources
+            resources.extend(self._resources(r, project))
+        self._desired, self._rendered_for = resources, specs
 
     def _files(self, specs: SpecSet) -> ProjectFiles:
         return read_project_files(specs.root)
 
-    def _resources(self, r: Rendered) -> list[Resource]:
+    def _resources(self, r: Rendered, project: str) -> list[Resource]:
         fields = entity_dict(r, self.root)
-        deps = tuple(d for d in r.depends_on if not d.startswith(NOT_APPLIED))
+        # The Project first, as on the local backend: plans read top-down from the workspace's owner.
+        deps = (project, *(d for d in r.depends_on if not d.startswith(NOT_APPLIED)))
         if r.kind == "JobSchedule":
             r.entity.tags = {**(r.entity.tags or {}), JOB_DIGEST: short_hash(fields["create_job"])}
             fields = entity_dict(r, self.root)
@@ -179,8 +189,8 @@ class AzureMLBackend:
             return {}
         if op.action is Action.DELETE:
             return self._delete(op, specs, report)
-        if not self._entities:
-            self.desired(specs)
+        if self._rendered_for is not specs:
+            self._render(specs)
         if op.kind == "OnlineTraffic":
             return self._shift_traffic(op, specs, report)
         if op.kind == "BatchDefaults":
@@ -189,7 +199,7 @@ class AzureMLBackend:
 
     def _create_or_update(self, op: Operation, specs: SpecSet) -> dict[str, Any]:
         client = self.client(specs)
-        entity = self._entities[op.key].entity  # rendered afresh for each plan: changing it here is safe
+        entity = self._entities[op.key].entity  # rendered for this apply's specs: changing it here is safe
         if op.kind == "OnlineEndpoint":
             entity.traffic, entity.mirror_traffic = {}, {}  # traffic comes once the deployments exist
         if op.kind == "BatchEndpoint":
@@ -356,7 +366,12 @@ def _short_reference(value: str) -> str:
 
 
 def project(observed: Any, desired: Any) -> Any:
-    """`observed` cut down to the fields `desired` has: what the service adds is not a change."""
+    """`observed` cut down to the fields `desired` has: what the service adds is not a change.
+
+    Maps keyed by data rather than by field name (traffic weights, environment variables)
+    are kept whole, so a key removed from the spec is still a change.
+    """
     if isinstance(desired, dict) and isinstance(observed, dict):
-        return {k: project(observed.get(k), v) for k, v in desired.items() if k in observed}
+        return {k: observed[k] if k in WHOLE_MAPS else project(observed[k], v)
+                for k, v in desired.items() if k in observed}
     return observed

@@ -384,7 +384,10 @@ def render_monitor_schedule(specs: SpecSet, monitor: Monitor) -> MonitorSchedule
 # --- everything ----------------------------------------------------------------
 
 def render_entities(specs: SpecSet, files: ProjectFiles) -> list[Rendered]:
-    """Every Azure ML entity the specs ask for, with its dependencies (by Rendered.key)."""
+    """Every Azure ML entity the specs ask for, with its dependencies (by Rendered.key).
+
+    `OnlineTraffic/<endpoint>` is the backend's name for an endpoint's traffic, applied after its deployments.
+    """
     environment = render_environment(specs, files.lock)
     out = [Rendered("Environment", environment.name, environment, specs.project.key)]
     env_key = out[0].key
@@ -397,9 +400,8 @@ def render_entities(specs: SpecSet, files: ProjectFiles) -> list[Rendered]:
         out += _batch_entities(specs, endpoint)
     for monitor in specs.of_kind(Monitor):
         schedule = render_monitor_schedule(specs, monitor)
-        deployment = monitored_deployment(specs.get(Endpoint, monitor.spec.target.endpoint))
-        deps = (f"OnlineDeployment/{monitor.spec.target.endpoint}.{deployment}",
-                f"Data/{baseline_dataset(specs, monitor).name}")
+        # After the endpoint's traffic: the monitored deployment is the one taking the most of it.
+        deps = (f"OnlineTraffic/{monitor.spec.target.endpoint}", f"Data/{baseline_dataset(specs, monitor).name}")
         out.append(Rendered("MonitorSchedule", monitor.name, schedule, monitor.key, deps))
     return out
 

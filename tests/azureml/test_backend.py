@@ -1,0 +1,211 @@
+"""plan/apply against a fake Azure ML workspace at the HTTP transport: the exact REST calls, no account, no network."""
+from __future__ import annotations
+
+import re
+import socket
+from pathlib import Path
+
+import pytest
+
+from specops import api
+from specops.backends.azureml import AzureMLBackend, traffic_steps
+from specops.errors import SpecopsError
+from tests.azureml.fake_azure import HOST, PREFIX, RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE, Fault, FakeAzureML, StaticTokenCredential
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+OPERATION_ID = re.compile(r"/operations/\d+$")
+
+
+@pytest.fixture
+def fake(monkeypatch, project: Path) -> FakeAzureML:
+    """The fake workspace, wired in where api.plan/apply pick the backend; sockets closed to the outside."""
+    def no_network(*args, **kwargs):
+        raise AssertionError(f"a socket connection was attempted: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    for name, value in (("AZURE_SUBSCRIPTION_ID", SUBSCRIPTION), ("AZURE_RESOURCE_GROUP", RESOURCE_GROUP),
+                        ("AZURE_ML_WORKSPACE", WORKSPACE)):
+        monkeypatch.setenv(name, value)
+    workspace = FakeAzureML()
+    for version in (3, 4):
+        workspace.seed_model("credit-risk", version)  # registered by earlier pipeline runs
+    # Fresh backend per plan, as the CLI makes one per command; retries kept short for the tests.
+    monkeypatch.setattr(api, "get_backend", lambda name, root: AzureMLBackend(
+        root, credential=StaticTokenCredential(), transport=workspace, retry_total=2, retry_backoff_factor=0))
+    yield workspace
+    assert workspace.hosts <= {HOST}
+
+
+def keys(plan) -> list[str]:
+    return [f"{op.action.symbol} {op.key}" for op in plan.operations]
+
+
+def apply_logged(root: Path, fake: FakeAzureML) -> dict[str, list[str]]:
+    """Apply; return each operation's REST calls (ids the SDK derives from content hashes masked)."""
+    per_op: dict[str, list[str]] = {}
+
+    def report(line: str) -> None:
+        if line[:2] in ("+ ", "~ ", "- "):
+            fake.requests.append(("#", line))
+
+    api.apply(root, "dev", report=report)
+    current = None
+    for method, path in fake.requests:
+        if method == "#":
+            current = path
+            per_op[current] = []
+        elif current is not None:
+            per_op[current].append(f"{method} {OPERATION_ID.sub('/operations/<id>', UUID.sub('<hash>', path))}")
+    return per_op
+
+
+CREATE_ORDER = [
+    "+ Project/credit-risk", "+ BatchEndpoint/credit-batch", "+ BatchDeployment/credit-batch.main",
+    "+ BatchDefaults/credit-batch", "+ Data/credit-applications", "+ Environment/credit-risk-env",
+    "+ FeatureSet/credit-features", "+ Gate/promotion", "+ JobSchedule/credit-risk-training-schedule",
+    "+ OnlineEndpoint/credit-online", "+ OnlineDeployment/credit-online.blue",
+    "+ OnlineDeployment/credit-online.green", "+ OnlineDeployment/credit-online.shadow",
+    "+ OnlineTraffic/credit-online", "+ MonitorSchedule/credit-drift", "+ PipelineJob/credit-risk-training",
+]
+
+
+def test_first_apply_creates_everything_with_the_expected_calls(project: Path, fake: FakeAzureML):
+    plan = api.plan(project, "dev").plan
+    assert keys(plan) == CREATE_ORDER
+    assert all(m == "GET" for m, _ in fake.requests)  # planning only reads
+    fake.requests.clear()
+    calls = apply_logged(project, fake)
+    env_version = plan.operations[5].after["version"]
+    assert calls["+ Environment/credit-risk-env"] == [f"PUT /environments/credit-risk-env/versions/{env_version}"]
+    assert calls["+ OnlineEndpoint/credit-online"] == [
+        "GET /",  # the workspace, for its location
+        "PUT /onlineEndpoints/credit-online", "GET /operations/<id>", "GET /onlineEndpoints/credit-online",
+    ]
+    assert calls["+ OnlineDeployment/credit-online.blue"] == [
+        "GET /onlineEndpoints/credit-online",
+        "PUT /data/credit-online-blue-model_inputs/versions/1", "PUT /data/credit-online-blue-model_outputs/versions/1",
+        "GET /", "PUT /onlineEndpoints/credit-online/deployments/blue", "GET /operations/<id>",
+        "GET /onlineEndpoints/credit-online/deployments/blue",
+    ]
+    assert "GET /models/credit-risk/versions" in calls["+ OnlineDeployment/credit-online.green"]  # @latest resolved
+    assert calls["+ OnlineTraffic/credit-online"] == [
+        "GET /onlineEndpoints/credit-online", "GET /onlineEndpoints/credit-online/deployments",
+        "GET /", "PUT /onlineEndpoints/credit-online", "GET /operations/<id>", "GET /onlineEndpoints/credit-online",
+    ]
+    assert calls["+ MonitorSchedule/credit-drift"] == [
+        "GET /onlineEndpoints/credit-online/deployments/blue",  # the SDK checks the monitored deployment
+        "PUT /schedules/credit-drift", "GET /operations/<id>", "GET /schedules/credit-drift",
+    ]
+    job = calls["+ PipelineJob/credit-risk-training"]
+    assert job[-1] == f"PUT /jobs/{plan.operations[-1].after['name']}"
+    assert job.count("PUT /components/azureml_anonymous/versions/<hash>") == 7  # six stages and the custom step
+    assert [c for c in job if c.startswith("PUT /codes")] == []  # the code snapshot is reused, not uploaded
+    traffic = [body for path, body in fake.bodies if path == "/onlineEndpoints/credit-online"][-1]
+    assert traffic["properties"]["traffic"] == {"blue": 90, "green": 10}
+    assert traffic["properties"]["mirrorTraffic"] == {"shadow": 20}
+
+
+def test_second_plan_is_empty_and_a_second_apply_writes_nothing(project: Path, fake: FakeAzureML):
+    api.apply(project, "dev")
+    fake.requests.clear()
+    assert api.plan(project, "dev").plan.empty
+    assert api.apply(project, "dev").applied == []
+    assert {m for m, _ in fake.requests} == {"GET"}
+
+
+def test_changing_one_field_updates_exactly_that_resource(project: Path, fake: FakeAzureML):
+    api.apply(project, "dev")
+    spec = project / "specs" / "serving.yaml"
+    spec.write_text(spec.read_text().replace("instance_count: 2", "instance_count: 3"))
+    plan = api.plan(project, "dev").plan
+    [op] = plan.operations
+    assert op.key == "OnlineDeployment/credit-online.blue"
+    assert [(c.path, c.old, c.new) for c in op.changes] == [("instance_count", 2, 3)]
+    fake.requests.clear()
+    assert [c for c in fake.calls() if not c.startswith("GET ")] == []
+    calls = apply_logged(project, fake)
+    assert [c for c in calls["~ OnlineDeployment/credit-online.blue"] if not c.startswith("GET ")] == [
+        "PUT /data/credit-online-blue-model_inputs/versions/1", "PUT /data/credit-online-blue-model_outputs/versions/1",
+        "PUT /onlineEndpoints/credit-online/deployments/blue",
+    ]
+    assert api.plan(project, "dev").plan.empty
+
+
+def test_a_500_mid_apply_fails_clearly_and_the_next_apply_converges(project: Path, fake: FakeAzureML):
+    # Past the SDK's two retries: the apply stops at the green deployment.
+    fake.faults.append(Fault("PUT", r"/deployments/green$", 500, times=3))
+    with pytest.raises(SpecopsError, match=r"OnlineDeployment/credit-online.green: Azure ML answered 500"):
+        api.apply(project, "dev")
+    assert fake.calls().count("PUT /onlineEndpoints/credit-online/deployments/green") == 3
+    remaining = keys(api.plan(project, "dev").plan)
+    # What finished is in Azure and is not planned again; what was not reached still is. The endpoint
+    # exists without traffic, so its traffic is an update; declarations are recorded only once all succeed.
+    assert remaining == ["+ Project/credit-risk", "+ FeatureSet/credit-features", "+ Gate/promotion",
+                         "+ OnlineDeployment/credit-online.green", "+ OnlineDeployment/credit-online.shadow",
+                         "~ OnlineTraffic/credit-online", "+ MonitorSchedule/credit-drift",
+                         "+ PipelineJob/credit-risk-training"]
+    fake.requests.clear()
+    calls = apply_logged(project, fake)
+    assert list(calls) == remaining
+    assert not any("/deployments/blue" in c and c.startswith("PUT") for cs in calls.values() for c in cs)
+    assert api.plan(project, "dev").plan.empty
+
+
+def test_throttling_is_retried_after_the_time_the_service_asks(project: Path, fake: FakeAzureML):
+    fake.faults.append(Fault("PUT", r"^/environments/", 429, headers={"Retry-After": "1"}))
+    api.apply(project, "dev")
+    assert [c for c in fake.calls() if c.startswith("PUT /environments/")] == [
+        f"PUT /environments/credit-risk-env/versions/{_env_version(project)}"] * 2
+    assert api.plan(project, "dev").plan.empty
+
+
+def test_a_conflicting_asset_version_names_the_resource(project: Path, fake: FakeAzureML):
+    path = f"/environments/credit-risk-env/versions/{_env_version(project)}"
+    fake.store[path.lower()] = {"id": PREFIX + path, "name": _env_version(project),
+                                "properties": {"image": "someone/else:1"}}
+    [op] = [op for op in api.plan(project, "dev").plan.operations if op.kind == "Environment"]
+    assert op.action.value == "update" and ("image", "someone/else:1", op.after["image"]) in [
+        (c.path, c.old, c.new) for c in op.changes]
+    with pytest.raises(SpecopsError, match=r"Environment/credit-risk-env: Azure ML refused the change \(409 conflict\)"):
+        api.apply(project, "dev")
+
+
+def test_a_missing_target_variable_is_named(project: Path, fake: FakeAzureML, monkeypatch):
+    monkeypatch.delenv("AZURE_ML_WORKSPACE")
+    with pytest.raises(SpecopsError, match="AZURE_ML_WORKSPACE"):
+        api.plan(project, "dev")
+    assert fake.requests == []
+
+
+def test_plan_keeps_target_references_and_says_what_azure_lacks(project: Path, fake: FakeAzureML):
+    plan = api.plan(project, "dev").plan
+    project_op = plan.operations[0]
+    assert project_op.after["spec"]["environments"]["dev"]["target"]["workspace"] == "${AZURE_ML_WORKSPACE}"
+    assert any("bandit runs only on the local backend" in note for note in plan.notes)
+
+
+def test_canary_rollout_shifts_traffic_step_by_step(project: Path, fake: FakeAzureML):
+    spec = project / "specs" / "serving.yaml"
+    text = spec.read_text().replace("  rollout:\n    strategy: bandit\n    reward: {metric: accuracy}\n",
+                                    "  rollout:\n    strategy: canary\n    steps: [{weight: 10}, {pause: {}}, {weight: 50}]\n")
+    spec.write_text(text.replace("traffic: {blue: 90, green: 10}", "traffic: {blue: 100}"))
+    api.apply(project, "dev")
+    spec.write_text(spec.read_text().replace("traffic: {blue: 100}", "traffic: {green: 100}"))
+    plan = api.plan(project, "dev").plan
+    assert keys(plan) == ["~ OnlineTraffic/credit-online", "~ MonitorSchedule/credit-drift"]  # green is monitored next
+    assert any("pauses and analysis steps run on the local backend only" in note for note in plan.notes)
+    fake.bodies.clear()
+    api.apply(project, "dev")
+    shifts = [body["properties"]["traffic"] for path, body in fake.bodies if path == "/onlineEndpoints/credit-online"]
+    assert shifts == [{"blue": 90, "green": 10}, {"blue": 50, "green": 50}, {"green": 100}]
+
+
+def test_traffic_steps_without_a_canary_switch_at_once():
+    assert traffic_steps({"blue": 100}, {"green": 100}, None) == [{"green": 100}]
+
+
+def _env_version(root: Path) -> str:
+    from specops.render.azureml import short_hash
+
+    return short_hash((root / "requirements.lock").read_text())
