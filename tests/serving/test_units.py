@@ -110,7 +110,6 @@ def test_metrics_sum_over_workers_with_cumulative_buckets():
     assert 'specops_request_duration_seconds_count{deployment="blue"} 3' in text
 
 
-@pytest.mark.filterwarnings("ignore::UserWarning")  # MLflow's advice on type hints and input examples
 def test_a_model_without_the_sklearn_flavor_is_served_through_pyfunc(tmp_path: Path):
     import mlflow.pyfunc
     import pandas as pd
@@ -126,7 +125,7 @@ def test_a_model_without_the_sklearn_flavor_is_served_through_pyfunc(tmp_path: P
 
     example = compute_features(pd.DataFrame([[1.0, 700, "north"]], columns=SCHEMA.columns), FEATURES, DATASET)
     mlflow.pyfunc.save_model(str(tmp_path / "model"), python_model=HighScore(), pip_requirements=[],
-                             signature=infer_signature(example, np.array([1])))
+                             signature=infer_signature(example, np.array([1])), input_example=example)
     config = DeploymentConfig(name="d", model="m@1", version="1", model_path=str(tmp_path / "model"),
                               feature_set=FEATURES.model_dump(mode="json"), dataset=DATASET.model_dump(mode="json"))
     assert Scorer(config).score([[1.0, 700, "north"], [2.0, 500, "south"]]) == [1, 0]
