@@ -245,6 +245,40 @@ def retrain(pipeline: str, reason: str, env: str | None, root: Path) -> None:
         console.print(f"{event.id}: {status}")
 
 
+@main.group()
+def endpoint() -> None:
+    """Local online endpoints: serve them, manage their keys."""
+
+
+@endpoint.command("serve")
+@click.argument("name")
+@ROOT
+@click.option("--port", type=int, default=None, help="default: the spec's server.port")
+@click.option("--workers", type=int, default=None, help="default: the spec's server.workers (0 = one per core)")
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
+@friendly
+def endpoint_serve(name: str, root: Path, port: int | None, workers: int | None, host: str) -> None:
+    """Serve endpoint NAME until interrupted (POST /score, Azure ML's protocol)."""
+    from specops.serving.server import prepare, serve
+
+    sys.exit(serve(prepare(root, name, port, workers, host), host, announce=lambda m: err.print(m)))
+
+
+@endpoint.command("keys")
+@click.argument("name")
+@ROOT
+@click.option("--regenerate", type=click.Choice(["primary", "secondary"]), default=None, help="replace this key")
+@friendly
+def endpoint_keys(name: str, root: Path, regenerate: str | None) -> None:
+    """Show where NAME's keys are kept, or rotate one. Keys are never printed into logs or plans."""
+    from specops.serving.config import endpoint_dir
+    from specops.serving.keys import ensure_keys, keys_file, regenerate_key
+
+    state_dir = endpoint_dir(api.validate(root).root, name)
+    keys = regenerate_key(state_dir, regenerate) if regenerate else ensure_keys(state_dir)
+    console.print(f"{len(keys)} keys in {keys_file(state_dir)} (mode 0600)" + (f"; {regenerate} key replaced" if regenerate else ""))
+
+
 @main.group("env")
 def env_group() -> None:
     """The Python environment."""

@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
+import psutil
 import yaml
 from mlflow import MlflowClient
 
@@ -21,7 +21,9 @@ from tests.conftest import BIN, make_project, run, specops
 
 
 def registry(root: Path) -> MlflowClient:
-    return MlflowClient(tracking_uri=f"sqlite:///{root / '.specops/mlflow/mlflow.db'}")
+    # Both URIs explicit: another test in this process may have set MLflow's global registry URI.
+    uri = f"sqlite:///{root / '.specops/mlflow/mlflow.db'}"
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def versions(root: Path, name: str = "credit-risk") -> list:
@@ -61,7 +63,7 @@ def test_apply_runs_the_lifecycle_once_then_converges(tmp_path: Path):
 
     # The scoreboard and the KPIs read the same registry and audit log.
     board = specops("scoreboard", cwd=root, check=True).stdout.splitlines()
-    assert board[1].split()[:2] == ["credit-risk", version.version] and board[1].split()[-1] == "champion"
+    assert board[1].split()[:2] == ["credit-risk", str(version.version)] and board[1].split()[-1] == "champion"
     kpis = specops("kpi", cwd=root, check=True).stdout
     assert "1 release(s)" in kpis and "0 rollback(s) for 1 release(s)" in kpis
 
@@ -106,8 +108,11 @@ def test_killed_apply_converges_on_the_next_apply(tmp_path: Path):
             break
     assert any("credit-risk-training-train" in line for line in seen), "".join(seen)
     time.sleep(1.0)  # let training get under way, so the kill lands mid-stage
+    doomed = psutil.Process(proc.pid).children(recursive=True)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(30)
+    # The orphaned dvc process is reaped by init, not by us: wait until it is gone for good.
+    psutil.wait_procs(doomed, timeout=30)
     assert not any(e["resource"] == "Pipeline/credit-risk-training" for e in AuditLog(root).entries())
     assert versions(root) == []
 

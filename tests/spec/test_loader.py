@@ -125,3 +125,21 @@ def test_gate_describe():
 def test_find_cycle():
     assert find_cycle({"a": ["b"], "b": ["c"], "c": []}) is None
     assert find_cycle({"a": ["b"], "b": ["a"]}) == ["a", "b", "a"]
+
+
+def test_tagged_union_errors_point_at_the_document_path(project: Path):
+    (project / "specs/endpoint.yaml").write_text("""apiVersion: specops/v1
+kind: Endpoint
+metadata: {name: scoring}
+spec:
+  auth_mode: key
+  deployments:
+    - {name: blue, model: credit-risk@champion, instance_type: Standard_DS3_v2}
+  traffic: {blue: 100}
+  rollout:
+    strategy: canary
+    steps:
+      - weight: 10
+      - bogus: 1
+""")
+    assert "specs/endpoint.yaml:13:9: spec.rollout.steps[1].bogus: unknown field" in errors_of(project)

@@ -46,7 +46,7 @@ def registered_models(specs: SpecSet) -> set[str]:
     return {p.spec.model_name for p in specs.of_kind(Pipeline)}
 
 
-def _missing(specs: SpecSet, doc, path, kind, name) -> list[SpecError]:
+def missing_reference(specs: SpecSet, doc, path, kind, name) -> list[SpecError]:
     if specs.get(kind, name) is not None or f"{kind.__name__}/{name}" in specs.broken:
         return []
     known = ", ".join(sorted(d.name for d in specs.of_kind(kind))) or "none defined"
@@ -70,7 +70,7 @@ def datasets(specs: SpecSet) -> Iterable[SpecError]:
 @check
 def feature_sets(specs: SpecSet) -> Iterable[SpecError]:
     for fs in specs.of_kind(FeatureSet):
-        yield from _missing(specs, fs, ("spec", "dataset"), Dataset, fs.spec.dataset)
+        yield from missing_reference(specs, fs, ("spec", "dataset"), Dataset, fs.spec.dataset)
         dataset = specs.get(Dataset, fs.spec.dataset)
         if dataset is None:
             continue
@@ -97,9 +97,9 @@ def pipelines(specs: SpecSet) -> Iterable[SpecError]:
     owners: dict[str, str] = {}
     for p in specs.of_kind(Pipeline):
         s = p.spec
-        yield from _missing(specs, p, ("spec", "dataset"), Dataset, s.dataset)
-        yield from _missing(specs, p, ("spec", "feature_set"), FeatureSet, s.feature_set)
-        yield from _missing(specs, p, ("spec", "gate"), Gate, s.gate)
+        yield from missing_reference(specs, p, ("spec", "dataset"), Dataset, s.dataset)
+        yield from missing_reference(specs, p, ("spec", "feature_set"), FeatureSet, s.feature_set)
+        yield from missing_reference(specs, p, ("spec", "gate"), Gate, s.gate)
         fs = specs.get(FeatureSet, s.feature_set)
         if fs is not None and fs.spec.dataset != s.dataset:
             yield specs.error(p, ("spec", "feature_set"), f"feature set {fs.name!r} is built on dataset {fs.spec.dataset!r}, not {s.dataset!r}")

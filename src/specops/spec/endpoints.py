@@ -18,7 +18,7 @@ from typing import Annotated, Iterable, Literal, Union
 from pydantic import AfterValidator, Field, model_validator
 
 from specops.errors import SpecError
-from specops.spec.checks import _missing, check, registered_models
+from specops.spec.checks import missing_reference, check, registered_models
 from specops.spec.kinds import Dataset, Document, Gate, Name, Strict, register_kind
 from specops.spec.loader import SpecSet
 
@@ -271,7 +271,7 @@ def batch_endpoints(specs: SpecSet) -> Iterable[SpecError]:
         if spec.default_deployment not in {d.name for d in spec.deployments}:
             yield specs.error(endpoint, ("spec", "default_deployment"), _unknown_deployment(spec.default_deployment, spec.deployments))
         if spec.dataset is not None:
-            yield from _missing(specs, endpoint, ("spec", "dataset"), Dataset, spec.dataset)
+            yield from missing_reference(specs, endpoint, ("spec", "dataset"), Dataset, spec.dataset)
 
 
 def _unknown_deployment(name: str, deployments: list[ModelDeployment]) -> str:
@@ -323,12 +323,12 @@ def _rollout(specs: SpecSet, endpoint: Endpoint, spec: EndpointSpec) -> Iterable
     if isinstance(rollout, CanaryRollout):
         for i, step in enumerate(rollout.steps):
             if step.analysis is not None:
-                yield from _missing(specs, endpoint, (*base, "steps", i, "analysis"), Gate, step.analysis)
+                yield from missing_reference(specs, endpoint, (*base, "steps", i, "analysis"), Gate, step.analysis)
     elif isinstance(rollout, BlueGreenRollout):
         for field in ("pre_promotion_analysis", "post_promotion_analysis"):
             gate = getattr(rollout, field)
             if gate is not None:
-                yield from _missing(specs, endpoint, (*base, field), Gate, gate)
+                yield from missing_reference(specs, endpoint, (*base, field), Gate, gate)
     elif isinstance(rollout, (ABRollout, BanditRollout)):
         arms = [name for name, percent in spec.traffic.items() if percent > 0]
         if len(arms) < 2:

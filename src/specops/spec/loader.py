@@ -234,8 +234,23 @@ def _validate(node: Any, source: Source, errors: list[SpecError]) -> Document | 
     except ValidationError as exc:
         for err in exc.errors():
             at_value = err["type"] not in ("extra_forbidden", "missing")
-            errors.append(source.error(tuple(err["loc"]), _pydantic_message(err), at_value))
+            errors.append(source.error(_document_path(node, err["loc"]), _pydantic_message(err), at_value))
         return None
+
+
+def _document_path(node: Any, loc: tuple) -> Path_:
+    """pydantic's error location as a path in the document.
+
+    Tagged unions add the tag (e.g. `canary`) to the location; it is not a key
+    in the YAML, so it is dropped when the next part is.
+    """
+    path: list[str | int] = []
+    for i, part in enumerate(loc):
+        if isinstance(node, dict) and part not in node and i + 1 < len(loc) and loc[i + 1] in node:
+            continue
+        path.append(part)
+        node = node.get(part) if isinstance(node, dict) else node[part] if isinstance(node, list) and isinstance(part, int) and part < len(node) else None
+    return tuple(path)
 
 
 def _pydantic_message(err: dict) -> str:

@@ -14,7 +14,7 @@ from pydantic import AfterValidator, Field, model_validator
 
 from specops.errors import SpecError
 from specops.monitoring.signals import CATEGORICAL_METRICS, NUMERICAL_METRICS, P_VALUE_METRICS, PRESETS, Signals
-from specops.spec.checks import _missing, check, registered_models
+from specops.spec.checks import missing_reference, check, registered_models
 from specops.spec.kinds import KINDS, Column, Cron, Dataset, Document, EnvRef, Name, Pipeline, Strict, register_kind
 from specops.spec.loader import SpecSet
 
@@ -139,14 +139,14 @@ def monitors(specs: SpecSet) -> Iterable[SpecError]:
         yield from _baseline_exists(specs, monitor)
         yield from _features_exist(specs, monitor)
         if monitor.spec.actions.retrain is not None:
-            yield from _missing(specs, monitor, ("spec", "actions", "retrain"), Pipeline, monitor.spec.actions.retrain)
+            yield from missing_reference(specs, monitor, ("spec", "actions", "retrain"), Pipeline, monitor.spec.actions.retrain)
         yield from _endpoints_exist(specs, monitor)
 
 
 def _baseline_exists(specs: SpecSet, monitor: Monitor) -> Iterable[SpecError]:
     baseline = monitor.spec.baseline
     if baseline.dataset is not None:
-        yield from _missing(specs, monitor, ("spec", "baseline", "dataset"), Dataset, baseline.dataset)
+        yield from missing_reference(specs, monitor, ("spec", "baseline", "dataset"), Dataset, baseline.dataset)
     elif baseline.champion not in registered_models(specs):
         known = ", ".join(sorted(registered_models(specs))) or "none registered"
         yield specs.error(monitor, ("spec", "baseline", "champion"), f"no pipeline registers model {baseline.champion!r} (known: {known})")
@@ -168,6 +168,6 @@ def _endpoints_exist(specs: SpecSet, monitor: Monitor) -> Iterable[SpecError]:
     endpoint_kind = KINDS.get("Endpoint")
     if endpoint_kind is None:
         return
-    yield from _missing(specs, monitor, ("spec", "target", "endpoint"), endpoint_kind, monitor.spec.target.endpoint)
+    yield from missing_reference(specs, monitor, ("spec", "target", "endpoint"), endpoint_kind, monitor.spec.target.endpoint)
     if monitor.spec.actions.rollback is not None:
-        yield from _missing(specs, monitor, ("spec", "actions", "rollback"), endpoint_kind, monitor.spec.actions.rollback)
+        yield from missing_reference(specs, monitor, ("spec", "actions", "rollback"), endpoint_kind, monitor.spec.actions.rollback)
