@@ -80,7 +80,7 @@ class Controller:
             return []
         drifted = f": {', '.join(result.drifted)} drifted" if result.drifted else ""
         self.report(f"monitor {monitor.name} {result.status} for the window ending {fired.isoformat()}{drifted}")
-        for action in result.actions:
+        for action in [] if result.repeat else result.actions:
             self.report(f"monitor {monitor.name}: {action}")
         return [result]
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
-from pathlib import Path
 from typing import Literal
 
 import pandas as pd

@@ -48,7 +48,7 @@ def run(name: str, at: datetime | None, env: str | None, root: Path) -> None:
         for alert in feature.alerts:
             console.print(f"  {feature.name}: {alert}")
     for action in result.actions:
-        console.print(f"  action: {action}")
+        console.print(f"  action{' (by an earlier run of this window)' if result.repeat else ''}: {action}")
     console.print(f"  report: {result.report_dir / 'report.html'}")
 
 

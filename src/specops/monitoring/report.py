@@ -108,6 +108,9 @@ def _overlaid_histograms(axes, baseline_sample: np.ndarray, column: pd.Series) -
     edges = np.linspace(low, high, HISTOGRAM_BINS + 1) if high > low else HISTOGRAM_BINS  # a constant feature
     axes.hist(baseline_sample, bins=edges, density=True, alpha=0.55, color=BASELINE_COLOUR, label="baseline")
     axes.hist(target, bins=edges, density=True, alpha=0.55, color=TARGET_COLOUR, label="target")
+    axes.locator_params(axis="x", nbins=5)  # wide values (incomes) would otherwise overlap
+    axes.tick_params(labelsize=8)
+    axes.set_yticks([])  # densities in units of 1/value say nothing; the shapes do
 
 
 def _category_bars(axes, baseline_counts: dict[str, int], column: pd.Series) -> None:

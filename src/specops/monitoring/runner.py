@@ -13,7 +13,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
@@ -53,6 +53,7 @@ class MonitorResult:
     drift: DriftReport | None = None
     reason: str = ""  # why a run is inconclusive
     actions: list[str] = field(default_factory=list)  # what the alert did, in words
+    repeat: bool = False  # the actions were taken by an earlier run of this window, not by this one
     report_dir: Path | None = None
 
     @property
@@ -66,7 +67,7 @@ class MonitorResult:
             "window_start": self.window_start.isoformat(), "window_end": self.window_end.isoformat(),
             "target_rows": self.target_rows, "baseline_rows": drift.get("baseline_rows"), "reason": self.reason,
             "drifted": self.drifted, "alerts": {f.name: f.alerts for f in self.features if f.alerts},
-            "actions": self.actions, "signals": drift.get("signals", {}), "features": drift.get("features", []),
+            "actions": self.actions, "repeat": self.repeat, "signals": drift.get("signals", {}), "features": drift.get("features", []),
         }
 
     @property
@@ -88,8 +89,10 @@ def run_monitor(specs: SpecSet, monitor: Monitor, now: datetime) -> MonitorResul
         result.drift = detect(baseline, target, monitor.spec.data_drift.signals())
         result.status = "drift" if result.drifted else "ok"
     # A window that already alerted (the run repeats after a crash, or by hand) reports again but does not act again.
-    if result.drifted and not _already_alerted(result.report_dir):
-        result.actions = act_on_alert(specs, monitor, result)
+    earlier = _earlier_actions(result.report_dir)
+    if result.drifted:
+        result.repeat = bool(earlier)
+        result.actions = earlier or act_on_alert(specs, monitor, result)
     write_reports(result.report_dir, result.to_dict(), result.features, baseline, target)
     log_to_mlflow(specs, result)
     return result
@@ -119,9 +122,9 @@ def _require_features(target: pd.DataFrame, baseline: BaselineSummary, monitor: 
                            f"column(s) {', '.join(missing)} (the model does not read them): list the monitored ones in spec.features")
 
 
-def _already_alerted(report_dir: Path) -> bool:
+def _earlier_actions(report_dir: Path) -> list[str]:
     previous = report_dir / "report.json"
-    return previous.exists() and bool(json.loads(previous.read_text(encoding="utf-8")).get("actions"))
+    return json.loads(previous.read_text(encoding="utf-8")).get("actions", []) if previous.exists() else []
 
 
 # --- actions -----------------------------------------------------------------
