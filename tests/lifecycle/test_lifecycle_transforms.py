@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -8,6 +9,8 @@ from specops.errors import SpecopsError
 from specops.features.transforms import compute_features
 from specops.spec.kinds import Dataset, DatasetSpec, FeatureSet, FeatureSetSpec
 from specops.spec.loader import load_specs
+
+REPO = Path(__file__).resolve().parents[2]
 
 DATASET = DatasetSpec.model_validate({
     "path": "data.csv",
@@ -55,7 +58,7 @@ def test_one_hot_columns_come_from_the_spec_not_the_data():
 
 
 def test_a_single_row_gets_exactly_the_features_it_gets_in_the_batch():
-    specs = load_specs(Path(__file__).resolve().parents[2])
+    specs = load_specs(REPO)
     feature_spec = specs.get(FeatureSet, "credit-features").spec
     dataset = specs.get(Dataset, feature_spec.dataset).spec
     batch = generate(50, seed=11)
@@ -68,3 +71,20 @@ def test_a_single_row_gets_exactly_the_features_it_gets_in_the_batch():
 def test_a_missing_input_column_is_named():
     with pytest.raises(SpecopsError, match="missing column.*b"):
         compute_features(pd.DataFrame({"a": [1.0]}), feature_set({"name": "d", "transform": "difference", "inputs": ["a", "b"]}), DATASET)
+
+
+def test_raw_rows_give_the_same_matrix_as_the_frame():
+    """Serving's path (lists of raw values) and training's (a DataFrame) must agree bit for bit."""
+    from specops.features.transforms import feature_matrix
+
+    frame = pd.DataFrame({"income": [52000.0, None, "n/a", 0.0], "debt_ratio": [0.3, 7.5, 1.0, -1.0],
+                          "credit_score": [700, 650, None, 800], "age": [30, 41, 55, 22],
+                          "employment_years": [3.0, 0.0, 12.5, 1.0], "region": ["north", "west", "south", "mars"]})
+    specs = load_specs(REPO)
+    fs, ds = specs.get(FeatureSet, "credit-features").spec, specs.get(Dataset, "credit-applications").spec
+    expected = compute_features(frame, fs, ds)
+    names, matrix = feature_matrix({c: frame[c].tolist() for c in frame.columns}, fs, ds)
+    assert names == list(expected.columns)
+    np.testing.assert_array_equal(matrix, expected.to_numpy())
+    assert np.isnan(matrix[1, 0]) and np.isnan(matrix[2, 0])  # missing and non-numeric income
+    assert matrix[3, names.index("region_north"):].sum() == 0  # an unknown category sets no column

@@ -5,10 +5,14 @@ that row alone, never on the rest of the frame. That is what lets serving call
 it on a single request and get exactly what training saw. Categories for
 one-hot encoding therefore come from the Dataset spec's `allowed` list, not
 from the values present in the data.
+
+The transforms work on numpy columns: serving calls `feature_matrix` on the
+rows of a request directly, without building a DataFrame (which costs more
+than a small model's predict).
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -16,72 +20,79 @@ import pandas as pd
 from specops.errors import SpecopsError
 from specops.spec.kinds import DatasetSpec, Feature, FeatureSetSpec
 
-Columns = dict[str, pd.Series]
+Arrays = dict[str, np.ndarray]
 
 
 def compute_features(frame: pd.DataFrame, feature_set: FeatureSetSpec, dataset: DatasetSpec) -> pd.DataFrame:
     """Return the model inputs for every row of `frame`, columns in feature-set order, all float64."""
-    missing = sorted({src for f in feature_set.features for src in f.sources} - set(frame.columns))
+    names, matrix = feature_matrix({c: frame[c].to_numpy() for c in frame.columns}, feature_set, dataset)
+    return pd.DataFrame(matrix, columns=names, index=frame.index)
+
+
+def feature_matrix(columns: Mapping[str, Sequence[Any]], feature_set: FeatureSetSpec, dataset: DatasetSpec) -> tuple[list[str], np.ndarray]:
+    """The features of raw input columns: (names, float64 matrix with one row per input row)."""
+    missing = sorted({src for f in feature_set.features for src in f.sources} - set(columns))
     if missing:
         raise SpecopsError(f"input is missing column(s) {', '.join(missing)} needed by the feature set")
-    columns: Columns = {}
+    outputs: Arrays = {}
     for feature in feature_set.features:
-        columns.update(TRANSFORMS[feature.transform](frame, feature, dataset))
+        outputs.update(TRANSFORMS[feature.transform](columns, feature, dataset))
     # One dtype for every feature, so a 1-row request and a batch give the model identical input types.
-    return pd.DataFrame(columns, index=frame.index).astype("float64")
+    rows = len(next(iter(columns.values()))) if columns else 0
+    matrix = np.column_stack(list(outputs.values())) if outputs else np.empty((rows, 0))
+    return list(outputs), matrix.astype("float64", copy=False)
 
 
-def _output_names(feature: Feature, dataset: DatasetSpec) -> list[str]:
-    if feature.transform == "one_hot":
-        return [f"{feature.name}_{category}" for category in _categories(feature, dataset)]
-    return [feature.name]
+def _numeric(values: Sequence[Any]) -> np.ndarray:
+    try:
+        return np.asarray(values, dtype="float64")  # None becomes NaN
+    except (TypeError, ValueError):  # text that is not a number: missing, as pandas' coerce does
+        return pd.to_numeric(pd.Series(values, dtype="object"), errors="coerce").to_numpy(dtype="float64")
 
 
-def _numeric(frame: pd.DataFrame, column: str) -> pd.Series:
-    return pd.to_numeric(frame[column], errors="coerce").astype("float64")
+def _source(columns: Mapping[str, Sequence[Any]], feature: Feature, index: int = 0) -> np.ndarray:
+    return _numeric(columns[feature.sources[index]])
 
 
-def _identity(frame: pd.DataFrame, feature: Feature, dataset: DatasetSpec) -> Columns:
-    return {feature.name: _numeric(frame, feature.sources[0])}
+def _identity(columns, feature: Feature, dataset: DatasetSpec) -> Arrays:
+    return {feature.name: _source(columns, feature)}
 
 
-def _log1p(frame: pd.DataFrame, feature: Feature, dataset: DatasetSpec) -> Columns:
-    return {feature.name: np.log1p(_numeric(frame, feature.sources[0]))}
+def _log1p(columns, feature: Feature, dataset: DatasetSpec) -> Arrays:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {feature.name: np.log1p(_source(columns, feature))}
 
 
-def _ratio(frame: pd.DataFrame, feature: Feature, dataset: DatasetSpec) -> Columns:
-    numerator, denominator = (_numeric(frame, c) for c in feature.sources)
+def _ratio(columns, feature: Feature, dataset: DatasetSpec) -> Arrays:
+    numerator, denominator = _source(columns, feature, 0), _source(columns, feature, 1)
     # A zero denominator has no meaningful ratio: NaN, which tree models route as missing.
-    return {feature.name: numerator / denominator.replace(0.0, np.nan)}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {feature.name: numerator / np.where(denominator == 0.0, np.nan, denominator)}
 
 
-def _difference(frame: pd.DataFrame, feature: Feature, dataset: DatasetSpec) -> Columns:
-    first, second = (_numeric(frame, c) for c in feature.sources)
-    return {feature.name: first - second}
+def _difference(columns, feature: Feature, dataset: DatasetSpec) -> Arrays:
+    return {feature.name: _source(columns, feature, 0) - _source(columns, feature, 1)}
 
 
-def _product(frame: pd.DataFrame, feature: Feature, dataset: DatasetSpec) -> Columns:
-    first, second = (_numeric(frame, c) for c in feature.sources)
-    return {feature.name: first * second}
+def _product(columns, feature: Feature, dataset: DatasetSpec) -> Arrays:
+    return {feature.name: _source(columns, feature, 0) * _source(columns, feature, 1)}
 
 
-def _clip(frame: pd.DataFrame, feature: Feature, dataset: DatasetSpec) -> Columns:
-    values = _numeric(frame, feature.sources[0])
-    return {feature.name: values.clip(lower=feature.params.get("lower"), upper=feature.params.get("upper"))}
+def _clip(columns, feature: Feature, dataset: DatasetSpec) -> Arrays:
+    values = _source(columns, feature)
+    lower, upper = feature.params.get("lower"), feature.params.get("upper")
+    return {feature.name: np.clip(values, -np.inf if lower is None else lower, np.inf if upper is None else upper)}
 
 
-def _bucketize(frame: pd.DataFrame, feature: Feature, dataset: DatasetSpec) -> Columns:
-    values = _numeric(frame, feature.sources[0])
-    buckets = np.digitize(values.to_numpy(), sorted(feature.params["edges"])).astype("float64")
-    return {feature.name: pd.Series(np.where(values.isna(), np.nan, buckets), index=frame.index)}
+def _bucketize(columns, feature: Feature, dataset: DatasetSpec) -> Arrays:
+    values = _source(columns, feature)
+    buckets = np.digitize(values, sorted(feature.params["edges"])).astype("float64")
+    return {feature.name: np.where(np.isnan(values), np.nan, buckets)}
 
 
-def _one_hot(frame: pd.DataFrame, feature: Feature, dataset: DatasetSpec) -> Columns:
-    values = frame[feature.sources[0]]
-    return {
-        name: (values == category).astype("float64")
-        for name, category in zip(_output_names(feature, dataset), _categories(feature, dataset))
-    }
+def _one_hot(columns, feature: Feature, dataset: DatasetSpec) -> Arrays:
+    values = np.asarray(columns[feature.sources[0]], dtype="object")
+    return {f"{feature.name}_{category}": (values == category).astype("float64") for category in _categories(feature, dataset)}
 
 
 def _categories(feature: Feature, dataset: DatasetSpec) -> list:
@@ -93,7 +104,7 @@ def _categories(feature: Feature, dataset: DatasetSpec) -> list:
     return list(column.allowed)
 
 
-Transform = Callable[[pd.DataFrame, Feature, DatasetSpec], Columns]
+Transform = Callable[[Mapping[str, Sequence[Any]], Feature, DatasetSpec], Arrays]
 TRANSFORMS: dict[str, Transform] = {
     "identity": _identity,
     "log1p": _log1p,

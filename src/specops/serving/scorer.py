@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from specops.errors import SpecopsError
-from specops.features.transforms import compute_features
+from specops.features.transforms import compute_features, feature_matrix
 from specops.serving.config import DeploymentConfig
 from specops.serving.fastpath import fast_predict
 from specops.serving.schema import InputSchema
@@ -38,10 +38,11 @@ class Scorer:
 
     def score(self, rows: list[list[Any]]) -> list[Any]:
         """Predictions for `rows` (lists in schema column order), one model call for all of them."""
-        features = compute_features(pd.DataFrame(rows, columns=self.schema.columns), self.feature_set, self.dataset)
+        columns = {name: [row[i] for row in rows] for i, name in enumerate(self.schema.columns)}
+        names, matrix = feature_matrix(columns, self.feature_set, self.dataset)
         # The column order was checked against the model at load: hand sklearn the bare array and
         # spare it re-validating feature names on every call (a third of a small model's predict).
-        predictions = self._predict(features.to_numpy()) if self._sklearn else self.model.predict(features)
+        predictions = self._predict(matrix) if self._sklearn else self.model.predict(pd.DataFrame(matrix, columns=names))
         return predictions.tolist() if hasattr(predictions, "tolist") else list(predictions)
 
     def output_schema(self) -> dict[str, Any]:
