@@ -5,11 +5,13 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
+from credit_risk.generate import generate
 from specops.apply.audit import AuditLog
 from specops.controller.events import EventQueue
 from specops.controller.loop import Controller
+from specops.monitoring.report import list_reports
 from specops.spec import load_specs
-from tests.monitoring.conftest import FIRE, drifted_day, monitor_project
+from tests.monitoring.conftest import FIRE, drifted_day, monitor_project, write_log
 
 
 def test_a_fired_schedule_runs_the_monitor_once_and_a_restart_does_not_act_twice(tmp_path: Path):
@@ -30,3 +32,17 @@ def test_a_fired_schedule_runs_the_monitor_once_and_a_restart_does_not_act_twice
     assert again.window_end == FIRE and again.repeat
     assert [e.id for e in EventQueue(root).pending()] == [f"drift:credit-drift:{FIRE.isoformat()}"]
     assert sum(e["action"] == "drift_alert" for e in AuditLog(root).entries()) == 1
+
+
+def test_each_tick_runs_the_monitors_that_are_due(tmp_path: Path):
+    root = monitor_project(tmp_path)
+    spec = root / "specs" / "monitors.yaml"
+    spec.write_text(spec.read_text().replace("    retrain: credit-risk-training\n", ""))  # no retraining in this test
+    tuesday = FIRE + timedelta(days=1)  # the monitor fires daily; the pipeline's own schedule only on Mondays
+    write_log(root, generate(1000, seed=22, drift="income"), tuesday - timedelta(hours=2))
+    ctl = Controller(root)
+    assert ctl.tick(tuesday - timedelta(minutes=30)) == []
+    assert ctl.tick(tuesday + timedelta(minutes=5)) == []  # the alert asks for a rollback only: nothing to retrain
+    [(_, report)] = list_reports(root)
+    assert report["window_end"] == tuesday.isoformat() and report["drifted"] == ["income"]
+    assert [e["action"] for e in AuditLog(root).entries()] == ["rollback_requested"]
