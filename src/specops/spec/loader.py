@@ -8,6 +8,7 @@ file, line and column in the *source* file the person edited.
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -22,6 +23,7 @@ from specops.errors import SpecError, SpecErrors
 from specops.spec.kinds import API_VERSION, KINDS, Document, Project
 
 SPEC_DIR = "specs"
+PROJECT_KIND = re.compile(r"^kind:\s*[\"']?Project[\"']?\s*$", re.MULTILINE)
 Path_ = tuple[str | int, ...]
 
 
@@ -121,7 +123,7 @@ def load_specs(root: Path | str, env: str | None = None) -> SpecSet:
 def _environment(root: Path, raw: list[tuple[Path, str]], env: str | None, errors: list[SpecError]) -> tuple[dict, str]:
     """Find the Project document (never templated) to learn the environments and their values."""
     for path, text in raw:
-        if "kind: Project" not in text:
+        if not PROJECT_KIND.search(text):
             continue
         rel = path.relative_to(root).as_posix()
         docs = list(_documents(rel, text, None, []))
