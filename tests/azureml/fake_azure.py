@@ -83,12 +83,9 @@ class FakeAzureML(HttpTransport):
         self._operations = itertools.count(1)
 
     # -- what tests read ---------------------------------------------------------
-    def calls(self, *, polling: bool = False) -> list[str]:
-        """'METHOD path' for each request; operation polling left out unless asked for."""
-        return [f"{m} {p}" for m, p in self.requests if polling or OPERATION not in p]
-
-    def writes(self) -> list[str]:
-        return [c for c in self.calls() if not c.startswith("GET ")]
+    def calls(self) -> list[str]:
+        """'METHOD path' for each request, operation polling left out."""
+        return [f"{m} {p}" for m, p in self.requests if OPERATION not in p]
 
     # -- HttpTransport -------------------------------------------------------------
     def __enter__(self) -> "FakeAzureML":

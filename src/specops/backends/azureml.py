@@ -24,7 +24,7 @@ from specops.backends.base import Reporter
 from specops.errors import SpecopsError
 from specops.plan.model import Action, Operation, Resource
 from specops.render.azureml import (
-    ProjectFiles, Rendered, azureml_notes, entity_dict, read_project_files, render_entities, short_hash,
+    Rendered, azureml_notes, entity_dict, read_project_files, render_entities, short_hash,
 )
 from specops.spec import FeatureSet, Gate, Project, SpecSet
 from specops.spec.endpoints import CanaryRollout, Endpoint
@@ -74,14 +74,11 @@ class AzureMLBackend:
         project = specs.project.key
         resources = [Resource(d.kind, d.name, {"spec": d.spec.model_dump(mode="json")}, () if d is specs.project else (project,))
                      for d in specs.documents if isinstance(d, RECORDS)]
-        rendered = render_entities(specs, self._files(specs))
+        rendered = render_entities(specs, read_project_files(specs.root))
         self._entities = {r.key: r for r in rendered if r.kind not in NOT_APPLIED}
         for r in self._entities.values():
             resources.extend(self._resources(r, project))
         self._desired, self._rendered_for = resources, specs
-
-    def _files(self, specs: SpecSet) -> ProjectFiles:
-        return read_project_files(specs.root)
 
     def _resources(self, r: Rendered, project: str) -> list[Resource]:
         fields = entity_dict(r, self.root)
