@@ -30,6 +30,7 @@ def test_a_drifted_window_alerts_on_the_shifted_feature_only_and_acts_once(proje
     assert report["drifted"] == ["income"] and report["alerts"]["income"][0].startswith("normalized_wasserstein_distance")
     html = (result.report_dir / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 6 and "income (drifted)" in html
+    assert "two_sample_kolmogorov_smirnov_test (p-value)" in html
 
     [event] = EventQueue(project).pending()
     assert event.id == f"drift:credit-drift:{FIRE.isoformat()}" and event.pipeline == "credit-risk-training"

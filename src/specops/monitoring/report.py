@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 
 from specops.monitoring.drift import BaselineSummary, FeatureDrift
 from specops.monitoring.paths import monitors_dir
+from specops.monitoring.signals import P_VALUE_METRICS
 
 HISTOGRAM_BINS = 30
 # The plotted range: outliers beyond these quantiles would squash every other bar into one.
@@ -44,7 +45,7 @@ th { background: #f4f4f4; } td.name { text-align: left; } .alert { color: #b0002
 {% if r.actions %}<h2>Actions</h2><ul>{% for a in r.actions %}<li>{{ a }}</li>{% endfor %}</ul>{% endif %}
 {% if features %}<h2>Statistics</h2>
 <p>Deciding thresholds: {{ thresholds }}</p>
-<table><tr><th>feature</th><th>type</th>{% for m in metrics %}<th>{{ m }}</th>{% endfor %}<th>baseline mean</th><th>target mean</th><th>target null rate</th></tr>
+<table><tr><th>feature</th><th>type</th>{% for m in metrics %}<th>{{ m }}{{ " (p-value)" if m in p_values }}</th>{% endfor %}<th>baseline mean</th><th>target mean</th><th>target null rate</th></tr>
 {% for f in features %}<tr><td class="name{{ ' alert' if f.alerts }}">{{ f.name }}</td><td>{{ f.type }}</td>
 {% for m in metrics %}<td>{{ number(f.metrics.get(m)) }}</td>{% endfor %}
 <td>{{ number(f.statistics.get("baseline_mean")) }}</td><td>{{ number(f.statistics.get("target_mean")) }}</td>
@@ -76,7 +77,7 @@ def write_reports(folder: Path, result: dict[str, Any], features: list[FeatureDr
     thresholds = "; ".join(f"{kind}: {', '.join(f'{m} {v:g}' for m, v in limits.items()) or 'none'}"
                            for kind, limits in result.get("signals", {}).items())
     html_path.write_text(_TEMPLATE.render(r=result, features=features, figures=figures, metrics=metrics,
-                                          thresholds=thresholds, number=_number), encoding="utf-8")
+                                          thresholds=thresholds, number=_number, p_values=P_VALUE_METRICS), encoding="utf-8")
     return json_path, html_path
 
 
