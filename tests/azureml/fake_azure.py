@@ -146,8 +146,11 @@ class FakeAzureML(HttpTransport):
         return FakeResponse(request, 200 if existing else 201, body)
 
     def _delete(self, request: Any, full: str, path: str) -> Any:
-        if self.store.pop(path.lower(), None) is None:
-            return FakeResponse(request, 204)
+        key = path.lower()
+        for child in [k for k in self.store if k.startswith(f"{key}/")]:
+            del self.store[child]  # an endpoint goes with its deployments
+        if self.store.pop(key, None) is None:
+            return FakeResponse(request, 204)  # ARM: deleting what is not there succeeds
         return FakeResponse(request, 202, None, self._operation_header("Location"))
 
     def _post(self, request: Any, full: str, path: str) -> Any:

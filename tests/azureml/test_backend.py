@@ -209,3 +209,19 @@ def _env_version(root: Path) -> str:
     from specops.render.azureml import short_hash
 
     return short_hash((root / "requirements.lock").read_text())
+
+
+def test_a_removed_batch_endpoint_is_deleted(project: Path, fake: FakeAzureML):
+    api.apply(project, "dev")
+    spec = project / "specs" / "serving.yaml"
+    documents = spec.read_text().split("---\n")
+    spec.write_text("---\n".join(d for d in documents if "kind: BatchEndpoint" not in d))
+    plan = api.plan(project, "dev").plan
+    assert keys(plan) == ["- BatchEndpoint/credit-batch", "- BatchDeployment/credit-batch.main", "- BatchDefaults/credit-batch"]
+    fake.requests.clear()
+    api.apply(project, "dev")
+    assert [c for c in fake.calls() if not c.startswith("GET ")] == [
+        "DELETE /batchEndpoints/credit-batch",  # Azure ML deletes its deployments with it
+        "DELETE /batchEndpoints/credit-batch/deployments/main",
+    ]
+    assert api.plan(project, "dev").plan.empty

@@ -59,7 +59,7 @@ from azure.ai.ml.sweep import Choice
 
 from specops.errors import SpecopsError
 from specops.lifecycle.paths import STAGES
-from specops.monitoring.signals import CATEGORICAL_METRICS
+from specops.monitoring.signals import AZUREML
 from specops.spec import Dataset, FeatureSet, Pipeline, SpecSet
 from specops.spec.endpoints import BanditRollout, ABRollout, BatchEndpoint, Endpoint, ModelRef, ProbeSettings
 from specops.spec.monitors import Monitor, baseline_dataset, monitored_features
@@ -339,46 +339,45 @@ def render_monitor_schedule(specs: SpecSet, monitor: Monitor) -> MonitorSchedule
     if dataset is None or endpoint is None:
         raise SpecopsError(f"Monitor/{monitor.name}: spec.baseline and spec.target.endpoint must name existing specs")
     deployment = monitored_deployment(endpoint)
-    features = monitored_features(dataset, monitor)
+    definition = MonitorDefinition(
+        compute=MONITOR_COMPUTE,
+        monitoring_target=MonitoringTarget(ml_task="classification", endpoint_deployment_id=f"azureml:{endpoint.name}:{deployment}"),
+        monitoring_signals=_monitor_signals(monitor, dataset, f"{endpoint.name}-{deployment}"),
+    )
+    return MonitorSchedule(name=monitor.name, trigger=CronTrigger(expression=monitor.spec.schedule, time_zone="UTC"),
+                           create_monitor=definition, description=monitor.spec.description or None)
+
+
+def _monitor_signals(monitor: Monitor, dataset: Dataset, collected: str) -> dict[str, Any]:
+    """Data drift with the spec's thresholds, prediction drift, and data quality against the Dataset's contract."""
+    target = monitor.spec.target
     reference = ReferenceData(input_data=Input(type="uri_file", path=data_ref(dataset)), data_context="training",
                               data_column_names={"target_column": dataset.spec.target})
-    target = monitor.spec.target
     production = ProductionData(
-        # Azure ML's data collector registers the collected inputs under this name.
-        input_data=Input(type="uri_folder", path=f"azureml:{endpoint.name}-{deployment}-model_inputs:1"),
+        # Azure ML's data collector registers a deployment's collected inputs under this name.
+        input_data=Input(type="uri_folder", path=f"azureml:{collected}-model_inputs:1"),
         data_context="model_inputs",
         data_window=BaselineDataRange(lookback_window_size=target.lookback_window_size,
                                       lookback_window_offset=target.lookback_window_offset or "P0D"),
     )
+    features = monitored_features(dataset, monitor)
     thresholds = monitor.spec.data_drift.signals()
-    categorical = {n for n, t in features.items() if t == "categorical"}
-    signals = {
+    data = {"production_data": production, "reference_data": reference, "alert_enabled": True}
+    # The Dataset declares types, ranges and non-null columns: any violation in production is an alert.
+    strict = {"null_value_rate": 0.0, "data_type_error_rate": 0.0, "out_of_bounds_rate": 0.0}
+    return {
         "data-drift": DataDriftSignal(
-            production_data=production, reference_data=reference, features=list(features),
-            feature_type_override={n: "categorical" for n in sorted(categorical)} or None,
+            **data, features=list(features),
+            feature_type_override={n: t for n, t in features.items() if t == "categorical"} or None,
             metric_thresholds=DataDriftMetricThreshold(
                 numerical=NumericalDriftMetrics(**thresholds.numerical) if thresholds.numerical else None,
-                categorical=CategoricalDriftMetrics(**thresholds.categorical) if thresholds.categorical else None),
-            alert_enabled=True),
-        "prediction-drift": PredictionDriftSignal(
-            production_data=production, reference_data=reference,
-            metric_thresholds=PredictionDriftMetricThreshold(categorical=CategoricalDriftMetrics(
-                **{m: v for m, v in thresholds.categorical.items() if m in CATEGORICAL_METRICS} or {"jensen_shannon_distance": 0.1})),
-            alert_enabled=True),
-        "data-quality": DataQualitySignal(
-            production_data=production, reference_data=reference, features=list(features),
-            metric_thresholds=DataQualityMetricThreshold(
-                numerical=DataQualityMetricsNumerical(null_value_rate=0.0, data_type_error_rate=0.0, out_of_bounds_rate=0.0),
-                categorical=DataQualityMetricsCategorical(null_value_rate=0.0, data_type_error_rate=0.0, out_of_bounds_rate=0.0)),
-            alert_enabled=True),
+                categorical=CategoricalDriftMetrics(**thresholds.categorical) if thresholds.categorical else None)),
+        # A classifier's prediction is categorical: the categorical thresholds apply.
+        "prediction-drift": PredictionDriftSignal(**data, metric_thresholds=PredictionDriftMetricThreshold(
+            categorical=CategoricalDriftMetrics(**(thresholds.categorical or AZUREML.categorical)))),
+        "data-quality": DataQualitySignal(**data, features=list(features), metric_thresholds=DataQualityMetricThreshold(
+            numerical=DataQualityMetricsNumerical(**strict), categorical=DataQualityMetricsCategorical(**strict))),
     }
-    definition = MonitorDefinition(
-        compute=MONITOR_COMPUTE,
-        monitoring_target=MonitoringTarget(ml_task="classification", endpoint_deployment_id=f"azureml:{endpoint.name}:{deployment}"),
-        monitoring_signals=signals,
-    )
-    return MonitorSchedule(name=monitor.name, trigger=CronTrigger(expression=monitor.spec.schedule, time_zone="UTC"),
-                           create_monitor=definition, description=monitor.spec.description or None)
 
 
 # --- everything ----------------------------------------------------------------
