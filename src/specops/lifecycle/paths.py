@@ -11,6 +11,7 @@ from pathlib import Path
 STATE_DIR = ".specops"
 # The lifecycle stages in the order DVC runs them.
 STAGES = ("validate", "features", "train", "evaluate", "gate", "register")
+BASELINE_FILE = "baseline.npz"
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,11 @@ class RunPaths:
         return self.base / "registration.json"
 
     @property
+    def baseline(self) -> Path:
+        """The drift baseline summary of the registered model's inputs (monitors read it)."""
+        return self.base / BASELINE_FILE
+
+    @property
     def model_card(self) -> Path:
         return self.base / "model_card.md"
 
@@ -68,7 +74,7 @@ class RunPaths:
             "train": [self.candidates],
             "evaluate": [self.evaluation],
             "gate": [self.gate],
-            "register": [self.registration, self.model_card],
+            "register": [self.registration, self.model_card, self.baseline],
         }[stage]
 
     def inputs(self, stage: str) -> list[Path]:

@@ -24,7 +24,7 @@ from specops.lifecycle.context import StageContext, read_json, write_json
 from specops.lifecycle.data import load_dataset
 from specops.lifecycle.gate import better, champion_summary
 from specops.lifecycle.tracking import CHALLENGER, CHAMPION, connect
-from specops.monitoring.baseline import BASELINE_FILE, model_inputs, summarize_features
+from specops.monitoring.baseline import model_inputs, summarize_features
 from specops.monitoring.drift import BaselineSummary
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -110,5 +110,5 @@ def training_baseline(ctx: StageContext) -> BaselineSummary:
 
 def store_baseline(ctx: StageContext, client: MlflowClient, candidate: SavedCandidate, version: str,
                    baseline: BaselineSummary) -> None:
-    path = baseline.save(ctx.paths.base / BASELINE_FILE)
+    path = baseline.save(ctx.paths.baseline)
     client.log_artifact(candidate.run_id, str(path), lineage.artifact_dir(version))

@@ -16,6 +16,7 @@ import pandas as pd
 from specops.errors import SpecopsError
 from specops.lifecycle import lineage
 from specops.lifecycle.data import load_dataset
+from specops.lifecycle.paths import BASELINE_FILE
 from specops.lifecycle.tracking import CHAMPION, connect, version_by_alias
 from specops.monitoring.drift import BaselineSummary, summarize
 from specops.monitoring.paths import monitor_dir
@@ -23,7 +24,6 @@ from specops.spec.kinds import Dataset
 from specops.spec.loader import SpecSet
 from specops.spec.monitors import Monitor, baseline_dataset, is_categorical, monitored_features
 
-BASELINE_FILE = "baseline.npz"
 FeatureTypes = dict[str, Literal["numerical", "categorical"]]
 
 
