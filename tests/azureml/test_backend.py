@@ -205,6 +205,20 @@ def test_traffic_steps_without_a_canary_switch_at_once():
     assert traffic_steps({"blue": 100}, {"green": 100}, None) == [{"green": 100}]
 
 
+def test_a_rollback_under_a_canary_rollout_is_immediate(project: Path, fake: FakeAzureML):
+    spec = project / "specs" / "serving.yaml"
+    text = spec.read_text().replace("  rollout:\n    strategy: bandit\n    reward: {metric: accuracy}\n",
+                                    "  rollout:\n    strategy: canary\n    steps: [{weight: 10}, {weight: 50}]\n")
+    spec.write_text(text.replace("traffic: {blue: 90, green: 10}", "traffic: {blue: 50, green: 50}"))
+    api.apply(project, "dev")
+    spec.write_text(spec.read_text().replace("traffic: {blue: 50, green: 50}", "traffic: {blue: 100}"))
+    fake.bodies.clear()
+    api.apply(project, "dev")
+    shifts = [body["properties"]["traffic"] for path, body in fake.bodies if path == "/onlineEndpoints/credit-online"]
+    assert shifts == [{"blue": 100}]
+    assert api.plan(project, "dev").plan.empty
+
+
 def _env_version(root: Path) -> str:
     from specops.render.azureml import short_hash
 

@@ -91,7 +91,7 @@ class AzureMLBackend:
             # A job is a run, not a resource: its name is its content, so an unchanged pipeline is not re-run.
             fields["name"] = f"{r.name}-{short_hash(fields)}"
         if r.kind == "OnlineEndpoint":
-            traffic = {k: fields.pop(k, {}) for k in TRAFFIC_FIELDS}
+            traffic = {k: live_weights(fields.pop(k, {})) for k in TRAFFIC_FIELDS}
             deployments = tuple(f"OnlineDeployment/{r.name}.{name}" for name in self._deployments_of(r.name, "OnlineDeployment"))
             return [Resource(r.kind, r.name, fields, deps), Resource("OnlineTraffic", r.name, traffic, deployments)]
         if r.kind == "BatchEndpoint":
@@ -162,6 +162,8 @@ class AzureMLBackend:
         found = normalize(json.loads(json.dumps(entity._to_dict(), default=str)))
         if kind == "JobSchedule":
             _same_job(found, desired)
+        if kind == "OnlineTraffic":
+            found.update({k: live_weights(found.get(k) or {}) for k in TRAFFIC_FIELDS})
         if kind == "BatchDeployment":
             _model_batch_shape(found, desired)
         if kind in ("OnlineDeployment", "BatchDeployment"):
@@ -302,6 +304,11 @@ class AzureMLBackend:
         return result
 
 
+def live_weights(weights: dict[str, int]) -> dict[str, int]:
+    """Traffic without its zero weights: the service lists every deployment, serving or not."""
+    return {name: weight for name, weight in weights.items() if weight}
+
+
 def _model_batch_shape(found: dict[str, Any], desired: dict[str, Any]) -> None:
     """`batch_deployments.get` returns the generic BatchDeployment, its settings at the top level;
     specops renders a ModelBatchDeployment (type: model, settings: {...})."""
@@ -320,12 +327,14 @@ def _same_job(found: dict[str, Any], desired: dict[str, Any]) -> None:
 def traffic_steps(current: dict[str, int], target: dict[str, int], endpoint: Endpoint | None) -> list[dict[str, int]]:
     """The traffic maps to apply in order, ending with `target`.
 
-    With a canary rollout the deployment gaining traffic gets each step's
-    weight in turn, the rest staying with the deployments that had it.
+    With a canary rollout a deployment new to live traffic gets each step's
+    weight in turn, the rest staying with the deployments that had it. Any
+    other change, a rollback to a deployment already serving included, is
+    applied at once.
     """
     rollout = endpoint.spec.rollout if endpoint is not None else None
     gaining = [name for name, weight in target.items() if weight > current.get(name, 0)]
-    if not isinstance(rollout, CanaryRollout) or not current or len(gaining) != 1:
+    if not isinstance(rollout, CanaryRollout) or not current or len(gaining) != 1 or current.get(gaining[0], 0):
         return [dict(target)]
     canary, stable = gaining[0], {k: v for k, v in current.items() if k != gaining[0] and v > 0}
     steps = []
