@@ -85,7 +85,11 @@ class LocalBackend:
         return {addr.rsplit(":", 1)[-1] for addr in status}
 
     def notes(self, specs: SpecSet) -> list[str]:
-        return []
+        # Say what apply does not do locally yet, rather than let a `+` line suggest it does.
+        return [
+            f"{doc.key}: recorded only; serve it with `specops endpoint serve {doc.name}`"
+            for doc in specs.documents if doc.kind in ("Endpoint", "BatchEndpoint")
+        ]
 
     def records_only(self, op: Operation) -> bool:
         return op.kind != "Pipeline" or op.action is Action.DELETE
