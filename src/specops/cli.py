@@ -324,3 +324,5 @@ def stage(stage: str, pipeline: str, env: str | None, root: Path) -> None:
 
 from specops.monitoring.commands import monitor_group  # noqa: E402  (at the end: it reuses the options above)
 main.add_command(monitor_group)
+from specops.rollout.commands import rollout  # noqa: E402  (at the end, like monitor_group)
+main.add_command(rollout)

@@ -1,0 +1,118 @@
+"""Analysis, in Argo Rollouts' vocabulary: each check is Successful, Failed or Inconclusive.
+
+Inputs for one window: live traffic per deployment (requests, errors, p95 from
+the server's histogram) and accuracy on labelled feedback from the inference
+log. The blueprint's rollback conditions are checked first; the gate named by
+the step then runs on the same numbers, `compare_to: champion` meaning "minus
+the stable deployment". Too few samples is Inconclusive, never a pass: a quiet
+endpoint pauses for a person instead of promoting on no evidence.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from specops.rollout.metrics import Traffic
+from specops.spec.endpoints import RolloutCommon
+from specops.spec.kinds import Gate
+
+SUCCESSFUL, FAILED, INCONCLUSIVE = "Successful", "Failed", "Inconclusive"
+FEEDBACK_METRICS = ("accuracy",)  # what labelled feedback can measure per request
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One deployment over one analysis window."""
+
+    deployment: str
+    traffic: Traffic
+    labelled: int
+    correct: int
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.labelled if self.labelled else None
+
+    def metrics(self) -> dict[str, float]:
+        values = {"requests": self.traffic.requests, "error_rate": self.traffic.error_rate,
+                  "p95_latency_ms": self.traffic.p95_ms, "accuracy": self.accuracy, "labelled": self.labelled}
+        return {name: value for name, value in values.items() if value is not None}
+
+
+def feedback_counts(records: Iterable[dict[str, Any]], deployment: str, since: float, shadow: bool = False) -> tuple[int, int]:
+    """(labelled, correct) for one deployment's logged answers since `since`."""
+    labelled = correct = 0
+    for record in records:
+        if record["deployment"] == deployment and record["shadow"] == shadow and record["time"] >= since and "label" in record:
+            labelled += 1
+            correct += record["prediction"] == record["label"]
+    return labelled, correct
+
+
+def _check(name: str, phase: str, value: Any = None, limit: Any = None, note: str = "") -> dict[str, Any]:
+    return {"check": name, "phase": phase, "value": value, "limit": limit, "note": note}
+
+
+def analyse(canary: Arm, stable: Arm, rollout: RolloutCommon, gate: Gate | None) -> dict[str, Any]:
+    """The analysis run: overall phase (Failed beats Inconclusive beats Successful) and every check."""
+    checks = [_samples(canary, rollout.min_samples)]
+    if checks[0]["phase"] == SUCCESSFUL:
+        checks += [_error_rate(canary, stable, rollout), *_latency(canary, rollout), _regression(canary, stable, rollout)]
+        if gate is not None:
+            checks += [_gate_check(check, canary, stable, rollout.min_samples) for check in gate.spec.checks]
+    phases = {c["phase"] for c in checks}
+    phase = FAILED if FAILED in phases else INCONCLUSIVE if INCONCLUSIVE in phases else SUCCESSFUL
+    return {"time": time.time(), "phase": phase, "gate": gate.name if gate else None, "checks": checks,
+            "canary": canary.metrics(), "stable": stable.metrics()}
+
+
+def _samples(canary: Arm, minimum: int) -> dict[str, Any]:
+    n = canary.traffic.requests
+    return _check("samples", SUCCESSFUL if n >= minimum else INCONCLUSIVE, n, minimum,
+                  "" if n >= minimum else f"{canary.deployment} answered {n} of the {minimum} requests analysis needs")
+
+
+def _error_rate(canary: Arm, stable: Arm, rollout: RolloutCommon) -> dict[str, Any]:
+    # A stable deployment with no errors would make any single canary error a rollback:
+    # its baseline is at least one error's worth of its own traffic.
+    baseline = max(stable.traffic.errors, 1) / max(stable.traffic.requests, 1)
+    limit = rollout.rollback.error_rate_ratio * baseline
+    rate = canary.traffic.error_rate or 0.0
+    return _check("error rate", FAILED if rate > limit else SUCCESSFUL, rate, limit,
+                  f"> {rollout.rollback.error_rate_ratio:g}x the stable baseline fails")
+
+
+def _latency(canary: Arm, rollout: RolloutCommon) -> list[dict[str, Any]]:
+    slo = rollout.rollback.latency_slo_ms
+    if slo is None:
+        return []
+    limit = slo * (1 + rollout.rollback.latency_margin)
+    p95 = canary.traffic.p95_ms
+    phase = INCONCLUSIVE if p95 is None else FAILED if p95 > limit else SUCCESSFUL
+    return [_check("p95 latency ms", phase, p95, limit, f"SLO {slo:g} ms + {rollout.rollback.latency_margin:.0%}")]
+
+
+def _regression(canary: Arm, stable: Arm, rollout: RolloutCommon) -> dict[str, Any]:
+    metric, allowed = rollout.rollback.metric, rollout.rollback.metric_regression
+    name = f"{metric} regression"
+    if metric not in FEEDBACK_METRICS:
+        return _check(name, INCONCLUSIVE, note=f"{metric!r} cannot be measured from feedback (only {', '.join(FEEDBACK_METRICS)})")
+    if min(canary.labelled, stable.labelled) < rollout.min_samples:
+        return _check(name, INCONCLUSIVE, note=f"labelled answers: canary {canary.labelled}, stable {stable.labelled}, "
+                                               f"need {rollout.min_samples} each")
+    drop = (stable.accuracy - canary.accuracy) / stable.accuracy if stable.accuracy else 0.0
+    return _check(name, FAILED if drop > allowed else SUCCESSFUL, drop, allowed, "relative drop vs stable")
+
+
+def _gate_check(check, canary: Arm, stable: Arm, minimum: int) -> dict[str, Any]:
+    from specops.lifecycle.gate import check_result  # imports MLflow: only when a gate runs
+
+    name = check.describe()
+    if check.metric in FEEDBACK_METRICS and canary.labelled < minimum:
+        return _check(name, INCONCLUSIVE, note=f"{canary.labelled} labelled answers, need {minimum}")
+    champion = {"version": stable.deployment, "metrics": stable.metrics()}
+    result = check_result(check, canary.metrics(), champion)
+    if result["value"] is None and not result["passed"]:
+        return _check(name, INCONCLUSIVE, note=result["note"])
+    return _check(name, SUCCESSFUL if result["passed"] else FAILED, result["value"], (check.min, check.max), result["note"])

@@ -1,0 +1,88 @@
+"""`specops rollout status|promote|abort|undo|resume ENDPOINT`.
+
+cli.py adds this group at its end (`main.add_command(rollout)`); import
+`specops.cli`, not this module, to get the command line.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from specops.cli import ROOT, console, friendly
+from specops.rollout.state import RolloutRecord
+
+
+def _rollout(root: Path, endpoint: str):
+    from specops.rollout.controller import Rollout  # imports the serving stack: only when a command runs
+
+    return Rollout(root, endpoint)
+
+
+def show(record: RolloutRecord) -> None:
+    weights = ", ".join(f"{name} {weight}%" for name, weight in record.weights.items())
+    console.print(f"endpoint {record.endpoint}: {record.status} ({record.strategy})")
+    console.print(f"  stable  {record.stable} ({record.model} v{record.stable_version})")
+    console.print(f"  canary  {record.canary} ({record.model} v{record.canary_version})")
+    console.print(f"  traffic {weights}" + (f"; mirror {record.mirror}" if record.mirror else ""))
+    console.print(f"  step    {record.step}")
+    if record.message:
+        console.print(f"  note    {record.message}")
+    if record.incident:
+        console.print(f"  incident {record.incident} (.specops/incidents/{record.incident}.md)")
+    if record.analyses:
+        last = record.analyses[-1]
+        console.print(f"  last analysis (step {last['step']}): {last['phase']}")
+        for check in last["checks"]:
+            value = "-" if check["value"] is None else f"{check['value']:.4g}" if isinstance(check["value"], float) else check["value"]
+            console.print(f"    {check['phase']:<12} {check['check']}: {value}" + (f"  ({check['note']})" if check["note"] else ""))
+
+
+@click.group("rollout")
+def rollout() -> None:
+    """Drive an endpoint's rollout: see it, promote it, abort it, undo a promotion."""
+
+
+@rollout.command("status")
+@click.argument("endpoint")
+@ROOT
+@friendly
+def status(endpoint: str, root: Path) -> None:
+    """Where ENDPOINT's rollout stands: traffic, step, last analysis, open incident."""
+    show(_rollout(root, endpoint).status())
+
+
+@rollout.command("promote")
+@click.argument("endpoint")
+@ROOT
+@friendly
+def promote(endpoint: str, root: Path) -> None:
+    """Send all traffic to the canary now; it becomes stable and its model version the champion."""
+    show(_rollout(root, endpoint).promote())
+
+
+@rollout.command("abort")
+@click.argument("endpoint")
+@ROOT
+@friendly
+def abort(endpoint: str, root: Path) -> None:
+    """Send all traffic back to the stable deployment now and open an incident."""
+    show(_rollout(root, endpoint).abort())
+
+
+@rollout.command("undo")
+@click.argument("endpoint")
+@ROOT
+@friendly
+def undo(endpoint: str, root: Path) -> None:
+    """Go back to the deployment stable before the last promotion (within rollback_window, no analysis)."""
+    show(_rollout(root, endpoint).undo())
+
+
+@rollout.command("resume")
+@click.argument("endpoint")
+@ROOT
+@friendly
+def resume(endpoint: str, root: Path) -> None:
+    """Continue a paused or interrupted rollout from its recorded step (an interrupted abort is finished)."""
+    show(_rollout(root, endpoint).resume())

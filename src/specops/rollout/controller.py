@@ -1,0 +1,368 @@
+"""`Rollout(root, endpoint)`: drive one endpoint's rollout, step by step, on the running server.
+
+Every transition is written to the rollout record first and then carried out;
+carrying out (set_traffic, moving an alias) is idempotent, so `resume` after a
+crash redoes the step the record names. Traffic moves through
+`serving.traffic.set_traffic`, which a running server follows within 0.1 s.
+"""
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Callable
+
+from specops.apply.audit import AuditLog
+from specops.apply.state import now
+from specops.errors import SpecopsError
+from specops.rollout import analysis as an
+from specops.rollout.incident import new_incident_id, write_incident
+from specops.rollout.metrics import Snapshot, scrape, window
+from specops.rollout.state import (ABORTED, ACTIVE, DEGRADED, HEALTHY, PAUSED, PROGRESSING, RolloutRecord,
+                                   load_record, save_record)
+from specops.rollout.strategies import rewards, thompson_weights
+from specops.serving.config import ServingConfig, endpoint_dir, find_endpoint
+from specops.serving.inference_log import read_log
+from specops.serving.server import CONFIG_FILE
+from specops.serving.traffic import set_traffic
+from specops.spec import SpecSet, load_specs
+from specops.spec.endpoints import ABRollout, BanditRollout, BlueGreenRollout, CanaryRollout, ModelRef, duration_seconds
+from specops.spec.kinds import Gate
+
+POLL_S = 0.1  # how often a pause looks for a promote/abort from another process
+PREVIEW_MIRROR_PERCENT = 50  # blue-green: the idle colour sees this share of live requests, answers discarded
+CHAMPION = "champion"
+
+
+class Rollout:
+    def __init__(self, root: Path | str, endpoint: str, specs: SpecSet | None = None,
+                 host: str = "127.0.0.1", max_wait_s: float = 60.0, sleep: Callable[[float], None] = time.sleep):
+        self.specs = specs or load_specs(root)
+        self.root = Path(self.specs.root)
+        self.name = endpoint
+        self.endpoint = find_endpoint(self.specs, endpoint)
+        if self.endpoint.spec.rollout is None:
+            raise SpecopsError(f"Endpoint {endpoint!r} declares no spec.rollout strategy")
+        self.strategy = self.endpoint.spec.rollout
+        self.host = host
+        self.max_wait_s = max_wait_s  # longest a blue-green preview waits for min_samples
+        self.sleep = sleep
+        self.audit = AuditLog(self.root)
+
+    # --- reading state ---------------------------------------------------------------------
+
+    def record(self) -> RolloutRecord:
+        record = load_record(self.root, self.name)
+        if record is None:
+            raise SpecopsError(f"no rollout recorded for endpoint {self.name!r}; start one first")
+        return record
+
+    def _server(self) -> ServingConfig:
+        path = endpoint_dir(self.root, self.name) / CONFIG_FILE
+        if not path.exists():
+            raise SpecopsError(f"endpoint {self.name!r} has no running server (no {path}); start it: specops endpoint serve {self.name}")
+        return ServingConfig.load(path)
+
+    def _scrape(self) -> Snapshot:
+        url = f"http://{self.host}:{self._server().port}/metrics"
+        try:
+            return scrape(url)
+        except OSError as exc:
+            raise SpecopsError(f"cannot read live metrics from {url}: {exc}") from None
+
+    def status(self) -> RolloutRecord:
+        """The record, after noticing a reverted spec: a Degraded endpoint is Healthy again once its spec is."""
+        record = self.record()
+        if record.status == DEGRADED and self.endpoint.spec.traffic.get(record.canary, 0) == 0:
+            self._recovered(record, "the spec no longer sends traffic to the rolled-back deployment")
+        return record
+
+    # --- starting and stepping --------------------------------------------------------------
+
+    def start(self, canary: str, stable: str | None = None) -> RolloutRecord:
+        existing = load_record(self.root, self.name)
+        if existing is not None and existing.status in ACTIVE:
+            raise SpecopsError(f"a rollout of {self.name} is already {existing.status} ({existing.stable} -> {existing.canary}); "
+                               f"promote or abort it first")
+        if existing is not None and existing.status == DEGRADED:
+            self.status()  # a reverted spec closes the old incident before a new rollout opens
+        server = self._server()
+        versions = {d.name: d.version for d in server.deployments}
+        stable = stable or max(server.traffic, key=server.traffic.get)
+        for name in (canary, stable):
+            if name not in versions:
+                raise SpecopsError(f"no deployment named {name!r} on endpoint {self.name} (deployments: {', '.join(versions)})")
+        if canary == stable:
+            raise SpecopsError(f"the canary and the stable deployment are both {canary!r}")
+        model = ModelRef.parse(self.endpoint.spec.deployment(canary).model).name
+        record = RolloutRecord(endpoint=self.name, strategy=self.strategy.strategy, stable=stable, canary=canary, model=model,
+                               stable_version=versions[stable], canary_version=versions[canary],
+                               weights=self._initial_weights(stable), mirror=self._initial_mirror(canary))
+        record.log("started", stable=stable, canary=canary)
+        self._move_traffic(record)
+        self.audit.record(action="rollout_started", resource=f"Endpoint/{self.name}", strategy=record.strategy,
+                          stable=stable, canary=canary, version=record.canary_version)
+        return record
+
+    def _initial_weights(self, stable: str) -> dict[str, int]:
+        # A/B and bandit arms are the deployments the spec sends live traffic to.
+        if isinstance(self.strategy, (ABRollout, BanditRollout)):
+            return {name: share for name, share in self.endpoint.spec.traffic.items() if share > 0}
+        return {stable: 100}
+
+    def _initial_mirror(self, canary: str) -> dict[str, int]:
+        return {canary: PREVIEW_MIRROR_PERCENT} if isinstance(self.strategy, BlueGreenRollout) else {}
+
+    def run(self) -> RolloutRecord:
+        """Step until the rollout pauses, finishes or rolls back (canary and blue-green; one step otherwise)."""
+        record = self.record()
+        for _ in range(self._step_bound()):
+            record = self.step()
+            if record.status != PROGRESSING or isinstance(self.strategy, (ABRollout, BanditRollout)):
+                break
+        return record
+
+    def _step_bound(self) -> int:
+        return len(self.strategy.steps) + 2 if isinstance(self.strategy, CanaryRollout) else 4
+
+    def step(self) -> RolloutRecord:
+        record = self.record()
+        if record.status != PROGRESSING:
+            raise SpecopsError(f"the rollout of {self.name} is {record.status}, not Progressing ({record.message or 'nothing to do'})")
+        if record.extra.get("promoting"):
+            return self._promote(record, record.extra["promoting"])
+        handler = {CanaryRollout: self._canary_step, BlueGreenRollout: self._blue_green_step,
+                   ABRollout: self._ab_step, BanditRollout: self._bandit_step}[type(self.strategy)]
+        return handler(record)
+
+    def resume(self) -> RolloutRecord:
+        """Pick up after a restart or a pause: finish an abort, or re-assert the recorded traffic and go on."""
+        record = self.record()
+        if record.status == ABORTED:
+            return self._finish_rollback(record, record.message, None)
+        if record.status in (HEALTHY, DEGRADED):
+            return self.status()
+        record.status, record.message = PROGRESSING, ""
+        record.log("resumed", step=record.step)
+        self._move_traffic(record)  # a restarted server begins at the spec's weights: put the rollout's back
+        return self.run()
+
+    # --- canary -----------------------------------------------------------------------------
+
+    def _canary_step(self, record: RolloutRecord) -> RolloutRecord:
+        steps = self.strategy.steps
+        if record.step >= len(steps):
+            return self._promote(record, "all steps passed")
+        step = steps[record.step]
+        if step.weight is not None:
+            record.weights = {record.stable: 100 - step.weight, record.canary: step.weight}
+            record.log("weight", step=record.step, canary=step.weight)
+            self._move_traffic(record)
+            self._new_window(record)
+        elif step.pause is not None and step.pause.duration is None:
+            record.step += 1  # `resume` goes on past the pause
+            return self._pause(record, f"paused at step {record.step - 1} until `specops rollout resume` or `promote`")
+        elif step.pause is not None:
+            if not self._wait(duration_seconds(step.pause.duration)):
+                return self.record()  # someone promoted or aborted meanwhile
+        else:
+            result = self._analyse(record, step.analysis)
+            if result["phase"] == an.FAILED:
+                return self.abort(trigger=f"analysis {step.analysis} failed at step {record.step}", analysis=result)
+            if result["phase"] == an.INCONCLUSIVE:
+                return self._pause(record, f"analysis {step.analysis} inconclusive at step {record.step}: {_why(result)}; "
+                                           f"`specops rollout resume` re-runs it")
+        record.step += 1
+        save_record(self.root, record)
+        return record
+
+    def _wait(self, seconds: float) -> bool:
+        """Sleep, looking for another process's promote or abort; False when the rollout stopped progressing."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.sleep(min(POLL_S, max(deadline - time.monotonic(), 0)))
+            current = self.record()
+            if current.status != PROGRESSING or current.extra.get("promoting"):
+                return False
+        return True
+
+    # --- analysis ---------------------------------------------------------------------------
+
+    def _new_window(self, record: RolloutRecord) -> None:
+        record.window = {"time": time.time(), "metrics": self._scrape()}
+        save_record(self.root, record)
+
+    def _analyse(self, record: RolloutRecord, gate_name: str | None, shadow: bool = False) -> dict[str, Any]:
+        after, since = self._scrape(), record.window.get("time", 0.0)
+        before = record.window.get("metrics", {})
+        records = read_log(endpoint_dir(self.root, self.name))
+        arms = [an.Arm(name, window(before, after, name), *an.feedback_counts(records, name, since, is_shadow))
+                for name, is_shadow in ((record.canary, shadow), (record.stable, False))]
+        gate = self.specs.get(Gate, gate_name) if gate_name else None
+        result = an.analyse(arms[0], arms[1], self.strategy, gate)
+        result["step"] = record.step
+        record.analyses.append(result)
+        record.log("analysis", step=record.step, phase=result["phase"], gate=gate_name)
+        save_record(self.root, record)
+        return result
+
+    # --- blue-green -------------------------------------------------------------------------
+
+    def _blue_green_step(self, record: RolloutRecord) -> RolloutRecord:
+        """Step 0 opens the preview window; step 1 analyses the idle colour (it sees mirrored requests)."""
+        if record.step == 0:
+            self._new_window(record)
+            record.step = 1
+            save_record(self.root, record)
+            return record
+        self._wait_for_samples(record)
+        result = self._analyse(record, self.strategy.pre_promotion_analysis, shadow=True)
+        if result["phase"] == an.FAILED:
+            return self.abort(trigger="pre-promotion analysis failed on the preview", analysis=result)
+        if result["phase"] == an.INCONCLUSIVE:
+            return self._pause(record, f"pre-promotion analysis inconclusive: {_why(result)}")
+        if not self.strategy.auto_promotion_enabled:
+            return self._pause(record, "the preview passed analysis; `specops rollout promote` switches traffic to it")
+        return self._promote(record, "pre-promotion analysis passed (auto-promotion)")
+
+    def _wait_for_samples(self, record: RolloutRecord) -> None:
+        deadline = time.monotonic() + self.max_wait_s
+        before = record.window.get("metrics", {})
+        while time.monotonic() < deadline:
+            if window(before, self._scrape(), record.canary).requests >= self.strategy.min_samples:
+                return
+            if not self._wait(min(1.0, deadline - time.monotonic())):
+                return
+
+    # --- A/B and bandit ---------------------------------------------------------------------
+
+    def _ab_step(self, record: RolloutRecord) -> RolloutRecord:
+        """Report each arm's metrics since the start; pause for a decision once the experiment's time is up."""
+        after, since = self._scrape(), _epoch(record.started_at)
+        records = read_log(endpoint_dir(self.root, self.name))
+        record.extra["arms"] = {name: an.Arm(name, window(record.window.get("metrics", {}), after, name),
+                                             *an.feedback_counts(records, name, since)).metrics() for name in record.weights}
+        record.extra["reported_at"] = now()
+        duration = self.strategy.duration
+        if duration and time.time() - since >= duration_seconds(duration):
+            return self._pause(record, "the A/B experiment is over: promote the winner or abort")
+        save_record(self.root, record)
+        return record
+
+    def _bandit_step(self, record: RolloutRecord) -> RolloutRecord:
+        records = read_log(endpoint_dir(self.root, self.name))
+        counts = rewards(records, list(record.weights), _epoch(record.started_at), self.strategy.reward.goal)
+        record.weights = thompson_weights(counts, self.strategy.floor)
+        record.extra["rewards"] = counts
+        record.log("bandit", weights=record.weights)
+        self._move_traffic(record)
+        return record
+
+    # --- promotion ----------------------------------------------------------------------------
+
+    def promote(self) -> RolloutRecord:
+        """All traffic to the canary now (Argo's promote --full); it becomes stable and the model champion."""
+        record = self.record()
+        if record.status not in (PROGRESSING, PAUSED):
+            raise SpecopsError(f"nothing to promote: the rollout of {self.name} is {record.status}")
+        return self._promote(record, "promoted by hand")
+
+    def _promote(self, record: RolloutRecord, reason: str) -> RolloutRecord:
+        record.status, record.extra["promoting"] = PROGRESSING, reason  # a crash from here on re-runs this method
+        record.weights, record.mirror = {record.canary: 100}, {}
+        self._move_traffic(record)
+        from specops.lifecycle.tracking import connect  # MLflow is slow to import: only when promoting
+
+        connect(self.specs).set_registered_model_alias(record.model, CHAMPION, record.canary_version)
+        record.previous = {"stable": record.stable, "stable_version": record.stable_version}
+        record.stable, record.stable_version = record.canary, record.canary_version
+        if isinstance(self.strategy, BlueGreenRollout):
+            delay = duration_seconds(self.strategy.scale_down_delay)
+            record.extra["scale_down_at"] = (datetime.fromisoformat(now()) + timedelta(seconds=delay)).isoformat()
+        record.status, record.message, record.finished_at = HEALTHY, reason, now()
+        record.extra.pop("promoting")
+        record.log("promoted", reason=reason, version=record.canary_version)
+        save_record(self.root, record)
+        self.audit.record(action="promote", resource=f"Endpoint/{self.name}", reason=reason,
+                          outputs={"model": record.model, "version": record.canary_version, "aliases": [CHAMPION]})
+        return record
+
+    # --- rollback -------------------------------------------------------------------------------
+
+    def abort(self, trigger: str = "aborted by hand", analysis: dict[str, Any] | None = None) -> RolloutRecord:
+        """All traffic back to stable at once, then the incident record and audit entries."""
+        record = self.record()
+        if record.status not in (PROGRESSING, PAUSED, ABORTED):
+            raise SpecopsError(f"nothing to abort: the rollout of {self.name} is {record.status}")
+        return self._rollback(record, trigger, analysis)
+
+    def undo(self) -> RolloutRecord:
+        """Back to the previous stable deployment without analysis, within rollback_window of a promotion."""
+        record = self.record()
+        if record.status != HEALTHY or record.previous is None:
+            raise SpecopsError(f"nothing to undo: the rollout of {self.name} is {record.status} and was not promoted")
+        elapsed = time.time() - _epoch(record.finished_at)
+        allowed = duration_seconds(self.strategy.rollback_window)
+        if elapsed > allowed:
+            raise SpecopsError(f"the promotion was {elapsed:.0f}s ago, past rollback_window={self.strategy.rollback_window}; "
+                               f"roll forward with a new rollout instead")
+        record.canary, record.canary_version = record.stable, record.stable_version
+        record.stable, record.stable_version = record.previous["stable"], record.previous["stable_version"]
+        record.previous = None
+        from specops.lifecycle.tracking import connect
+
+        connect(self.specs).set_registered_model_alias(record.model, CHAMPION, record.stable_version)
+        return self._rollback(record, f"undo within rollback_window ({elapsed:.0f}s after promotion)", None)
+
+    def _rollback(self, record: RolloutRecord, trigger: str, analysis: dict[str, Any] | None) -> RolloutRecord:
+        # The record says Aborted before traffic moves: a crash here is finished by `resume`.
+        record.status, record.message = ABORTED, trigger
+        record.weights, record.mirror = {record.stable: 100}, {}
+        record.incident = record.incident or new_incident_id()
+        record.extra.pop("promoting", None)
+        return self._finish_rollback(record, trigger, analysis)
+
+    def _finish_rollback(self, record: RolloutRecord, trigger: str, analysis: dict[str, Any] | None) -> RolloutRecord:
+        self._move_traffic(record)  # saves the Aborted record first; on resume, moves traffic again (idempotent)
+        analysis = analysis or (record.analyses[-1] if record.analyses and record.analyses[-1]["phase"] == an.FAILED else None)
+        path = write_incident(self.root, record, trigger, analysis)
+        resource = f"Endpoint/{self.name}"
+        self.audit.record(action="rollback", resource=resource, incident=record.incident, reason=trigger,
+                          stable=record.stable, canary=record.canary)
+        self.audit.record(action="incident", resource=resource, incident=record.incident, record=str(path))
+        record.status, record.finished_at = DEGRADED, now()
+        record.log("rolled back", trigger=trigger, incident=record.incident)
+        save_record(self.root, record)
+        return record
+
+    def _recovered(self, record: RolloutRecord, why: str) -> None:
+        self.audit.record(action="recovered", resource=f"Endpoint/{self.name}", incident=record.incident, reason=why)
+        record.log("recovered", incident=record.incident, reason=why)
+        record.status, record.message, record.incident = HEALTHY, why, None
+        save_record(self.root, record)
+
+    # --- helpers --------------------------------------------------------------------------------
+
+    def _move_traffic(self, record: RolloutRecord) -> None:
+        """Save the record, then publish its weights: the record never lags behind the traffic."""
+        save_record(self.root, record)
+        deployments = [d.name for d in self._server().deployments]
+        set_traffic(endpoint_dir(self.root, self.name), deployments, _complete(record.weights), record.mirror)
+
+    def _pause(self, record: RolloutRecord, message: str) -> RolloutRecord:
+        record.status, record.message = PAUSED, message
+        record.log("paused", step=record.step, message=message)
+        save_record(self.root, record)
+        return record
+
+
+def _complete(weights: dict[str, int]) -> dict[str, int]:
+    return {name: weight for name, weight in weights.items() if weight > 0}
+
+
+def _epoch(iso: str | None) -> float:
+    return datetime.fromisoformat(iso).timestamp() if iso else 0.0
+
+
+def _why(result: dict[str, Any]) -> str:
+    return "; ".join(c["note"] or c["check"] for c in result["checks"] if c["phase"] != an.SUCCESSFUL)

@@ -1,0 +1,40 @@
+"""Incident records: a root-cause template rendered with what the rollout saw when it failed.
+
+The project's own `docs/runbooks/rollback-incident.md` wins, so a team can
+adapt the template; otherwise the one shipped with specops is used.
+"""
+from __future__ import annotations
+
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, StrictUndefined
+
+from specops.apply.state import atomic_write, now
+from specops.lifecycle.paths import STATE_DIR
+from specops.rollout.state import RolloutRecord
+
+TEMPLATE = Path("docs") / "runbooks" / "rollback-incident.md"
+_SHIPPED = Path(__file__).resolve().parents[3] / TEMPLATE
+
+
+def new_incident_id() -> str:
+    return time.strftime("INC-%Y%m%d-%H%M%S-", time.gmtime()) + secrets.token_hex(2)
+
+
+def incident_path(root: Path, incident: str) -> Path:
+    return root / STATE_DIR / "incidents" / f"{incident}.md"
+
+
+def write_incident(root: Path, record: RolloutRecord, trigger: str, analysis: dict[str, Any] | None) -> Path:
+    template = root / TEMPLATE if (root / TEMPLATE).exists() else _SHIPPED
+    text = Environment(undefined=StrictUndefined, keep_trailing_newline=True).from_string(template.read_text()).render(
+        incident=record.incident, endpoint=record.endpoint, opened=now(), trigger=trigger, strategy=record.strategy,
+        canary=record.canary, stable=record.stable, model=record.model, canary_version=record.canary_version,
+        stable_version=record.stable_version, weights=record.weights, step=record.step, analysis=analysis,
+    )
+    path = incident_path(root, record.incident)
+    atomic_write(path, text)
+    return path
