@@ -122,12 +122,22 @@ def _summary(outputs: dict) -> str:
 @ENV
 @ROOT
 @click.option("--check", is_flag=True, help="fail if dvc.yaml differs from what the specs render to")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="azureml environments: folder for Azure ML CLI v2 YAML (default build/<env>/azureml)")
 @friendly
-def render(env: str | None, root: Path, check: bool) -> None:
-    """Render Pipeline specs into dvc.yaml."""
+def render(env: str | None, root: Path, check: bool, out: Path | None) -> None:
+    """Render the specs for the environment's backend: dvc.yaml (local) or Azure ML YAML (azureml)."""
     from specops.render.dvc import dump_dvc, render_dvc
 
     specs = api.validate(root, env)
+    if specs.project.spec.environments[specs.env].backend == "azureml":
+        if check:
+            raise SpecopsError("--check compares dvc.yaml, which only local environments use")
+        from specops.render.azureml import render_azureml
+
+        folder = out or specs.root / "build" / specs.env / "azureml"
+        console.print(f"wrote {len(render_azureml(specs, folder))} Azure ML files to {folder}")
+        return
     text = dump_dvc(render_dvc(specs))
     target = specs.root / "dvc.yaml"
     current = target.read_text() if target.exists() else None
@@ -305,12 +315,15 @@ def env_check(root: Path) -> None:
 @main.command(hidden=True)
 @click.argument("stage")
 @click.option("--pipeline", required=True)
+@click.option("--set", "overrides", multiple=True, metavar="PARAM=VALUE", help="fix a parameter for this run (one sweep trial)")
 @ENV
 @ROOT
 @friendly
-def stage(stage: str, pipeline: str, env: str | None, root: Path) -> None:
-    """Run one lifecycle stage (dvc.yaml calls this)."""
+def stage(stage: str, pipeline: str, overrides: tuple[str, ...], env: str | None, root: Path) -> None:
+    """Run one lifecycle stage (dvc.yaml and Azure ML components call this)."""
     import os
+
+    import yaml
 
     from specops.lifecycle.stages import run_stage
     from specops.spec import Pipeline
@@ -319,7 +332,13 @@ def stage(stage: str, pipeline: str, env: str | None, root: Path) -> None:
     doc = specs.get(Pipeline, pipeline)
     if doc is None:
         raise SpecopsError(f"no Pipeline named {pipeline!r}")
-    run_stage(stage, specs, doc)
+    fixed = {}
+    for item in overrides:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise SpecopsError(f"--set expects PARAM=VALUE, got {item!r}")
+        fixed[name] = yaml.safe_load(value)  # 5 -> int, 0.1 -> float, gini -> str
+    run_stage(stage, specs, doc, fixed)
 
 
 from specops.monitoring.commands import monitor_group  # noqa: E402  (at the end: it reuses the options above)

@@ -9,6 +9,7 @@ from specops.lifecycle.lineage import describe
 from specops.lifecycle.paths import RunPaths
 from specops.lifecycle.stages import STAGES
 from specops.lifecycle.tracking import connect
+from specops.spec.kinds import Pipeline
 from specops.spec.loader import load_specs
 
 MODEL = "credit-risk"
@@ -79,3 +80,14 @@ def test_a_missing_data_file_is_named(project, run):
 def test_an_unknown_stage_lists_the_known_ones(run):
     with pytest.raises(SpecopsError, match="unknown stage 'deploy'; expected one of validate, features"):
         run("deploy")
+
+
+def test_a_set_parameter_leaves_the_sweep_for_one_trial(project):
+    """Azure ML runs each sweep trial as `stage train --set max_depth=8`: one candidate, that value."""
+    from specops.lifecycle.context import StageContext
+    from specops.lifecycle.train import load_params, sweep_grid
+
+    specs = load_specs(project)
+    ctx = StageContext.of(specs, specs.get(Pipeline, PIPELINE), {"max_depth": 8})
+    [candidate] = sweep_grid(load_params(ctx))
+    assert candidate.params["max_depth"] == 8 and candidate.params["n_estimators"] == 20

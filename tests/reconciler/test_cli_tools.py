@@ -49,3 +49,13 @@ def test_env_check_reports_packages_that_differ_from_the_lock(tmp_path: Path):
 def test_env_check_passes_on_the_projects_own_environment():
     result = specops("env", "check", cwd=REPO)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_render_for_an_azureml_environment_writes_cli_v2_yaml(tmp_path: Path):
+    out = tmp_path / "azureml"
+    result = specops("render", "--env", "dev", "--out", str(out), cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    written = {p.relative_to(out).as_posix() for p in out.rglob("*.yaml")}
+    assert {"jobs/credit-risk-training.yaml", "components/credit_risk_training_train.yaml"} <= written
+    assert "experimental class" not in result.stderr
+    assert specops("render", "--env", "dev", "--check", cwd=REPO).returncode == 1

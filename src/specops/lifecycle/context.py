@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -22,9 +22,11 @@ class StageContext:
     feature_set: FeatureSet
     gate: Gate
     paths: RunPaths
+    # Parameter values fixed for this run (one sweep trial on Azure ML), overriding params.yaml.
+    overrides: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, specs: SpecSet, pipeline: Pipeline) -> "StageContext":
+    def of(cls, specs: SpecSet, pipeline: Pipeline, overrides: Mapping[str, Any] | None = None) -> "StageContext":
         return cls(
             specs=specs,
             pipeline=pipeline,
@@ -32,6 +34,7 @@ class StageContext:
             feature_set=_referenced(specs, FeatureSet, pipeline.spec.feature_set, pipeline),
             gate=_referenced(specs, Gate, pipeline.spec.gate, pipeline),
             paths=RunPaths(specs.root, pipeline.name),
+            overrides=dict(overrides or {}),
         )
 
     @property

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+from typing import Any, Mapping
 
 from specops.errors import SpecopsError
 from specops.lifecycle.context import StageContext
@@ -21,9 +22,9 @@ MODULES = {
 }
 
 
-def run_stage(stage: str, specs: SpecSet, pipeline: Pipeline) -> None:
+def run_stage(stage: str, specs: SpecSet, pipeline: Pipeline, overrides: Mapping[str, Any] | None = None) -> None:
     """Run one stage; raises StageFailed (data or gate refused) or SpecopsError (a mistake in specs/params)."""
     if stage not in MODULES:
         raise SpecopsError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
     module = importlib.import_module(f"specops.lifecycle.{MODULES[stage]}")
-    module.run(StageContext.of(specs, pipeline))
+    module.run(StageContext.of(specs, pipeline, overrides))

@@ -72,10 +72,13 @@ def load_params(ctx: StageContext) -> TrainParams:
     if section not in document:
         raise SpecopsError(f"{PARAMS_FILE} has no section {section!r} (pipeline {ctx.pipeline.name}: spec.params)")
     try:
-        return TrainParams.model_validate(document[section] or {})
+        params = TrainParams.model_validate(document[section] or {})
     except ValidationError as exc:
         problems = "\n".join(f"  {section}.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise SpecopsError(f"{PARAMS_FILE}: invalid section {section!r}:\n{problems}") from None
+    # An overridden parameter takes one value: it leaves the sweep and joins the fixed parameters.
+    sweep = {name: values for name, values in params.sweep.items() if name not in ctx.overrides}
+    return params.model_copy(update={"fixed": {**params.fixed, **ctx.overrides}, "sweep": sweep})
 
 
 def estimator_class(dotted: str) -> type:
