@@ -1,0 +1,127 @@
+"""Rollouts on a real endpoint server under continuous load: promote, automatic rollback, undo,
+a killed driver resumed, and a quiet endpoint that pauses instead of passing."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from click.testing import CliRunner
+
+from specops.apply.audit import AuditLog
+from specops.cli import main
+from specops.lifecycle.tracking import connect
+from specops.rollout import Rollout, load_record
+from specops.rollout.analysis import FAILED, INCONCLUSIVE, SUCCESSFUL
+from specops.rollout.incident import incident_path
+from specops.rollout.state import DEGRADED, HEALTHY, PAUSED, PROGRESSING
+from specops.serving.traffic import read_traffic
+from specops.spec import load_specs
+from tests.rollout.conftest import Load, write_endpoint
+from tests.serving.conftest import Server
+
+CANARY_WEIGHT = 30  # the spec's first step
+
+
+def champion(server: Server) -> str:
+    return str(connect(load_specs(server.root)).get_model_version_by_alias("tiny", "champion").version)
+
+
+def audit(server: Server, action: str) -> list[dict]:
+    return [e for e in AuditLog(server.root).entries() if e.get("action") == action and e.get("resource") == "Endpoint/live"]
+
+
+def test_a_good_canary_is_promoted_and_undo_brings_the_old_one_back(fresh: Server):
+    with Load(fresh) as load:
+        record = Rollout(fresh.root, "live").start("green", "blue")
+        record = Rollout(fresh.root, "live").run()
+        assert record.status == HEALTHY and record.stable == "green"
+        assert [a["phase"] for a in record.analyses] == [SUCCESSFUL, SUCCESSFUL]
+        assert read_traffic(fresh.state_dir)[0] == {"green": 100}
+        assert champion(fresh) == "4"
+        assert audit(fresh, "promote")[-1]["outputs"] == {"model": "tiny", "version": "4", "aliases": ["champion"]}
+
+        undone = Rollout(fresh.root, "live").undo()
+        assert undone.status == DEGRADED and undone.stable == "blue"
+        assert read_traffic(fresh.state_dir)[0] == {"blue": 100} and champion(fresh) == "2"
+    assert set(load.statuses) == {200}, load.statuses
+    assert {"blue", "green"} <= set(load.deployments_since(0))
+
+
+def test_a_bad_canary_is_rolled_back_automatically_with_an_incident(fresh: Server):
+    write_endpoint(fresh.root, "{bad: 100}")  # the PR that asks for the bad model
+    with Load(fresh) as load:
+        Rollout(fresh.root, "live").start("bad", "blue")
+        record = Rollout(fresh.root, "live").run()
+        time.sleep(0.5)  # let the client see traffic settle on stable
+    assert set(load.statuses) == {200}, load.statuses  # a wrong model answers: only analysis can tell
+    assert record.status == DEGRADED and record.weights == {"blue": 100}
+    failed = record.analyses[-1]
+    assert failed["phase"] == FAILED and failed["step"] == 2
+    assert {c["check"] for c in failed["checks"] if c["phase"] == FAILED} >= {"accuracy regression"}
+    assert read_traffic(fresh.state_dir)[0] == {"blue": 100} and champion(fresh) == "2"
+
+    incident = record.incident
+    text = incident_path(fresh.root, incident).read_text()
+    assert f"Incident {incident}" in text and "accuracy regression" in text and "Failed" in text
+    assert audit(fresh, "rollback")[-1]["incident"] == incident and audit(fresh, "incident")[-1]["incident"] == incident
+    last_bad = max(t for t, name in load.served if name == "bad")
+    print(f"\nrollback: last answer from the bad canary {1000 * (last_bad - failed['time']):.0f} ms after the failed analysis")
+
+    status = CliRunner().invoke(main, ["rollout", "status", "live", "--root", str(fresh.root)])
+    assert status.exit_code == 0 and "Degraded" in status.output and incident in status.output
+    write_endpoint(fresh.root, "{blue: 100}")  # the spec reverted
+    assert Rollout(fresh.root, "live").status().status == HEALTHY
+    assert audit(fresh, "recovered")[-1]["incident"] == incident
+
+
+def test_a_killed_driver_leaves_a_record_and_resume_finishes_the_rollout(fresh: Server):
+    driver = [sys.executable, "-c", "import sys; from specops.rollout import Rollout; "
+              "Rollout(sys.argv[1], 'live').start('green', 'blue'); Rollout(sys.argv[1], 'live').run()", str(fresh.root)]
+    with Load(fresh) as load:
+        process = subprocess.Popen(driver, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ})
+        try:
+            record = _wait_for(lambda: _record_at_step(fresh), timeout_s=60)
+        finally:
+            os.kill(process.pid, signal.SIGKILL)  # mid-pause: the weight is set, analysis not run
+            process.wait(timeout=10)
+        record = load_record(fresh.root, "live")
+        assert record.status == PROGRESSING and record.weights == {"blue": 100 - CANARY_WEIGHT, "green": CANARY_WEIGHT}
+        assert json.loads((fresh.state_dir / "rollout.json").read_text())["canary"] == "green"
+
+        resumed = Rollout(fresh.root, "live").resume()
+    assert resumed.status == HEALTHY and read_traffic(fresh.state_dir)[0] == {"green": 100}
+    assert "resumed" in [event["event"] for event in resumed.history]
+    assert set(load.statuses) == {200}, load.statuses
+
+
+def test_a_quiet_endpoint_pauses_inconclusive_and_can_be_aborted(fresh: Server):
+    Rollout(fresh.root, "live").start("green", "blue")
+    record = Rollout(fresh.root, "live").run()  # no load: the canary sees no requests
+    assert record.status == PAUSED and record.analyses[-1]["phase"] == INCONCLUSIVE
+    assert "of the 30 requests analysis needs" in record.message
+    assert read_traffic(fresh.state_dir)[0] == {"blue": 100 - CANARY_WEIGHT, "green": CANARY_WEIGHT}  # held, not promoted
+
+    aborted = CliRunner().invoke(main, ["rollout", "abort", "live", "--root", str(fresh.root)])
+    assert aborted.exit_code == 0 and "Degraded" in aborted.output
+    assert read_traffic(fresh.state_dir)[0] == {"blue": 100} and champion(fresh) == "2"
+    again = CliRunner().invoke(main, ["rollout", "promote", "live", "--root", str(fresh.root)])
+    assert again.exit_code == 1 and "nothing to promote" in again.output
+
+
+def _record_at_step(server: Server):
+    record = load_record(server.root, "live")
+    return record if record is not None and record.step >= 1 else None
+
+
+def _wait_for(condition, timeout_s: float):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"condition not met within {timeout_s}s")

@@ -1,0 +1,71 @@
+"""Rollout pieces without a server: histogram quantiles, windows, analysis phases, Thompson weights."""
+from __future__ import annotations
+
+import pytest
+
+from specops.rollout.analysis import FAILED, INCONCLUSIVE, SUCCESSFUL, Arm, analyse
+from specops.rollout.metrics import Traffic, parse, quantile, window
+from specops.rollout.strategies import thompson_weights
+from specops.spec.endpoints import CanaryRollout
+
+SCRAPE = """
+specops_requests_total{deployment="a",status="2xx"} 90
+specops_requests_total{deployment="a",status="5xx"} 10
+specops_errors_total{deployment="a"} 10
+specops_request_duration_seconds_bucket{deployment="a",le="0.01"} 50
+specops_request_duration_seconds_bucket{deployment="a",le="0.1"} 100
+specops_request_duration_seconds_bucket{deployment="a",le="+Inf"} 100
+"""
+
+
+def canary(min_samples: int = 10, **rollback) -> CanaryRollout:
+    return CanaryRollout(strategy="canary", steps=[{"weight": 10}], min_samples=min_samples, rollback=rollback)
+
+
+def arm(name: str, requests: int = 100, errors: int = 0, p95: float = 5.0, labelled: int = 100, correct: int = 90) -> Arm:
+    return Arm(name, Traffic(requests, errors, p95), labelled, correct)
+
+
+def test_scrape_is_parsed_and_a_window_counts_only_its_own_requests():
+    after = parse(SCRAPE)
+    assert after["a"]["requests"] == 100 and after["a"]["errors"] == 10
+    before = parse(SCRAPE.replace(" 90\n", " 40\n").replace(" 10\n", " 5\n").replace("} 100\n", "} 50\n"))
+    measured = window(before, after, "a")
+    assert (measured.requests, measured.errors) == (55, 5)
+
+
+def test_a_restarted_server_counts_from_zero():
+    bigger = parse(SCRAPE.replace(" 90\n", " 900\n"))
+    assert window(bigger, parse(SCRAPE), "a").requests == 100
+
+
+def test_p95_interpolates_within_its_bucket_like_prometheus():
+    # 50 observations <= 10 ms, 50 more <= 100 ms: the 95th is 90% of the way through the second bucket.
+    assert quantile([[0.01, 50], [0.1, 100], [float("inf"), 100]], 0.95) == pytest.approx(91.0)
+    assert quantile([[0.01, 0], [float("inf"), 0]], 0.95) is None
+
+
+def test_too_few_samples_is_inconclusive_whatever_else_holds():
+    result = analyse(arm("c", requests=5, errors=5), arm("s"), canary(min_samples=10), None)
+    assert result["phase"] == INCONCLUSIVE and [c["check"] for c in result["checks"]] == ["samples"]
+
+
+def test_rollback_conditions_fail_the_analysis():
+    assert analyse(arm("c"), arm("s"), canary(), None)["phase"] == SUCCESSFUL
+    errors = analyse(arm("c", errors=4), arm("s", errors=1), canary(), None)  # 4% > 3 x 1%
+    assert errors["phase"] == FAILED
+    slow = analyse(arm("c", p95=130.0), arm("s"), canary(latency_slo_ms=100), None)  # > 100 ms + 25%
+    assert slow["phase"] == FAILED
+    worse = analyse(arm("c", correct=87), arm("s", correct=90), canary(), None)  # 3.3% relative drop > 2%
+    assert worse["phase"] == FAILED and worse["checks"][-1]["check"] == "accuracy regression"
+
+
+def test_too_few_labels_leave_the_regression_check_inconclusive():
+    result = analyse(arm("c", labelled=3, correct=3), arm("s"), canary(), None)
+    assert result["phase"] == INCONCLUSIVE
+
+
+def test_thompson_weights_sum_to_100_and_keep_every_floor():
+    weights = thompson_weights({"good": [95, 5], "bad": [5, 95], "new": [0, 0]}, floor=5, seed=0)
+    assert sum(weights.values()) == 100 and min(weights.values()) >= 5
+    assert weights["good"] > weights["new"] >= weights["bad"]
