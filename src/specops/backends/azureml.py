@@ -15,6 +15,8 @@ only when a client is needed; plans and state keep the references.
 """
 from __future__ import annotations
 
+import logging
+
 import json
 import re
 from pathlib import Path
@@ -279,17 +281,26 @@ class AzureMLBackend:
         if self.credential is None:
             from azure.identity import DefaultAzureCredential
 
+            # Each credential it tries logs its own failure; specops reports the outcome once.
+            logging.getLogger("azure.identity").setLevel(logging.ERROR)
             self.credential = DefaultAzureCredential()
         return self.credential
 
     def _call(self, kind: str, name: str, call: Callable[[], Any]) -> Any:
         """Run one SDK call; Azure's errors become messages naming the resource."""
-        from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+        from azure.core.exceptions import (
+            ClientAuthenticationError, HttpResponseError, ResourceExistsError, ResourceNotFoundError,
+        )
 
         try:
             return call()
         except ResourceNotFoundError:
             raise
+        except ClientAuthenticationError:
+            raise SpecopsError(
+                "could not sign in to Azure: no credential found. In CI, log in with OIDC (azure/login); "
+                "on a workstation, run `az login` (see docs/ci-cd.md)"
+            ) from None
         except ResourceExistsError as exc:
             raise SpecopsError(f"{kind}/{name}: Azure ML refused the change (409 conflict): {exc.message}. Asset "
                                "versions are immutable; change the spec so it renders a new version") from exc
