@@ -41,7 +41,9 @@ spec:
     - {name: green, model: tiny@4}
     - {name: bad, model: tiny@5}
   traffic: {TRAFFIC}
-  rollout:
+  rollout: {ROLLOUT}
+"""
+CANARY = """
     strategy: canary
     min_samples: 30
     rollback_window: 10m
@@ -51,13 +53,16 @@ spec:
       - analysis: canary-gate
       - weight: 60
       - pause: {duration: 1s}
-      - analysis: canary-gate
-"""
+      - analysis: canary-gate"""
 
 
-def write_endpoint(root: Path, traffic: str = "{blue: 100}") -> None:
-    """The Endpoint spec as a PR would leave it (the rollout target's traffic is the desired end state)."""
-    (root / "specs" / "live.yaml").write_text(ENDPOINT.replace("{TRAFFIC}", traffic).lstrip())
+def write_endpoint(root: Path, traffic: str = "{blue: 100}", rollout: str = CANARY) -> None:
+    """The Endpoint spec as a PR would leave it (the rollout target's traffic is the desired end state).
+
+    The running server only reads deployments and the starting traffic, so a test may change the strategy.
+    """
+    text = ENDPOINT.replace("{TRAFFIC}", traffic).replace("{ROLLOUT}", rollout)
+    (root / "specs" / "live.yaml").write_text(text.lstrip())
 
 
 def register_challengers(root: Path) -> None:

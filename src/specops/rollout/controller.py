@@ -100,6 +100,7 @@ class Rollout:
                                weights=self._initial_weights(stable), mirror=self._initial_mirror(canary))
         record.log("started", stable=stable, canary=canary)
         self._move_traffic(record)
+        self._new_window(record)  # analysis and A/B reports count from here
         self.audit.record(action="rollout_started", resource=f"Endpoint/{self.name}", strategy=record.strategy,
                           stable=stable, canary=canary, version=record.canary_version)
         return record
@@ -123,7 +124,7 @@ class Rollout:
         return record
 
     def _step_bound(self) -> int:
-        return len(self.strategy.steps) + 2 if isinstance(self.strategy, CanaryRollout) else 4
+        return len(self.strategy.steps) + 2 if isinstance(self.strategy, CanaryRollout) else 2
 
     def step(self) -> RolloutRecord:
         record = self.record()
@@ -209,18 +210,13 @@ class Rollout:
     # --- blue-green -------------------------------------------------------------------------
 
     def _blue_green_step(self, record: RolloutRecord) -> RolloutRecord:
-        """Step 0 opens the preview window; step 1 analyses the idle colour (it sees mirrored requests)."""
-        if record.step == 0:
-            self._new_window(record)
-            record.step = 1
-            save_record(self.root, record)
-            return record
+        """Analyse the idle colour on the requests mirrored to it since the start, then switch (or wait for a person)."""
         self._wait_for_samples(record)
         result = self._analyse(record, self.strategy.pre_promotion_analysis, shadow=True)
         if result["phase"] == an.FAILED:
             return self.abort(trigger="pre-promotion analysis failed on the preview", analysis=result)
         if result["phase"] == an.INCONCLUSIVE:
-            return self._pause(record, f"pre-promotion analysis inconclusive: {_why(result)}")
+            return self._pause(record, f"pre-promotion analysis inconclusive: {_why(result)}; `specops rollout resume` re-runs it")
         if not self.strategy.auto_promotion_enabled:
             return self._pause(record, "the preview passed analysis; `specops rollout promote` switches traffic to it")
         return self._promote(record, "pre-promotion analysis passed (auto-promotion)")
@@ -238,9 +234,9 @@ class Rollout:
 
     def _ab_step(self, record: RolloutRecord) -> RolloutRecord:
         """Report each arm's metrics since the start; pause for a decision once the experiment's time is up."""
-        after, since = self._scrape(), _epoch(record.started_at)
+        after, since = self._scrape(), record.window["time"]
         records = read_log(endpoint_dir(self.root, self.name))
-        record.extra["arms"] = {name: an.Arm(name, window(record.window.get("metrics", {}), after, name),
+        record.extra["arms"] = {name: an.Arm(name, window(record.window["metrics"], after, name),
                                              *an.feedback_counts(records, name, since)).metrics() for name in record.weights}
         record.extra["reported_at"] = now()
         duration = self.strategy.duration
@@ -250,8 +246,12 @@ class Rollout:
         return record
 
     def _bandit_step(self, record: RolloutRecord) -> RolloutRecord:
+        """One update (the controller calls this every update_interval): weights from the posterior so far."""
+        if self.strategy.reward.metric not in an.FEEDBACK_METRICS:
+            raise SpecopsError(f"bandit reward {self.strategy.reward.metric!r} cannot be measured per request "
+                               f"(available: {', '.join(an.FEEDBACK_METRICS)})")
         records = read_log(endpoint_dir(self.root, self.name))
-        counts = rewards(records, list(record.weights), _epoch(record.started_at), self.strategy.reward.goal)
+        counts = rewards(records, list(record.weights), record.window["time"], self.strategy.reward.goal)
         record.weights = thompson_weights(counts, self.strategy.floor)
         record.extra["rewards"] = counts
         record.log("bandit", weights=record.weights)
