@@ -90,17 +90,17 @@ def register_challengers(root: Path) -> None:
     mlflow.register_model(info.model_uri, "tiny")  # v5
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
+@pytest.fixture(scope="session")
+def rollout_project(tmp_path_factory) -> Path:
     root = make_project(tmp_path_factory.mktemp("rollout") / "proj")
     write_endpoint(root)
     register_challengers(root)
     return root
 
 
-@pytest.fixture(scope="module")
-def live(project: Path):
-    running = start_server(project, "live", workers=1)
+@pytest.fixture(scope="session")
+def live(rollout_project: Path):
+    running = start_server(rollout_project, "live", workers=1)
     yield running
     stop_server(running)
 

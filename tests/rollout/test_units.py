@@ -5,6 +5,7 @@ import pytest
 
 from specops.rollout.analysis import FAILED, INCONCLUSIVE, SUCCESSFUL, Arm, analyse
 from specops.rollout.metrics import Traffic, parse, quantile, window
+from specops.rollout.state import RecordChanged, RolloutRecord, load_record, save_record
 from specops.rollout.strategies import thompson_weights
 from specops.spec.endpoints import CanaryRollout
 
@@ -69,3 +70,14 @@ def test_thompson_weights_sum_to_100_and_keep_every_floor():
     weights = thompson_weights({"good": [95, 5], "bad": [5, 95], "new": [0, 0]}, floor=5, seed=0)
     assert sum(weights.values()) == 100 and min(weights.values()) >= 5
     assert weights["good"] > weights["new"] >= weights["bad"]
+
+
+def test_a_stale_copy_of_the_record_is_refused(tmp_path):
+    record = RolloutRecord(endpoint="e", strategy="canary", stable="a", canary="b", model="m", stable_version="1", canary_version="2")
+    save_record(tmp_path, record)
+    theirs, ours = load_record(tmp_path, "e"), load_record(tmp_path, "e")
+    theirs.status = "Degraded"
+    save_record(tmp_path, theirs)  # e.g. a person's `rollout abort`
+    with pytest.raises(RecordChanged, match="now Degraded"):
+        save_record(tmp_path, ours)
+    assert load_record(tmp_path, "e").status == "Degraded"

@@ -18,8 +18,8 @@ from specops.errors import SpecopsError
 from specops.rollout import analysis as an
 from specops.rollout.incident import new_incident_id, write_incident
 from specops.rollout.metrics import Snapshot, scrape, window
-from specops.rollout.state import (ABORTED, ACTIVE, DEGRADED, HEALTHY, PAUSED, PROGRESSING, RolloutRecord,
-                                   load_record, save_record)
+from specops.rollout.state import (ABORTED, ACTIVE, DEGRADED, HEALTHY, PAUSED, PROGRESSING, RecordChanged,
+                                   RolloutRecord, load_record, save_record)
 from specops.rollout.strategies import rewards, thompson_weights
 from specops.serving.config import ServingConfig, endpoint_dir, find_endpoint
 from specops.serving.inference_log import read_log
@@ -97,7 +97,8 @@ class Rollout:
         model = ModelRef.parse(self.endpoint.spec.deployment(canary).model).name
         record = RolloutRecord(endpoint=self.name, strategy=self.strategy.strategy, stable=stable, canary=canary, model=model,
                                stable_version=versions[stable], canary_version=versions[canary],
-                               weights=self._initial_weights(stable), mirror=self._initial_mirror(canary))
+                               weights=self._initial_weights(stable), mirror=self._initial_mirror(canary),
+                               revision=existing.revision if existing else 0)
         record.log("started", stable=stable, canary=canary)
         self._move_traffic(record)
         self._new_window(record)  # analysis and A/B reports count from here
@@ -115,12 +116,18 @@ class Rollout:
         return {canary: PREVIEW_MIRROR_PERCENT} if isinstance(self.strategy, BlueGreenRollout) else {}
 
     def run(self) -> RolloutRecord:
-        """Step until the rollout pauses, finishes or rolls back (canary and blue-green; one step otherwise)."""
+        """Step until the rollout pauses, finishes or rolls back (canary and blue-green; one step otherwise).
+
+        A person's promote or abort from another process wins: this driver stops and returns their record.
+        """
         record = self.record()
-        for _ in range(self._step_bound()):
-            record = self.step()
-            if record.status != PROGRESSING or isinstance(self.strategy, (ABRollout, BanditRollout)):
-                break
+        try:
+            for _ in range(self._step_bound()):
+                record = self.step()
+                if record.status != PROGRESSING or isinstance(self.strategy, (ABRollout, BanditRollout)):
+                    break
+        except RecordChanged:
+            return self.record()
         return record
 
     def _step_bound(self) -> int:
@@ -271,9 +278,7 @@ class Rollout:
         record.status, record.extra["promoting"] = PROGRESSING, reason  # a crash from here on re-runs this method
         record.weights, record.mirror = {record.canary: 100}, {}
         self._move_traffic(record)
-        from specops.lifecycle.tracking import connect  # MLflow is slow to import: only when promoting
-
-        connect(self.specs).set_registered_model_alias(record.model, CHAMPION, record.canary_version)
+        self._set_champion(record.model, record.canary_version)
         record.previous = {"stable": record.stable, "stable_version": record.stable_version}
         record.stable, record.stable_version = record.canary, record.canary_version
         if isinstance(self.strategy, BlueGreenRollout):
@@ -309,9 +314,7 @@ class Rollout:
         record.canary, record.canary_version = record.stable, record.stable_version
         record.stable, record.stable_version = record.previous["stable"], record.previous["stable_version"]
         record.previous = None
-        from specops.lifecycle.tracking import connect
-
-        connect(self.specs).set_registered_model_alias(record.model, CHAMPION, record.stable_version)
+        record.extra["restore_champion"] = True  # done once the record says Aborted, so resume redoes it
         return self._rollback(record, f"undo within rollback_window ({elapsed:.0f}s after promotion)", None)
 
     def _rollback(self, record: RolloutRecord, trigger: str, analysis: dict[str, Any] | None) -> RolloutRecord:
@@ -324,6 +327,8 @@ class Rollout:
 
     def _finish_rollback(self, record: RolloutRecord, trigger: str, analysis: dict[str, Any] | None) -> RolloutRecord:
         self._move_traffic(record)  # saves the Aborted record first; on resume, moves traffic again (idempotent)
+        if record.extra.get("restore_champion"):
+            self._set_champion(record.model, record.stable_version)
         analysis = analysis or (record.analyses[-1] if record.analyses and record.analyses[-1]["phase"] == an.FAILED else None)
         path = write_incident(self.root, record, trigger, analysis)
         resource = f"Endpoint/{self.name}"
@@ -331,6 +336,7 @@ class Rollout:
                           stable=record.stable, canary=record.canary)
         self.audit.record(action="incident", resource=resource, incident=record.incident, record=str(path))
         record.status, record.finished_at = DEGRADED, now()
+        record.extra.pop("restore_champion", None)
         record.log("rolled back", trigger=trigger, incident=record.incident)
         save_record(self.root, record)
         return record
@@ -347,17 +353,18 @@ class Rollout:
         """Save the record, then publish its weights: the record never lags behind the traffic."""
         save_record(self.root, record)
         deployments = [d.name for d in self._server().deployments]
-        set_traffic(endpoint_dir(self.root, self.name), deployments, _complete(record.weights), record.mirror)
+        set_traffic(endpoint_dir(self.root, self.name), deployments, record.weights, record.mirror)
+
+    def _set_champion(self, model: str, version: str) -> None:
+        from specops.lifecycle.tracking import connect  # MLflow is slow to import: only when the alias moves
+
+        connect(self.specs).set_registered_model_alias(model, CHAMPION, version)  # explicit tracking and registry URIs
 
     def _pause(self, record: RolloutRecord, message: str) -> RolloutRecord:
         record.status, record.message = PAUSED, message
         record.log("paused", step=record.step, message=message)
         save_record(self.root, record)
         return record
-
-
-def _complete(weights: dict[str, int]) -> dict[str, int]:
-    return {name: weight for name, weight in weights.items() if weight > 0}
 
 
 def _epoch(iso: str | None) -> float:

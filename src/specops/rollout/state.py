@@ -7,10 +7,13 @@ record names: a rollout is never half-way without a record saying so.
 """
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from specops.apply.state import atomic_write, now
 from specops.errors import SpecopsError
@@ -43,7 +46,8 @@ class RolloutRecord:
     started_at: str = field(default_factory=now)
     finished_at: str | None = None  # promotion or rollback time (the undo window counts from here)
     previous: dict[str, Any] | None = None  # what was stable before a promotion, for `undo`
-    extra: dict[str, Any] = field(default_factory=dict)  # strategy-specific facts (scale-down time, bandit posteriors)
+    extra: dict[str, Any] = field(default_factory=dict)  # strategy-specific facts (scale-down time, bandit rewards)
+    revision: int = 0  # bumped by every save: a writer holding an older copy is refused
 
     def log(self, event: str, **detail: Any) -> None:
         self.history.append({"time": now(), "event": event, **detail})
@@ -63,5 +67,29 @@ def load_record(root: Path, endpoint: str) -> RolloutRecord | None:
         raise SpecopsError(f"rollout record {path} is unreadable ({exc}); inspect it before deleting it") from None
 
 
+class RecordChanged(SpecopsError):
+    """Another process (a person's `rollout abort`, say) changed the rollout since this copy was read."""
+
+
 def save_record(root: Path, record: RolloutRecord) -> None:
-    atomic_write(record_path(root, record.endpoint), json.dumps(asdict(record), indent=2, default=str))
+    """Compare-and-swap: write only if the file is still the revision this copy was read at."""
+    path = record_path(root, record.endpoint)
+    with _locked(path):
+        current = load_record(root, record.endpoint)
+        if current is not None and current.revision != record.revision:
+            raise RecordChanged(f"the rollout of {record.endpoint} changed meanwhile: it is now {current.status}"
+                                f"{' (' + current.message + ')' if current.message else ''}")
+        record.revision += 1
+        atomic_write(path, json.dumps(asdict(record), indent=2, default=str))
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Held only for a read-compare-write, never across a pause; the kernel drops it if the holder dies."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
