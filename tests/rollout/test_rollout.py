@@ -69,7 +69,9 @@ def test_a_bad_canary_is_rolled_back_automatically_with_an_incident(fresh: Serve
     assert f"Incident {incident}" in text and "accuracy regression" in text and "Failed" in text
     assert audit(fresh, "rollback")[-1]["incident"] == incident and audit(fresh, "incident")[-1]["incident"] == incident
     last_bad = max(t for t, name in load.served if name == "bad")
-    print(f"\nrollback: last answer from the bad canary {1000 * (last_bad - failed['time']):.0f} ms after the failed analysis")
+    rate = len(load.served) / (load.served[-1][0] - load.served[0][0])
+    print(f"\nrollback: last answer from the bad canary {1000 * (last_bad - failed['time']):.0f} ms after the failed analysis "
+          f"({rate:.0f} req/s, {len(load.served)} requests, none failed)")
 
     status = CliRunner().invoke(main, ["rollout", "status", "live", "--root", str(fresh.root)])
     assert status.exit_code == 0 and "Degraded" in status.output and incident in status.output
