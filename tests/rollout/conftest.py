@@ -105,6 +105,14 @@ def live(rollout_project: Path):
     stop_server(running)
 
 
+def restart(server: Server) -> None:
+    """Stop the endpoint's server and start it again, the same Server object then pointing at the new one."""
+    stop_server(server)
+    server.process.wait(timeout=15)
+    replacement = start_server(server.root, server.endpoint, workers=1)
+    server.port, server.url, server.process = replacement.port, replacement.url, replacement.process
+
+
 @pytest.fixture
 def fresh(live: Server) -> Server:
     """Each test starts from blue at 100%, no rollout record, champion v2 and the spec at {blue: 100}."""

@@ -20,10 +20,11 @@ from specops.rollout.incident import incident_path
 from specops.rollout.state import DEGRADED, HEALTHY, PAUSED, PROGRESSING
 from specops.serving.traffic import read_traffic
 from specops.spec import load_specs
-from tests.rollout.conftest import Load, write_endpoint
+from tests.rollout.conftest import Load, restart, write_endpoint
 from tests.serving.conftest import Server
 
 CANARY_WEIGHT = 30  # the spec's first step
+RESUMES = 5
 
 
 def champion(server: Server) -> str:
@@ -112,6 +113,23 @@ def test_a_quiet_endpoint_pauses_inconclusive_and_can_be_aborted(fresh: Server):
     assert read_traffic(fresh.state_dir)[0] == {"blue": 100} and champion(fresh) == "2"
     again = CliRunner().invoke(main, ["rollout", "promote", "live", "--root", str(fresh.root)])
     assert again.exit_code == 1 and "nothing to promote" in again.output
+
+
+def test_a_restarted_server_gets_the_rollout_weights_back_on_resume(fresh: Server):
+    Rollout(fresh.root, "live").start("green", "blue")
+    paused = Rollout(fresh.root, "live").run()  # quiet: paused at the first analysis, 30% on green
+    assert paused.status == PAUSED
+    restart(fresh)
+    assert read_traffic(fresh.state_dir)[0] == {"blue": 100}  # a new server starts from the spec
+    with Load(fresh) as load:
+        record = Rollout(fresh.root, "live").resume()  # weights back; the analysis window restarts with the server
+        for _ in range(RESUMES):
+            if record.status != PAUSED:
+                break
+            time.sleep(2)  # let the canary answer min_samples requests
+            record = Rollout(fresh.root, "live").resume()
+    assert record.status == HEALTHY and read_traffic(fresh.state_dir)[0] == {"green": 100}
+    assert set(load.statuses) == {200}, load.statuses
 
 
 def _record_at_step(server: Server):
