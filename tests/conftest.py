@@ -57,3 +57,21 @@ def declarations_template(tmp_path_factory) -> Path:
 def declarations(declarations_template: Path, tmp_path: Path) -> Path:
     """The example project without its Pipeline: applies in well under a second."""
     return Path(shutil.copytree(declarations_template, tmp_path / "proj", symlinks=True))
+
+
+@pytest.fixture(autouse=True)
+def isolated_mlflow_globals():
+    """MLflow keeps the active experiment and store URIs in module globals and MLFLOW_* variables.
+    Tests that run stages in-process set them; without a reset the next test in the same worker
+    would log into an experiment id from another test's store."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
+    yield
+    for key in [k for k in os.environ if k.startswith("MLFLOW_")]:
+        del os.environ[key]
+    os.environ.update(saved)
+    if "mlflow.tracking.fluent" in sys.modules:
+        from mlflow.tracking import _model_registry, _tracking_service, fluent
+
+        fluent._active_experiment_id = None
+        _tracking_service.utils._tracking_uri = None
+        _model_registry.utils._registry_uri = None
