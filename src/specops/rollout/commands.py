@@ -30,12 +30,18 @@ def show(record: RolloutRecord) -> None:
         console.print(f"  note    {record.message}")
     if record.incident:
         console.print(f"  incident {record.incident} (.specops/incidents/{record.incident}.md)")
+    for arm, metrics in record.extra.get("arms", {}).items():  # A/B: the experiment's report
+        console.print(f"  arm {arm}: " + ", ".join(f"{k} {_number(v)}" for k, v in metrics.items()))
     if record.analyses:
         last = record.analyses[-1]
         console.print(f"  last analysis (step {last['step']}): {last['phase']}")
         for check in last["checks"]:
-            value = "-" if check["value"] is None else f"{check['value']:.4g}" if isinstance(check["value"], float) else check["value"]
-            console.print(f"    {check['phase']:<12} {check['check']}: {value}" + (f"  ({check['note']})" if check["note"] else ""))
+            console.print(f"    {check['phase']:<12} {check['check']}: {_number(check['value'])}"
+                          + (f"  ({check['note']})" if check["note"] else ""))
+
+
+def _number(value) -> str:
+    return "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 @click.group("rollout")
