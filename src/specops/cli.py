@@ -6,35 +6,15 @@ from __future__ import annotations
 
 import json
 import sys
-from functools import wraps
 from pathlib import Path
 
 import click
-from rich.console import Console
 
 from specops import api
+from specops.cli_options import ENV, ROOT, console, err, friendly
 from specops.errors import SpecopsError
-
-console = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-ENV = click.option("--env", "-e", default=None, help="environment from the Project spec (default: its default_environment)")
-ROOT = click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
-                    help="project root (the folder holding specs/)")
-
-
-def friendly(fn):
-    """Turn user-facing errors into a message and exit code 1."""
-
-    @wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except SpecopsError as exc:
-            err.print(f"[red]error:[/red] {exc}", markup=True)
-            sys.exit(1)
-
-    return wrapper
+from specops.monitoring.commands import monitor_group
+from specops.rollout.commands import rollout
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -341,7 +321,5 @@ def stage(stage: str, pipeline: str, overrides: tuple[str, ...], env: str | None
     run_stage(stage, specs, doc, fixed)
 
 
-from specops.monitoring.commands import monitor_group  # noqa: E402  (at the end: it reuses the options above)
 main.add_command(monitor_group)
-from specops.rollout.commands import rollout  # noqa: E402  (at the end, like monitor_group)
 main.add_command(rollout)

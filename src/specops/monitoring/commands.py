@@ -1,9 +1,4 @@
-"""`specops monitor run NAME` and `specops monitor report [NAME]`.
-
-cli.py adds this group at its end (`main.add_command(monitor_group)`), so
-import `specops.cli`, not this module, to get the command line: this module
-reuses cli's shared options and error handling.
-"""
+"""`specops monitor run NAME` and `specops monitor report [NAME]` (added to the CLI by specops.cli)."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -12,7 +7,7 @@ from pathlib import Path
 import click
 
 from specops import api
-from specops.cli import ENV, ROOT, console, friendly
+from specops.cli_options import ENV, ROOT, console, friendly
 from specops.errors import SpecopsError
 
 

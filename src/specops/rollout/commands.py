@@ -1,15 +1,11 @@
-"""`specops rollout status|promote|abort|undo|resume ENDPOINT`.
-
-cli.py adds this group at its end (`main.add_command(rollout)`); import
-`specops.cli`, not this module, to get the command line.
-"""
+"""`specops rollout status|promote|abort|undo|resume ENDPOINT` (added to the CLI by specops.cli)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import click
 
-from specops.cli import ROOT, console, friendly
+from specops.cli_options import ROOT, console, friendly
 from specops.rollout.state import RolloutRecord
 
 
