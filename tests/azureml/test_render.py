@@ -51,7 +51,8 @@ def test_repository_specs_render_and_load(tmp_path: Path):
     assert loaded["data/credit-applications"].type == "uri_file"
     assert loaded["models/credit-risk"].type == "mlflow_model"
     for component in (v for k, v in loaded.items() if k.startswith("components/")):
-        assert Path(component.code).resolve() == REPO
+        # The code path is relative to the component's YAML file, wherever the output folder is.
+        assert (tmp_path / "components" / component.code).resolve() == REPO
 
 
 def test_serving_and_monitor_specs_render_and_load(project: Path, tmp_path: Path):
