@@ -8,7 +8,7 @@ from typing import Any
 from specops.apply.audit import AuditLog
 from specops.apply.lock import apply_lock
 from specops.apply.state import StateStore
-from specops.backends.base import Backend, Reporter, get_backend
+from specops.backends.base import Backend, Reporter, get_backend, quiet
 from specops.plan.diff import make_plan
 from specops.plan.model import Action, Plan, digest
 from specops.spec import SpecSet, load_specs
@@ -28,10 +28,6 @@ class ApplyResult:
     outputs: dict[str, Any] = field(default_factory=dict)
 
 
-def _quiet(_: str) -> None:
-    pass
-
-
 def validate(root: Path | str, env: str | None = None) -> SpecSet:
     """Load and check every spec; raises SpecErrors listing all problems."""
     return load_specs(root, env)
@@ -48,7 +44,7 @@ def plan(root: Path | str, env: str | None = None) -> Reconciliation:
     return Reconciliation(specs, backend, result)
 
 
-def apply(root: Path | str, env: str | None = None, report: Reporter = _quiet) -> ApplyResult:
+def apply(root: Path | str, env: str | None = None, report: Reporter = quiet) -> ApplyResult:
     """Plan and carry out the plan under the lock.
 
     Operations with an effect (a pipeline run) are saved and audited as each

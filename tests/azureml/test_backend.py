@@ -185,11 +185,17 @@ def test_plan_keeps_target_references_and_says_what_azure_lacks(project: Path, f
     assert any("bandit runs only on the local backend" in note for note in plan.notes)
 
 
-def test_canary_rollout_shifts_traffic_step_by_step(project: Path, fake: FakeAzureML):
+def use_canary(project: Path, steps: str, traffic: str) -> Path:
+    """Swap the example's bandit rollout for canary steps and start from `traffic`; returns the spec file."""
     spec = project / "specs" / "serving.yaml"
     text = spec.read_text().replace("  rollout:\n    strategy: bandit\n    reward: {metric: accuracy}\n",
-                                    "  rollout:\n    strategy: canary\n    steps: [{weight: 10}, {pause: {}}, {weight: 50}]\n")
-    spec.write_text(text.replace("traffic: {blue: 90, green: 10}", "traffic: {blue: 100}"))
+                                    f"  rollout:\n    strategy: canary\n    steps: {steps}\n")
+    spec.write_text(text.replace("traffic: {blue: 90, green: 10}", f"traffic: {traffic}"))
+    return spec
+
+
+def test_canary_rollout_shifts_traffic_step_by_step(project: Path, fake: FakeAzureML):
+    spec = use_canary(project, "[{weight: 10}, {pause: {}}, {weight: 50}]", "{blue: 100}")
     api.apply(project, "dev")
     spec.write_text(spec.read_text().replace("traffic: {blue: 100}", "traffic: {green: 100}"))
     plan = api.plan(project, "dev").plan
@@ -206,10 +212,7 @@ def test_traffic_steps_without_a_canary_switch_at_once():
 
 
 def test_a_rollback_under_a_canary_rollout_is_immediate(project: Path, fake: FakeAzureML):
-    spec = project / "specs" / "serving.yaml"
-    text = spec.read_text().replace("  rollout:\n    strategy: bandit\n    reward: {metric: accuracy}\n",
-                                    "  rollout:\n    strategy: canary\n    steps: [{weight: 10}, {weight: 50}]\n")
-    spec.write_text(text.replace("traffic: {blue: 90, green: 10}", "traffic: {blue: 50, green: 50}"))
+    spec = use_canary(project, "[{weight: 10}, {weight: 50}]", "{blue: 50, green: 50}")
     api.apply(project, "dev")
     spec.write_text(spec.read_text().replace("traffic: {blue: 50, green: 50}", "traffic: {blue: 100}"))
     fake.bodies.clear()

@@ -9,6 +9,10 @@ from specops.spec import SpecSet
 Reporter = Callable[[str], None]
 
 
+def quiet(_: str) -> None:
+    """The reporter for callers that want no progress lines."""
+
+
 class Backend(Protocol):
     name: str
 

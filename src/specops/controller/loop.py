@@ -11,7 +11,7 @@ from typing import Any
 from specops.apply.audit import AuditLog
 from specops.apply.lock import apply_lock
 from specops.apply.state import StateStore, atomic_write
-from specops.backends.base import Reporter
+from specops.backends.base import Reporter, quiet
 from specops.backends.local import LocalBackend
 from specops.controller.events import COALESCED, DONE, FAILED, STARTED, Event, EventQueue
 from specops.controller.triggers import data_change_events, last_training, latest_fire, schedule_events, stale_events
@@ -22,12 +22,8 @@ from specops.spec import Pipeline, SpecSet, load_specs
 from specops.spec.monitors import Monitor
 
 
-def _quiet(_: str) -> None:
-    pass
-
-
 class Controller:
-    def __init__(self, root: Path | str, env: str | None = None, report: Reporter = _quiet):
+    def __init__(self, root: Path | str, env: str | None = None, report: Reporter = quiet):
         self.root, self.env, self.report = Path(root).resolve(), env, report
         self.queue = EventQueue(self.root)
         self.clock_file = self.root / STATE_DIR / "controller" / "clock.json"

@@ -57,9 +57,8 @@ def missing_reference(specs: SpecSet, doc, path, kind, name) -> list[SpecError]:
 def datasets(specs: SpecSet) -> Iterable[SpecError]:
     produced = {out for p in specs.of_kind(Pipeline) for step in p.spec.steps for out in step.outs}
     for ds in specs.of_kind(Dataset):
-        for field in ("target",):
-            if ds.spec.target not in ds.spec.columns:
-                yield specs.error(ds, ("spec", field), f"column {ds.spec.target!r} is not declared in spec.columns")
+        if ds.spec.target not in ds.spec.columns:
+            yield specs.error(ds, ("spec", "target"), f"column {ds.spec.target!r} is not declared in spec.columns")
         for i, col in enumerate(ds.spec.sensitive):
             if col not in ds.spec.columns:
                 yield specs.error(ds, ("spec", "sensitive", i), f"column {col!r} is not declared in spec.columns")
