@@ -14,6 +14,7 @@ from mlflow import MlflowClient
 from specops.errors import StageFailed
 from specops.lifecycle.context import StageContext, read_json, write_json
 from specops.lifecycle.tracking import CHAMPION, connect, run_metrics, version_by_alias
+from specops.slo.gates import Budgets, judge, slo_budgets
 from specops.spec.kinds import Check, Selection
 
 
@@ -24,7 +25,8 @@ def run(ctx: StageContext) -> None:
     metrics = evaluation["candidates"][selected]["metrics"]
     client = connect(ctx.specs)
     champion = champion_summary(client, ctx.pipeline.spec.model_name)
-    checks = [check_result(check, metrics, champion) for check in ctx.gate.spec.checks]
+    budgets = slo_budgets(ctx.specs, ctx.gate)  # an exhausted error budget freezes promotion
+    checks = [check_result(check, metrics, champion, budgets) for check in ctx.gate.spec.checks]
     result = {
         "gate": ctx.gate.name,
         "selected": selected,
@@ -59,9 +61,12 @@ def champion_summary(client: MlflowClient, model_name: str) -> dict[str, Any] | 
     return {"version": version.version, "run_id": version.run_id, "metrics": run_metrics(client, version)}
 
 
-def check_result(check: Check, metrics: dict[str, float], champion: dict[str, Any] | None) -> dict[str, Any]:
+def check_result(check: Check, metrics: dict[str, float], champion: dict[str, Any] | None,
+                 budgets: Budgets | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {"check": check.describe(), "metric": check.metric, "compare_to": check.compare_to,
                               "min": check.min, "max": check.max, "value": None, "note": ""}
+    if check.slo is not None:
+        return {**result, "slo": check.slo, **judge(check, budgets or {})}
     if check.metric not in metrics:
         return {**result, "passed": False, "note": f"the candidate has no metric {check.metric!r}"}
     value = metrics[check.metric]

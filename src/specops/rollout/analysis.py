@@ -54,13 +54,18 @@ def _check(name: str, phase: str, value: Any = None, limit: Any = None, note: st
     return {"check": name, "phase": phase, "value": value, "limit": limit, "note": note}
 
 
-def analyse(canary: Arm, stable: Arm, rollout: RolloutCommon, gate: Gate | None) -> dict[str, Any]:
-    """The analysis run: overall phase (Failed beats Inconclusive beats Successful) and every check."""
+def analyse(canary: Arm, stable: Arm, rollout: RolloutCommon, gate: Gate | None,
+            budgets: dict[str, list] | None = None) -> dict[str, Any]:
+    """The analysis run: overall phase (Failed beats Inconclusive beats Successful) and every check.
+
+    `budgets` holds the SLOs the gate names (`slo_budgets`); an exhausted one is a release freeze.
+    """
     checks = [_samples(canary, rollout.min_samples)]
     if checks[0]["phase"] == SUCCESSFUL:
         checks += [_error_rate(canary, stable, rollout), *_latency(canary, rollout), _regression(canary, stable, rollout)]
         if gate is not None:
-            checks += [_gate_check(check, canary, stable, rollout.min_samples) for check in gate.spec.checks]
+            checks += [_slo_check(check, budgets) if check.slo else _gate_check(check, canary, stable, rollout.min_samples)
+                       for check in gate.spec.checks]
     phases = {c["phase"] for c in checks}
     phase = FAILED if FAILED in phases else INCONCLUSIVE if INCONCLUSIVE in phases else SUCCESSFUL
     return {"time": time.time(), "phase": phase, "gate": gate.name if gate else None, "checks": checks,
@@ -103,6 +108,26 @@ def _regression(canary: Arm, stable: Arm, rollout: RolloutCommon) -> dict[str, A
                                                f"need {rollout.min_samples} each")
     drop = (stable.accuracy - canary.accuracy) / stable.accuracy if stable.accuracy else 0.0
     return _check(name, FAILED if drop > allowed else SUCCESSFUL, drop, allowed, "relative drop vs stable")
+
+
+def slo_budgets(specs, gate: Gate | None) -> dict[str, list]:
+    """The error budgets of the SLOs `gate` names, for `analyse` (nothing is read when it names none)."""
+    if gate is None or not any(check.slo for check in gate.spec.checks):
+        return {}
+    from specops.slo.gates import slo_budgets as budgets_of
+
+    return budgets_of(specs, gate)
+
+
+def _slo_check(check, budgets: dict[str, list] | None) -> dict[str, Any]:
+    # An exhausted error budget freezes releases (Google SRE's error-budget policy): the rollout
+    # pauses Inconclusive rather than rolling back, since the canary is not shown to be at fault,
+    # and `resume` promotes once the budget has recovered.
+    from specops.slo.gates import judge
+
+    verdict = judge(check, budgets or {})
+    return _check(check.describe(), SUCCESSFUL if verdict["passed"] else INCONCLUSIVE, verdict["value"],
+                  (check.min, check.max), verdict["note"])
 
 
 def _gate_check(check, canary: Arm, stable: Arm, minimum: int) -> dict[str, Any]:

@@ -207,7 +207,7 @@ class Rollout:
         arms = [an.Arm(name, window(before, after, name), *an.feedback_counts(records, name, since, is_shadow))
                 for name, is_shadow in ((record.canary, shadow), (record.stable, False))]
         gate = self.specs.get(Gate, gate_name) if gate_name else None
-        result = an.analyse(arms[0], arms[1], self.strategy, gate)
+        result = an.analyse(arms[0], arms[1], self.strategy, gate, an.slo_budgets(self.specs, gate))  # SLO freeze
         result["step"] = record.step
         record.analyses.append(result)
         record.log("analysis", step=record.step, phase=result["phase"], gate=gate_name)

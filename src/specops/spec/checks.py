@@ -111,7 +111,7 @@ def pipelines(specs: SpecSet) -> Iterable[SpecError]:
         gate = specs.get(Gate, s.gate)
         if gate is not None:
             for i, c in enumerate(gate.spec.checks):
-                if c.metric not in produced:
+                if c.slo is None and c.metric not in produced:  # an SLO check reads its budget, not a run
                     yield specs.error(gate, ("spec", "checks", i, "metric"),
                                       f"no step of pipeline {p.name!r} produces metric {c.metric!r} (produced: {', '.join(sorted(produced))})")
         yield from _steps(specs, p)

@@ -184,21 +184,55 @@ class FeatureSet(Document):
 
 # --- Gate --------------------------------------------------------------------
 
+ERROR_BUDGET_METRIC = "error_budget_remaining"  # what a check naming an SLO bounds
+
+
 class Check(Strict):
-    metric: str
+    metric: str | None = Field(None, description=f"the metric to bound; with `slo`: {ERROR_BUDGET_METRIC} (the default)")
     min: float | None = None
     max: float | None = None
     compare_to: Literal["champion"] | None = Field(
         None, description="compare against the current champion: min/max then bound the difference candidate - champion"
     )
+    slo: Name | None = Field(
+        None, description="an SLO whose error budget must not be exhausted (a release freeze); "
+                          "min then bounds the remaining fraction, e.g. 0.25"
+    )
+    objective: str | None = Field(None, description="one objective of the SLO; default: all of them (the worst counts)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _slo_metric_default(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("slo") is not None and data.get("metric") is None:
+            return {**data, "metric": ERROR_BUDGET_METRIC}
+        return data
 
     @model_validator(mode="after")
     def _has_bound(self) -> "Check":
+        if self.slo is not None:
+            return self._slo_check()
+        if self.metric is None:
+            raise ValueError("a check needs a metric (or an slo)")
+        if self.objective is not None:
+            raise ValueError("objective belongs to a check that names an slo")
         if self.min is None and self.max is None:
             raise ValueError("a check needs min, max or both")
         return self
 
+    def _slo_check(self) -> "Check":
+        # An SLO check needs no bound: an exhausted budget fails it by itself.
+        if self.metric != ERROR_BUDGET_METRIC:
+            raise ValueError(f"a check naming an slo bounds {ERROR_BUDGET_METRIC}, not {self.metric!r}")
+        if self.compare_to is not None:
+            raise ValueError("an slo check has no champion to compare to")
+        return self
+
     def describe(self) -> str:
+        if self.slo is not None:
+            target = f"{self.slo}/{self.objective}" if self.objective else self.slo
+            floor = f", remaining >= {self.min:g}" if self.min is not None else ""
+            ceiling = f", remaining <= {self.max:g}" if self.max is not None else ""
+            return f"error budget of SLO {target} not exhausted{floor}{ceiling}"
         subject = f"{self.metric} - champion" if self.compare_to else self.metric
         bounds = [f">= {self.min:g}" if self.min is not None else "", f"<= {self.max:g}" if self.max is not None else ""]
         return f"{subject} {' and '.join(b for b in bounds if b)}"

@@ -1,0 +1,200 @@
+"""Evaluate an SLO: gather each objective's data, then compute its SLI and error budget.
+
+Where each SLI comes from, and why:
+
+| objective    | source                                              | why there                                  |
+|--------------|-----------------------------------------------------|--------------------------------------------|
+| availability | recorded /metrics scrapes (slo/history.py)          | failed requests are never in the inference log |
+| latency      | inference log, answered requests                    | durable, per request, exact windows        |
+| correctness  | inference log joined with feedback labels           | only labelled answers can be right or wrong |
+| freshness    | MLflow: the served versions' training runs          | the registry knows when a model was trained |
+| fairness     | inference log, rows whose inputs carry the column   | predictions per group                      |
+
+`evaluate_objective` is pure (data in, status out), so the arithmetic is tested
+on hand-made records; `evaluate` does the reading.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from specops.slo import budget as b
+from specops.slo import history, sli
+from specops.spec.loader import SpecSet
+from specops.spec.monitors import parse_duration
+from specops.spec.slos import SLO, Availability, Correctness, Fairness, Freshness, Latency, endpoint_of, sensitive_column
+
+TrainedAt = Callable[[SpecSet, SLO], dict[str, float]]  # served model (name vN) -> training start, epoch seconds
+
+
+@dataclass
+class Inputs:
+    """Everything one SLO's objectives are computed from."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)  # the endpoint's inference log
+    samples: list[dict[str, Any]] = field(default_factory=list)  # recorded /metrics scrapes
+    rates: Mapping[str, float] = field(default_factory=dict)  # deployment -> sampling rate of the log
+    mirrors: frozenset[str] = frozenset()  # deployments that only see mirrored copies
+    trained_at: Mapping[str, float] = field(default_factory=dict)
+    sensitive: Mapping[str, str | None] = field(default_factory=dict)  # fairness objective -> column
+    notes: list[str] = field(default_factory=list)  # problems gathering the data
+
+
+def seconds(duration: str) -> float:
+    return parse_duration(duration).total_seconds()
+
+
+def evaluate_objective(slo: SLO, objective, inputs: Inputs, now: float) -> b.ObjectiveStatus:
+    window = objective.window or slo.spec.window
+    start, recent = now - seconds(window), now - min(seconds(slo.spec.burn_window), seconds(window))
+    handler = {Availability: _availability, Latency: _latency, Correctness: _correctness,
+               Freshness: _freshness, Fairness: _fairness}[type(objective)]
+    target, fields = handler(objective, inputs, start, recent, now)
+    return b.ObjectiveStatus(slo=slo.name, objective=objective.key, sli_kind=objective.sli, window=window,
+                             target=target, **{"sli": None, **fields})
+
+
+def _percent(target: float) -> str:
+    return f">= {target * 100:g}%"
+
+
+def _availability(objective: Availability, inputs: Inputs, start: float, recent: float, now: float):
+    good, bad = history.increase(inputs.samples, start, now, inputs.mirrors)
+    recent_good, recent_bad = history.increase(inputs.samples, recent, now, inputs.mirrors)
+    fields = b.event_budget(good=good, bad=bad, target=objective.target, recent=(recent_bad, recent_good + recent_bad))
+    if fields["status"] == b.NO_DATA:
+        fields["note"] = "no requests in the recorded /metrics scrapes of this window (is the endpoint served?)"
+    return _percent(objective.target), fields
+
+
+def _latency(objective: Latency, inputs: Inputs, start: float, recent: float, now: float):
+    records = sli.in_window(inputs.records, start, now)
+    good, bad = sli.latency_counts(records, objective.threshold_ms, inputs.rates)
+    recent_good, recent_bad = sli.latency_counts(sli.in_window(records, recent, now), objective.threshold_ms, inputs.rates)
+    fields = b.event_budget(good=good, bad=bad, target=objective.target, recent=(recent_bad, recent_good + recent_bad))
+    measured = sli.p95(records)
+    notes = [f"p95 {measured:.1f} ms" if measured is not None else "no logged requests", *_sampling_note(inputs.rates)]
+    fields["note"] = "; ".join(notes)
+    return f"{_percent(objective.target)} within {objective.threshold_ms:g} ms", fields
+
+
+def _correctness(objective: Correctness, inputs: Inputs, start: float, recent: float, now: float):
+    records = sli.in_window(inputs.records, start, now)
+    good, bad, labelled = sli.correctness_counts(records, inputs.rates)
+    target = f"accuracy {_percent(objective.target)}"
+    if labelled < objective.min_samples:
+        accuracy = good / (good + bad) if labelled else None
+        return target, {"sli": accuracy, "events": good + bad, "bad": bad,
+                        "note": f"{labelled} labelled answers in the window, need {objective.min_samples}"}
+    recent_good, recent_bad, _ = sli.correctness_counts(sli.in_window(records, recent, now), inputs.rates)
+    fields = b.event_budget(good=good, bad=bad, target=objective.target, recent=(recent_bad, recent_good + recent_bad))
+    fields["note"] = f"{labelled} labelled answers"
+    return target, fields
+
+
+def _freshness(objective: Freshness, inputs: Inputs, start: float, recent: float, now: float):
+    bound = seconds(objective.max_age) / 86400
+    target = f"model age <= {bound:g} days"
+    if not inputs.trained_at:
+        return target, {"note": "; ".join(inputs.notes) or "no served model version found in the registry"}
+    model, trained = min(inputs.trained_at.items(), key=lambda item: item[1])  # the oldest served model decides
+    fields = b.threshold_budget(value=sli.age_days(trained, now), bound=bound)
+    fields["note"] = f"{model} trained {datetime.fromtimestamp(trained, timezone.utc):%Y-%m-%d %H:%M} UTC"
+    return target, fields
+
+
+def _fairness(objective: Fairness, inputs: Inputs, start: float, recent: float, now: float):
+    target = f"parity difference <= {objective.max_parity_diff:g}"
+    column = inputs.sensitive.get(objective.key) or objective.sensitive
+    if column is None:
+        return target, {"note": "no sensitive column"}
+    records = sli.in_window(inputs.records, start, now)
+    diff, groups = sli.parity_difference(records, column, inputs.rates, objective.min_samples)
+    fields = b.threshold_budget(value=diff, bound=objective.max_parity_diff)
+    if diff is None:
+        fields["note"] = (f"fewer than two groups of {column!r} with {objective.min_samples} logged rows "
+                          f"(rows whose logged inputs carry {column!r}: {sum(int(g['rows']) for g in groups.values())})")
+    else:
+        fields["note"] = ", ".join(f"{g}: {v['selection_rate']:.3f} of {int(v['rows'])}" for g, v in sorted(groups.items()))
+    return target, fields
+
+
+def _sampling_note(rates: Mapping[str, float]) -> list[str]:
+    sampled = {name: rate for name, rate in rates.items() if 0 < rate < 1}
+    if not sampled:
+        return []
+    return ["estimated from a sample of the log (" + ", ".join(f"{n} {r:g}" for n, r in sorted(sampled.items())) + ")"]
+
+
+# --- reading the data -----------------------------------------------------------------------
+
+def evaluate(specs: SpecSet, slo: SLO, now: float | None = None, *, scrape: bool = True,
+             trained_at: TrainedAt | None = None) -> list[b.ObjectiveStatus]:
+    """Every objective of `slo` over its window ending `now` (default: the current time)."""
+    now = time.time() if now is None else now
+    inputs = gather(specs, slo, scrape=scrape, trained_at=trained_at)
+    return [evaluate_objective(slo, objective, inputs, now) for objective in slo.spec.objectives]
+
+
+def gather(specs: SpecSet, slo: SLO, *, scrape: bool = True, trained_at: TrainedAt | None = None) -> Inputs:
+    from specops.serving.config import endpoint_dir
+    from specops.serving.inference_log import read_log
+
+    endpoint = endpoint_of(specs, slo)
+    kinds = {type(o) for o in slo.spec.objectives}
+    inputs = Inputs(sensitive={o.key: sensitive_column(specs, slo, o) for o in slo.spec.objectives if isinstance(o, Fairness)})
+    if endpoint is not None:
+        inputs.rates = {d.name: d.data_collector.sampling_rate if d.data_collector.enabled else 0.0
+                        for d in endpoint.spec.deployments}
+        inputs.mirrors = frozenset(endpoint.spec.mirror_traffic)
+    if kinds & {Latency, Correctness, Fairness}:
+        inputs.records = read_log(endpoint_dir(specs.root, slo.spec.endpoint))
+    if Availability in kinds:
+        if scrape:
+            _record_scrape(specs.root, slo.spec.endpoint, inputs.notes)
+        inputs.samples = history.read_samples(specs.root, slo.spec.endpoint)
+    if Freshness in kinds:
+        inputs.trained_at = (trained_at or served_versions_trained_at)(specs, slo)
+    return inputs
+
+
+def _record_scrape(root: Path, endpoint: str, notes: list[str]) -> None:
+    """Append the running server's counters to the history; a stopped server just adds no sample."""
+    from specops.serving.config import ServingConfig, endpoint_dir
+    from specops.serving.server import CONFIG_FILE
+
+    config = endpoint_dir(root, endpoint) / CONFIG_FILE
+    if not config.exists():
+        return
+    url = f"http://127.0.0.1:{ServingConfig.load(config).port}/metrics"
+    try:
+        history.append_sample(root, endpoint, history.scrape_counts(url, timeout_s=2.0))
+    except OSError as exc:
+        notes.append(f"could not scrape {url}: {exc}")
+
+
+def served_versions_trained_at(specs: SpecSet, slo: SLO) -> dict[str, float]:
+    """When each model version the endpoint sends live traffic to was trained (its MLflow run's start)."""
+    from specops.lifecycle.tracking import connect, version_by_alias
+
+    endpoint = endpoint_of(specs, slo)
+    if endpoint is None:
+        return {}
+    client = connect(specs)
+    found: dict[str, float] = {}
+    for deployment in endpoint.spec.deployments:
+        if endpoint.spec.traffic.get(deployment.name, 0) <= 0:
+            continue
+        ref = deployment.model_ref
+        try:
+            version = client.get_model_version(ref.name, ref.version) if ref.version else version_by_alias(client, ref.name, ref.alias)
+        except Exception:  # noqa: BLE001 -- a version the registry does not have is simply not served
+            version = None
+        if version is None:
+            continue
+        started = client.get_run(version.run_id).info.start_time if version.run_id else version.creation_timestamp
+        found[f"{ref.name} v{version.version}"] = started / 1000
+    return found

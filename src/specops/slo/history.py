@@ -1,0 +1,91 @@
+"""A durable record of the endpoint server's request counters, for windowed availability.
+
+The inference log holds only answered requests (a failed one is never
+logged), so it cannot count errors; the server's /metrics counts every
+request, but only since the server started. Each `slo status` (and each gate
+that reads an SLO) appends one scrape to .specops/slo/<endpoint>/metrics.jsonl;
+the count in a window is the sum of the counters' increases between
+consecutive samples whose later sample falls in the window, as Prometheus'
+`increase()` without extrapolation:
+
+- a counter lower than the previous sample means the server restarted, and the
+  increase is the new value (what the new server counted);
+- the first sample's counts are dated at that sample (the server may have been
+  running before: this errs towards counting too much, the safe side for a freeze);
+- events are dated by the scrape that first saw them, so the window's edges
+  are as sharp as the scrapes are frequent.
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any, Iterable
+
+from specops.lifecycle.paths import STATE_DIR
+
+Counts = dict[str, dict[str, float]]  # deployment -> {"good": 2xx, "bad": server failures}
+_REQUESTS = re.compile(r'^specops_requests_total\{deployment="([^"]*)",status="(\dxx)"\} (\S+)$', re.M)
+_ERRORS = re.compile(r'^specops_errors_total\{deployment="([^"]*)"\} (\S+)$', re.M)
+
+
+def history_path(root: Path | str, endpoint: str) -> Path:
+    return Path(root) / STATE_DIR / "slo" / endpoint / "metrics.jsonl"
+
+
+def parse_counts(text: str) -> Counts:
+    """Good (2xx) and bad (5xx and timeouts: the server's errors counter) requests per deployment."""
+    counts: Counts = {}
+    for deployment, status, value in _REQUESTS.findall(text):
+        row = counts.setdefault(deployment, {"good": 0.0, "bad": 0.0})
+        if status == "2xx":
+            row["good"] = float(value)
+    for deployment, value in _ERRORS.findall(text):
+        counts.setdefault(deployment, {"good": 0.0, "bad": 0.0})["bad"] = float(value)
+    return counts
+
+
+def scrape_counts(url: str, timeout_s: float = 5.0) -> Counts:
+    with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 -- our own server's URL
+        return parse_counts(response.read().decode())
+
+
+def append_sample(root: Path | str, endpoint: str, counts: Counts, at: float | None = None) -> None:
+    path = history_path(root, endpoint)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as out:
+        out.write(json.dumps({"time": time.time() if at is None else at, "counts": counts}) + "\n")
+
+
+def read_samples(root: Path | str, endpoint: str) -> list[dict[str, Any]]:
+    path = history_path(root, endpoint)
+    if not path.exists():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return sorted((json.loads(line) for line in lines if line.strip()), key=lambda s: s["time"])
+
+
+def increase(samples: Iterable[dict[str, Any]], start: float, end: float, skip: frozenset[str] = frozenset()) -> tuple[float, float]:
+    """(good, bad) counted in (start, end], summed over deployments but those in `skip` (mirrors)."""
+    good = bad = 0.0
+    previous: Counts = {}
+    for sample in samples:
+        if sample["time"] > end:
+            break
+        counts = sample["counts"]
+        if start < sample["time"]:
+            for deployment, now in counts.items():
+                if deployment not in skip:
+                    added = _delta(previous.get(deployment), now)
+                    good, bad = good + added["good"], bad + added["bad"]
+        previous = counts
+    return good, bad
+
+
+def _delta(before: dict[str, float] | None, now: dict[str, float]) -> dict[str, float]:
+    # All counters of a deployment reset together; a lower total means a new server counting from zero.
+    if before is None or now["good"] + now["bad"] < before["good"] + before["bad"]:
+        return now
+    return {key: max(now[key] - before.get(key, 0.0), 0.0) for key in ("good", "bad")}

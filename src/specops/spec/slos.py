@@ -1,0 +1,183 @@
+"""The SLO kind: service-level objectives over an endpoint and its model, each with an error budget.
+
+One SLO names an endpoint and lists objectives; each objective measures one
+SLI over a window (ISO 8601, as the Monitor kind's windows):
+
+- availability: share of requests the server answered without failing (5xx, timeout)
+- latency:      share of answered requests within `threshold_ms` (target 0.95 = "p95 under the threshold")
+- correctness:  accuracy of the answers that got labelled feedback
+- freshness:    age of the served model (its training run) against `max_age`
+- fairness:     demographic parity difference of the logged predictions across a sensitive attribute
+
+The engine that computes them is `specops.slo`; Gate checks with `slo:` read it.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Iterable, Literal, Union
+
+from pydantic import AfterValidator, Field, model_validator
+
+from specops.errors import SpecError
+from specops.spec.checks import check, missing_reference
+from specops.spec.kinds import KINDS, Dataset, Document, Gate, Name, Pipeline, Strict, register_kind
+from specops.spec.loader import SpecSet
+from specops.spec.monitors import Duration
+
+
+def _check_target(value: float) -> float:
+    if not 0 < value < 1:
+        hint = f" (a percentage? {value:g}% is {value / 100:g})" if 1 < value <= 100 else ""
+        raise ValueError(f"target is a fraction strictly between 0 and 1, e.g. 0.995 for 99.5%; got {value:g}{hint}")
+    return value
+
+
+Target = Annotated[float, AfterValidator(_check_target), Field(description="fraction of good events, e.g. 0.995")]
+
+
+class ObjectiveCommon(Strict):
+    name: Name | None = Field(None, description="default: the sli's name")
+    window: Duration | None = Field(None, description="default: the SLO's window")
+    description: str = ""
+
+    @property
+    def key(self) -> str:
+        return self.name or self.sli  # type: ignore[attr-defined]
+
+
+class Availability(ObjectiveCommon):
+    """Good: answered (2xx). Bad: the server's failures (5xx, timeouts). Client mistakes (4xx) are not events."""
+
+    sli: Literal["availability"]
+    target: Target
+
+
+class Latency(ObjectiveCommon):
+    """Good: an answered request within threshold_ms. target 0.95 with threshold_ms 350 means p95 <= 350 ms."""
+
+    sli: Literal["latency"]
+    threshold_ms: float = Field(gt=0)
+    target: Target = 0.95
+
+
+class Correctness(ObjectiveCommon):
+    """Good: a labelled answer that was right. The SLI is accuracy on feedback."""
+
+    sli: Literal["correctness"]
+    target: Target
+    min_samples: int = Field(100, ge=1, description="labelled answers needed; fewer is 'no data'")
+
+
+class Freshness(ObjectiveCommon):
+    """The served model's age (since its training run started) must stay within max_age."""
+
+    sli: Literal["freshness"]
+    max_age: Duration = Field(description="e.g. P30D")
+
+
+class Fairness(ObjectiveCommon):
+    """Demographic parity difference (largest minus smallest positive-prediction rate across groups)."""
+
+    sli: Literal["fairness"]
+    max_parity_diff: float = Field(0.08, gt=0, le=1)
+    sensitive: str | None = Field(None, description="default: the first sensitive column of the model's Dataset")
+    min_samples: int = Field(30, ge=1, description="logged rows a group needs to count")
+
+
+Objective = Annotated[Union[Availability, Latency, Correctness, Freshness, Fairness], Field(discriminator="sli")]
+
+
+class SLOSpec(Strict):
+    endpoint: Name = Field(description="the Endpoint measured")
+    window: Duration = Field("P28D", description="rolling window of every objective (Google SRE's 28 days)")
+    burn_window: Duration = Field("PT1H", description="recent stretch the burn rate is measured over")
+    objectives: list[Objective] = Field(min_length=1)
+    description: str = ""
+
+
+@register_kind
+class SLO(Document):
+    kind: Literal["SLO"]
+    spec: SLOSpec
+
+    def objective(self, name: str):
+        return next((o for o in self.spec.objectives if o.key == name), None)
+
+
+# --- what the engine needs from other documents ---------------------------------------------
+
+def endpoint_of(specs: SpecSet, slo: SLO):
+    kind = KINDS.get("Endpoint")
+    return specs.get(kind, slo.spec.endpoint) if kind else None
+
+
+def served_model(specs: SpecSet, slo: SLO) -> str | None:
+    """The registered model the endpoint serves: that of the deployment with the most live traffic."""
+    endpoint = endpoint_of(specs, slo)
+    if endpoint is None:
+        return None
+    main = max(endpoint.spec.traffic, key=endpoint.spec.traffic.get, default=None)
+    deployment = endpoint.spec.deployment(main) if main else None
+    return deployment.model_ref.name if deployment else None
+
+
+def model_dataset(specs: SpecSet, slo: SLO) -> Dataset | None:
+    model = served_model(specs, slo)
+    pipeline = next((p for p in specs.of_kind(Pipeline) if p.spec.model_name == model), None)
+    return specs.get(Dataset, pipeline.spec.dataset) if pipeline else None
+
+
+def sensitive_column(specs: SpecSet, slo: SLO, objective: Fairness) -> str | None:
+    if objective.sensitive is not None:
+        return objective.sensitive
+    dataset = model_dataset(specs, slo)
+    return next(iter(dataset.spec.sensitive), None) if dataset else None
+
+
+# --- cross-document checks -------------------------------------------------------------------
+
+@check
+def slos(specs: SpecSet) -> Iterable[SpecError]:
+    for slo in specs.of_kind(SLO):
+        endpoint_kind = KINDS.get("Endpoint")
+        if endpoint_kind is not None:
+            yield from missing_reference(specs, slo, ("spec", "endpoint"), endpoint_kind, slo.spec.endpoint)
+        yield from _unique_objectives(specs, slo)
+        for i, objective in enumerate(slo.spec.objectives):
+            if isinstance(objective, Fairness):
+                yield from _sensitive_exists(specs, slo, i, objective)
+
+
+def _unique_objectives(specs: SpecSet, slo: SLO) -> Iterable[SpecError]:
+    keys = [o.key for o in slo.spec.objectives]
+    for i, key in enumerate(keys):
+        if key in keys[:i]:
+            yield specs.error(slo, ("spec", "objectives", i), f"duplicate objective {key!r}: give it a distinct name")
+
+
+def _sensitive_exists(specs: SpecSet, slo: SLO, i: int, objective: Fairness) -> Iterable[SpecError]:
+    dataset = model_dataset(specs, slo)
+    if dataset is None:
+        return  # the endpoint or its model is missing: reported by their own checks
+    column = sensitive_column(specs, slo, objective)
+    path = ("spec", "objectives", i, "sensitive") if objective.sensitive else ("spec", "objectives", i)
+    if column is None:
+        yield specs.error(slo, path, f"dataset {dataset.name!r} declares no sensitive column: name one in sensitive")
+    elif column not in dataset.spec.sensitive:
+        known = ", ".join(dataset.spec.sensitive) or "none"
+        yield specs.error(slo, path, f"column {column!r} is not a sensitive attribute of dataset {dataset.name!r} (sensitive: {known})")
+
+
+@check
+def gate_slo_checks(specs: SpecSet) -> Iterable[SpecError]:
+    """A Gate check naming an SLO (and objective) must name ones that exist."""
+    for gate in specs.of_kind(Gate):
+        for i, c in enumerate(gate.spec.checks):
+            if c.slo is None:
+                continue
+            slo = specs.get(SLO, c.slo)
+            if slo is None:
+                yield from missing_reference(specs, gate, ("spec", "checks", i, "slo"), SLO, c.slo)
+            elif c.objective is not None and slo.objective(c.objective) is None:
+                known = ", ".join(o.key for o in slo.spec.objectives)
+                yield specs.error(gate, ("spec", "checks", i, "objective"),
+                                  f"SLO {slo.name!r} has no objective {c.objective!r} (objectives: {known})")
