@@ -15,6 +15,7 @@ from specops.cli_options import ENV, ROOT, console, err, friendly
 from specops.errors import SpecopsError
 from specops.monitoring.commands import monitor_group
 from specops.rollout.commands import rollout
+from specops.serving.batch_commands import batch
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -323,3 +324,6 @@ def stage(stage: str, pipeline: str, overrides: tuple[str, ...], env: str | None
 
 main.add_command(monitor_group)
 main.add_command(rollout)
+main.add_command(batch)
+from specops.init.commands import init_command; main.add_command(init_command)  # noqa: E402,E702
+from specops.slo.commands import slo_group; main.add_command(slo_group)  # noqa: E402,E702

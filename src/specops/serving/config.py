@@ -15,7 +15,7 @@ from typing import Any
 from specops.errors import SpecopsError
 from specops.lifecycle.paths import STATE_DIR
 from specops.spec import Dataset, FeatureSet, Pipeline, SpecSet
-from specops.spec.endpoints import Endpoint
+from specops.spec.endpoints import Endpoint, ModelRef
 
 
 FEATURE_SET_TAG = "lineage.feature_set"  # set on every version the register stage creates
@@ -87,13 +87,21 @@ def resolve_endpoint(specs: SpecSet, name: str) -> ServingConfig:
 
 
 def _resolve_deployment(specs: SpecSet, client, state_dir: Path, deployment) -> DeploymentConfig:
-    ref = deployment.model_ref
     config = DeploymentConfig(
         name=deployment.name, model=deployment.model,
         request_timeout_ms=deployment.request_settings.request_timeout_ms,
         max_concurrent_requests=deployment.request_settings.max_concurrent_requests_per_instance,
         sampling_rate=deployment.data_collector.sampling_rate if deployment.data_collector.enabled else 0.0,
     )
+    return resolve_model(specs, client, state_dir, config)
+
+
+def resolve_model(specs: SpecSet, client, state_dir: Path, config: DeploymentConfig) -> DeploymentConfig:
+    """Fill in `config`'s version, local model copy, feature set and dataset, or its error.
+
+    Shared by the endpoint server and batch scoring, so both refuse the same models.
+    """
+    ref = ModelRef.parse(config.model)
     pipeline = next(p for p in specs.of_kind(Pipeline) if p.spec.model_name == ref.name)  # the checks guarantee one
     feature_set = specs.get(FeatureSet, pipeline.spec.feature_set)
     config.feature_set = feature_set.spec.model_dump(mode="json")
@@ -104,7 +112,7 @@ def _resolve_deployment(specs: SpecSet, client, state_dir: Path, deployment) -> 
         config.error = _feature_set_mismatch(found.tags, feature_set)
         config.model_path = None if config.error else _download(state_dir, ref.name, config.version)
     except Exception as exc:  # noqa: BLE001 -- any registry failure makes this deployment unready, not the server dead
-        config.error = f"cannot load model {deployment.model}: {first_line(exc)}"
+        config.error = f"cannot load model {config.model}: {first_line(exc)}"
     return config
 
 

@@ -99,10 +99,17 @@ class InputSchema:
         return rows
 
     def _check(self, values: list[Any], where) -> None:
+        found = self.row_problem(values)
+        if found:
+            raise BadRequest(where(found[0]), found[1])
+
+    def row_problem(self, values: list[Any]) -> tuple[str, str] | None:
+        """(column, what is wrong) for the first value of a row (in `columns` order) that breaks the contract."""
         for name, column, value in zip(self.columns, self.types, values):
             problem = _problem(column, value)
             if problem:
-                raise BadRequest(where(name), problem)
+                return name, problem
+        return None
 
     def openapi(self, endpoint: str, deployments: list[str], output: dict[str, Any]) -> dict[str, Any]:
         properties = {name: _property(column) for name, column in zip(self.columns, self.types)}

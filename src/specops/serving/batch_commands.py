@@ -1,0 +1,105 @@
+"""`specops batch invoke|list|show` (added to the CLI by specops.cli)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from specops.cli_options import ENV, ROOT, console, friendly
+from specops.errors import SpecopsError
+
+
+@click.group("batch")
+def batch() -> None:
+    """Batch endpoints: score a data set in parallel mini-batches, list and show jobs."""
+
+
+@batch.command("invoke")
+@click.argument("name")
+@click.option("--input", "input_path", type=click.Path(path_type=Path), default=None, help="CSV file to score")
+@click.option("--dataset", default=None, help="score this Dataset's file (default: the endpoint's spec.dataset)")
+@click.option("--deployment", default=None, help="batch deployment (default: the endpoint's default_deployment)")
+@click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="folder for <job id>/ outputs (default: the endpoint's output_path)")
+@click.option("--resume", "resume", default=None, metavar="JOB_ID", help="continue this job: score only its unfinished mini-batches")
+@ENV
+@ROOT
+@friendly
+def invoke(name: str, input_path: Path | None, dataset: str | None, deployment: str | None, output: Path | None,
+           resume: str | None, env: str | None, root: Path) -> None:
+    """Score a data set with batch endpoint NAME; re-running the same input resumes its job."""
+    from specops.serving.batch import invoke as run_job
+
+    if input_path is not None and dataset is not None:
+        raise SpecopsError("give --input or --dataset, not both")
+    if resume and (input_path or dataset or deployment):
+        raise SpecopsError("--resume continues a job with its own input and deployment: drop --input, --dataset and --deployment")
+    with _ProgressBar() as bar:
+        job = run_job(root, name, input=input_path, dataset=dataset, deployment=deployment, output=output,
+                      resume=resume, env=env, progress=bar.update)
+    _show(job)
+
+
+@batch.command("list")
+@click.argument("name")
+@ROOT
+@friendly
+def list_(name: str, root: Path) -> None:
+    """Jobs of batch endpoint NAME, newest first."""
+    from specops.serving.batch import list_jobs
+
+    jobs = list_jobs(root.resolve(), name)
+    if not jobs:
+        console.print(f"no batch jobs for {name}")
+    for job in jobs:
+        console.print(f"{job.job}  {job.status:<11} {job.deployment}  {job.model} v{job.version}  "
+                      f"{len(job.done)}/{job.mini_batches} mini-batches  {job.failed_rows} failed rows  {job.input}")
+
+
+@batch.command("show")
+@click.argument("job_id")
+@ROOT
+@friendly
+def show(job_id: str, root: Path) -> None:
+    """One job: status, model version, progress, failures, output."""
+    from specops.serving.batch import find_job
+
+    _show(find_job(root.resolve(), job_id))
+
+
+def _show(job) -> None:
+    console.print(f"batch job {job.job} ({job.endpoint}/{job.deployment}): {job.status}")
+    console.print(f"  model    {job.model} v{job.version} ({job.model_ref})")
+    console.print(f"  input    {job.input} ({job.rows} rows, {job.mini_batches} mini-batches of {job.mini_batch_size})")
+    console.print(f"  scored   {job.scored_rows} rows, {job.failed_rows} failed, {len(job.done)}/{job.mini_batches} mini-batches done")
+    if job.runs:
+        pids = ", ".join(map(str, sorted({d["pid"] for d in job.done.values()}))) or "-"
+        console.print(f"  workers  {job.runs[-1]['workers']} in the last of {len(job.runs)} run(s); pids that scored: {pids}")
+    output = job.output_file or Path(job.output_dir) / "summary.json"
+    console.print(f"  output   {output}")
+    if job.message:
+        console.print(f"  note     {job.message}")
+    if job.status == "Interrupted":
+        console.print(f"  resume   specops batch invoke {job.endpoint} --resume {job.job}")
+
+
+class _ProgressBar:
+    """rich's progress bar: mini-batches done of total, rows per second of this run."""
+
+    def __enter__(self) -> "_ProgressBar":
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("mini-batches"),
+                                 TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=console, transient=False)
+        self.task = None
+        self.progress.__enter__()
+        return self
+
+    def update(self, state) -> None:
+        rate = f"{state.rows / state.seconds:,.0f} rows/s" if state.seconds > 0 and state.rows else ""
+        if self.task is None:
+            self.task = self.progress.add_task("scoring", total=state.total, completed=state.done, rate=rate)
+        self.progress.update(self.task, completed=state.done, rate=rate)
+
+    def __exit__(self, *exc) -> None:
+        self.progress.__exit__(*exc)
