@@ -124,7 +124,7 @@ def test_analysis_gate_must_exist_and_steps_are_single_actions(project: Path):
     assert errors_of(project) == ["specs/endpoint.yaml:26:9: spec.rollout.steps[1].analysis: no Gate named 'strict' (known: promotion)"]
     write(project, CANARY.replace("- weight: 50", "- {weight: 50, analysis: promotion}"))
     [error] = errors_of(project)
-    assert error.endswith("steps[3]: a canary step is exactly one of weight, pause or analysis")
+    assert error.endswith("steps[3]: a canary step is exactly one of weight, pause, analysis or load_test")
 
 
 def test_duplicate_deployments_unknown_fields_and_bad_durations(project: Path):

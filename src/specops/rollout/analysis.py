@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from specops.rollout.loadtest import LoadTestResult
 from specops.rollout.metrics import Traffic
 from specops.spec.endpoints import RolloutCommon
 from specops.spec.kinds import Gate
@@ -66,10 +67,28 @@ def analyse(canary: Arm, stable: Arm, rollout: RolloutCommon, gate: Gate | None,
         if gate is not None:
             checks += [_slo_check(check, budgets) if check.slo else _gate_check(check, canary, stable, rollout.min_samples)
                        for check in gate.spec.checks]
-    phases = {c["phase"] for c in checks}
-    phase = FAILED if FAILED in phases else INCONCLUSIVE if INCONCLUSIVE in phases else SUCCESSFUL
-    return {"time": time.time(), "phase": phase, "gate": gate.name if gate else None, "checks": checks,
+    return {"time": time.time(), "phase": _phase(checks), "gate": gate.name if gate else None, "checks": checks,
             "canary": canary.metrics(), "stable": stable.metrics()}
+
+
+def _phase(checks: list[dict[str, Any]]) -> str:
+    phases = {c["phase"] for c in checks}
+    return FAILED if FAILED in phases else INCONCLUSIVE if INCONCLUSIVE in phases else SUCCESSFUL
+
+
+def load_test_analysis(result: LoadTestResult, rollout: RolloutCommon) -> dict[str, Any]:
+    """A load test judged as an analysis run: any failed request, or p95 over the latency SLO + margin, is Failed."""
+    checks = [_check("load test requests", SUCCESSFUL if result.requests else INCONCLUSIVE, result.requests, 1,
+                     "" if result.requests else "locust sent no request"),
+              _check("load test failures", FAILED if result.failures else SUCCESSFUL, result.failures, 0,
+                     "; ".join(f"{n} x {error}" for error, n in list(result.errors.items())[:3]))]
+    slo = rollout.rollback.latency_slo_ms
+    if slo is not None and result.requests:
+        limit = slo * (1 + rollout.rollback.latency_margin)
+        checks.append(_check("load test p95 latency ms", FAILED if result.p95 > limit else SUCCESSFUL, result.p95, limit,
+                             f"client-side; SLO {slo:g} ms + {rollout.rollback.latency_margin:.0%}"))
+    return {"time": time.time(), "phase": _phase(checks), "kind": "load test", "gate": None, "checks": checks,
+            "canary": result.to_dict(), "stable": {}}
 
 
 def _samples(canary: Arm, minimum: int) -> dict[str, Any]:

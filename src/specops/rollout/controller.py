@@ -17,20 +17,25 @@ from specops.apply.state import now
 from specops.errors import SpecopsError
 from specops.rollout import analysis as an
 from specops.rollout.incident import new_incident_id, write_incident
+from specops.rollout.loadtest import run_load_test
 from specops.rollout.metrics import Snapshot, scrape, window
 from specops.rollout.state import (ABORTED, ACTIVE, DEGRADED, HEALTHY, PAUSED, PROGRESSING, RecordChanged,
                                    RolloutRecord, load_record, save_record)
 from specops.rollout.strategies import rewards, thompson_weights
 from specops.serving.config import ServingConfig, endpoint_dir, find_endpoint
 from specops.serving.inference_log import read_log
+from specops.serving.keys import ensure_keys
 from specops.serving.server import CONFIG_FILE
 from specops.serving.traffic import set_traffic
 from specops.spec import SpecSet, load_specs
-from specops.spec.endpoints import ABRollout, BanditRollout, BlueGreenRollout, CanaryRollout, ModelRef, duration_seconds
+from specops.spec.endpoints import (ABRollout, BanditRollout, BlueGreenRollout, CanaryRollout, LoadTest, ModelRef,
+                                    duration_seconds)
 from specops.spec.kinds import Gate
 
 POLL_S = 0.1  # how often a pause looks for a promote/abort from another process
 PREVIEW_MIRROR_PERCENT = 50  # blue-green: the idle colour sees this share of live requests, answers discarded
+# Blue-green phases, kept in the record's `step` so `resume` knows what is done.
+BG_LOAD_TEST, BG_ANALYSIS, BG_SWITCHED = 0, 1, 2
 CHAMPION = "champion"
 
 
@@ -131,7 +136,7 @@ class Rollout:
         return record
 
     def _step_bound(self) -> int:
-        return len(self.strategy.steps) + 2 if isinstance(self.strategy, CanaryRollout) else 2
+        return len(self.strategy.steps) + 2 if isinstance(self.strategy, CanaryRollout) else BG_SWITCHED + 2
 
     def step(self) -> RolloutRecord:
         record = self.record()
@@ -174,11 +179,12 @@ class Rollout:
             if not self._wait(duration_seconds(step.pause.duration)):
                 return self.record()  # someone promoted or aborted meanwhile
         else:
-            result = self._analyse(record, step.analysis)
+            what = f"analysis {step.analysis}" if step.analysis is not None else "load test"
+            result = self._analyse(record, step.analysis) if step.analysis is not None else self._load_test(record, step.load_test)
             if result["phase"] == an.FAILED:
-                return self.abort(trigger=f"analysis {step.analysis} failed at step {record.step}", analysis=result)
+                return self.abort(trigger=f"{what} failed at step {record.step}", analysis=result)
             if result["phase"] == an.INCONCLUSIVE:
-                return self._pause(record, f"analysis {step.analysis} inconclusive at step {record.step}: {_why(result)}; "
+                return self._pause(record, f"{what} inconclusive at step {record.step}: {_why(result)}; "
                                            f"`specops rollout resume` re-runs it")
         record.step += 1
         save_record(self.root, record)
@@ -200,12 +206,14 @@ class Rollout:
         record.window = {"time": time.time(), "metrics": self._scrape()}
         save_record(self.root, record)
 
-    def _analyse(self, record: RolloutRecord, gate_name: str | None, shadow: bool = False) -> dict[str, Any]:
+    def _analyse(self, record: RolloutRecord, gate_name: str | None, shadow: bool = False,
+                 arms: tuple[tuple[str, bool], tuple[str, bool]] | None = None) -> dict[str, Any]:
+        """Analysis over the window; `arms` is ((new, mirrored?), (baseline, mirrored?)), by default canary vs stable."""
         after, since = self._scrape(), record.window.get("time", 0.0)
         before = record.window.get("metrics", {})
         records = read_log(endpoint_dir(self.root, self.name))
         arms = [an.Arm(name, window(before, after, name), *an.feedback_counts(records, name, since, is_shadow))
-                for name, is_shadow in ((record.canary, shadow), (record.stable, False))]
+                for name, is_shadow in (arms or ((record.canary, shadow), (record.stable, False)))]
         gate = self.specs.get(Gate, gate_name) if gate_name else None
         result = an.analyse(arms[0], arms[1], self.strategy, gate, an.slo_budgets(self.specs, gate))  # SLO freeze
         result["step"] = record.step
@@ -214,11 +222,53 @@ class Rollout:
         save_record(self.root, record)
         return result
 
+    def _load_test(self, record: RolloutRecord, spec: LoadTest) -> dict[str, Any]:
+        """Locust aimed at the canary by header, judged as an analysis run and recorded with the others."""
+        server = self._server()
+        rows, types = self._load_test_rows(server, record.canary, spec)
+        before = self._scrape()
+        measured = run_load_test(f"http://{self.host}:{server.port}", ensure_keys(endpoint_dir(self.root, self.name))["primary"],
+                                 rows, spec.users, spec.spawn_rate, duration_seconds(spec.duration),
+                                 deployment=record.canary, column_types=types)
+        if record.window:  # synthetic requests are not live traffic: later analyses of this window skip them
+            record.window["metrics"] = _skip(record.window["metrics"], before, self._scrape(), record.canary)
+        result = an.load_test_analysis(measured, self.strategy)
+        result["step"] = record.step
+        record.analyses.append(result)
+        record.log("load test", step=record.step, phase=result["phase"], requests=measured.requests,
+                   failures=measured.failures, p95_ms=measured.p95)
+        save_record(self.root, record)
+        return result
+
+    def _load_test_rows(self, server: ServingConfig, deployment: str, spec: LoadTest) -> tuple[Path, dict[str, str]]:
+        """The CSV the load test draws rows from (the spec's, else the deployment's Dataset) and its column types."""
+        dataset = next(d.dataset for d in server.deployments if d.name == deployment)
+        types = {name: column["type"] for name, column in dataset.get("columns", {}).items()}
+        if spec.rows is not None:
+            return self.root / spec.rows, types
+        if dataset.get("format", "csv") != "csv":
+            raise SpecopsError(f"the load test on {deployment!r} needs CSV rows: its Dataset {dataset['path']} is "
+                               f"{dataset['format']}; give the step `rows: <file.csv>`")
+        return self.root / dataset["path"], types
+
     # --- blue-green -------------------------------------------------------------------------
 
     def _blue_green_step(self, record: RolloutRecord) -> RolloutRecord:
-        """Analyse the idle colour on the requests mirrored to it since the start, then switch (or wait for a person)."""
-        self._wait_for_samples(record)
+        """Load-test the idle colour, analyse it on the requests mirrored to it since the start, then switch (or wait
+        for a person); after the switch, the post-promotion analysis watches it on live traffic."""
+        if record.step == BG_SWITCHED:
+            return self._post_promotion_step(record)
+        load_test = self.strategy.pre_promotion_load_test
+        if load_test is not None and record.step < BG_ANALYSIS:
+            result = self._load_test(record, load_test)
+            if result["phase"] == an.FAILED:
+                return self.abort(trigger="pre-promotion load test failed on the preview", analysis=result)
+            if result["phase"] == an.INCONCLUSIVE:
+                return self._pause(record, f"pre-promotion load test inconclusive: {_why(result)}; `specops rollout resume` re-runs it")
+            record.step = BG_ANALYSIS
+            save_record(self.root, record)
+            return record
+        self._wait_for_samples(record, record.canary)
         result = self._analyse(record, self.strategy.pre_promotion_analysis, shadow=True)
         if result["phase"] == an.FAILED:
             return self.abort(trigger="pre-promotion analysis failed on the preview", analysis=result)
@@ -228,14 +278,35 @@ class Rollout:
             return self._pause(record, "the preview passed analysis; `specops rollout promote` switches traffic to it")
         return self._promote(record, "pre-promotion analysis passed (auto-promotion)")
 
-    def _wait_for_samples(self, record: RolloutRecord) -> None:
+    def _wait_for_samples(self, record: RolloutRecord, deployment: str) -> None:
+        """Until the mirrored side (the preview; after the switch, the previous colour) answered min_samples, or max_wait_s."""
         deadline = time.monotonic() + self.max_wait_s
         before = record.window.get("metrics", {})
         while time.monotonic() < deadline:
-            if window(before, self._scrape(), record.canary).requests >= self.strategy.min_samples:
+            if window(before, self._scrape(), deployment).requests >= self.strategy.min_samples:
                 return
             if not self._wait(min(1.0, deadline - time.monotonic())):
                 return
+
+    def _post_promotion_step(self, record: RolloutRecord) -> RolloutRecord:
+        """The new stable on live traffic against the previous colour on mirrored requests; Failed switches back."""
+        previous = record.previous["stable"]
+        self._wait_for_samples(record, previous)
+        result = self._analyse(record, self.strategy.post_promotion_analysis, arms=((record.stable, False), (previous, True)))
+        if result["phase"] == an.FAILED:
+            return self._switch_back(record, f"post-promotion analysis failed on {record.stable}", result)
+        if result["phase"] == an.INCONCLUSIVE:
+            return self._pause(record, f"post-promotion analysis inconclusive: {_why(result)}; `specops rollout resume` re-runs "
+                                       f"it, `promote` accepts {record.stable}, `abort` switches back to {previous}")
+        return self._settle(record, "post-promotion analysis passed")
+
+    def _settle(self, record: RolloutRecord, reason: str) -> RolloutRecord:
+        """The switch stands: stop mirroring to the previous colour; the rollout is Healthy."""
+        record.mirror = {}
+        record.status, record.message = HEALTHY, reason
+        record.log("settled", reason=reason)
+        self._move_traffic(record)
+        return record
 
     # --- A/B and bandit ---------------------------------------------------------------------
 
@@ -272,11 +343,16 @@ class Rollout:
         record = self.record()
         if record.status not in (PROGRESSING, PAUSED):
             raise SpecopsError(f"nothing to promote: the rollout of {self.name} is {record.status}")
-        return self._promote(record, "promoted by hand")
+        if self._switched(record):  # already switched: promote skips the rest of the post-promotion analysis
+            return self._settle(record, "post-promotion analysis skipped by hand")
+        record = self._promote(record, "promoted by hand")
+        return self.run() if self._switched(record) else record  # the post-promotion analysis, on this driver
 
     def _promote(self, record: RolloutRecord, reason: str) -> RolloutRecord:
         record.status, record.extra["promoting"] = PROGRESSING, reason  # a crash from here on re-runs this method
-        record.weights, record.mirror = {record.canary: 100}, {}
+        watch = isinstance(self.strategy, BlueGreenRollout) and self.strategy.post_promotion_analysis is not None
+        # Watched: the previous colour keeps a mirrored share, the baseline the post-promotion analysis compares with.
+        record.weights, record.mirror = {record.canary: 100}, {record.stable: PREVIEW_MIRROR_PERCENT} if watch else {}
         self._move_traffic(record)
         self._set_champion(record.model, record.canary_version)
         record.previous = {"stable": record.stable, "stable_version": record.stable_version}
@@ -287,6 +363,10 @@ class Rollout:
         record.status, record.message, record.finished_at = HEALTHY, reason, now()
         record.extra.pop("promoting")
         record.log("promoted", reason=reason, version=record.canary_version)
+        if watch:  # Argo's blue-green: Progressing until the post-promotion analysis passes
+            record.status, record.step = PROGRESSING, BG_SWITCHED
+            record.message = f"{reason}; switched, post-promotion analysis {self.strategy.post_promotion_analysis} on live traffic"
+            record.window = {"time": time.time(), "metrics": self._scrape()}
         save_record(self.root, record)
         self.audit.record(action="promote", resource=f"Endpoint/{self.name}", reason=reason,
                           outputs={"model": record.model, "version": record.canary_version, "aliases": [CHAMPION]})
@@ -299,6 +379,8 @@ class Rollout:
         record = self.record()
         if record.status not in (PROGRESSING, PAUSED, ABORTED):
             raise SpecopsError(f"nothing to abort: the rollout of {self.name} is {record.status}")
+        if self._switched(record):
+            return self._switch_back(record, trigger, analysis)
         return self._rollback(record, trigger, analysis)
 
     def undo(self) -> RolloutRecord:
@@ -311,11 +393,19 @@ class Rollout:
         if elapsed > allowed:
             raise SpecopsError(f"the promotion was {elapsed:.0f}s ago, past rollback_window={self.strategy.rollback_window}; "
                                f"roll forward with a new rollout instead")
+        return self._switch_back(record, f"undo within rollback_window ({elapsed:.0f}s after promotion)", None)
+
+    def _switched(self, record: RolloutRecord) -> bool:
+        """Blue-green between the switch and the end of its post-promotion analysis."""
+        return isinstance(self.strategy, BlueGreenRollout) and record.step == BG_SWITCHED and record.previous is not None
+
+    def _switch_back(self, record: RolloutRecord, trigger: str, analysis: dict[str, Any] | None) -> RolloutRecord:
+        """Undo a promotion: the previous stable takes all traffic again and its version the champion alias."""
         record.canary, record.canary_version = record.stable, record.stable_version
         record.stable, record.stable_version = record.previous["stable"], record.previous["stable_version"]
         record.previous = None
         record.extra["restore_champion"] = True  # done once the record says Aborted, so resume redoes it
-        return self._rollback(record, f"undo within rollback_window ({elapsed:.0f}s after promotion)", None)
+        return self._rollback(record, trigger, analysis)
 
     def _rollback(self, record: RolloutRecord, trigger: str, analysis: dict[str, Any] | None) -> RolloutRecord:
         # The record says Aborted before traffic moves: a crash here is finished by `resume`.
@@ -373,3 +463,16 @@ def _epoch(iso: str | None) -> float:
 
 def _why(result: dict[str, Any]) -> str:
     return "; ".join(c["note"] or c["check"] for c in result["checks"] if c["phase"] != an.SUCCESSFUL)
+
+
+def _skip(start: Snapshot, before: Snapshot, after: Snapshot, deployment: str) -> Snapshot:
+    """Move a window's start past what `deployment` answered between two scrapes (a load test's requests)."""
+    then, now_ = before.get(deployment), after.get(deployment)
+    if then is None or now_ is None or now_["requests"] < then["requests"]:  # unknown, or the server restarted
+        return start
+    base = start.get(deployment) or {"requests": 0.0, "errors": 0.0, "buckets": [[b, 0.0] for b, _ in now_["buckets"]]}
+    shifted = {"requests": base["requests"] + now_["requests"] - then["requests"],
+               "errors": base["errors"] + now_["errors"] - then["errors"],
+               "buckets": [[bound, count + b - a]
+                           for (bound, count), (_, a), (_, b) in zip(base["buckets"], then["buckets"], now_["buckets"])]}
+    return {**start, deployment: shifted}

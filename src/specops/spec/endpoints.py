@@ -118,17 +118,34 @@ class Pause(Strict):
     duration: Duration | None = Field(None, description="resume by itself after this; unset: wait for `rollout promote`")
 
 
+def _check_load_duration(value: str) -> str:
+    # locust's --run-time counts whole seconds: a shorter run would not run at all
+    if duration_seconds(value) < 1:
+        raise ValueError(f"a load test runs at least 1s (got {value})")
+    return value
+
+
+class LoadTest(Strict):
+    """Synthetic single-row requests aimed at the new deployment (by header), run by locust in its own process."""
+
+    users: int = Field(10, ge=1, le=1000, description="concurrent clients, each sending one request after another")
+    spawn_rate: float | None = Field(None, gt=0, description="clients started per second; unset: all at once")
+    duration: Annotated[Duration, AfterValidator(_check_load_duration)] = Field("30s", description="how long the load runs, at least 1s")
+    rows: str | None = Field(None, description="CSV of input rows, relative to the project root; unset: the deployment's Dataset")
+
+
 class CanaryStep(Strict):
-    """Exactly one of: shift `weight`% to the canary, `pause`, or run `analysis` with a gate."""
+    """Exactly one of: shift `weight`% to the canary, `pause`, run `analysis` with a gate, or a `load_test` on the canary."""
 
     weight: Percent | None = None
     pause: Pause | None = None
     analysis: Name | None = Field(None, description="a Gate evaluated on live metrics")
+    load_test: LoadTest | None = Field(None, description="fails (and rolls back) on any failed request or p95 over the latency SLO")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "CanaryStep":
-        if sum(x is not None for x in (self.weight, self.pause, self.analysis)) != 1:
-            raise ValueError("a canary step is exactly one of weight, pause or analysis")
+        if sum(x is not None for x in (self.weight, self.pause, self.analysis, self.load_test)) != 1:
+            raise ValueError("a canary step is exactly one of weight, pause, analysis or load_test")
         return self
 
 
@@ -155,8 +172,9 @@ class CanaryRollout(RolloutCommon):
 
 class BlueGreenRollout(RolloutCommon):
     strategy: Literal["blue-green"]
+    pre_promotion_load_test: LoadTest | None = Field(None, description="load aimed at the preview before its analysis")
     pre_promotion_analysis: Name | None = None
-    post_promotion_analysis: Name | None = None
+    post_promotion_analysis: Name | None = Field(None, description="a Gate run on live traffic after the switch; Failed switches back")
     auto_promotion_enabled: bool = False
     scale_down_delay: Duration = Field("30s", description="keep the old deployment this long after the switch")
 
@@ -324,14 +342,21 @@ def _rollout(specs: SpecSet, endpoint: Endpoint, spec: EndpointSpec) -> Iterable
         for i, step in enumerate(rollout.steps):
             if step.analysis is not None:
                 yield from missing_reference(specs, endpoint, (*base, "steps", i, "analysis"), Gate, step.analysis)
+            yield from _load_test_rows(specs, endpoint, (*base, "steps", i, "load_test", "rows"), step.load_test)
     elif isinstance(rollout, BlueGreenRollout):
         for field in ("pre_promotion_analysis", "post_promotion_analysis"):
             gate = getattr(rollout, field)
             if gate is not None:
                 yield from missing_reference(specs, endpoint, (*base, field), Gate, gate)
+        yield from _load_test_rows(specs, endpoint, (*base, "pre_promotion_load_test", "rows"), rollout.pre_promotion_load_test)
     elif isinstance(rollout, (ABRollout, BanditRollout)):
         arms = [name for name, percent in spec.traffic.items() if percent > 0]
         if len(arms) < 2:
             yield specs.error(endpoint, ("spec", "traffic"), f"strategy {rollout.strategy} needs live traffic on at least two deployments")
         if isinstance(rollout, BanditRollout) and rollout.floor * len(arms) > 100:
             yield specs.error(endpoint, (*base, "floor"), f"a floor of {rollout.floor}% for {len(arms)} arms exceeds 100%")
+
+
+def _load_test_rows(specs: SpecSet, endpoint: Endpoint, path: tuple, load_test: LoadTest | None) -> Iterable[SpecError]:
+    if load_test is not None and load_test.rows is not None and not (specs.root / load_test.rows).is_file():
+        yield specs.error(endpoint, path, f"rows file {load_test.rows!r} does not exist (a CSV relative to the project root)")
