@@ -325,3 +325,4 @@ def stage(stage: str, pipeline: str, overrides: tuple[str, ...], env: str | None
 main.add_command(monitor_group)
 main.add_command(rollout)
 main.add_command(batch)
+from specops.slo.commands import slo_group; main.add_command(slo_group)  # noqa: E402,E702

@@ -76,7 +76,7 @@ def _latency(objective: Latency, inputs: Inputs, start: float, recent: float, no
     recent_good, recent_bad = sli.latency_counts(sli.in_window(records, recent, now), objective.threshold_ms, inputs.rates)
     fields = b.event_budget(good=good, bad=bad, target=objective.target, recent=(recent_bad, recent_good + recent_bad))
     measured = sli.p95(records)
-    notes = [f"p95 {measured:.1f} ms" if measured is not None else "no logged requests", *_sampling_note(inputs.rates)]
+    notes = [f"p95 {measured:.1f} ms" if measured is not None else "no logged requests", *_sampling_note(records, inputs.rates)]
     fields["note"] = "; ".join(notes)
     return f"{_percent(objective.target)} within {objective.threshold_ms:g} ms", fields
 
@@ -122,8 +122,9 @@ def _fairness(objective: Fairness, inputs: Inputs, start: float, recent: float, 
     return target, fields
 
 
-def _sampling_note(rates: Mapping[str, float]) -> list[str]:
-    sampled = {name: rate for name, rate in rates.items() if 0 < rate < 1}
+def _sampling_note(records: list[dict[str, Any]], rates: Mapping[str, float]) -> list[str]:
+    logged = {r["deployment"] for r in records}
+    sampled = {name: rate for name, rate in rates.items() if 0 < rate < 1 and name in logged}
     if not sampled:
         return []
     return ["estimated from a sample of the log (" + ", ".join(f"{n} {r:g}" for n, r in sorted(sampled.items())) + ")"]
