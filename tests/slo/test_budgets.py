@@ -143,6 +143,8 @@ def test_fairness_is_fairlearn_s_demographic_parity_difference():
     groups = ["F"] * 40 + ["M"] * 60 + ["X"] * 5  # X: too few rows to count
     predictions = [1] * 12 + [0] * 28 + [1] * 30 + [0] * 30 + [1] * 5
     records = [record(NOW - 60, prediction=p, inputs={"gender": g}) for g, p in zip(groups, predictions)]
+    for r in records[::2]:  # the attribute logged beside the inputs rather than as one counts the same
+        r["sensitive"] = {"gender": r.pop("inputs")["gender"]}
     spec = slo({"sli": "fairness", "max_parity_diff": 0.25, "sensitive": "gender", "min_samples": 30})
     result = one(spec, Inputs(records=records))
     expected = demographic_parity_difference(predictions[:100], predictions[:100], sensitive_features=groups[:100])

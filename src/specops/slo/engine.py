@@ -115,8 +115,8 @@ def _fairness(objective: Fairness, inputs: Inputs, start: float, recent: float, 
     diff, groups = sli.parity_difference(records, column, inputs.rates, objective.min_samples)
     fields = b.threshold_budget(value=diff, bound=objective.max_parity_diff)
     if diff is None:
-        fields["note"] = (f"fewer than two groups of {column!r} with {objective.min_samples} logged rows "
-                          f"(rows whose logged inputs carry {column!r}: {sum(int(g['rows']) for g in groups.values())})")
+        fields["note"] = (f"fewer than two groups of {column!r} with {objective.min_samples} logged rows each "
+                          f"(a sensitive column is not a model input: it is logged only beside the inputs, under `sensitive`)")
     else:
         fields["note"] = ", ".join(f"{g}: {v['selection_rate']:.3f} of {int(v['rows'])}" for g, v in sorted(groups.items()))
     return target, fields

@@ -67,12 +67,12 @@ def parity_difference(records: Iterable[Record], column: str, rates: Mapping[str
                       min_samples: int, positive: Any = 1) -> tuple[float | None, dict[str, dict[str, float]]]:
     """Demographic parity difference (fairlearn's definition: largest minus smallest group selection rate).
 
-    Only rows whose logged inputs carry the sensitive column count, and only groups with at least
+    Only rows whose log line carries the sensitive column count, and only groups with at least
     `min_samples` of them; fewer than two such groups measure nothing (None).
     """
     totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0])  # group -> [weight, positive weight, rows]
     for record in records:
-        group = (record.get("inputs") or {}).get(column)
+        group = sensitive_value(record, column)
         if group is None:
             continue
         share = weight(record, rates)
@@ -85,6 +85,11 @@ def parity_difference(records: Iterable[Record], column: str, rates: Mapping[str
         return None, rates_by_group
     selection = [g["selection_rate"] for g in rates_by_group.values()]
     return max(selection) - min(selection), rates_by_group
+
+
+def sensitive_value(record: Record, column: str) -> Any:
+    """The row's sensitive attribute: logged beside the inputs (`sensitive`, as the monitors read it), or as an input."""
+    return (record.get("sensitive") or {}).get(column, (record.get("inputs") or {}).get(column))
 
 
 def age_days(trained_at: float | None, now: float) -> float | None:
