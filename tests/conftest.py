@@ -26,9 +26,18 @@ def specops(*args: str, cwd: Path, check: bool = False) -> subprocess.CompletedP
     return run([str(BIN / "specops"), *args], cwd=cwd, check=check)
 
 
-def make_project(dest: Path, rows: int = 1500, sweep: str = "[3, 5]", with_pipeline: bool = True) -> Path:
-    """A git + DVC repository holding the example specs, small enough for tests."""
+def make_project(dest: Path, rows: int = 1500, sweep: str = "[3, 5]", with_pipeline: bool = True,
+                 endpoint_port: int | None = None) -> Path:
+    """A git + DVC repository holding the example specs, small enough for tests.
+
+    The example Endpoint is left out unless `endpoint_port` is given (apply would start its server).
+    """
     shutil.copytree(REPO / "specs", dest / "specs")
+    endpoint = dest / "specs" / "endpoints" / "credit-scoring.yaml"
+    if endpoint_port is None:
+        shutil.rmtree(endpoint.parent)
+    else:
+        endpoint.write_text(endpoint.read_text().replace("port: 5800", f"port: {endpoint_port}"))
     shutil.copytree(REPO / "src" / "credit_risk", dest / "src" / "credit_risk", ignore=shutil.ignore_patterns("__pycache__"))
     params = (REPO / "params.yaml").read_text().replace("[3, 5, 7]", sweep).replace("n_estimators: 100", "n_estimators: 30")
     (dest / "params.yaml").write_text(params)

@@ -1,8 +1,9 @@
-"""The embedded backend: DVC runs pipelines, MLflow (SQLite) tracks and registers.
+"""The embedded backend: DVC runs pipelines, MLflow (SQLite) tracks and registers, endpoints serve locally.
 
 Declarations (Project, Dataset, FeatureSet, Gate) are recorded in state and
 read by the lifecycle stages; a Pipeline is applied by `dvc repro`, which takes
-every stage whose inputs did not change from DVC's cache.
+every stage whose inputs did not change from DVC's cache; an Endpoint by
+starting (or replacing) its server and rolling traffic out (local_endpoint).
 """
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from specops.backends import local_endpoint
 from specops.backends.base import Reporter
 from specops.errors import SpecopsError
 from specops.lifecycle.paths import RunPaths
 from specops.plan.model import Action, Operation, Resource
 from specops.render.dvc import dump_dvc, final_stage, render_dvc, stage_name
 from specops.spec import KINDS, FeatureSet, Pipeline, Project, SpecSet
+from specops.spec.endpoints import Endpoint
 from specops.spec.refs import resolve
 
 CURRENT = "current"
@@ -46,6 +49,10 @@ class LocalBackend:
                 deps += (f"Dataset/{s.dataset}", f"FeatureSet/{s.feature_set}", f"Gate/{s.gate}")
                 fields["outputs"] = CURRENT
                 live = ("outputs",)
+            if isinstance(doc, Endpoint):
+                deps += _training_pipelines(specs, doc)  # a model is trained before it is served
+                fields["serving"] = local_endpoint.RUNNING
+                live = ("serving",)
             resources.append(Resource(doc.kind, doc.name, fields, deps, live))
         return resources
 
@@ -59,6 +66,9 @@ class LocalBackend:
             for p in pipelines:
                 changed = sorted(s.removeprefix(f"{p.name}-") for s in stale if s.startswith(f"{p.name}-"))
                 actual[p.key]["outputs"] = f"stale ({', '.join(changed)})" if changed else CURRENT
+        for endpoint in specs.of_kind(Endpoint):
+            if endpoint.key in actual:
+                actual[endpoint.key]["serving"] = local_endpoint.observe(self.root, endpoint, specs)
         return actual
 
     def check_rendered(self, specs: SpecSet) -> None:
@@ -85,13 +95,15 @@ class LocalBackend:
         return {addr.rsplit(":", 1)[-1] for addr in status}
 
     def notes(self, specs: SpecSet) -> list[str]:
-        # Say what apply does not do locally yet, rather than let a `+` line suggest it does.
+        # Say what apply does not do locally, rather than let a `+` line suggest it does.
         return [
-            f"{doc.key}: recorded only; serve it with `specops endpoint serve {doc.name}`"
-            for doc in specs.documents if doc.kind in ("Endpoint", "BatchEndpoint")
+            f"{doc.key}: recorded only; score with `specops batch invoke {doc.name}`"
+            for doc in specs.documents if doc.kind == "BatchEndpoint"
         ]
 
     def records_only(self, op: Operation) -> bool:
+        if op.kind == "Endpoint":
+            return False  # starting, replacing and stopping servers, moving traffic
         return op.kind != "Pipeline" or op.action is Action.DELETE
 
     # -- apply -----------------------------------------------------------------
@@ -99,12 +111,16 @@ class LocalBackend:
         if op.action is Action.DELETE:
             if op.kind == "Pipeline":
                 report(f"{op.key}: removed from state; its registered models stay in the registry")
+            if op.kind == "Endpoint":
+                return local_endpoint.remove(self.root, op.name, report)
             return {}
         doc = specs.get(KINDS[op.kind], op.name)
         if isinstance(doc, Project):
             return self._apply_project(doc, specs)
         if isinstance(doc, Pipeline):
             return self.run_pipeline(doc, specs, report)
+        if isinstance(doc, Endpoint):
+            return local_endpoint.deploy(self.root, doc, specs, report)
         return {}
 
     def _apply_project(self, project: Project, specs: SpecSet) -> dict[str, Any]:
@@ -129,3 +145,7 @@ class LocalBackend:
         registration = RunPaths(self.root, pipeline.name).registration
         return json.loads(registration.read_text()) if registration.exists() else {}
 
+
+def _training_pipelines(specs: SpecSet, endpoint: Endpoint) -> tuple[str, ...]:
+    models = {d.model_ref.name for d in endpoint.spec.deployments}
+    return tuple(p.key for p in specs.of_kind(Pipeline) if p.spec.model_name in models)

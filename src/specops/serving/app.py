@@ -61,6 +61,7 @@ class LiveEndpoint:
     _weights: list[float] = field(default_factory=list)  # ...and their cumulative shares
     _mirror: dict[str, int] = field(default_factory=dict)
     _watcher: asyncio.Task | None = None
+    draining: bool = False  # stopping: every answer says `Connection: close`, so clients reconnect elsewhere
 
     def start(self) -> None:
         """Load every deployment (a failure makes that one unready), then follow the live traffic weights."""
@@ -127,7 +128,13 @@ def build_app(endpoint: LiveEndpoint) -> web.Application:
     app.router.add_get("/liveness", liveness)
     app.router.add_get("/readiness", readiness)
     app.router.add_get("/metrics", metrics)
+    app.on_response_prepare.append(_close_when_draining)
     return app
+
+
+async def _close_when_draining(request: web.Request, response: web.StreamResponse) -> None:
+    if request.app["endpoint"].draining:
+        response.force_close()
 
 
 def _error(status: int, message: str, **extra: Any) -> web.Response:

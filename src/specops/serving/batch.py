@@ -247,8 +247,26 @@ def read_input(path: Path, config: DeploymentConfig) -> list[list[Any]]:
     dataset = DatasetSpec.model_validate(config.dataset)
     schema = InputSchema.of(FeatureSetSpec.model_validate(config.feature_set), dataset)
     frame = _read_frame(path, schema, dataset)
-    columns = [[None if v != v else v for v in frame[c].tolist()] for c in schema.columns]  # v != v: NaN
+    columns = [_values(frame[name], column) for name, column in zip(schema.columns, schema.types)]
     return [list(row) for row in zip(*columns)]
+
+
+def _values(series, column) -> list[Any]:
+    values = [None if v != v else v for v in series.tolist()]  # v != v: NaN, pandas' missing value
+    if column.type in ("int", "float") and series.dtype == object:
+        # One bad cell makes pandas read the whole column as text: numbers become numbers again, and
+        # only the bad cells fail their rows (naming the value), not every row of the file.
+        values = [_number(v) for v in values]
+    return values
+
+
+def _number(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        return value
 
 
 def _read_frame(path: Path, schema, dataset):

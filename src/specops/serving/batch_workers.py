@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from specops.apply.state import atomic_write
+from specops.serving.config import DeploymentConfig, first_line
 
 PART_COLUMNS = ("row", "prediction", "model", "version", "error")
 
@@ -62,8 +63,7 @@ def kill(worker: WorkerHandle) -> None:
 def worker_main(conn: Connection, config: dict[str, Any], parts_dir: str | None) -> None:
     # Ctrl-C reaches the whole process group; the parent decides what stops and saves the manifest.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from specops.serving.config import DeploymentConfig, first_line
-    from specops.serving.scorer import Scorer
+    from specops.serving.scorer import Scorer  # MLflow and the model's libraries: only in the workers
 
     try:
         scorer = Scorer(DeploymentConfig(**config))
@@ -72,12 +72,15 @@ def worker_main(conn: Connection, config: dict[str, Any], parts_dir: str | None)
         return
     conn.send(("ready", os.getpid()))
     model, version = config["model"].partition("@")[0], config["version"]
+    try:
+        _serve(conn, scorer, parts_dir, model, version)
+    except (EOFError, OSError):  # the parent died: nobody will record what we score
+        return
+
+
+def _serve(conn: Connection, scorer, parts_dir: str | None, model: str, version: str) -> None:
     while True:
-        try:
-            task = conn.recv()
-        except (EOFError, OSError):  # the parent died: nobody will record what we score
-            return
-        index, first_row, rows = task
+        index, first_row, rows = conn.recv()
         started = time.perf_counter()
         try:
             lines, scored, failed, first_error = _score(scorer, first_row, rows, model, version)

@@ -10,6 +10,7 @@ a proxy in the way. If a worker dies the whole server stops, exit code 1
 from __future__ import annotations
 
 import asyncio
+import json
 import multiprocessing
 import os
 import queue
@@ -20,37 +21,54 @@ import time
 from multiprocessing.connection import wait
 from pathlib import Path
 
+from specops.apply.state import atomic_write, now
 from specops.errors import SpecopsError
 from specops.serving.config import ServingConfig, endpoint_dir, find_endpoint, first_line, resolve_endpoint
 from specops.serving.keys import ensure_keys
 from specops.serving.metrics import shared_array
-from specops.serving.traffic import set_traffic
+from specops.serving.traffic import read_traffic, set_traffic
 from specops.spec import load_specs
 
 STARTUP_TIMEOUT_S = 120
 DRAIN_SECONDS = 5.0  # how long a stopping worker waits for requests in flight
+HANDOFF_SECONDS = 0.5  # how long a stopping worker answers with `Connection: close` before it stops listening
 CONFIG_FILE = "config.json"
+PID_FILE = "server.pid"  # written once every worker listens: {"pid", "port", "started"}
 
 
 def prepare(root: Path | str, endpoint: str, port: int | None = None, workers: int | None = None,
-            host: str = "127.0.0.1") -> Path:
+            host: str = "127.0.0.1", replace: bool = False) -> Path:
     """Resolve the endpoint and write what the workers read; returns the config file.
 
     The port is checked first, so a second server started by mistake fails
-    before it touches the running one's files.
+    before it touches the running one's files. With `replace`, the new server
+    shares the port with the running one (which the caller stops once the new
+    one answers) and keeps the live traffic weights, which a rollout may own.
     """
     specs = load_specs(root)
     port = port if port is not None else find_endpoint(specs, endpoint).spec.server.port
-    _check_port_free(host, port)
+    if not replace:
+        _check_port_free(host, port)
     config = resolve_endpoint(specs, endpoint)
     config.port = port
     config.workers = workers if workers is not None else (config.workers or os.cpu_count() or 1)
     ensure_keys(Path(config.state_dir))
-    # The spec's weights are where a (re)started server begins; a rollout moves them with set_traffic.
-    set_traffic(config.state_dir, [d.name for d in config.deployments], config.traffic, config.mirror_traffic)
+    names = [d.name for d in config.deployments]
+    live = _live_traffic(config.state_dir, names) if replace else None
+    # The spec's weights are where a new server begins; a rollout moves them with set_traffic.
+    set_traffic(config.state_dir, names, *(live or (config.traffic, config.mirror_traffic)))
     path = endpoint_dir(specs.root, endpoint) / CONFIG_FILE
     config.save(path)
     return path
+
+
+def _live_traffic(state_dir: str, deployments: list[str]) -> tuple[dict[str, int], dict[str, int]] | None:
+    """The weights in force, if they still name only deployments the new server hosts."""
+    try:
+        traffic, mirror = read_traffic(state_dir)
+    except (OSError, ValueError, KeyError):
+        return None
+    return (traffic, mirror) if set(traffic) | set(mirror) <= set(deployments) else None
 
 
 def serve(config_path: Path, host: str = "127.0.0.1", announce=print) -> int:
@@ -71,13 +89,29 @@ def serve(config_path: Path, host: str = "127.0.0.1", announce=print) -> int:
     for d in config.deployments:
         announce(f"  {d.name}: {d.model} -> {'version ' + d.version if d.version else 'NOT READY: ' + str(d.error)}")
     announce(f"endpoint {config.endpoint} listening on http://{host}:{config.port} ({config.workers} workers)")
-    return _supervise(workers)
+    pid_file = Path(config.state_dir) / PID_FILE
+    atomic_write(pid_file, json.dumps({"pid": os.getpid(), "port": config.port, "started": now()}))
+    try:
+        return _supervise(workers)
+    finally:
+        _forget_pid(pid_file)
+
+
+def _forget_pid(pid_file: Path) -> None:
+    """Remove the pid file if it still names this process (a replacement may have written its own)."""
+    try:
+        if json.loads(pid_file.read_text())["pid"] == os.getpid():
+            pid_file.unlink()
+    except (OSError, ValueError, KeyError):
+        pass
 
 
 def _check_port_free(host: str, port: int) -> None:
     """Workers share the port through SO_REUSEPORT, which would also let them share it, silently,
     with another server that set it. A plain bind fails if anything at all listens there."""
     with socket.socket() as probe:
+        # Connections the last server closed linger in TIME_WAIT on the port; they are no listener.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:
@@ -160,6 +194,11 @@ async def _worker(config: ServingConfig, worker: int, host: str, array, started)
     started.put(None)
     await stop.wait()
     orphan_watch.cancel()
+    # Hand clients over before closing: a keep-alive connection closed while its client sends on it fails
+    # that request. Answers now close their connection, so clients reconnect (to a replacement server, if one
+    # shares the port); then the listener closes and requests in flight finish.
+    endpoint.draining = True
+    await asyncio.sleep(HANDOFF_SECONDS)
     await runner.cleanup()
 
 

@@ -1,0 +1,145 @@
+"""`specops apply` deploys the example Endpoint and rolls model changes out on a live server under load.
+
+One trained example project (champion v1) for the module. A pull request's
+spec change is simulated by rewriting specs/endpoints/credit-scoring.yaml;
+traffic comes from the example project's own client (credit_risk.traffic),
+which also reports every label back, so analysis compares accuracy for real.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from specops import api
+from specops.errors import SpecopsError
+from specops.serving import daemon
+from specops.serving.config import endpoint_dir
+from specops.serving.keys import ensure_keys
+from specops.serving.traffic import read_traffic
+from tests.conftest import make_project
+from tests.serving.conftest import free_port
+
+pytestmark = pytest.mark.xdist_group("endpoint-apply")
+ENDPOINT = "credit-scoring"
+
+
+def deployments(*names_and_refs: tuple[str, str], traffic: dict[str, int]) -> str:
+    """The spec's deployments and traffic block, as a PR would write them."""
+    lines = ["  deployments:"]
+    for name, ref in names_and_refs:
+        lines += [f"    - name: {name}", f"      model: {ref}", "      instance_count: 1"]
+    return "\n".join(lines) + "\n  traffic: {" + ", ".join(f"{k}: {v}" for k, v in traffic.items()) + "}\n"
+
+
+def write_spec(root: Path, original: str, *refs: tuple[str, str], traffic: dict[str, int]) -> None:
+    head, rest = original.split("  deployments:\n", 1)
+    tail = rest[rest.index("  rollout:"):]
+    path = root / "specs" / "endpoints" / f"{ENDPOINT}.yaml"
+    path.write_text(head + deployments(*refs, traffic=traffic) + tail)
+
+
+def register_versions(root: Path) -> None:
+    """v2: champion v1's own model registered again (good); v3: a forest fit on inverted labels (bad)."""
+    import mlflow
+    import mlflow.sklearn
+    import pandas as pd
+    from sklearn.ensemble import RandomForestClassifier
+
+    from specops.features.transforms import compute_features
+    from specops.lifecycle.tracking import connect
+    from specops.spec import Dataset, FeatureSet, load_specs
+
+    specs = load_specs(root)
+    client = connect(specs)
+    v1 = client.get_model_version("credit-risk", "1")
+    client.create_model_version("credit-risk", v1.source, run_id=v1.run_id, tags=v1.tags)
+    data = pd.read_csv(root / "data" / "credit.csv")
+    features = compute_features(data, specs.get(FeatureSet, "credit-features").spec, specs.get(Dataset, "credit-applications").spec)
+    model = RandomForestClassifier(n_estimators=10, max_depth=4, random_state=0).fit(features, 1 - data["default"])
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(model, name="model", input_example=features.head(2),
+                                        pip_requirements=["scikit-learn"], serialization_format="pickle")
+    mlflow.register_model(info.model_uri, "credit-risk", tags={"lineage.feature_set": "credit-features@v1"})
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = make_project(tmp_path_factory.mktemp("endpoint-apply") / "proj", endpoint_port=free_port())
+    api.apply(root)  # trains, registers v1 and starts the server
+    register_versions(root)
+    yield root
+    daemon.stop(root, ENDPOINT)
+
+
+def score(root: Path, row: dict) -> requests.Response:
+    info = daemon.server_info(root, ENDPOINT)
+    key = ensure_keys(endpoint_dir(root, ENDPOINT))["primary"]
+    return requests.post(f"http://127.0.0.1:{info['port']}/score", json={"data": [row]},
+                         headers={"Authorization": f"Bearer {key}"}, timeout=10)
+
+
+ROW = {"income": 52000.0, "debt_ratio": 0.3, "credit_score": 700, "age": 40, "employment_years": 5.0, "region": "north"}
+
+
+def test_first_apply_serves_the_champion_and_converges(project: Path):
+    response = score(project, ROW)
+    assert response.status_code == 200, response.text
+    assert response.headers["azureml-model-deployment"] == "blue"
+    state = api.status(project)["resources"][f"Endpoint/{ENDPOINT}"]
+    assert state["outputs"]["versions"] == {"blue": "1"}
+    assert api.plan(project).plan.empty
+
+
+def test_rollouts_driven_by_apply(project: Path):
+    from credit_risk.traffic import Traffic
+    from specops.lifecycle.tracking import connect
+    from specops.spec import load_specs
+
+    path = project / "specs" / "endpoints" / f"{ENDPOINT}.yaml"
+    original = path.read_text()
+    with_good = (("blue", "credit-risk@1"), ("green", "credit-risk@2"))
+    traffic = Traffic(project, ENDPOINT, rate=150).start()
+    try:
+        # A PR sends all traffic to a new deployment of a good version: the canary is promoted.
+        write_spec(project, original, *with_good, traffic={"green": 100})
+        plan = api.plan(project).plan
+        assert [op.key for op in plan.operations] == [f"Endpoint/{ENDPOINT}"]
+        api.apply(project)
+        assert read_traffic(endpoint_dir(project, ENDPOINT))[0] == {"green": 100}
+        assert connect(load_specs(project)).get_model_version_by_alias("credit-risk", "champion").version in (2, "2")
+        assert api.plan(project).plan.empty
+
+        # The next PR rolls out the bad version: analysis fails, traffic goes back, apply fails, the change stays planned.
+        write_spec(project, original, *with_good, ("bad", "credit-risk@3"), traffic={"bad": 100})
+        with pytest.raises(SpecopsError, match="rolled back"):
+            api.apply(project)
+        assert read_traffic(endpoint_dir(project, ENDPOINT))[0] == {"green": 100}
+        assert list((project / ".specops" / "incidents").glob("*.md"))
+        (operation,) = api.plan(project).plan.operations
+        assert operation.before["serving"].startswith("rollout Degraded (incident ")
+
+        # Reverting the PR recovers the endpoint: nothing left to do.
+        write_spec(project, original, *with_good, traffic={"green": 100})
+        assert api.plan(project).plan.empty
+    finally:
+        traffic.stop()
+    assert traffic.failed == 0, traffic.summary()
+    assert traffic.deployments["bad"] > 0 and traffic.deployments["green"] > 0, traffic.summary()
+
+
+def test_a_stopped_server_is_planned_and_restarted(project: Path):
+    info = daemon.server_info(project, ENDPOINT)
+    os.kill(info["pid"], signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while daemon.server_info(project, ENDPOINT) is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    changes = [(c.path, c.old, c.new) for op in api.plan(project).plan.operations for c in op.changes]
+    assert ("serving", "stopped", "running") in changes
+    api.apply(project)
+    assert score(project, ROW).status_code == 200
+    assert api.plan(project).plan.empty
