@@ -35,6 +35,14 @@ resource "azurerm_resource_group" "this" {
 
 # ------------------------------------------------------------------ storage
 resource "azurerm_storage_account" "this" {
+  # Findings checkov reports here that are deliberate (docs/infrastructure.md, "checkov"):
+  #checkov:skip=CKV_AZURE_35:Default network action is Deny with enable_private_network; public mode must Allow because GitHub-hosted runners and Microsoft-hosted agents (no fixed IPs) upload code snapshots and data to this account.
+  #checkov:skip=CKV_AZURE_59:Public network access is off with enable_private_network; public mode keeps it on for the same reason as CKV_AZURE_35. Anonymous blob access is off either way (allow_nested_items_to_be_public = false).
+  #checkov:skip=CKV2_AZURE_33:The private endpoints (blob, file) are created by network.tf when enable_private_network = true; they are optional by design.
+  #checkov:skip=CKV2_AZURE_40:Azure ML's default datastores (workspaceblobstore, workspacefilestore) authenticate with the account key; shared-key access can only be turned off with identity-based datastores.
+  #checkov:skip=CKV2_AZURE_1:Encrypted at rest with Microsoft-managed keys; customer-managed keys need a key, an identity and the workspace's own CMK settings, an organisation's choice rather than a template default.
+  #checkov:skip=CKV_AZURE_206:Replication is the storage_replication_type variable; LRS is the cost-minded default for dev (everything in it is reproducible from git and DVC), and ZRS/GRS/RAGRS are allowed for prod.
+  #checkov:skip=CKV_AZURE_33:No queues are used (Azure ML uses blobs and files); Storage Analytics logging for the queue service would record nothing.
   name                             = local.storage_account_name
   resource_group_name              = azurerm_resource_group.this.name
   location                         = azurerm_resource_group.this.location
@@ -49,6 +57,12 @@ resource "azurerm_storage_account" "this" {
   shared_access_key_enabled     = true
   public_network_access_enabled = local.public_access
   tags                          = local.tags
+
+  # SAS tokens valid for more than a day are logged (Azure ML's own SAS tokens are short-lived).
+  sas_policy {
+    expiration_period = "1.00:00:00"
+    expiration_action = "Log"
+  }
 
   blob_properties {
     versioning_enabled = true
@@ -70,6 +84,9 @@ resource "azurerm_storage_account" "this" {
 
 # ------------------------------------------------------------------ key vault
 resource "azurerm_key_vault" "this" {
+  #checkov:skip=CKV_AZURE_109:Firewall default action is Deny with enable_private_network; in public mode the workspace and CI (no fixed IPs) must reach the vault. Access is Entra RBAC either way.
+  #checkov:skip=CKV_AZURE_189:Public network access is off with enable_private_network; public mode keeps it on, as for the storage account (CKV_AZURE_59).
+  #checkov:skip=CKV2_AZURE_32:The vault's private endpoint is created by network.tf when enable_private_network = true; it is optional by design.
   name                          = local.key_vault_name
   resource_group_name           = azurerm_resource_group.this.name
   location                      = azurerm_resource_group.this.location
@@ -108,6 +125,15 @@ resource "azurerm_application_insights" "this" {
 
 # ------------------------------------------------------------------ registry
 resource "azurerm_container_registry" "this" {
+  # Basic is the default tier; these need Premium (or Defender), see docs/infrastructure.md:
+  #checkov:skip=CKV_AZURE_139:The registry stays publicly reachable (admin user off, pulls through Entra identities); a private registry needs Premium plus a private endpoint and an image-build compute.
+  #checkov:skip=CKV_AZURE_233:Zone redundancy is a Premium feature; the default tier is Basic.
+  #checkov:skip=CKV_AZURE_237:Dedicated data endpoints are a Premium feature; the default tier is Basic.
+  #checkov:skip=CKV_AZURE_164:Content trust (signed images) is a Premium feature, and Azure ML builds the images itself.
+  #checkov:skip=CKV_AZURE_165:Geo-replication is a Premium feature; one region per environment.
+  #checkov:skip=CKV_AZURE_166:Quarantine is a Premium preview feature.
+  #checkov:skip=CKV_AZURE_167:Retention of untagged manifests is a Premium feature.
+  #checkov:skip=CKV_AZURE_163:Image vulnerability scanning is Microsoft Defender for Containers, a subscription-level plan, not a registry setting.
   name                = local.container_registry_name
   resource_group_name = azurerm_resource_group.this.name
   location            = azurerm_resource_group.this.location
@@ -118,6 +144,8 @@ resource "azurerm_container_registry" "this" {
 
 # ------------------------------------------------------------------ workspace
 resource "azurerm_machine_learning_workspace" "this" {
+  #checkov:skip=CKV2_AZURE_49:Public network access is off with enable_private_network (workspace private endpoint in network.tf); public mode is the default so that hosted CI runners can apply.
+  #checkov:skip=CKV2_AZURE_50:The linked storage account is private with enable_private_network; see the storage account's CKV_AZURE_59.
   name                          = local.workspace_name
   friendly_name                 = "${var.name_prefix} (${var.resource_group_name})"
   description                   = "specops workspace: managed from specs/ by the specops reconciler."

@@ -63,6 +63,29 @@ resource "azurerm_subnet" "private_endpoints" {
   private_endpoint_network_policies = "Disabled"
 }
 
+# One NSG per subnet, with Azure's default rules only: the compute nodes have no
+# public IP here, so Azure ML needs no inbound rule, and outbound stays open to
+# the service tags Azure ML reaches (storage, registry, Entra ID, the workspace).
+resource "azurerm_network_security_group" "this" {
+  for_each            = var.enable_private_network ? toset(["training", "private-endpoints"]) : toset([])
+  name                = "nsg-${var.name_prefix}-${local.suffix}-${each.key}"
+  resource_group_name = azurerm_resource_group.this.name
+  location            = azurerm_resource_group.this.location
+  tags                = local.tags
+}
+
+resource "azurerm_subnet_network_security_group_association" "training" {
+  count                     = var.enable_private_network ? 1 : 0
+  subnet_id                 = azurerm_subnet.training[0].id
+  network_security_group_id = azurerm_network_security_group.this["training"].id
+}
+
+resource "azurerm_subnet_network_security_group_association" "private_endpoints" {
+  count                     = var.enable_private_network ? 1 : 0
+  subnet_id                 = azurerm_subnet.private_endpoints[0].id
+  network_security_group_id = azurerm_network_security_group.this["private-endpoints"].id
+}
+
 resource "azurerm_private_dns_zone" "this" {
   for_each            = local.private_dns_zones
   name                = each.value

@@ -22,6 +22,15 @@ var zoneNames = {
   api: 'privatelink.api.azureml.ms'
   notebooks: 'privatelink.notebooks.azure.net'
 }
+// The zones' keys as an array: the zones and their VNet links loop over it with the same index.
+// (An array rather than items(zoneNames): checkov's Bicep parser cannot read an indexed loop over items().)
+var zoneKeys = [
+  'blob'
+  'file'
+  'vault'
+  'api'
+  'notebooks'
+]
 
 // One entry per private endpoint: the target, its sub-resource, the zones its records go in.
 var endpoints = [
@@ -60,6 +69,23 @@ var endpoints = [
   }
 ]
 
+// One NSG per subnet, with Azure's default rules only: the compute nodes have no
+// public IP here, so Azure ML needs no inbound rule, and outbound stays open to
+// the service tags Azure ML reaches (storage, registry, Entra ID, the workspace).
+resource trainingNsg 'Microsoft.Network/networkSecurityGroups@2023-11-01' = {
+  name: 'nsg-${vnetName}-training'
+  location: location
+  tags: tags
+  properties: {}
+}
+
+resource privateEndpointNsg 'Microsoft.Network/networkSecurityGroups@2023-11-01' = {
+  name: 'nsg-${vnetName}-private-endpoints'
+  location: location
+  tags: tags
+  properties: {}
+}
+
 resource vnet 'Microsoft.Network/virtualNetworks@2023-11-01' = {
   name: vnetName
   location: location
@@ -76,6 +102,9 @@ resource vnet 'Microsoft.Network/virtualNetworks@2023-11-01' = {
         properties: {
           addressPrefix: trainingSubnetPrefix
           privateEndpointNetworkPolicies: 'Disabled'
+          networkSecurityGroup: {
+            id: trainingNsg.id
+          }
         }
       }
       {
@@ -83,6 +112,9 @@ resource vnet 'Microsoft.Network/virtualNetworks@2023-11-01' = {
         properties: {
           addressPrefix: privateEndpointSubnetPrefix
           privateEndpointNetworkPolicies: 'Disabled'
+          networkSecurityGroup: {
+            id: privateEndpointNsg.id
+          }
         }
       }
     ]
@@ -90,15 +122,15 @@ resource vnet 'Microsoft.Network/virtualNetworks@2023-11-01' = {
 }
 
 resource zones 'Microsoft.Network/privateDnsZones@2020-06-01' = [
-  for zone in items(zoneNames): {
-    name: zone.value
+  for zone in zoneKeys: {
+    name: zoneNames[zone]
     location: 'global'
     tags: tags
   }
 ]
 
 resource zoneLinks 'Microsoft.Network/privateDnsZones/virtualNetworkLinks@2020-06-01' = [
-  for (zone, i) in items(zoneNames): {
+  for (zone, i) in zoneKeys: {
     parent: zones[i]
     name: '${vnetName}-link'
     location: 'global'

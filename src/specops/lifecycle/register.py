@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from mlflow import MlflowClient
 
 from specops.errors import StageFailed
@@ -82,7 +82,9 @@ def lineage_record(ctx: StageContext, candidate: SavedCandidate, gate: dict[str,
 
 def model_card(ctx: StageContext, model_name: str, version: str, aliases: list[str], gate: dict[str, Any],
                evaluation: dict[str, Any], record: dict[str, Any]) -> str:
+    # The card is Markdown: escaping is on for HTML/XML templates only (HTML entities would corrupt Markdown).
     environment = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined,
+                              autoescape=select_autoescape(("html", "htm", "xml")),
                               keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
     return environment.get_template("model_card.md.j2").render(
         model=model_name, version=version, aliases=aliases,
