@@ -252,8 +252,10 @@ def read_input(path: Path, config: DeploymentConfig) -> list[list[Any]]:
 
 
 def _values(series, column) -> list[Any]:
+    import pandas as pd
+
     values = [None if v != v else v for v in series.tolist()]  # v != v: NaN, pandas' missing value
-    if column.type in ("int", "float") and series.dtype == object:
+    if column.type in ("int", "float") and not pd.api.types.is_numeric_dtype(series.dtype):
         # One bad cell makes pandas read the whole column as text: numbers become numbers again, and
         # only the bad cells fail their rows (naming the value), not every row of the file.
         values = [_number(v) for v in values]
