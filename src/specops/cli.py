@@ -325,4 +325,5 @@ def stage(stage: str, pipeline: str, overrides: tuple[str, ...], env: str | None
 main.add_command(monitor_group)
 main.add_command(rollout)
 main.add_command(batch)
+from specops.init.commands import init_command; main.add_command(init_command)  # noqa: E402,E702
 from specops.slo.commands import slo_group; main.add_command(slo_group)  # noqa: E402,E702

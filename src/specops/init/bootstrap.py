@@ -1,0 +1,447 @@
+"""`specops init`: a new specops project from the bundled copier template.
+
+The template (template/copier.yml, files under template/project/) is rendered
+by copier with the answers given here; everything copier cannot do with
+`unsafe` off happens in Python afterwards: the data set is copied in and
+tracked by DVC, git and DVC are initialised, dvc.yaml is rendered from the
+new specs, the JSON Schemas are written, and the result is committed.
+
+All of it happens in a staging folder first. Only a complete, validated,
+committed project is moved into the destination, so a failure leaves the
+destination as it was.
+
+When a data set CSV exists, its header and values decide the Dataset
+contract: column types (int, float, str, bool), nullability, ranges and the
+allowed values of low-cardinality text columns, and the target's type (the
+lifecycle trains binary classifiers, so the target needs exactly two values).
+Without one, the project gets a seeded example data generator and a pipeline
+step that runs it, so `make demo` works on day one.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from specops.errors import SpecopsError
+
+TEMPLATE = Path(__file__).resolve().parent / "template"
+CI_PROVIDERS = ("github", "azure-devops", "both")
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$")
+MAX_ALLOWED = 20  # text columns with at most this many distinct values become one-hot features
+
+# Question name -> the `specops init` flag that answers it (for error messages).
+FLAGS = {
+    "project_name": "--name",
+    "description": "--description",
+    "dataset_path": "--dataset-path",
+    "target": "--target",
+    "sensitive": "--sensitive",
+    "ci_provider": "--ci",
+    "azure_subscription_id": "--azure-subscription-id",
+    "azure_resource_group": "--azure-resource-group",
+    "azure_workspace": "--azure-workspace",
+    "endpoint": "--endpoint/--no-endpoint",
+    "endpoint_port": "--endpoint-port",
+    "specops_source": "--specops-source",
+    "example_rows": "--rows",
+    "min_roc_auc": "--min-roc-auc",
+}
+REQUIRED = ("project_name", "target")
+
+# The example generator's columns (template/project/src/<module>/generate.py), without target and sensitive.
+EXAMPLE_COLUMNS: dict[str, dict[str, Any]] = {
+    "age": {"type": "int", "min": 18, "max": 90},
+    "income": {"type": "float", "min": 0},
+    "tenure_years": {"type": "float", "min": 0, "max": 40},
+    "visits": {"type": "int", "min": 0},
+    "segment": {"type": "str", "allowed": ["basic", "plus", "premium"]},
+}
+EXAMPLE_FEATURES: list[dict[str, Any]] = [
+    {"name": "age"},
+    {"name": "log_income", "transform": "log1p", "inputs": ["income"]},
+    {"name": "tenure_years"},
+    {"name": "visits"},
+    {"name": "segment", "transform": "one_hot"},
+]
+
+
+class InitError(SpecopsError):
+    """A user mistake in `specops init`: printed without a traceback, exit 1."""
+
+
+@dataclass
+class DataPlan:
+    """What the template needs to know about the data set."""
+
+    dataset_path: str
+    generate: bool
+    columns: dict[str, dict[str, Any]]
+    features: list[dict[str, Any]]
+    source: Path | None = None  # an existing CSV to copy into the project
+    rows: int | None = None
+    skipped: list[str] = field(default_factory=list)  # columns that are not features, and why
+
+
+# --- the public API ------------------------------------------------------------
+
+def init_project(
+    dest: Path | str,
+    answers: dict[str, Any] | None = None,
+    *,
+    data: str | None = None,
+    force: bool = False,
+    template: str | None = None,
+    vcs_ref: str | None = None,
+    interactive: bool = False,
+    report=lambda line: None,
+) -> Path:
+    """Generate a project in `dest` and return its path.
+
+    `answers` holds copier question names (see template/copier.yml) -> values;
+    missing ones take the template's defaults, except the required project
+    name (default: `dest`'s folder name when that is a valid name) and target.
+    `data` is a CSV to import (copied to `dataset_path` and `dvc add`ed) or, when
+    no such file exists, the project-relative path the example generator writes.
+    `interactive` lets copier ask for whatever `answers` lacks.
+    """
+    dest = Path(dest).expanduser().absolute()
+    answers = {k: v for k, v in (answers or {}).items() if v is not None}
+    _check_destination(dest, force)
+    src = str(template or TEMPLATE)
+    if "project_name" not in answers and NAME_PATTERN.match(dest.name) and "--" not in dest.name:
+        answers["project_name"] = dest.name
+    if interactive:
+        answers = _ask(src, vcs_ref, answers, data)
+    missing = [FLAGS[q] for q in REQUIRED if not str(answers.get(q, "")).strip()]
+    if missing:
+        raise InitError(f"missing answers (no terminal to ask on): {', '.join(missing)}")
+    _check_answers(answers)
+    plan = plan_data(data, answers)
+    answers.update(dataset_path=plan.dataset_path, generate_data=plan.generate, columns=plan.columns,
+                   features=plan.features)
+    with tempfile.TemporaryDirectory(prefix="specops-init-") as tmp:
+        stage = Path(tmp) / dest.name
+        _render(src, stage, answers, vcs_ref)
+        report(f"rendered the template into a staging folder ({len(_files(stage))} files)")
+        _finish(stage, plan, report)
+        _move_into(stage, dest)
+    report(f"created {dest}")
+    return dest
+
+
+def update_project(project: Path | str, *, vcs_ref: str | None = None, template: str | None = None,
+                   report=lambda line: None) -> None:
+    """Take the template's later changes into a generated project (copier's three-way update).
+
+    Needs the template from a git repository with tags (`_src_path` in
+    .copier-answers.yml, or `template`) and a clean working tree. The result is
+    left uncommitted for review; conflicts are marked inline.
+    """
+    import copier
+    from copier.errors import CopierError
+
+    project = Path(project).expanduser().absolute()
+    answers_file = project / ".copier-answers.yml"
+    if not answers_file.is_file():
+        raise InitError(f"{project} has no .copier-answers.yml: it was not generated by `specops init`")
+    recorded = _read_answers(answers_file)
+    source = template or recorded.get("_src_path")
+    if not source or not _is_git_source(str(source)):
+        raise InitError(
+            f"{project} was generated from {source or 'an unknown template'}, which is not a git repository: "
+            "updates need the template in git with version tags. Put the template in a repository, tag it, "
+            "and run `specops init . --update --template <repo>` (docs/init.md)"
+        )
+    if not recorded.get("_commit"):
+        raise InitError("the answers file records no template commit (`_commit`): the project was generated "
+                        "from a template outside git, so there is no base to merge from")
+    if template:  # point the project at another clone of the template for good
+        _rewrite_src_path(answers_file, template)
+        _git(project, "commit", "-qm", "Point .copier-answers.yml at the template repository", "--", answers_file.name,
+             identity=True)
+    try:
+        copier.run_update(str(project), defaults=True, overwrite=True, unsafe=False, quiet=True,
+                          vcs_ref=vcs_ref, skip_answered=True)
+    except CopierError as exc:
+        raise InitError(f"template update failed: {exc}") from None
+    except ValueError as exc:
+        raise InitError(_answer_error(exc)) from None
+    report(f"updated {project} from {source}; review with `git diff` and commit")
+
+
+# --- data ------------------------------------------------------------------------
+
+def plan_data(data: str | None, answers: dict[str, Any]) -> DataPlan:
+    """Decide the data set: import an existing CSV (inferring its contract) or generate example data."""
+    target, sensitive = answers["target"], answers.get("sensitive") or ""
+    source = Path(data).expanduser() if data else None
+    if source is not None and source.exists():
+        if not source.is_file():
+            raise InitError(f"--data {data}: is not a file")
+        if source.suffix.lower() != ".csv":
+            raise InitError(f"--data {data}: expected a .csv file")
+        dataset_path = answers.get("dataset_path") or f"data/{_safe_file_name(source.name)}"
+        columns, features, rows, skipped = infer_contract(source, target, sensitive)
+        return DataPlan(dataset_path, False, columns, features, source.resolve(), rows, skipped)
+    if data:
+        if source.is_absolute() or data.startswith("~"):
+            raise InitError(f"--data {data}: no such file (a path that does not exist yet must be relative to the "
+                            "project, where the example generator will write)")
+        if answers.get("dataset_path") and answers["dataset_path"] != data:
+            raise InitError(f"--data {data} does not exist and --dataset-path says {answers['dataset_path']}: give one")
+    dataset_path = data or answers.get("dataset_path") or f"data/{answers['project_name']}.csv"
+    clash = sorted({target, sensitive} & set(EXAMPLE_COLUMNS))
+    if clash:
+        raise InitError(f"the example data generator has a column named {clash[0]!r}: choose another "
+                        f"{'--target' if clash[0] == target else '--sensitive'} name, or give --data an existing CSV")
+    columns = dict(EXAMPLE_COLUMNS)
+    if sensitive:
+        columns[sensitive] = {"type": "str", "allowed": ["A", "B"]}
+    columns[target] = {"type": "int", "allowed": [0, 1]}
+    return DataPlan(dataset_path, True, columns, [dict(f) for f in EXAMPLE_FEATURES])
+
+
+def infer_contract(path: Path, target: str, sensitive: str = "") -> tuple[dict, list, int, list[str]]:
+    """(columns, features, rows, skipped) for a CSV: the Dataset contract and FeatureSet `specops init` writes."""
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path)
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise InitError(f"--data {path}: cannot read it as CSV: {exc}") from None
+    names = [str(c) for c in frame.columns]
+    if frame.empty:
+        raise InitError(f"--data {path}: has a header but no rows")
+    for flag, column in (("--target", target), ("--sensitive", sensitive)):
+        if column and column not in names:
+            raise InitError(f"{flag} {column!r} is not a column of {path.name} (columns: {', '.join(names)})")
+    columns = {name: infer_column(frame[name]) for name in names}
+    labels = frame[target]
+    if labels.isna().any():
+        raise InitError(f"--target {target!r} has {int(labels.isna().sum())} empty value(s): every row needs a label")
+    values = sorted(labels.unique().tolist(), key=str)
+    if len(values) != 2:
+        shown = ", ".join(map(str, values[:10])) + (", ..." if len(values) > 10 else "")
+        raise InitError(f"--target {target!r} has {len(values)} distinct values ({shown}): specops trains binary "
+                        "classifiers, so the target needs exactly two")
+    columns[target] = {"type": columns[target]["type"], "allowed": sorted(values)}
+    features, skipped = [], []
+    for name in names:
+        column = columns[name]
+        if name in (target, sensitive):
+            continue
+        if column["type"] == "str":
+            if "allowed" not in column:
+                skipped.append(f"{name} (text with more than {MAX_ALLOWED} distinct values)")
+                continue
+            features.append({"name": name, "transform": "one_hot"})
+        else:
+            features.append({"name": name})
+    if not features:
+        raise InitError(f"--data {path}: no column can be a model input (besides the target"
+                        f"{' and sensitive attribute' if sensitive else ''}): {', '.join(skipped) or 'none left'}")
+    return columns, features, len(frame), skipped
+
+
+def infer_column(series) -> dict[str, Any]:
+    """One column's contract from its values: type, nullable, min/max or allowed values."""
+    from pandas.api import types
+
+    present = series.dropna()
+    column: dict[str, Any] = {}
+    if types.is_bool_dtype(series) or (len(present) and set(present.unique().tolist()) <= {True, False}
+                                       and present.map(type).eq(bool).all()):
+        column["type"] = "bool"
+    elif types.is_integer_dtype(series):
+        column["type"] = "int"
+    elif types.is_float_dtype(series):
+        integral = len(present) > 0 and bool((present == present.round()).all())
+        column["type"] = "int" if integral and series.isna().any() else "float"
+    else:
+        column["type"] = "str"
+    if series.isna().any():
+        column["nullable"] = True
+    if column["type"] in ("int", "float") and len(present):
+        low, high = float(present.min()), float(present.max())
+        # Widened to whole numbers, so the next batch is not rejected over a decimal.
+        column["min"], column["max"] = math.floor(low), math.ceil(high)
+    elif column["type"] == "str":
+        distinct = sorted(str(v) for v in present.unique())
+        if 0 < len(distinct) <= MAX_ALLOWED:
+            column["allowed"] = distinct
+    return column
+
+
+def _safe_file_name(name: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(name).stem).strip("-.") or "data"
+    return f"{stem}.csv"
+
+
+# --- steps -----------------------------------------------------------------------
+
+def _check_destination(dest: Path, force: bool) -> None:
+    if dest.exists() and not dest.is_dir():
+        raise InitError(f"{dest} exists and is not a folder")
+    if dest.is_dir() and any(dest.iterdir()) and not force:
+        raise InitError(f"{dest} is not empty: choose a new folder, or pass --force to write into it")
+
+
+def _check_answers(answers: dict[str, Any]) -> None:
+    """The checks copier's validators also make, here so that flags fail before anything runs."""
+    name = str(answers.get("project_name", ""))
+    if not NAME_PATTERN.match(name) or "--" in name:
+        raise InitError(f"--name {name!r}: must be 2-40 lower-case letters, digits and single '-', starting with a letter")
+    ci = answers.get("ci_provider")
+    if ci is not None and ci not in CI_PROVIDERS:
+        raise InitError(f"--ci {ci!r}: must be one of {', '.join(CI_PROVIDERS)}")
+    for question in ("target", "sensitive"):
+        value = str(answers.get(question) or "")
+        if value and value != value.strip():
+            raise InitError(f"{FLAGS[question]} {value!r}: has surrounding spaces")
+    if answers.get("sensitive") and answers.get("sensitive") == answers.get("target"):
+        raise InitError("--sensitive must differ from --target")
+
+
+def _ask(src: str, vcs_ref: str | None, answers: dict[str, Any], data: str | None) -> dict[str, Any]:
+    """Let copier ask, on the terminal, every question the flags did not answer (nothing is written)."""
+    import copier
+
+    with tempfile.TemporaryDirectory(prefix="specops-init-ask-") as tmp:
+        try:
+            worker = copier.run_copy(src, Path(tmp) / "project", data=answers, vcs_ref=vcs_ref, pretend=True,
+                                     unsafe=False, quiet=True, defaults=False)
+        except ValueError as exc:
+            raise InitError(_answer_error(exc)) from None
+    asked = {k: v for k, v in worker.answers.combined.items() if not str(k).startswith("_")}
+    for key in ("columns", "features", "generate_data", "module_name"):
+        asked.pop(key, None)
+    if data and "dataset_path" not in answers and Path(data).expanduser().is_file():
+        asked.pop("dataset_path", None)  # an imported CSV goes to data/<its name> unless a path was given
+    return asked
+
+
+def _render(src: str, stage: Path, answers: dict[str, Any], vcs_ref: str | None) -> None:
+    import copier
+    from copier.errors import CopierError
+
+    try:
+        copier.run_copy(src, stage, data=answers, vcs_ref=vcs_ref, defaults=True, unsafe=False, quiet=True,
+                        overwrite=True)
+    except CopierError as exc:
+        raise InitError(f"the template failed: {exc}") from None
+    except ValueError as exc:
+        raise InitError(_answer_error(exc)) from None
+
+
+def _answer_error(exc: Exception) -> str:
+    text = " ".join(str(exc).split())
+    match = re.match(r"Validation error for question '(\w+)': (.*)", text)
+    if match:
+        return f"{FLAGS.get(match.group(1), match.group(1))}: {match.group(2)}"
+    match = re.match(r'Question "(\w+)" is required', text)
+    if match:
+        return f"missing answer: {FLAGS.get(match.group(1), match.group(1))}"
+    return f"invalid answer: {text}"
+
+
+def _finish(stage: Path, plan: DataPlan, report) -> None:
+    """git + DVC, the data set, schemas, dvc.yaml, and the first commit."""
+    from specops import api
+    from specops.errors import SpecErrors
+    from specops.render.dvc import dump_dvc, render_dvc
+    from specops.schema import write_schemas
+
+    _git(stage, "init", "-q")
+    _git(stage, "symbolic-ref", "HEAD", "refs/heads/main")
+    _dvc(stage, "init", "-q")
+    _dvc(stage, "config", "core.analytics", "false")
+    if plan.source is not None:
+        target = stage / plan.dataset_path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(plan.source, target)
+        _dvc(stage, "add", "-q", plan.dataset_path)
+        report(f"imported {plan.source} as {plan.dataset_path} ({plan.rows} rows, tracked by DVC)")
+        for note in plan.skipped:
+            report(f"not a feature: {note}")
+    write_schemas(stage / "schemas")
+    try:
+        for env in ("local", "dev", "prod"):
+            specs = api.validate(stage, env)
+    except SpecErrors as exc:  # the answers produced invalid specs: say which
+        raise InitError(f"the generated specs do not validate:\n{exc}") from None
+    specs = api.validate(stage, "local")
+    (stage / "dvc.yaml").write_text(dump_dvc(render_dvc(specs)))
+    _git(stage, "add", "-A")
+    _git(stage, "commit", "-qm", "Generated by specops init", identity=True)
+    shutil.rmtree(stage / ".dvc" / "tmp", ignore_errors=True)
+
+
+def _move_into(stage: Path, dest: Path) -> None:
+    if not dest.exists():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(stage), str(dest))
+        return
+    for item in stage.iterdir():  # an empty folder, or --force
+        existing = dest / item.name
+        if existing.is_dir() and not existing.is_symlink():
+            shutil.rmtree(existing)
+        elif existing.exists() or existing.is_symlink():
+            existing.unlink()
+        shutil.move(str(item), str(existing))
+
+
+def _files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and ".git" not in p.relative_to(root).parts[:1]]
+
+
+def _git(cwd: Path, *args: str, identity: bool = False) -> str:
+    if shutil.which("git") is None:
+        raise InitError("git is not installed: specops init makes the project a git repository")
+    env = dict(os.environ)
+    if identity:  # a first commit should not fail on a machine with no git identity configured
+        for key, value in (("GIT_AUTHOR_NAME", "specops init"), ("GIT_AUTHOR_EMAIL", "specops-init@localhost")):
+            probe = subprocess.run(["git", "config", "user." + key.split("_")[-1].lower()], cwd=cwd,
+                                   capture_output=True, text=True)
+            if not probe.stdout.strip() and key not in env:
+                env[key] = value
+                env[key.replace("AUTHOR", "COMMITTER")] = value
+    result = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise InitError(f"git {' '.join(args)} failed: {result.stderr.strip() or result.stdout.strip()}")
+    return result.stdout
+
+
+def _dvc(cwd: Path, *args: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise InitError(f"dvc {' '.join(args)} failed: {result.stderr.strip() or result.stdout.strip()}")
+
+
+def _read_answers(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InitError(f"{path}: not valid YAML: {exc}") from None
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def _rewrite_src_path(path: Path, source: str) -> None:
+    lines = path.read_text().splitlines(keepends=True)
+    replaced = [f"_src_path: {source}\n" if line.startswith("_src_path:") else line for line in lines]
+    path.write_text("".join(replaced))
+
+
+def _is_git_source(source: str) -> bool:
+    from copier._vcs import get_repo
+
+    return get_repo(source) is not None

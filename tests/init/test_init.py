@@ -1,0 +1,261 @@
+"""`specops init`: generated projects are complete, markup-free, valid, and run their own tests and demo.
+
+One project is generated and taken through its own `make demo` and `make test`
+with this repository's environment (VENV=...), so nothing is installed here.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from specops.cli import main as cli
+from specops.init import TEMPLATE, InitError, init_project, update_project
+from tests.conftest import REPO, run
+
+pytestmark = pytest.mark.xdist_group("init")
+VENV = Path(sys.executable).parent.parent
+CI_FILES = {
+    "github": {".github/workflows/pr.yml", ".github/workflows/main.yml", ".github/workflows/retrain.yml"},
+    "azure-devops": {"azure-pipelines.yml"},
+}
+CI_FILES["both"] = CI_FILES["github"] | CI_FILES["azure-devops"]
+
+
+def tracked(project: Path) -> set[str]:
+    return set(run(["git", "ls-files"], project).stdout.split())
+
+
+def make(target: str, project: Path) -> subprocess.CompletedProcess:
+    return run(["make", target, f"VENV={VENV}"], project, check=False, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """A project with example data, a sensitive attribute and both CI providers, after its own `make demo`.
+
+    No Endpoint: locally, apply would start its server (a long-lived process on a fixed port)."""
+    project = init_project(tmp_path_factory.mktemp("init") / "churn-model",
+                           {"target": "churned", "sensitive": "group", "ci_provider": "both"})
+    return project, make("demo", project)
+
+
+# --- (1) flags -> exactly the chosen files -----------------------------------------
+
+@pytest.mark.parametrize("ci, endpoint", [("github", True), ("azure-devops", False)])
+def test_each_ci_provider_generates_exactly_its_files(tmp_path, ci, endpoint):
+    project = init_project(tmp_path / "p", {"project_name": "fraud", "target": "is_fraud", "ci_provider": ci,
+                                            "endpoint": endpoint, "endpoint_port": 5917})
+    files = tracked(project)
+    present = {f for f in files if f.startswith(".github/") or f == "azure-pipelines.yml"}
+    assert present == CI_FILES[ci]
+    endpoints = {f for f in files if f.startswith("specs/endpoints/")}
+    assert endpoints == ({"specs/endpoints/fraud.yaml"} if endpoint else set())
+    if endpoint:
+        spec = yaml.safe_load((project / "specs/endpoints/fraud.yaml").read_text())["spec"]
+        assert spec["deployments"][0]["model"] == "fraud@champion" and spec["server"]["port"] == 5917
+    assert {"specs/project.yaml", "specs/data/fraud.yaml", "specs/gates/promotion.yaml", "specs/pipelines/training.yaml",
+            "params.yaml", "dvc.yaml", "Makefile", ".ci/run", "README.md", ".gitignore", "requirements.lock",
+            "requirements-specops.txt", "tests/test_project.py", "src/fraud/generate.py", ".copier-answers.yml",
+            ".dvc/config", "schemas/Pipeline.json", "azure.env.example"} <= files
+    assert run(["git", "status", "--porcelain"], project).stdout == ""
+    assert len(run(["git", "log", "--oneline"], project).stdout.splitlines()) == 1
+    assert (project / ".ci" / "run").stat().st_mode & 0o111
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    assert answers["ci_provider"] == ci and answers["target"] == "is_fraud"
+    assert answers["specops_source"] in (project / "requirements-specops.txt").read_text()
+
+
+def test_the_template_lock_is_this_repository_lock():
+    assert (TEMPLATE / "project" / "requirements.lock").read_bytes() == (REPO / "requirements.lock").read_bytes(), \
+        "copy requirements.lock into src/specops/init/template/project/ after `make lock`"
+
+
+# --- (2) no template markup ---------------------------------------------------------
+
+CI_EXPRESSION = re.compile(r"\$\{\{.*?\}\}")           # GitHub Actions / Azure Pipelines expressions
+SPEC_OVERLAY = re.compile(r"\{\{ (values|env)\.\w+ \}\}")  # specops' own environment overlays in specs/
+
+
+def test_no_template_markup_is_left(demo):
+    project, _ = demo
+    checked = 0
+    for path in project.rglob("*"):
+        relative = path.relative_to(project)
+        if not path.is_file() or relative.parts[0] in (".git", ".dvc", ".specops", "mlruns", "artifacts", "schemas"):
+            continue
+        text = path.read_text(errors="replace")
+        text = CI_EXPRESSION.sub("", text)
+        if relative.parts[0] == "specs":
+            text = SPEC_OVERLAY.sub("", text)
+        for marker in ("{{", "}}", "{%", "%}", "{#", "[[", "]]", "[%", "%]", "[#", "#]"):
+            assert marker not in text, f"{relative}: template markup {marker!r} left: ...{text[text.index(marker) - 40:][:100]}"
+        if path.suffix in (".yml", ".yaml"):
+            list(yaml.safe_load_all(text))
+        checked += 1
+    assert checked > 20
+    assert "${{ vars.AZURE_CLIENT_ID }}" in (project / ".github/workflows/main.yml").read_text()
+    assert "${{ variables.devServiceConnection }}" in (project / "azure-pipelines.yml").read_text()
+
+
+# --- (3) its own validate, render --check and make test; (4) its own make demo -----
+
+def test_generated_project_runs_its_own_demo(demo):
+    project, result = demo
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "No changes. local matches the specs." in result.stdout  # the final `plan --detailed-exitcode`
+    assert "churn-model@champion" in result.stdout or "# Model card" in result.stdout
+    assert (project / "artifacts" / "churn-model-training" / "gate.json").is_file()
+
+
+def test_generated_project_validates_and_passes_its_own_tests(demo):
+    project, _ = demo
+    for env in ("local", "dev", "prod"):
+        assert run([str(VENV / "bin" / "specops"), "validate", "--env", env], project).returncode == 0
+    assert "up to date" in run([str(VENV / "bin" / "specops"), "render", "--check"], project).stdout
+    result = make("test", project)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = result.stdout.strip().splitlines()[-1]
+    assert re.search(r"\d+ passed", summary) and "skipped" not in summary and "failed" not in summary, summary
+
+
+def test_an_environment_without_specops_is_refused(demo, tmp_path):
+    project, _ = demo
+    result = run(["make", "test", f"VENV={tmp_path}"], project, check=False)
+    assert result.returncode != 0 and "has no specops" in result.stderr
+
+
+# --- importing an existing CSV --------------------------------------------------------
+
+CSV = """customer_id,age,balance,plan,active,score,region,outcome
+c001,34,1200.50,gold,True,7,,yes
+c002,51,80.00,basic,False,,north,no
+c003,29,-15.25,basic,True,3,south,no
+c004,62,5300.00,silver,False,9,north,yes
+c005,45,410.75,gold,True,5,south,no
+"""
+
+
+def test_an_existing_csv_becomes_the_dataset_contract(tmp_path):
+    source = tmp_path / "My Customers.csv"
+    rows = CSV.splitlines()
+    source.write_text("\n".join([rows[0], *[r.replace("c00", f"c{i}0") for i in range(6) for r in rows[1:]]]) + "\n")
+    project = init_project(tmp_path / "retention", {"target": "outcome", "ci_provider": "github"}, data=str(source))
+    dataset = yaml.safe_load_all((project / "specs/data/retention.yaml").read_text())
+    dataset, features = list(dataset)
+    columns = dataset["spec"]["columns"]
+    assert dataset["spec"]["path"] == "data/My-Customers.csv"
+    assert columns["age"] == {"type": "int", "min": 29, "max": 62}
+    assert columns["balance"] == {"type": "float", "min": -16, "max": 5300}
+    assert columns["plan"] == {"type": "str", "allowed": ["basic", "gold", "silver"]}
+    assert columns["active"] == {"type": "bool"}
+    assert columns["score"] == {"type": "int", "nullable": True, "min": 3, "max": 9}  # ints with gaps read as floats
+    assert columns["region"] == {"type": "str", "nullable": True, "allowed": ["north", "south"]}
+    assert columns["outcome"] == {"type": "str", "allowed": ["no", "yes"]}
+    assert "allowed" not in columns["customer_id"]  # 30 distinct ids: not a category
+    assert [f["name"] for f in features["spec"]["features"]] == ["age", "balance", "plan", "active", "score", "region"]
+    assert "sensitive" not in dataset["spec"]
+    files = tracked(project)
+    assert "data/My-Customers.csv.dvc" in files and "data/My-Customers.csv" not in files  # DVC tracks the data
+    assert not any(f.startswith("src/") for f in files)  # no example generator
+    pipeline = yaml.safe_load((project / "specs/pipelines/training.yaml").read_text())
+    assert "steps" not in pipeline["spec"]
+    assert run([str(VENV / "bin" / "specops"), "render", "--check"], project).returncode == 0
+
+
+# --- (5) user mistakes -----------------------------------------------------------------
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, ["init", *args], catch_exceptions=False)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--target", "y", "--name", "Bad_Name"], "--name 'Bad_Name': must be"),
+    (["--name", "ok-name"], "missing answers (no terminal to ask on): --target"),
+    (["--target", "y", "--ci", "gitlab"], "--ci 'gitlab': must be one of github, azure-devops, both"),
+    (["--target", "y", "--dataset-path", "../outside.csv"], "--dataset-path: must be a relative path inside the project"),
+    (["--target", "y", "--rows", "10"], "--rows: must be at least 500"),
+    (["--target", "age"], "the example data generator has a column named 'age'"),
+    (["--target", "y", "--data", "/nonexistent/data.csv"], "--data /nonexistent/data.csv: no such file"),
+])
+def test_bad_flags_fail_clearly_and_write_nothing(tmp_path, args, message):
+    dest = tmp_path / "new-project"
+    result = invoke(str(dest), *args)
+    assert result.exit_code == 1, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert not dest.exists()
+
+
+def test_bad_data_fails_clearly(tmp_path):
+    three = tmp_path / "three.csv"
+    three.write_text("x,label\n1,a\n2,b\n3,c\n")
+    result = invoke(str(tmp_path / "p1"), "--data", str(three), "--target", "label")
+    assert result.exit_code == 1 and "has 3 distinct values (a, b, c)" in result.output
+    result = invoke(str(tmp_path / "p2"), "--data", str(three), "--target", "missing")
+    assert result.exit_code == 1 and "--target 'missing' is not a column of three.csv (columns: x, label)" in result.output
+    assert not (tmp_path / "p1").exists() and not (tmp_path / "p2").exists()
+
+
+def test_a_non_empty_folder_needs_force(tmp_path):
+    dest = tmp_path / "existing"
+    dest.mkdir()
+    (dest / "notes.txt").write_text("mine\n")
+    result = invoke(str(dest), "--target", "y")
+    assert result.exit_code == 1 and "is not empty" in result.output and "--force" in result.output
+    assert [p.name for p in dest.iterdir()] == ["notes.txt"]
+    # Through the real entry point: exit 1, one line, no traceback.
+    process = subprocess.run([str(VENV / "bin" / "specops"), "init", str(dest), "--target", "y"],
+                             capture_output=True, text=True)
+    assert process.returncode == 1 and process.stderr.startswith("error:") and "Traceback" not in process.stderr
+    result = invoke(str(dest), "--target", "y", "--force", "--no-endpoint", "--ci", "azure-devops")
+    assert result.exit_code == 0, result.output
+    assert (dest / "notes.txt").read_text() == "mine\n" and (dest / "azure-pipelines.yml").is_file()
+
+
+# --- (6) the update path ------------------------------------------------------------------
+
+def test_template_updates_arrive_and_project_edits_survive(tmp_path):
+    repo = tmp_path / "template-repo"
+    shutil.copytree(TEMPLATE, repo, ignore=shutil.ignore_patterns("__pycache__"))
+    run(["git", "init", "-q"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "template v1"], repo)
+    run(["git", "tag", "v1"], repo)
+
+    project = init_project(tmp_path / "scoring", {"target": "y", "ci_provider": "github"}, template=str(repo), vcs_ref="v1")
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    assert answers["_commit"] == "v1" and answers["_src_path"] == str(repo)
+    readme = project / "README.md"
+    readme.write_text(readme.read_text() + "\nOur team's own notes.\n")
+    params = project / "params.yaml"
+    params.write_text(params.read_text().replace("max_depth: [4, 8]", "max_depth: [4, 6, 8]"))
+    run(["git", "commit", "-qam", "our edits"], project)
+
+    makefile = repo / "project" / "Makefile.jinja"
+    makefile.write_text(makefile.read_text() + "\n# Added in template v2.\nlint: $(READY)\n\t$(BIN)/specops validate\n")
+    (repo / "project" / "CONTRIBUTING.md.jinja").write_text("# Contributing to [[ project_name ]]\n")
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "template v2"], repo)
+    run(["git", "tag", "v2"], repo)
+
+    update_project(project)
+    assert "# Added in template v2." in (project / "Makefile").read_text()
+    assert (project / "CONTRIBUTING.md").read_text() == "# Contributing to scoring\n"
+    assert "Our team's own notes." in readme.read_text()
+    assert "max_depth: [4, 6, 8]" in params.read_text()
+    assert yaml.safe_load((project / ".copier-answers.yml").read_text())["_commit"] == "v2"
+
+
+def test_update_needs_a_versioned_template(tmp_path):
+    project = init_project(tmp_path / "plain", {"target": "y", "endpoint": False})
+    with pytest.raises(InitError, match="not a git repository: updates need the template in git with version tags"):
+        update_project(project)
+    result = invoke(str(project), "--update", "--target", "y")
+    assert result.exit_code != 0 and "--update takes only --vcs-ref and --template" in result.output
