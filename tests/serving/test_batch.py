@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -39,6 +40,29 @@ spec:
     - {name: counts, model: tiny@1, mini_batch_size: 50, output_action: summary_only}
     - {name: missing, model: tiny@99}
     - {name: stale, model: tiny@3}
+    - {name: slowpoke, model: slow@1, mini_batch_size: 10, retry_settings: {max_retries: 1, timeout: 5}}
+---
+apiVersion: specops/v1
+kind: Pipeline
+metadata: {name: train-slow}
+spec: {dataset: loans, feature_set: loan-features, gate: anything, model_name: slow}
+"""
+# A model that hangs on any mini-batch holding a score of 301: what a batch timeout is for.
+SLOW_MODEL = """
+import time
+
+import mlflow
+from mlflow.pyfunc import PythonModel
+
+
+class Slow(PythonModel):
+    def predict(self, context, model_input, params=None):
+        if (model_input["score"] == 301).any():
+            time.sleep(120)
+        return (model_input["score"] < 550).astype(int).to_numpy()
+
+
+mlflow.models.set_model(Slow())
 """
 COLUMNS = ["income", "score", "region"]
 SPECOPS = str(Path(sys.executable).with_name("specops"))
@@ -49,7 +73,28 @@ def project(tmp_path_factory) -> Path:
     root = make_project(tmp_path_factory.mktemp("batch") / "proj")
     (root / "specs" / "batch.yaml").write_text(BATCH_SPEC.lstrip())
     rows(1000, seed=7).to_csv(root / "input.csv", index=False)
+    register_slow_model(root)
     return root
+
+
+def register_slow_model(root: Path) -> None:
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from specops.features.transforms import compute_features
+    from specops.lifecycle.tracking import connect
+    from specops.spec import Dataset, FeatureSet, load_specs
+
+    specs = load_specs(root)
+    connect(specs)
+    code = root / "slow_model.py"
+    code.write_text(SLOW_MODEL.lstrip())
+    features = compute_features(rows(5), specs.get(FeatureSet, "loan-features").spec, specs.get(Dataset, "loans").spec)
+    with mlflow.start_run(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # MLflow's hints about type hints and input examples
+        info = mlflow.pyfunc.log_model(name="model", python_model=str(code), pip_requirements=["mlflow"],
+                                       signature=infer_signature(features, (features.score < 550).astype(int)))
+    mlflow.register_model(info.model_uri, "slow")
 
 
 def direct_predictions(root: Path, frame: pd.DataFrame, version: str) -> list:
@@ -219,3 +264,16 @@ def test_show_reports_a_jobs_status_version_and_output(project: Path):
     assert shown.exit_code == 0, shown.output
     assert f"batch job {job.job} (nightly/main): Completed" in shown.output
     assert "tiny v2 (tiny@champion)" in shown.output and str(job.output_file) in shown.output
+
+
+def test_a_mini_batch_past_its_timeout_is_retried_on_a_fresh_worker_then_counted_as_failed(project: Path):
+    frame = rows(30, seed=5)
+    frame.loc[15, "score"] = 301  # the slow model hangs on mini-batch 1 (rows 10-19)
+    frame.to_csv(project / "hangs.csv", index=False)
+    job = invoke(project, "nightly", input=project / "hangs.csv", deployment="slowpoke")
+    assert job.status == COMPLETED  # error_threshold -1: failures are reported, not fatal
+    assert job.failed == {"1": {"rows": 10, "error": "timed out after 5s", "attempts": 2}}  # max_retries 1
+    assert sorted(job.done) == ["0", "2"] and job.done["0"]["pid"] != job.done["2"]["pid"]  # the hung worker was killed
+    errors = pd.read_csv(Path(job.output_dir) / "errors.csv")
+    assert errors.row.tolist() == list(range(10, 20)) and set(errors.error) == {"mini-batch 1: timed out after 5s"}
+    assert pd.read_csv(job.output_file).row.tolist() == [*range(10), *range(20, 30)]

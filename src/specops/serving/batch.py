@@ -385,6 +385,8 @@ class _Scoring:
             self.started = time.monotonic()
             self._report()
             while self.pending or any(w.task is not None for w in self.pool):
+                if self.pending and len(self.pool) < size:  # a worker was killed: replace it while work is left
+                    self.pool.append(workers.spawn(self.config, self.parts))
                 self._dispatch()
                 self._receive_all(self.pool, timeout=0.05)
                 self._time_out()
@@ -421,7 +423,7 @@ class _Scoring:
             message = worker.conn.recv()
         except (EOFError, OSError):
             worker.process.join(timeout=1)
-            self._replace(worker, f"worker {worker.process.pid} died (exit code {worker.process.exitcode})")
+            self._drop(worker, f"worker {worker.process.pid} died (exit code {worker.process.exitcode})")
             return
         kind = message[0]
         if kind == "ready":
@@ -447,15 +449,15 @@ class _Scoring:
     def _time_out(self) -> None:
         timeout = self.deployment.retry_settings.timeout
         for worker in [w for w in self.pool if w.task is not None and time.monotonic() > w.deadline]:
-            self._replace(worker, f"timed out after {timeout}s")
+            self._drop(worker, f"timed out after {timeout}s")
 
-    def _replace(self, worker: workers.WorkerHandle, reason: str) -> None:
-        """A dead or stuck worker: kill it, count the attempt, start a fresh one in its place."""
+    def _drop(self, worker: workers.WorkerHandle, reason: str) -> None:
+        """A dead or stuck worker: kill it and count the attempt; the loop starts another if work is left."""
         if worker.pid is None:
             raise SpecopsError(f"a batch worker for deployment {self.deployment.name} exited while loading the model ({reason})")
         index = worker.task
         workers.kill(worker)
-        self.pool[self.pool.index(worker)] = workers.spawn(self.config, self.parts)
+        self.pool.remove(worker)
         if index is not None:
             self._attempt_failed(index, reason)
 
