@@ -17,6 +17,7 @@ from specops.spec.kinds import (
     Pipeline,
 )
 from specops.spec.loader import SpecSet
+from specops.spec.secrets import ADVICE, find_secrets
 
 Check = Callable[[SpecSet], Iterable[SpecError]]
 CHECKS: list[Check] = []
@@ -115,6 +116,15 @@ def pipelines(specs: SpecSet) -> Iterable[SpecError]:
                     yield specs.error(gate, ("spec", "checks", i, "metric"),
                                       f"no step of pipeline {p.name!r} produces metric {c.metric!r} (produced: {', '.join(sorted(produced))})")
         yield from _steps(specs, p)
+
+
+@check
+def secret_literals(specs: SpecSet) -> Iterable[SpecError]:
+    """No value may look like a secret: keys, tokens and connection strings belong in ${VAR} references."""
+    for doc in specs.documents:
+        data = doc.model_dump(mode="json", exclude_unset=True)
+        for path, name, what in find_secrets(data):
+            yield specs.error(doc, path, f"{name!r} looks like {what}; {ADVICE}")
 
 
 def _steps(specs: SpecSet, p: Pipeline) -> Iterable[SpecError]:
