@@ -15,6 +15,7 @@ on hand-made records; `evaluate` does the reading.
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -135,8 +136,8 @@ def _sampling_note(records: list[dict[str, Any]], rates: Mapping[str, float]) ->
 def evaluate(specs: SpecSet, slo: SLO, now: float | None = None, *, scrape: bool = True,
              trained_at: TrainedAt | None = None) -> list[b.ObjectiveStatus]:
     """Every objective of `slo` over its window ending `now` (default: the current time)."""
-    now = time.time() if now is None else now
     inputs = gather(specs, slo, scrape=scrape, trained_at=trained_at)
+    now = time.time() if now is None else now  # after gathering: the scrape just taken is in the window
     return [evaluate_objective(slo, objective, inputs, now) for objective in slo.spec.objectives]
 
 
@@ -164,13 +165,13 @@ def gather(specs: SpecSet, slo: SLO, *, scrape: bool = True, trained_at: Trained
 
 def _record_scrape(root: Path, endpoint: str, notes: list[str]) -> None:
     """Append the running server's counters to the history; a stopped server just adds no sample."""
-    from specops.serving.config import ServingConfig, endpoint_dir
+    from specops.serving.config import endpoint_dir
     from specops.serving.server import CONFIG_FILE
 
     config = endpoint_dir(root, endpoint) / CONFIG_FILE
     if not config.exists():
         return
-    url = f"http://127.0.0.1:{ServingConfig.load(config).port}/metrics"
+    url = f"http://127.0.0.1:{json.loads(config.read_text())['port']}/metrics"
     try:
         history.append_sample(root, endpoint, history.scrape_counts(url, timeout_s=2.0))
     except OSError as exc:

@@ -63,8 +63,9 @@ def read_samples(root: Path | str, endpoint: str) -> list[dict[str, Any]]:
     path = history_path(root, endpoint)
     if not path.exists():
         return []
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return sorted((json.loads(line) for line in lines if line.strip()), key=lambda s: s["time"])
+    text = path.read_text(encoding="utf-8")
+    complete = text[: text.rfind("\n") + 1]  # a line still being appended by another process is skipped
+    return sorted((json.loads(line) for line in complete.splitlines() if line.strip()), key=lambda s: s["time"])
 
 
 def increase(samples: Iterable[dict[str, Any]], start: float, end: float, skip: frozenset[str] = frozenset()) -> tuple[float, float]:

@@ -1,0 +1,75 @@
+"""Recording the server's counters: each read of an SLO appends one scrape, and a window counts their increases."""
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+
+from specops.serving.config import endpoint_dir
+from specops.slo import budget as b
+from specops.slo import history
+from specops.slo.engine import evaluate
+from specops.spec import load_specs
+from specops.spec.slos import SLO
+from tests.slo.conftest import ENDPOINT
+
+COUNTERS = {"text": ""}
+
+
+class FakeMetrics(BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 -- http.server's name
+        body = COUNTERS["text"].encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def served(project: Path):
+    """A /metrics answering on loopback, and the endpoint's config.json pointing at it, as a running server leaves it."""
+    server = HTTPServer(("127.0.0.1", 0), FakeMetrics)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    state = endpoint_dir(project, ENDPOINT)
+    state.mkdir(parents=True)
+    (state / "config.json").write_text(json.dumps({"port": server.server_address[1]}))
+    yield project
+    server.shutdown()
+
+
+def counters(good: int, bad: int) -> str:
+    return (f'specops_requests_total{{deployment="blue",status="2xx"}} {good}\n'
+            f'specops_errors_total{{deployment="blue"}} {bad}\n')
+
+
+def test_each_evaluation_records_a_scrape_and_the_window_counts_increases(served: Path):
+    specs = load_specs(served)
+    slo = specs.get(SLO, "scoring-slo")
+    COUNTERS["text"] = counters(400, 1)
+    first = evaluate(specs, slo)[0]
+    assert (first.events, first.bad, first.status) == (401, 1, b.OK)
+    COUNTERS["text"] = counters(1000, 6)
+    second = evaluate(specs, slo)[0]
+    assert (second.events, second.bad, second.status) == (1006, 6, b.EXHAUSTED)
+    assert len(history.read_samples(served, ENDPOINT)) == 2
+
+
+def test_a_stopped_server_adds_no_sample_and_says_so(served: Path):
+    (endpoint_dir(served, ENDPOINT) / "config.json").write_text(json.dumps({"port": 9}))  # nothing listens there
+    specs = load_specs(served)
+    [availability, _] = evaluate(specs, specs.get(SLO, "scoring-slo"))
+    assert availability.status == b.NO_DATA and history.read_samples(served, ENDPOINT) == []
+
+
+def test_a_line_still_being_written_is_skipped(project: Path):
+    history.append_sample(project, ENDPOINT, {"blue": {"good": 1, "bad": 0}}, at=1.0)
+    with history.history_path(project, ENDPOINT).open("a") as out:
+        out.write('{"time": 2.0, "coun')
+    assert [s["time"] for s in history.read_samples(project, ENDPOINT)] == [1.0]
