@@ -66,6 +66,7 @@ def test_a_stopped_server_adds_no_sample_and_says_so(served: Path):
     specs = load_specs(served)
     [availability, _] = evaluate(specs, specs.get(SLO, "scoring-slo"))
     assert availability.status == b.NO_DATA and history.read_samples(served, ENDPOINT) == []
+    assert availability.note.startswith("could not scrape http://127.0.0.1:9/metrics")
 
 
 def test_a_line_still_being_written_is_skipped(project: Path):

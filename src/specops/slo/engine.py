@@ -66,8 +66,10 @@ def _availability(objective: Availability, inputs: Inputs, start: float, recent:
     good, bad = history.increase(inputs.samples, start, now, inputs.mirrors)
     recent_good, recent_bad = history.increase(inputs.samples, recent, now, inputs.mirrors)
     fields = b.event_budget(good=good, bad=bad, target=objective.target, recent=(recent_bad, recent_good + recent_bad))
+    notes = list(inputs.notes)  # a failed scrape: the window ends at the last one that worked
     if fields["status"] == b.NO_DATA:
-        fields["note"] = "no requests in the recorded /metrics scrapes of this window (is the endpoint served?)"
+        notes.append("no requests in the recorded /metrics scrapes of this window (is the endpoint served?)")
+    fields["note"] = "; ".join(notes)
     return _percent(objective.target), fields
 
 
