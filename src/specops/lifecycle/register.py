@@ -51,6 +51,7 @@ def run(ctx: StageContext) -> None:
     card = model_card(ctx, model_name, version, aliases, gate, evaluation, record)
     store_records(ctx, client, candidate, version, record, card)
     store_baseline(ctx, client, candidate, version, baseline)
+    store_sbom(client, candidate, model_name, version)
     write_json(ctx.paths.registration, {"model": model_name, "version": version, "aliases": aliases,
                                         "run_id": candidate.run_id, "model_uri": candidate.model_uri})
     print(f"registered {model_name} version {version} as {' and '.join(aliases)}")
@@ -114,3 +115,13 @@ def store_baseline(ctx: StageContext, client: MlflowClient, candidate: SavedCand
                    baseline: BaselineSummary) -> None:
     path = baseline.save(ctx.paths.baseline)
     client.log_artifact(candidate.run_id, str(path), lineage.artifact_dir(version))
+
+def store_sbom(client: MlflowClient, candidate: SavedCandidate, model_name: str, version: str) -> None:
+    """A CycloneDX SBOM of the environment that trained the version, in its run; the version's tags point at it."""
+    from specops.lifecycle.sbom import ARTIFACT, environment_sbom  # cyclonedx is imported only when registering
+
+    sbom = environment_sbom(model_name, version)
+    path = f"{lineage.artifact_dir(version)}/{ARTIFACT}"
+    client.log_text(candidate.run_id, sbom.text, path)
+    client.set_model_version_tag(model_name, version, "sbom.path", path)
+    client.set_model_version_tag(model_name, version, "sbom.sha256", sbom.sha256)
