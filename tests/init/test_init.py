@@ -104,6 +104,18 @@ def test_no_template_markup_is_left(demo):
     assert "${{ variables.devServiceConnection }}" in (project / "azure-pipelines.yml").read_text()
 
 
+def test_generated_ci_files_match_their_schemas(demo):
+    """check-jsonschema's vendored (offline) schemas, as tests/infra does for this repository's own files."""
+    project, _ = demo
+    exe = str(VENV / "bin" / "check-jsonschema")
+    workflows = sorted(str(p) for p in (project / ".github" / "workflows").glob("*.yml"))
+    result = run([exe, "--builtin-schema", "vendor.github-workflows", *workflows], project, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    result = run([exe, "--builtin-schema", "vendor.azure-pipelines", "--regex-variant", "nonunicode",
+                  str(project / "azure-pipelines.yml")], project, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
 # --- (3) its own validate, render --check and make test; (4) its own make demo -----
 
 def test_generated_project_runs_its_own_demo(demo):
@@ -167,6 +179,10 @@ def test_an_existing_csv_becomes_the_dataset_contract(tmp_path):
     pipeline = yaml.safe_load((project / "specs/pipelines/training.yaml").read_text())
     assert "steps" not in pipeline["spec"]
     assert run([str(VENV / "bin" / "specops"), "render", "--check"], project).returncode == 0
+    # The inferred contract holds on the data it came from, and the features compute (nulls included).
+    for stage in ("validate", "features"):
+        run([sys.executable, "-m", "specops", "stage", stage, "--pipeline", "retention-training"], project)
+    assert (project / "artifacts" / "retention-training" / "features.parquet").is_file()
 
 
 # --- (5) user mistakes -----------------------------------------------------------------

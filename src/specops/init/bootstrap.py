@@ -118,15 +118,17 @@ def init_project(
     src = str(template or TEMPLATE)
     if "project_name" not in answers and NAME_PATTERN.match(dest.name) and "--" not in dest.name:
         answers["project_name"] = dest.name
+    if data and "dataset_path" not in answers and Path(data).expanduser().is_file():
+        answers["dataset_path"] = f"data/{_safe_file_name(Path(data).name)}"  # an imported CSV goes to data/
     if interactive:
-        answers = _ask(src, vcs_ref, answers, data)
+        answers = _ask(src, vcs_ref, answers)
     missing = [FLAGS[q] for q in REQUIRED if not str(answers.get(q, "")).strip()]
     if missing:
         raise InitError(f"missing answers (no terminal to ask on): {', '.join(missing)}")
     _check_answers(answers)
     plan = plan_data(data, answers)
     answers.update(dataset_path=plan.dataset_path, generate_data=plan.generate, columns=plan.columns,
-                   features=plan.features)
+                   features=plan.features, min_rows=min(100, plan.rows or 100))
     with tempfile.TemporaryDirectory(prefix="specops-init-") as tmp:
         stage = Path(tmp) / dest.name
         _render(src, stage, answers, vcs_ref)
@@ -310,7 +312,7 @@ def _check_answers(answers: dict[str, Any]) -> None:
         raise InitError("--sensitive must differ from --target")
 
 
-def _ask(src: str, vcs_ref: str | None, answers: dict[str, Any], data: str | None) -> dict[str, Any]:
+def _ask(src: str, vcs_ref: str | None, answers: dict[str, Any]) -> dict[str, Any]:
     """Let copier ask, on the terminal, every question the flags did not answer (nothing is written)."""
     import copier
 
@@ -321,10 +323,8 @@ def _ask(src: str, vcs_ref: str | None, answers: dict[str, Any], data: str | Non
         except ValueError as exc:
             raise InitError(_answer_error(exc)) from None
     asked = {k: v for k, v in worker.answers.combined.items() if not str(k).startswith("_")}
-    for key in ("columns", "features", "generate_data", "module_name"):
+    for key in ("columns", "features", "generate_data", "module_name"):  # decided by plan_data, not asked
         asked.pop(key, None)
-    if data and "dataset_path" not in answers and Path(data).expanduser().is_file():
-        asked.pop("dataset_path", None)  # an imported CSV goes to data/<its name> unless a path was given
     return asked
 
 
