@@ -34,7 +34,7 @@ spec:
   dataset: loans
   deployments:
     - {name: main, model: tiny@champion, mini_batch_size: 100, max_concurrency_per_instance: 2}
-    - {name: small, model: tiny@champion, mini_batch_size: 2, instance_count: 2}
+    - {name: small, model: tiny@champion, mini_batch_size: 2}
     - {name: strict, model: tiny@1, mini_batch_size: 50, error_threshold: 2}
     - {name: lenient, model: tiny@1, mini_batch_size: 50, error_threshold: 10}
     - {name: counts, model: tiny@1, mini_batch_size: 50, output_action: summary_only}

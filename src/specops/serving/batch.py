@@ -187,7 +187,7 @@ def invoke(root: Path | str, endpoint: str, *, input: Path | str | None = None, 
     config = _resolve(specs, endpoint, chosen.name, ref)
     source = Path(previous.input) if previous else _input_path(specs, endpoint, spec, input, dataset)
     rows = read_input(source, config)
-    job = previous or _new_job(specs.root, endpoint, chosen, config, source, len(rows), spec.output_path)
+    job = previous or _job_for(specs.root, endpoint, chosen, config, source, len(rows), spec.output_path)
     if output is not None:
         job.output_dir = str(Path(output).resolve() / job.job)
     if previous and _sha256(source) != previous.input_sha256:
@@ -244,9 +244,8 @@ def read_input(path: Path, config: DeploymentConfig) -> list[list[Any]]:
     from specops.serving.schema import InputSchema
     from specops.spec.kinds import DatasetSpec, FeatureSetSpec
 
-    dataset = DatasetSpec.model_validate(config.dataset)
-    schema = InputSchema.of(FeatureSetSpec.model_validate(config.feature_set), dataset)
-    frame = _read_frame(path, schema, dataset)
+    schema = InputSchema.of(FeatureSetSpec.model_validate(config.feature_set), DatasetSpec.model_validate(config.dataset))
+    frame = _read_frame(path, schema)
     columns = [_values(frame[name], column) for name, column in zip(schema.columns, schema.types)]
     return [list(row) for row in zip(*columns)]
 
@@ -271,19 +270,22 @@ def _number(value: Any) -> Any:
         return value
 
 
-def _read_frame(path: Path, schema, dataset):
+def _read_frame(path: Path, schema):
     import pandas as pd
 
+    parquet = path.suffix == ".parquet"
     try:
-        if path.suffix == ".parquet":
-            header = list(pd.read_parquet(path).columns)
+        if parquet:
+            import pyarrow.parquet
+
+            header = pyarrow.parquet.read_schema(path).names
         else:
             header = list(pd.read_csv(path, nrows=0).columns)
         missing = [c for c in schema.columns if c not in header]
         if missing:
             raise SpecopsError(f"{path}: missing column(s) {', '.join(missing)}, which the model's feature set reads "
                                f"(columns in the file: {', '.join(header) or 'none'})")
-        if path.suffix == ".parquet":
+        if parquet:
             return pd.read_parquet(path, columns=list(schema.columns))
         # Text columns stay text: "007" must not become the number 7.
         text = {c: str for c, t in zip(schema.columns, schema.types) if t.type == "str"}
@@ -300,7 +302,7 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _new_job(root: Path, endpoint: str, deployment: BatchDeployment, config: DeploymentConfig, source: Path,
+def _job_for(root: Path, endpoint: str, deployment: BatchDeployment, config: DeploymentConfig, source: Path,
              rows: int, output_path: str) -> BatchJob:
     """The job for this input and model version: a new one, or the one a previous run of it left."""
     if rows == 0:
@@ -357,7 +359,7 @@ def _first_error(job: BatchJob) -> str:
     for index in sorted(set(job.done) | set(job.failed), key=int):
         entry = job.failed.get(index) or job.done[index]
         if entry.get("error"):
-            prefix = f"mini-batch {index} " if index in job.failed else ""
+            prefix = f"mini-batch {index}: " if index in job.failed else ""
             return prefix + entry["error"]
     return "none"
 
@@ -391,7 +393,6 @@ class _Scoring:
                 self._receive_all(self.pool, timeout=0.05)
                 self._time_out()
                 self._save()
-                _check_threshold(self.job, self.deployment)
         finally:
             for worker in self.pool:
                 workers.kill(worker)
@@ -445,6 +446,8 @@ class _Scoring:
         worker.task = None
         self.scored += end - start
         self._report()
+        if failed:
+            _check_threshold(self.job, self.deployment)  # stop early: the job fails whatever the rest does
 
     def _time_out(self) -> None:
         timeout = self.deployment.retry_settings.timeout
@@ -468,6 +471,7 @@ class _Scoring:
             return
         start, end = self.job.batch_rows(index)
         self.job.failed[str(index)] = {"rows": end - start, "error": reason, "attempts": self.attempts[index]}
+        _check_threshold(self.job, self.deployment)
 
     def _save(self) -> None:
         if time.monotonic() - self.saved_at >= MANIFEST_INTERVAL_S:
