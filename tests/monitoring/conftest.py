@@ -7,7 +7,7 @@ import threading
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pandas as pd
 import pytest
@@ -48,7 +48,8 @@ spec:
 
 def monitor_project(dest: Path) -> Path:
     """The example specs plus MONITOR, and 5,000 rows of example data (the baseline)."""
-    shutil.copytree(REPO / "specs", dest / "specs")
+    # The example's own endpoints and monitors stay out: MONITOR declares the ones these tests read.
+    shutil.copytree(REPO / "specs", dest / "specs", ignore=shutil.ignore_patterns("endpoints", "monitors"))
     (dest / "specs" / "monitors.yaml").write_text(MONITOR, encoding="utf-8")
     data = dest / "data" / "credit.csv"
     data.parent.mkdir()
@@ -56,9 +57,22 @@ def monitor_project(dest: Path) -> Path:
     return dest
 
 
+@pytest.fixture(scope="session")
+def project_template(tmp_path_factory) -> Path:
+    """The monitor project with its MLflow store created: creating one (alembic migrations) takes seconds."""
+    from specops.lifecycle.tracking import connect
+    from specops.spec import load_specs
+
+    root = monitor_project(tmp_path_factory.mktemp("template"))
+    connect(load_specs(root)).search_experiments()  # no experiment of its own: copies must not log into this folder
+    return root
+
+
 @pytest.fixture
-def project(tmp_path: Path) -> Path:
-    return monitor_project(tmp_path)
+def project(project_template: Path, tmp_path: Path) -> Path:
+    dest = tmp_path / "project"
+    shutil.copytree(project_template, dest)
+    return dest
 
 
 def write_log(root: Path, frame: pd.DataFrame, at: datetime, worker: int = 0, shadow: bool = False) -> None:
@@ -109,3 +123,91 @@ def webhook(monkeypatch) -> Iterator[Receiver]:
         receiver.server.shutdown()
         receiver.server.server_close()
         thread.join(timeout=5)
+
+
+# --- a registered champion and scored traffic, for the signals that need a model ------------------
+
+def model_inputs_of(root: Path, frame: pd.DataFrame) -> pd.DataFrame:
+    """The example feature set's features of raw rows, as training and serving compute them."""
+    from specops.features.transforms import compute_features
+    from specops.spec import Dataset, FeatureSet, load_specs
+
+    specs = load_specs(root)
+    return compute_features(frame, specs.get(FeatureSet, "credit-features").spec, specs.get(Dataset, "credit-applications").spec)
+
+
+def register_model(root: Path, alias: str = "champion", metrics: dict[str, float] | None = None,
+                   label: Callable[[pd.DataFrame], pd.Series] | None = None):
+    """Train a small forest on the example data, register it under `alias` with `metrics` and its model baseline,
+    the way the register stage leaves a version. `label` replaces the real label (a model that reads other features)."""
+    import mlflow
+    import skops.io
+    from sklearn.ensemble import RandomForestClassifier
+
+    from specops.lifecycle.tracking import connect, use_experiment
+    from specops.monitoring.model_baseline import model_baseline
+    from specops.spec import load_specs
+
+    data = pd.read_csv(root / "data" / "credit.csv")
+    features = model_inputs_of(root, data)
+    truth = data["default"] if label is None else label(data)
+    model = RandomForestClassifier(n_estimators=30, max_depth=5, random_state=0).fit(features, truth)
+    specs = load_specs(root)
+    client = connect(specs)
+    use_experiment(specs, "credit-risk-training")
+    with mlflow.start_run() as run:
+        info = mlflow.sklearn.log_model(model, name="model", pip_requirements=["scikit-learn"],  # no slow inference
+                                        skops_trusted_types=skops.io.get_untrusted_types(data=skops.io.dumps(model)))
+        mlflow.log_metrics(metrics or {"accuracy": 0.9, "precision": 0.8, "recall": 0.7, "f1": 0.75})
+    version = mlflow.register_model(info.model_uri, "credit-risk").version
+    folder = root / "registered" / f"v{version}"
+    for path in model_baseline(model, features, categorical=True).save(folder):
+        client.log_artifact(run.info.run_id, str(path), f"registry/v{version}")
+    client.set_registered_model_alias("credit-risk", alias, version)
+    return model
+
+
+def write_scored(root: Path, frame: pd.DataFrame, at: datetime, predictions, labels=None, worker: int = 0,
+                 sensitive: bool = True) -> None:
+    """Log `frame`'s rows with the given predictions (and the gender under `sensitive`); feedback labels if given."""
+    log = InferenceLog(endpoint_dir(root, "credit-risk"), worker)
+    inputs = frame.drop(columns=["default", "gender"]).to_dict(orient="records")
+    ids = [f"{worker}-{at.timestamp()}-{i}" for i in range(len(frame))]
+    log.write_requests([
+        {"time": at.timestamp(), "request_id": ids[i], "row": 0, "deployment": "blue", "model": "credit-risk",
+         "version": "1", "shadow": False, "inputs": row, "prediction": int(predictions[i]), "latency_ms": 1.0,
+         **({"sensitive": {"gender": frame["gender"].iloc[i]}} if sensitive else {})}
+        for i, row in enumerate(inputs)
+    ])
+    if labels is not None:
+        log.write_feedback([{"request_id": ids[i], "label": int(label)} for i, label in enumerate(labels)])
+
+
+def with_signals(root: Path, fields: str) -> None:
+    """The MONITOR spec with more fields under spec (YAML indented by two)."""
+    path = root / "specs" / "monitors.yaml"
+    path.write_text(path.read_text().replace("  schedule:", fields + "  schedule:", 1), encoding="utf-8")
+
+
+def age_label(data: pd.DataFrame) -> pd.Series:
+    """A label only age explains: a model of it ranks its features unlike the champion."""
+    return (data["age"] > 42).astype(int)
+
+
+@pytest.fixture(scope="session")
+def registered_template(project_template: Path, tmp_path_factory) -> Path:
+    """A monitor project with champion v1 (the real label) and challenger v2 (age_label), built once per session:
+    logging and registering models takes seconds on a shared machine."""
+    root = tmp_path_factory.mktemp("registered") / "project"
+    shutil.copytree(project_template, root)
+    register_model(root)
+    register_model(root, alias="challenger", label=age_label)
+    return root
+
+
+@pytest.fixture
+def registered(registered_template: Path, tmp_path: Path) -> Path:
+    """A copy of the registered project; its MLflow store is its own (model artifacts stay in the template, read-only)."""
+    dest = tmp_path / "registered"
+    shutil.copytree(registered_template, dest)
+    return dest

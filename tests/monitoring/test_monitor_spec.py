@@ -42,7 +42,8 @@ class Endpoint(Document):
 def project(tmp_path: Path, monkeypatch) -> Path:
     # Endpoint references are checked only while an Endpoint kind is registered.
     monkeypatch.delitem(KINDS, "Endpoint", raising=False)
-    shutil.copytree(REPO / "specs", tmp_path / "specs")
+    # The example's own endpoints and monitors stay out: these tests declare their own (and stand in for Endpoint).
+    shutil.copytree(REPO / "specs", tmp_path / "specs", ignore=shutil.ignore_patterns("endpoints", "monitors"))
     return tmp_path
 
 

@@ -1,7 +1,9 @@
 """Stage `register`: register the gated candidate, alias it, and attach lineage and a model card.
 
 The new version always becomes `challenger`; it also becomes `champion` when
-it beats the current champion on the selection metric (or there is none).
+it beats the current champion on the selection metric (or there is none),
+unless an Endpoint with a rollout serves the champion: then the rollout of
+the challenger on live traffic promotes it, or not.
 Registration refuses unless gate.json records a pass, so calling this stage
 directly cannot sneak a failed candidate into the registry. The version also
 gets the drift baseline: a summary of its raw inputs on the training rows, so
@@ -22,10 +24,14 @@ from specops.lifecycle import lineage
 from specops.lifecycle.candidates import SavedCandidate, saved_candidate
 from specops.lifecycle.context import StageContext, read_json, write_json
 from specops.lifecycle.data import load_dataset
+from specops.lifecycle.featurize import read_feature_table
 from specops.lifecycle.gate import better, champion_summary
 from specops.lifecycle.tracking import CHALLENGER, CHAMPION, connect
 from specops.monitoring.baseline import model_inputs, summarize_features
 from specops.monitoring.drift import BaselineSummary
+from specops.spec.endpoints import Endpoint, champion_rollout
+from specops.monitoring.model_baseline import ModelBaseline, model_baseline
+from specops.spec.monitors import is_categorical
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -40,9 +46,10 @@ def run(ctx: StageContext) -> None:
     record = lineage_record(ctx, candidate, gate)
     # Before registering: a data problem here must not leave a version without its baseline.
     baseline = training_baseline(ctx)
+    predicted = training_model_baseline(ctx, candidate)
     client = connect(ctx.specs)
     model_name = ctx.pipeline.spec.model_name
-    promote = should_promote(client, model_name, gate["selection"])
+    promote = should_promote(client, model_name, gate["selection"], champion_rollout(ctx.specs, model_name))
     version = mlflow.register_model(candidate.model_uri, model_name, tags=lineage.lineage_tags(record)).version
     client.set_registered_model_alias(model_name, CHALLENGER, version)
     if promote:
@@ -50,16 +57,21 @@ def run(ctx: StageContext) -> None:
     aliases = [CHALLENGER, CHAMPION] if promote else [CHALLENGER]
     card = model_card(ctx, model_name, version, aliases, gate, evaluation, record)
     store_records(ctx, client, candidate, version, record, card)
-    store_baseline(ctx, client, candidate, version, baseline)
+    store_baseline(ctx, client, candidate, version, baseline, predicted)
     store_sbom(client, candidate, model_name, version)
     write_json(ctx.paths.registration, {"model": model_name, "version": version, "aliases": aliases,
                                         "run_id": candidate.run_id, "model_uri": candidate.model_uri})
     print(f"registered {model_name} version {version} as {' and '.join(aliases)}")
 
 
-def should_promote(client: MlflowClient, model_name: str, selection: dict[str, Any]) -> bool:
+def should_promote(client: MlflowClient, model_name: str, selection: dict[str, Any], rollout: Endpoint | None) -> bool:
     champion = champion_summary(client, model_name)
-    if champion is None or selection["metric"] not in champion["metrics"]:
+    if champion is None:
+        return True  # the first version: an endpoint needs a champion to serve at all
+    if rollout is not None:
+        print(f"{model_name}: endpoint {rollout.name} serves the champion with a rollout; its promotion decides")
+        return False
+    if selection["metric"] not in champion["metrics"]:
         return True
     return better(selection["value"], champion["metrics"][selection["metric"]], selection["goal"])
 
@@ -111,10 +123,22 @@ def training_baseline(ctx: StageContext) -> BaselineSummary:
     return summarize_features(training_rows, model_inputs(ctx.dataset))
 
 
+def training_model_baseline(ctx: StageContext, candidate: SavedCandidate) -> ModelBaseline:
+    """The model's predictions and feature attribution on its training rows: prediction and attribution drift compare with it."""
+    split = read_json(ctx.paths, ctx.paths.split, "train")
+    table = read_feature_table(ctx.paths)
+    training = table.inputs.drop(index=table.frame.index[split["test_rows"]])
+    target = ctx.dataset.spec.columns[ctx.dataset.spec.target]
+    return model_baseline(candidate.load_model(ctx.paths), training, is_categorical(target), seed=split["seed"])
+
+
 def store_baseline(ctx: StageContext, client: MlflowClient, candidate: SavedCandidate, version: str,
-                   baseline: BaselineSummary) -> None:
+                   baseline: BaselineSummary, predicted: ModelBaseline) -> None:
     path = baseline.save(ctx.paths.baseline)
     client.log_artifact(candidate.run_id, str(path), lineage.artifact_dir(version))
+    for path in predicted.save(ctx.paths.baseline.parent):
+        client.log_artifact(candidate.run_id, str(path), lineage.artifact_dir(version))
+
 
 def store_sbom(client: MlflowClient, candidate: SavedCandidate, model_name: str, version: str) -> None:
     """A CycloneDX SBOM of the environment that trained the version, in its run; the version's tags point at it."""

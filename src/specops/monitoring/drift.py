@@ -48,6 +48,9 @@ class NumericBaseline:
     mean: float
     std: float  # sample standard deviation (ddof=1), as Azure ML normalises by
     count: int  # non-null rows
+    # The exact range (the sample beyond 1M rows holds order statistics, not the extremes): data quality's bounds.
+    minimum: float = float("nan")
+    maximum: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,8 @@ class BaselineSummary:
         header = {
             "format": FORMAT_VERSION,
             "rows": self.rows,
-            "numeric": [{"name": n, "mean": b.mean, "std": b.std, "count": b.count} for n, b in self.numeric.items()],
+            "numeric": [{"name": n, "mean": b.mean, "std": b.std, "count": b.count, "min": b.minimum, "max": b.maximum}
+                        for n, b in self.numeric.items()],
             "categorical": [{"name": n, "categories": b.categories} for n, b in self.categorical.items()],
         }
         arrays = {"header": np.array(json.dumps(header))}
@@ -98,6 +102,12 @@ class BaselineSummary:
         return cls(header["rows"], numeric, categorical)
 
 
+def _numeric_baseline(header: dict, edges: np.ndarray, proportions: np.ndarray, sample: np.ndarray) -> NumericBaseline:
+    # Summaries stored before the range was kept: the sample's ends are the range up to 1M rows.
+    minimum, maximum = header.get("min", float(sample[0])), header.get("max", float(sample[-1]))
+    return NumericBaseline(edges, proportions, sample, header["mean"], header["std"], header["count"], minimum, maximum)
+
+
 def summarize(frame: pd.DataFrame, numeric: Sequence[str] = (), categorical: Sequence[str] = (),
               bins: int = DEFAULT_BINS, sample_size: int = SAMPLE_SIZE) -> BaselineSummary:
     """Summarise the baseline once; every later `detect` reuses it."""
@@ -124,6 +134,8 @@ def _summarize_numeric(name: str, values: np.ndarray, bins: int, sample_size: in
         mean=float(values.mean()),
         std=float(values.std(ddof=1)) if len(values) > 1 else 0.0,
         count=len(values),
+        minimum=float(values[0]),
+        maximum=float(values[-1]),
     )
 
 

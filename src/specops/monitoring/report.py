@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 
 from specops.monitoring.drift import BaselineSummary, FeatureDrift
 from specops.monitoring.paths import monitors_dir
-from specops.monitoring.signals import P_VALUE_METRICS
+from specops.monitoring.signals import DATA_QUALITY_METRICS, P_VALUE_METRICS
 
 HISTOGRAM_BINS = 30
 # The plotted range: outliers beyond these quantiles would squash every other bar into one.
@@ -39,10 +39,22 @@ th { background: #f4f4f4; } td.name { text-align: left; } .alert { color: #b0002
 <p>Window {{ r.window_start }} to {{ r.window_end }} on endpoint {{ r.endpoint }}:
 {{ r.target_rows }} logged rows against a baseline of {{ r.baseline_rows if r.baseline_rows is not none else "(not read)" }} rows.</p>
 {% if r.status == "inconclusive" %}<p class="alert">{{ r.reason }}</p>{% endif %}
-{% if r.drifted %}<h2>What alerted</h2><ul>
+{% if r.alerted_signals %}<h2>What alerted</h2><ul>
 {% for f in features if f.alerts %}<li><b>{{ f.name }}</b>: {{ f.alerts | join("; ") }}</li>{% endfor %}
-</ul>{% elif r.status == "ok" %}<p>No feature breached its thresholds.</p>{% endif %}
+{% for s in r.monitoring_signals if s.alerts %}<li><b>{{ s.name }}</b>: {{ s.alerts | join("; ") }}</li>{% endfor %}
+</ul>{% elif r.status == "ok" %}<p>No signal breached its thresholds.</p>{% endif %}
 {% if r.actions %}<h2>Actions</h2><ul>{% for a in r.actions %}<li>{{ a }}</li>{% endfor %}</ul>{% endif %}
+{% for s in r.monitoring_signals %}<h2 class="{{ 'alert' if s.status == 'alert' }}">{{ s.name }}: {{ s.status }}</h2>
+{% if s.reason %}<p>{{ s.reason }}</p>{% endif %}
+{% if s.name == "data_quality" %}<table><tr><th>feature</th><th>type</th>{% for m in quality_metrics %}<th>{{ m }}</th>{% endfor %}</tr>
+{% for row in s.details.features %}<tr><td class="name">{{ row.feature }}</td><td>{{ row.type }}</td>
+{% for m in quality_metrics %}<td>{{ number(row[m]) }}</td>{% endfor %}</tr>{% endfor %}</table>
+{% elif s.metrics %}<table>{% for name, value in s.metrics.items() %}<tr><td class="name">{{ name }}</td><td>{{ number(value) }}</td></tr>{% endfor %}</table>{% endif %}
+{% if s.details.by_group %}<table><tr><th>{{ s.details.sensitive }}</th><th>selection rate</th><th>rows</th></tr>
+{% for group, row in s.details.by_group.items() %}<tr><td class="name">{{ group }}</td><td>{{ number(row.selection_rate) }}</td><td>{{ number(row.count) }}</td></tr>{% endfor %}</table>{% endif %}
+{% if s.details.baseline_top %}<p>Top features, baseline (champion on its training rows): {{ s.details.baseline_top | join(", ") }};
+window ({{ s.details.model }}, {{ s.details.method }}): {{ s.details.target_top | join(", ") }}.</p>{% endif %}
+{% endfor %}
 {% if features %}<h2>Statistics</h2>
 <p>Deciding thresholds: {{ thresholds }}</p>
 <table><tr><th>feature</th><th>type</th>{% for m in metrics %}<th>{{ m }}{{ " (p-value)" if m in p_values }}</th>{% endfor %}<th>baseline mean</th><th>target mean</th><th>target null rate</th></tr>
@@ -77,7 +89,8 @@ def write_reports(folder: Path, result: dict[str, Any], features: list[FeatureDr
     thresholds = "; ".join(f"{kind}: {', '.join(f'{m} {v:g}' for m, v in limits.items()) or 'none'}"
                            for kind, limits in result.get("signals", {}).items())
     html_path.write_text(_TEMPLATE.render(r=result, features=features, figures=figures, metrics=metrics,
-                                          thresholds=thresholds, number=_number, p_values=P_VALUE_METRICS), encoding="utf-8")
+                                          thresholds=thresholds, number=_number, p_values=P_VALUE_METRICS,
+                                          quality_metrics=DATA_QUALITY_METRICS), encoding="utf-8")
     return json_path, html_path
 
 

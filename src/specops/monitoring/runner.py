@@ -1,8 +1,10 @@
 """One monitor run: the endpoint's inference log over the look-back window against the baseline.
 
-The run reports (JSON, HTML, an MLflow run in the monitor's experiment) and,
-when features drift, acts: queues a retraining, asks for a rollback, posts to
-the webhook. The window ends at `now`; the controller passes the cron fire
+The run computes data drift and the other declared signals (prediction drift,
+data quality, performance, fairness, feature-attribution drift), reports (JSON,
+HTML, an MLflow run in the monitor's experiment) and, when something alerts,
+acts: queues a retraining (reason `drift`, or `performance`), asks for a
+rollback, posts to the webhook, as each signal's `on_alert` says. The window ends at `now`; the controller passes the cron fire
 time, so a repeated run of one fire (after a crash) sees the same window and
 does not act twice.
 """
@@ -26,20 +28,22 @@ from specops.errors import SpecopsError
 from specops.lifecycle.tracking import connect, use_experiment
 from specops.monitoring.baseline import monitor_baseline
 from specops.monitoring.drift import BaselineSummary, DriftReport, FeatureDrift, detect
+from specops.monitoring.model_signals import Window, run_signals
 from specops.monitoring.paths import reports_dir
 from specops.monitoring.report import write_reports
+from specops.monitoring.signals import SignalResult
 from specops.serving.config import endpoint_dir
 from specops.serving.inference_log import read_log
 from specops.spec.loader import SpecSet
-from specops.spec.monitors import Monitor, parse_duration
+from specops.spec.monitors import MIN_TARGET_ROWS, Monitor, alert_actions, parse_duration
 from specops.spec.refs import resolve
 
-# Fewer logged rows than this cannot be judged: the run is inconclusive, neither a pass nor an alert. Sampling
-# noise alone moves the default distances: on the example data (5,000 baseline rows, 60 unshifted windows)
-# 59 of 60 windows of 100 rows and 39 of 300 rows breached 0.1; 1 of 60 windows of 1,000 rows did.
-MIN_TARGET_ROWS = 1000
+__all__ = ["MIN_TARGET_ROWS", "MonitorResult", "notify", "run_monitor"]  # MIN_TARGET_ROWS: the spec's default
 WEBHOOK_TIMEOUT_S = 10
-Status = Literal["ok", "drift", "inconclusive"]
+# drift: features drifted; alert: no feature drifted but another signal alerted.
+Status = Literal["ok", "drift", "alert", "inconclusive"]
+# Signals whose retraining is a drift retraining; performance queues its own reason.
+DRIFT_SIGNALS = ("data_drift", "prediction_drift", "feature_attribution_drift")
 
 
 @dataclass
@@ -51,6 +55,7 @@ class MonitorResult:
     window_end: datetime
     target_rows: int
     drift: DriftReport | None = None
+    signals: list[SignalResult] = field(default_factory=list)  # the declared signals besides data drift
     reason: str = ""  # why a run is inconclusive
     actions: list[str] = field(default_factory=list)  # what the alert did, in words
     repeat: bool = False  # the actions were taken by an earlier run of this window, not by this one
@@ -60,6 +65,14 @@ class MonitorResult:
     def drifted(self) -> list[str]:
         return self.drift.drifted if self.drift else []
 
+    @property
+    def alerted(self) -> list[str]:
+        """Every signal that alerted: data_drift first, then the others in spec order."""
+        return ["data_drift"] * bool(self.drifted) + [s.name for s in self.signals if s.alerted]
+
+    def signal(self, name: str) -> SignalResult:
+        return next(s for s in self.signals if s.name == name)
+
     def to_dict(self) -> dict[str, Any]:
         drift = json.loads(self.drift.to_json()) if self.drift else {}
         return {
@@ -68,6 +81,7 @@ class MonitorResult:
             "target_rows": self.target_rows, "baseline_rows": drift.get("baseline_rows"), "reason": self.reason,
             "drifted": self.drifted, "alerts": {f.name: f.alerts for f in self.features if f.alerts},
             "actions": self.actions, "repeat": self.repeat, "signals": drift.get("signals", {}), "features": drift.get("features", []),
+            "alerted_signals": self.alerted, "monitoring_signals": [_finite(s.to_dict()) for s in self.signals],
         }
 
     @property
@@ -77,25 +91,39 @@ class MonitorResult:
 
 def run_monitor(specs: SpecSet, monitor: Monitor, now: datetime) -> MonitorResult:
     window_start, window_end = monitor_window(monitor, now)
-    target = window_frame(specs.root, monitor.spec.target.endpoint, window_start, window_end)
+    logged = live_records(specs.root, monitor.spec.target.endpoint)
+    records = in_window(logged, window_start, window_end)
+    target = pd.DataFrame.from_records([r["inputs"] for r in records])
     result = MonitorResult(monitor.name, monitor.spec.target.endpoint, "inconclusive", window_start, window_end, len(target))
     result.report_dir = reports_dir(specs.root, monitor.name) / window_end.strftime("%Y%m%dT%H%M%SZ")
-    baseline = None
-    if len(target) < MIN_TARGET_ROWS:
-        result.reason = f"only {len(target)} logged rows in the window; at least {MIN_TARGET_ROWS} are needed to judge drift"
+    baseline, compared, minimum = None, target, monitor.spec.min_target_rows
+    if len(target) < minimum:
+        result.reason = f"only {len(target)} logged rows in the window; at least {minimum} are needed to judge drift"
     else:
         baseline = monitor_baseline(specs, monitor)
         _require_features(target, baseline, monitor)
-        result.drift = detect(baseline, target, monitor.spec.data_drift.signals())
-        result.status = "drift" if result.drifted else "ok"
+        # Drift and its figures on numbers; data quality below still sees the raw values.
+        compared = numeric_as_numbers(target, baseline)
+        result.drift = detect(baseline, compared, monitor.spec.data_drift.signals())
+    window = Window(records, target, labelled_frame(monitor, logged, window_end), baseline, result.reason)
+    result.signals = run_signals(specs, monitor, window)
+    result.status = _status(result)
     # A window that already alerted (the run repeats after a crash, or by hand) reports again but does not act again.
     earlier = _earlier_actions(result.report_dir)
-    if result.drifted:
+    if result.alerted:
         result.repeat = bool(earlier)
         result.actions = earlier or act_on_alert(specs, monitor, result)
-    write_reports(result.report_dir, result.to_dict(), result.features, baseline, target)
+    write_reports(result.report_dir, result.to_dict(), result.features, baseline, compared)
     log_to_mlflow(specs, result)
     return result
+
+
+def _status(result: MonitorResult) -> Status:
+    if result.drifted:
+        return "drift"
+    if result.alerted:
+        return "alert"
+    return "ok" if result.drift is not None else "inconclusive"
 
 
 def monitor_window(monitor: Monitor, now: datetime) -> tuple[datetime, datetime]:
@@ -106,13 +134,53 @@ def monitor_window(monitor: Monitor, now: datetime) -> tuple[datetime, datetime]
     return end - parse_duration(target.lookback_window_size), end
 
 
+def live_records(root: Path, endpoint: str) -> list[dict[str, Any]]:
+    """The endpoint's logged requests, oldest first, with labels joined where feedback arrived."""
+    # Shadow (mirror) records repeat inputs the live deployment already logged: counting them would weigh them twice.
+    return [r for r in read_log(endpoint_dir(root, endpoint)) if not r.get("shadow", False)]
+
+
+def in_window(records: list[dict[str, Any]], start: datetime, end: datetime) -> list[dict[str, Any]]:
+    low, high = start.timestamp(), end.timestamp()
+    return [r for r in records if low < r["time"] <= high]
+
+
 def window_frame(root: Path, endpoint: str, start: datetime, end: datetime) -> pd.DataFrame:
     """The logged model inputs with start < time <= end, one row per scored row."""
-    low, high = start.timestamp(), end.timestamp()
-    # Shadow (mirror) records repeat inputs the live deployment already logged: counting them would weigh them twice.
-    rows = [r["inputs"] for r in read_log(endpoint_dir(root, endpoint))
-            if low < r["time"] <= high and not r.get("shadow", False)]
-    return pd.DataFrame.from_records(rows)
+    return pd.DataFrame.from_records([r["inputs"] for r in in_window(live_records(root, endpoint), start, end)])
+
+
+def labelled_frame(monitor: Monitor, records: list[dict[str, Any]], end: datetime) -> pd.DataFrame:
+    """Prediction and label of the requests in the performance window that got a label by /feedback."""
+    performance = monitor.spec.performance
+    size = performance.lookback_window_size if performance and performance.lookback_window_size else None
+    start = end - parse_duration(size or monitor.spec.target.lookback_window_size)
+    labelled = [(r.get("prediction"), r["label"]) for r in in_window(records, start, end) if "label" in r]
+    return pd.DataFrame(labelled, columns=["prediction", "label"])
+
+
+def numeric_as_numbers(target: pd.DataFrame, baseline: BaselineSummary) -> pd.DataFrame:
+    """Numeric features as numbers for the drift engine; a mistyped value (data quality's finding) counts as missing."""
+    mixed = [name for name in baseline.numeric if target[name].dtype.kind not in "iufb"]
+    if not mixed:
+        return target
+    return target.assign(**{name: pd.to_numeric(target[name].where(target[name].map(_is_number)), errors="coerce")
+                            for name in mixed})
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinities are not JSON: null."""
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _require_features(target: pd.DataFrame, baseline: BaselineSummary, monitor: Monitor) -> None:
@@ -130,46 +198,74 @@ def _earlier_actions(report_dir: Path) -> list[str]:
 # --- actions -----------------------------------------------------------------
 
 def act_on_alert(specs: SpecSet, monitor: Monitor, result: MonitorResult) -> list[str]:
+    """Each alerted signal takes the actions its on_alert names (data drift: all configured); each action once."""
     actions = monitor.spec.actions
+    wanted = {signal: alert_actions(monitor, signal) for signal in result.alerted}
     done = []
-    if actions.retrain:
+    if any("retrain" in wanted.get(signal, []) for signal in DRIFT_SIGNALS):
         done.append(queue_retrain(specs, monitor, result, actions.retrain))
-    if actions.rollback:
+    if "retrain" in wanted.get("performance", []):
+        done.append(queue_performance_retrain(specs, monitor, result, actions.retrain))
+    if any("rollback" in names for names in wanted.values()):
         done.append(request_rollback(specs, monitor, result, actions.rollback))
-    if actions.notify:
+    if any("notify" in names for names in wanted.values()):
         done.append(notify(actions.notify, summary(result)))
     return done
 
 
 def drifted_values(result: MonitorResult) -> dict[str, dict[str, float]]:
     """Per drifted feature, the values of the metrics that decided (the ones with thresholds)."""
+    if result.drift is None:
+        return {}
     signals = result.drift.signals
     return {f.name: {m: f.metrics[m] for m in signals.for_type(f.type)} for f in result.features if f.alerts}
 
 
+def signal_alerts(result: MonitorResult, names: tuple[str, ...] | None = None) -> dict[str, list[str]]:
+    """What each alerted signal (besides data drift) said, e.g. {"performance": ["accuracy 0.85 is 0.05 below ..."]}."""
+    return {s.name: s.alerts for s in result.signals if s.alerted and (names is None or s.name in names)}
+
+
 def queue_retrain(specs: SpecSet, monitor: Monitor, result: MonitorResult, pipeline: str) -> str:
+    others = signal_alerts(result, DRIFT_SIGNALS)
+    causes = [f"{', '.join(result.drifted)} drifted"] * bool(result.drifted) + [
+        f"{name}: {'; '.join(alerts)}" for name, alerts in others.items()]
     event = Event(f"drift:{monitor.name}:{result.window_end.isoformat()}", pipeline, "drift",
-                  f"monitor {monitor.name}: {', '.join(result.drifted)} drifted")
+                  f"monitor {monitor.name}: {'; '.join(causes)}")
     if not EventQueue(specs.root).offer(event):
         return f"retrain of {pipeline} already queued ({event.id})"
     # kpi.py's drift reaction time pairs this entry with retrain_started by `pipeline`.
     AuditLog(specs.root).record(env=specs.env, action="drift_alert", resource=monitor.key, pipeline=pipeline,
                                 monitor=monitor.name, event=event.id, features=result.drifted,
-                                values=drifted_values(result), window_end=result.window_end.isoformat())
+                                values=drifted_values(result), signals=others, window_end=result.window_end.isoformat())
+    return f"queued retrain of {pipeline} ({event.id})"
+
+
+def queue_performance_retrain(specs: SpecSet, monitor: Monitor, result: MonitorResult, pipeline: str) -> str:
+    performance = result.signal("performance")
+    event = Event(f"performance:{monitor.name}:{result.window_end.isoformat()}", pipeline, "performance",
+                  f"monitor {monitor.name}: {'; '.join(performance.alerts)}")
+    if not EventQueue(specs.root).offer(event):
+        return f"retrain of {pipeline} already queued ({event.id})"
+    AuditLog(specs.root).record(env=specs.env, action="performance_alert", resource=monitor.key, pipeline=pipeline,
+                                monitor=monitor.name, event=event.id, metrics=performance.metrics,
+                                labelled_rows=performance.details.get("labelled_rows"),
+                                window_end=result.window_end.isoformat())
     return f"queued retrain of {pipeline} ({event.id})"
 
 
 def request_rollback(specs: SpecSet, monitor: Monitor, result: MonitorResult, endpoint: str) -> str:
     # There is no endpoint rollout controller to shift traffic yet: the request is recorded for it (and for people).
     AuditLog(specs.root).record(env=specs.env, action="rollback_requested", resource=f"Endpoint/{endpoint}",
-                                monitor=monitor.name, features=result.drifted, window_end=result.window_end.isoformat())
+                                monitor=monitor.name, features=result.drifted, signals=result.alerted,
+                                window_end=result.window_end.isoformat())
     return f"rollback of endpoint {endpoint} requested (recorded; no rollout controller acts on it yet)"
 
 
 def summary(result: MonitorResult) -> dict[str, Any]:
     return {"monitor": result.monitor, "endpoint": result.endpoint, "status": result.status,
             "window_start": result.window_start.isoformat(), "window_end": result.window_end.isoformat(),
-            "target_rows": result.target_rows, "drifted": drifted_values(result),
+            "target_rows": result.target_rows, "drifted": drifted_values(result), "alerts": signal_alerts(result),
             "report": str(result.report_dir / "report.html")}
 
 
@@ -207,10 +303,13 @@ def log_to_mlflow(specs: SpecSet, result: MonitorResult) -> None:
     with mlflow.start_run(run_name=result.window_end.isoformat()):
         mlflow.set_tags({"specops.monitor": result.monitor, "specops.endpoint": result.endpoint,
                          "specops.monitor_status": result.status, "specops.window_end": result.window_end.isoformat(),
-                         "specops.drifted": ",".join(result.drifted)})
+                         "specops.drifted": ",".join(result.drifted), "specops.alerts": ",".join(result.alerted)})
         mlflow.log_metric("target_rows", result.target_rows)
         for feature in result.features:
             mlflow.log_metrics({f"{feature.name}.{metric}": value for metric, value in feature.metrics.items()
                                 if value == value})  # NaN: a feature with no values in the window
+        for signal in result.signals:  # e.g. performance.accuracy, data_quality.income.null_value_rate
+            mlflow.log_metrics({f"{signal.name}.{metric}": value for metric, value in signal.metrics.items()
+                                if value == value})
         mlflow.log_artifact(str(result.report_dir / "report.json"))
         mlflow.log_artifact(str(result.report_dir / "report.html"))

@@ -64,3 +64,55 @@ AZUREML = Signals(numerical={NWD: 0.1}, categorical={JSD: 0.1})
 BLUEPRINT = Signals(numerical={PSI: 0.2, KS: 0.05}, categorical={PSI: 0.2, CHI2: 0.05})
 PRESETS: dict[str, Signals] = {"azureml": AZUREML, "blueprint": BLUEPRINT}
 DEFAULT = AZUREML
+
+
+# --- the other monitoring signals (Azure ML's names where Azure ML has the signal) -----------------
+
+NULL_RATE = "null_value_rate"
+TYPE_ERROR_RATE = "data_type_error_rate"
+OUT_OF_BOUNDS_RATE = "out_of_bounds_rate"
+DATA_QUALITY_METRICS = (NULL_RATE, TYPE_ERROR_RATE, OUT_OF_BOUNDS_RATE)
+# Azure ML's DataQualityMetricThreshold defaults: any null, mistyped or out-of-range value alerts.
+DATA_QUALITY_DEFAULTS = {NULL_RATE: 0.0, TYPE_ERROR_RATE: 0.0, OUT_OF_BOUNDS_RATE: 0.0}
+
+NDCG = "normalized_discounted_cumulative_gain"
+# Azure ML's feature attribution drift example threshold (and SageMaker Clarify's fixed one): alert below 0.9.
+NDCG_DEFAULT = 0.9
+
+# Azure ML's classification performance metric names; f1_score is the evaluate stage's `f1`.
+PERFORMANCE_METRICS = ("accuracy", "precision", "recall", "f1_score")
+EVALUATED_NAME = {"accuracy": "accuracy", "precision": "precision", "recall": "recall", "f1_score": "f1"}
+PERFORMANCE_DROP_DEFAULT = 0.03  # the blueprint's retraining rule: accuracy more than 3 points below the champion's
+
+DPD = "demographic_parity_difference"
+DPD_DEFAULT = 0.08  # the blueprint's parity difference bound (promotion gate and SLO)
+
+SignalStatus = Literal["ok", "alert", "inconclusive"]
+
+
+@dataclass
+class SignalResult:
+    """One signal of one monitor run: its numbers, what breached, or why it could not judge."""
+
+    name: str  # prediction_drift, data_quality, performance, fairness, feature_attribution_drift
+    status: SignalStatus
+    metrics: dict[str, float] = field(default_factory=dict)  # flat names, e.g. "income.null_value_rate"
+    alerts: list[str] = field(default_factory=list)
+    details: dict = field(default_factory=dict)  # per-feature tables, group rates, rankings
+    reason: str = ""  # why the signal is inconclusive
+
+    @property
+    def alerted(self) -> bool:
+        return self.status == "alert"
+
+    @classmethod
+    def judged(cls, name: str, metrics: dict[str, float], alerts: list[str], **details) -> "SignalResult":
+        return cls(name, "alert" if alerts else "ok", metrics, alerts, details)
+
+    @classmethod
+    def inconclusive(cls, name: str, reason: str, **details) -> "SignalResult":
+        return cls(name, "inconclusive", {}, [], details, reason)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "status": self.status, "metrics": self.metrics, "alerts": self.alerts,
+                "details": self.details, "reason": self.reason}

@@ -13,7 +13,22 @@ from typing import Annotated, Iterable, Literal
 from pydantic import AfterValidator, Field, model_validator
 
 from specops.errors import SpecError
-from specops.monitoring.signals import CATEGORICAL_METRICS, NUMERICAL_METRICS, P_VALUE_METRICS, PRESETS, Signals
+from specops.monitoring.signals import (
+    AZUREML,
+    CATEGORICAL_METRICS,
+    DATA_QUALITY_DEFAULTS,
+    DATA_QUALITY_METRICS,
+    DPD,
+    DPD_DEFAULT,
+    NDCG,
+    NDCG_DEFAULT,
+    NUMERICAL_METRICS,
+    P_VALUE_METRICS,
+    PERFORMANCE_DROP_DEFAULT,
+    PERFORMANCE_METRICS,
+    PRESETS,
+    Signals,
+)
 from specops.spec.checks import missing_reference, check, registered_models
 from specops.spec.kinds import KINDS, Column, Cron, Dataset, Document, EnvRef, Name, Pipeline, Strict, register_kind
 from specops.spec.loader import SpecSet
@@ -35,6 +50,10 @@ def _check_duration(value: str) -> str:
     return value
 
 
+# Fewer logged rows than this cannot be judged: the run is inconclusive, neither a pass nor an alert. Sampling
+# noise alone moves the default distances: on the example data (5,000 baseline rows, 60 unshifted windows)
+# 59 of 60 windows of 100 rows and 39 of 300 rows breached 0.1; 1 of 60 windows of 1,000 rows did.
+MIN_TARGET_ROWS = 1000
 Duration = Annotated[str, AfterValidator(_check_duration), Field(description="ISO 8601 duration, e.g. P7D or PT6H")]
 # Literal over the engine's own name tuples: one list of metric names, and editors still see an enum.
 NumericalMetric = Literal[NUMERICAL_METRICS]  # type: ignore[valid-type]
@@ -88,6 +107,82 @@ class DataDrift(Strict):
         return Signals(self.metric_thresholds.numerical, self.metric_thresholds.categorical)
 
 
+class PredictionDrift(Strict):
+    """The deployed model's predictions vs the champion's on its training rows (Azure ML's PredictionDriftSignal)."""
+
+    metric_thresholds: MetricThresholds = Field(
+        MetricThresholds(numerical=dict(AZUREML.numerical), categorical=dict(AZUREML.categorical)),
+        description="numerical predictions (a regressor's) or categorical ones (a classifier's labels); "
+                    "default Azure ML's: normalized_wasserstein_distance >= 0.1, jensen_shannon_distance >= 0.1",
+    )
+    on_alert: list[Literal["retrain", "rollback", "notify"]] | None = Field(
+        None, description="which of spec.actions an alert takes; default: all of them (as data drift)")
+
+    def signals(self) -> Signals:
+        return Signals(self.metric_thresholds.numerical, self.metric_thresholds.categorical)
+
+
+DataQualityMetric = Literal[DATA_QUALITY_METRICS]  # type: ignore[valid-type]
+
+
+class DataQualityThresholds(Strict):
+    numerical: dict[DataQualityMetric, Annotated[float, Field(ge=0, le=1)]] = dict(DATA_QUALITY_DEFAULTS)
+    categorical: dict[DataQualityMetric, Annotated[float, Field(ge=0, le=1)]] = dict(DATA_QUALITY_DEFAULTS)
+
+
+class DataQuality(Strict):
+    """Per feature: null, mistyped and out-of-range values (Azure ML's DataQualitySignal); a rate above its threshold alerts."""
+
+    metric_thresholds: DataQualityThresholds = Field(
+        DataQualityThresholds(), description="rates in [0, 1]; default Azure ML's 0 for all three: any bad value alerts")
+    on_alert: list[Literal["rollback", "notify"]] | None = Field(
+        None, description="default: notify (bad inputs are fixed upstream, not by retraining)")
+
+
+PerformanceMetric = Literal[PERFORMANCE_METRICS]  # type: ignore[valid-type]
+
+
+class Performance(Strict):
+    """Rolling performance on the logged requests that got a label by /feedback, against the champion's evaluation."""
+
+    max_drop: dict[PerformanceMetric, Annotated[float, Field(ge=0, le=1)]] = Field(
+        {"accuracy": PERFORMANCE_DROP_DEFAULT},
+        description="metric -> largest tolerated fall below the champion's evaluated value, in absolute points "
+                    "(0.03: accuracy 0.90 -> 0.87 is tolerated, 0.86 alerts)")
+    min_labels: int = Field(
+        1000, ge=1, description="fewer labelled rows in the window are inconclusive: at 1,000 labels accuracy's "
+                                "standard error is about 0.01, a third of the default drop")
+    lookback_window_size: Duration | None = Field(
+        None, description="the labelled window (labels arrive late); default: the target's lookback_window_size")
+    on_alert: list[Literal["retrain", "rollback", "notify"]] | None = Field(
+        None, description="default: all of spec.actions; a retrain is queued with reason `performance`")
+
+    @model_validator(mode="after")
+    def _some_metric(self) -> "Performance":
+        if not self.max_drop:
+            raise ValueError("max_drop needs at least one metric")
+        return self
+
+
+class Fairness(Strict):
+    """Demographic parity difference (fairlearn) of the logged predictions across groups of a sensitive attribute."""
+
+    sensitive: str | None = Field(None, description="default: the baseline Dataset's first sensitive column")
+    metric_thresholds: dict[Literal[DPD], Annotated[float, Field(ge=0, le=1)]] = Field(  # type: ignore[valid-type]
+        {DPD: DPD_DEFAULT}, description="alerts when the difference exceeds it; default 0.08 (the blueprint's bound)")
+    on_alert: list[Literal["rollback", "notify"]] | None = Field(None, description="default: notify (reported, no retraining)")
+
+
+class FeatureAttributionDrift(Strict):
+    """The model's feature ranking (mean |SHAP|) on the window vs the champion's on its training rows (NDCG)."""
+
+    model: Literal["champion", "challenger"] = Field("champion", description="whose attribution on the window is compared")
+    metric_thresholds: dict[Literal[NDCG], Annotated[float, Field(ge=0, le=1)]] = Field(  # type: ignore[valid-type]
+        {NDCG: NDCG_DEFAULT}, description="alerts when NDCG falls below it; default 0.9 (Azure ML's)")
+    on_alert: list[Literal["retrain", "rollback", "notify"]] | None = Field(
+        None, description="default: all of spec.actions (as data drift)")
+
+
 class Actions(Strict):
     retrain: Name | None = Field(None, description="a Pipeline to run on alert")
     rollback: Name | None = Field(None, description="an Endpoint to roll back to its previous stable deployment")
@@ -99,6 +194,14 @@ class MonitorSpec(Strict):
     target: Target
     features: Literal["all"] | list[str] = Field("all", description="'all': every model input (dataset columns but target and sensitive)")
     data_drift: DataDrift = DataDrift()
+    prediction_drift: PredictionDrift | None = Field(None, description="off unless declared")
+    data_quality: DataQuality | None = Field(None, description="off unless declared")
+    performance: Performance | None = Field(None, description="off unless declared")
+    fairness: Fairness | None = Field(None, description="off unless declared")
+    feature_attribution_drift: FeatureAttributionDrift | None = Field(None, description="off unless declared")
+    min_target_rows: int = Field(MIN_TARGET_ROWS, ge=1, description=(
+        "fewer logged rows in the window are inconclusive, never a pass: sampling noise alone moves the distances "
+        "(on the example data 59 of 60 unshifted 100-row windows breached 0.1, 1 of 60 1,000-row windows did)"))
     schedule: Cron
     actions: Actions = Actions()
     description: str = ""
@@ -123,6 +226,37 @@ def baseline_dataset(specs: SpecSet, monitor: Monitor) -> Dataset | None:
     return specs.get(Dataset, pipeline.spec.dataset) if pipeline else None
 
 
+def monitored_model(specs: SpecSet, monitor: Monitor) -> str | None:
+    """The registered model whose predictions the monitor judges: the baseline's champion, or the one its dataset trains."""
+    if monitor.spec.baseline.champion is not None:
+        return monitor.spec.baseline.champion
+    pipeline = next((p for p in specs.of_kind(Pipeline) if p.spec.dataset == monitor.spec.baseline.dataset), None)
+    return pipeline.spec.model_name if pipeline else None
+
+
+def sensitive_column(dataset: Dataset, monitor: Monitor) -> str | None:
+    fairness = monitor.spec.fairness
+    if fairness is not None and fairness.sensitive is not None:
+        return fairness.sensitive
+    return next(iter(dataset.spec.sensitive), None)
+
+
+# The signals besides data drift, and what an alert of each does when the spec does not say (on_alert).
+SIGNAL_BLOCKS = ("prediction_drift", "data_quality", "performance", "fairness", "feature_attribution_drift")
+MODEL_SIGNALS = ("prediction_drift", "performance", "feature_attribution_drift")
+_NOTIFY_ONLY = ("data_quality", "fairness")
+
+
+def alert_actions(monitor: Monitor, signal: str) -> list[str]:
+    """The configured actions (retrain, rollback, notify) an alert of `signal` takes."""
+    configured = [name for name in ("retrain", "rollback", "notify") if getattr(monitor.spec.actions, name)]
+    block = getattr(monitor.spec, signal, None) if signal != "data_drift" else None
+    if block is not None and block.on_alert is not None:
+        return [name for name in block.on_alert if name in configured]
+    return ["notify"] if signal in _NOTIFY_ONLY and "notify" in configured else (
+        [] if signal in _NOTIFY_ONLY else configured)
+
+
 def monitored_features(dataset: Dataset, monitor: Monitor) -> dict[str, Literal["numerical", "categorical"]]:
     """Feature name -> type; the default is every model input (the label and sensitive columns are not inputs)."""
     columns = dataset.spec.columns
@@ -141,6 +275,7 @@ def monitors(specs: SpecSet) -> Iterable[SpecError]:
         if monitor.spec.actions.retrain is not None:
             yield from missing_reference(specs, monitor, ("spec", "actions", "retrain"), Pipeline, monitor.spec.actions.retrain)
         yield from _endpoints_exist(specs, monitor)
+        yield from _signals_make_sense(specs, monitor)
 
 
 def _baseline_exists(specs: SpecSet, monitor: Monitor) -> Iterable[SpecError]:
@@ -171,3 +306,30 @@ def _endpoints_exist(specs: SpecSet, monitor: Monitor) -> Iterable[SpecError]:
     yield from missing_reference(specs, monitor, ("spec", "target", "endpoint"), endpoint_kind, monitor.spec.target.endpoint)
     if monitor.spec.actions.rollback is not None:
         yield from missing_reference(specs, monitor, ("spec", "actions", "rollback"), endpoint_kind, monitor.spec.actions.rollback)
+
+
+def _signals_make_sense(specs: SpecSet, monitor: Monitor) -> Iterable[SpecError]:
+    """Each declared signal's on_alert names configured actions; model signals have a model; fairness a column."""
+    for signal in SIGNAL_BLOCKS:
+        block = getattr(monitor.spec, signal)
+        if block is None:
+            continue
+        for i, action in enumerate(block.on_alert or []):
+            if getattr(monitor.spec.actions, action) is None:
+                yield specs.error(monitor, ("spec", signal, "on_alert", i), f"{action!r} is not configured in spec.actions")
+        if signal in MODEL_SIGNALS and monitored_model(specs, monitor) is None:
+            yield specs.error(monitor, ("spec", signal), "needs a model: no pipeline trains on the baseline dataset "
+                                                          "(use baseline.champion)")
+    yield from _fairness_column(specs, monitor)
+
+
+def _fairness_column(specs: SpecSet, monitor: Monitor) -> Iterable[SpecError]:
+    dataset = baseline_dataset(specs, monitor)
+    if monitor.spec.fairness is None or dataset is None:
+        return
+    column = sensitive_column(dataset, monitor)
+    if column is None:
+        yield specs.error(monitor, ("spec", "fairness"), f"dataset {dataset.name!r} declares no sensitive column: "
+                                                          "name one in sensitive")
+    elif column not in dataset.spec.columns:
+        yield specs.error(monitor, ("spec", "fairness", "sensitive"), f"column {column!r} is not in dataset {dataset.name!r}")
