@@ -7,11 +7,14 @@ the challenger on live traffic promotes it, or not.
 Registration refuses unless gate.json records a pass, so calling this stage
 directly cannot sneak a failed candidate into the registry. The version also
 gets the drift baseline: a summary of its raw inputs on the training rows, so
-monitors compare each new window with it without re-reading the training data.
+monitors compare each new window with it without re-reading the training data,
+and the model's predictions and feature attribution on those rows (prediction
+and feature-attribution drift compare with them).
 """
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -136,8 +139,10 @@ def store_baseline(ctx: StageContext, client: MlflowClient, candidate: SavedCand
                    baseline: BaselineSummary, predicted: ModelBaseline) -> None:
     path = baseline.save(ctx.paths.baseline)
     client.log_artifact(candidate.run_id, str(path), lineage.artifact_dir(version))
-    for path in predicted.save(ctx.paths.baseline.parent):
-        client.log_artifact(candidate.run_id, str(path), lineage.artifact_dir(version))
+    # Only in MLflow: the stage's declared outputs (which DVC keeps out of git) do not include them.
+    with tempfile.TemporaryDirectory() as folder:
+        for path in predicted.save(Path(folder)):
+            client.log_artifact(candidate.run_id, str(path), lineage.artifact_dir(version))
 
 
 def store_sbom(client: MlflowClient, candidate: SavedCandidate, model_name: str, version: str) -> None:
