@@ -55,8 +55,8 @@ def run_load_test(url: str, key: str, rows_csv: Path | str, users: int, spawn_ra
         raise SpecopsError(f"load test rows: no CSV file at {rows_csv}")
     with tempfile.TemporaryDirectory(prefix="specops-locust-") as tmp:
         stats = Path(tmp) / "stats"
-        command = _command(url, rows_csv, users, spawn_rate, duration_s, stats, deployment, column_types or {},
-                           label_column, answers_log)
+        command = locust_command(url, rows_csv, users, spawn_rate, duration_s, stats, deployment, column_types or {},
+                                 label_column, answers_log)
         # cwd: an empty folder, so locust reads no locust.conf or pyproject.toml of the caller's project
         env = {name: value for name, value in os.environ.items() if not name.startswith("LOCUST_")}
         try:
@@ -67,14 +67,15 @@ def run_load_test(url: str, key: str, rows_csv: Path | str, users: int, spawn_ra
         return _result(stats, done)
 
 
-def _command(url: str, rows: Path, users: int, spawn_rate: float | None, duration_s: float, stats: Path,
-             deployment: str | None, column_types: dict[str, str], label_column: str | None,
-             answers_log: Path | None) -> list[str]:
+def locust_command(url: str, rows: Path, users: int, spawn_rate: float | None, duration_s: float, stats: Path,
+                   deployment: str | None = None, column_types: dict[str, str] | None = None,
+                   label_column: str | None = None, answers_log: Path | None = None) -> list[str]:
+    """The headless locust run; give it the key in the environment (KEY_VARIABLE). Stats go to `<stats>.json`."""
     command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", url,
                "-u", str(users), "-r", str(spawn_rate or users), "-t", f"{max(1, math.ceil(duration_s))}s",
                "--stop-timeout", str(STOP_TIMEOUT_S), "--json-file", str(stats), "--only-summary",
                "--loglevel", "WARNING", "--exit-code-on-error", "0",  # failures are results, not a crash
-               "--rows", str(rows.resolve()), "--column-types", json.dumps(column_types),
+               "--rows", str(Path(rows).resolve()), "--column-types", json.dumps(column_types or {}),
                "--errors-file", f"{stats}-errors.json"]
     if deployment:
         command += ["--deployment", deployment]

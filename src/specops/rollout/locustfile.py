@@ -22,12 +22,13 @@ import random
 import time
 import uuid
 
-from locust import FastHttpUser, constant, events, task
+from locust import FastHttpUser, events, task
 
 KEY_VARIABLE = "SPECOPS_ENDPOINT_KEY"  # the key travels in the environment, never on a command line `ps` shows
 DEPLOYMENT_HEADER = "azureml-model-deployment"
 MAX_ROWS = 10_000
 FEEDBACK_BATCH = 20  # labels per POST /feedback
+REFUSED_BACKOFF_S = 0.05  # after a refused connection, as clients do: a hot retry loop would starve the server's cores
 
 
 @events.init_command_line_parser.add_listener
@@ -101,7 +102,12 @@ def _write_errors(**_) -> None:
 
 
 class EndpointUser(FastHttpUser):
-    wait_time = constant(0)  # closed loop: each user sends its next request when the last one is answered
+    """Closed loop: each user sends its next request when the last one is answered."""
+
+    backoff = 0.0
+
+    def wait_time(self) -> float:
+        return self.backoff
 
     def on_start(self) -> None:
         options = self.environment.parsed_options
@@ -127,6 +133,7 @@ class EndpointUser(FastHttpUser):
             answered_by = response.headers.get(DEPLOYMENT_HEADER, "") if response.headers else ""
             if self.answers is not None:
                 self.answers.write(f"{time.time():.6f},{answered_by},{response.status_code}\n")
+            self.backoff = REFUSED_BACKOFF_S if response.status_code == 0 else 0.0  # 0: no HTTP answer at all
             if response.status_code == 200 and self.deployment and answered_by != self.deployment:
                 response.failure(f"answered by {answered_by!r}, not {self.deployment!r}")
         if self.label_column and response.status_code == 200 and label is not None:
