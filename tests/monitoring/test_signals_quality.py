@@ -58,6 +58,11 @@ def test_values_beyond_the_baseline_range_and_unseen_categories_are_out_of_bound
     assert result.metrics[f"x.{OUT_OF_BOUNDS_RATE}"] == 14 / 200
     assert result.metrics[f"c.{OUT_OF_BOUNDS_RATE}"] == 6 / 200
     assert result.metrics[f"n.{OUT_OF_BOUNDS_RATE}"] == 0.0 and result.metrics[f"x.{NULL_RATE}"] == 0.0
+    assert result.alerts == ["x out_of_bounds_rate 0.07 > 0.01", "c out_of_bounds_rate 0.03 > 0.01"]
+    # One chance extreme in 200 rows (0.5%) stays below the default 1%.
+    single = clean()
+    single.loc[0, "x"] = 99.5
+    assert data_quality(baseline(), single, TYPES, DEFAULTS).status == "ok"
 
 
 def test_strings_in_a_numeric_column_fractions_in_an_int_one_and_numbers_in_a_str_one_are_type_errors():

@@ -134,7 +134,8 @@ class DataQuality(Strict):
     """Per feature: null, mistyped and out-of-range values (Azure ML's DataQualitySignal); a rate above its threshold alerts."""
 
     metric_thresholds: DataQualityThresholds = Field(
-        DataQualityThresholds(), description="rates in [0, 1]; default Azure ML's 0 for all three: any bad value alerts")
+        DataQualityThresholds(), description="rates in [0, 1]; default: null_value_rate and data_type_error_rate 0 "
+                                             "(Azure ML's: any one alerts), out_of_bounds_rate 0.01")
     on_alert: list[Literal["rollback", "notify"]] | None = Field(
         None, description="default: notify (bad inputs are fixed upstream, not by retraining)")
 
