@@ -88,6 +88,8 @@ def test_no_template_markup_is_left(demo):
     checked = 0
     for path in project.rglob("*"):
         relative = path.relative_to(project)
+        # Not template output: git/DVC/MLflow internals, run artifacts, and the JSON Schemas specops writes
+        # (whose descriptions quote the overlay syntax).
         if not path.is_file() or relative.parts[0] in (".git", ".dvc", ".specops", "mlruns", "artifacts", "schemas"):
             continue
         text = path.read_text(errors="replace")
@@ -233,6 +235,20 @@ def test_a_non_empty_folder_needs_force(tmp_path):
     result = invoke(str(dest), "--target", "y", "--force", "--no-endpoint", "--ci", "azure-devops")
     assert result.exit_code == 0, result.output
     assert (dest / "notes.txt").read_text() == "mine\n" and (dest / "azure-pipelines.yml").is_file()
+    assert run(["git", "log", "--oneline"], dest).stdout.count("\n") == 1
+
+
+def test_force_into_a_git_repository_keeps_its_history(tmp_path):
+    dest = tmp_path / "repo"
+    dest.mkdir()
+    run(["git", "init", "-q"], dest)
+    (dest / "notes.txt").write_text("mine\n")
+    run(["git", "add", "notes.txt"], dest)
+    run(["git", "commit", "-qm", "ours"], dest)
+    init_project(dest, {"target": "y"}, force=True)
+    assert run(["git", "log", "--format=%s"], dest).stdout.split("\n")[0] == "ours"
+    assert "?? specs/project.yaml" in run(["git", "status", "--porcelain", "-uall"], dest).stdout  # left for review
+    assert (dest / ".dvc" / "config").is_file()
 
 
 # --- (6) the update path ------------------------------------------------------------------

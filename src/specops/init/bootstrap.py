@@ -371,6 +371,8 @@ def _finish(stage: Path, plan: DataPlan, report) -> None:
         report(f"imported {plan.source} as {plan.dataset_path} ({plan.rows} rows, tracked by DVC)")
         for note in plan.skipped:
             report(f"not a feature: {note}")
+    ci_run = stage / ".ci" / "run"
+    ci_run.chmod(0o755)  # in case packaging dropped the executable bit
     write_schemas(stage / "schemas")
     try:
         for env in ("local", "dev", "prod"):
@@ -384,6 +386,9 @@ def _finish(stage: Path, plan: DataPlan, report) -> None:
     shutil.rmtree(stage / ".dvc" / "tmp", ignore_errors=True)
 
 
+KEEP = (".git", ".dvc", ".dvcignore")
+
+
 def _move_into(stage: Path, dest: Path) -> None:
     if not dest.exists():
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -391,6 +396,8 @@ def _move_into(stage: Path, dest: Path) -> None:
         return
     for item in stage.iterdir():  # an empty folder, or --force
         existing = dest / item.name
+        if item.name in KEEP and existing.exists():
+            continue  # --force into an existing git/DVC repository: its history and cache stay; files arrive uncommitted
         if existing.is_dir() and not existing.is_symlink():
             shutil.rmtree(existing)
         elif existing.exists() or existing.is_symlink():
