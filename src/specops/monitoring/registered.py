@@ -40,7 +40,10 @@ class RegisteredModel:
     def load(self) -> Any:
         import mlflow.sklearn
 
-        return mlflow.sklearn.load_model(f"models:/{self.name}/{self.version}")
+        try:
+            return mlflow.sklearn.load_model(f"models:/{self.name}/{self.version}")
+        except Exception as exc:  # noqa: BLE001 -- MLflow and the flavor raise many types; the signal reports it
+            raise SpecopsError(f"cannot load {self.name} v{self.version} as a scikit-learn model: {exc}") from exc
 
     def features(self, specs: SpecSet, inputs: pd.DataFrame) -> pd.DataFrame:
         """The model's inputs computed from logged raw rows, as serving computes them; incomplete rows dropped."""
