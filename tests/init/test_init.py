@@ -109,6 +109,7 @@ def test_no_template_markup_is_left(demo):
 def test_generated_ci_files_match_their_schemas(demo):
     """check-jsonschema's vendored (offline) schemas, as tests/infra does for this repository's own files."""
     project, _ = demo
+    assert {f for f in tracked(project) if f.startswith(".github/") or f == "azure-pipelines.yml"} == CI_FILES["both"]
     exe = str(VENV / "bin" / "check-jsonschema")
     workflows = sorted(str(p) for p in (project / ".github" / "workflows").glob("*.yml"))
     result = run([exe, "--builtin-schema", "vendor.github-workflows", *workflows], project, check=False)
@@ -219,6 +220,24 @@ def test_bad_data_fails_clearly(tmp_path):
     result = invoke(str(tmp_path / "p2"), "--data", str(three), "--target", "missing")
     assert result.exit_code == 1 and "--target 'missing' is not a column of three.csv (columns: x, label)" in result.output
     assert not (tmp_path / "p1").exists() and not (tmp_path / "p2").exists()
+
+
+def test_a_failure_after_rendering_leaves_nothing_behind(tmp_path, monkeypatch):
+    from specops.init import bootstrap
+
+    def broken_dvc(cwd, *args):
+        raise InitError(f"dvc {' '.join(args)} failed: simulated")
+
+    monkeypatch.setattr(bootstrap, "_dvc", broken_dvc)
+    dest = tmp_path / "half"
+    with pytest.raises(InitError, match="simulated"):
+        init_project(dest, {"target": "y"})
+    assert not dest.exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InitError, match="simulated"):
+        init_project(empty, {"target": "y"})
+    assert list(empty.iterdir()) == []
 
 
 def test_a_non_empty_folder_needs_force(tmp_path):
