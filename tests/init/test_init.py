@@ -296,7 +296,13 @@ def test_template_updates_arrive_and_project_edits_survive(tmp_path):
     run(["git", "commit", "-qm", "template v2"], repo)
     run(["git", "tag", "v2"], repo)
 
-    update_project(project)
+    (project / "scratch.txt").write_text("not committed\n")
+    with pytest.raises(InitError, match="uncommitted changes: commit or stash them first"):
+        update_project(project)
+    (project / "scratch.txt").unlink()
+
+    result = invoke(str(project), "--update")
+    assert result.exit_code == 0, result.output
     assert "# Added in template v2." in (project / "Makefile").read_text()
     assert (project / "CONTRIBUTING.md").read_text() == "# Contributing to scoring\n"
     assert "Our team's own notes." in readme.read_text()
@@ -306,7 +312,7 @@ def test_template_updates_arrive_and_project_edits_survive(tmp_path):
 
 def test_update_needs_a_versioned_template(tmp_path):
     project = init_project(tmp_path / "plain", {"target": "y", "endpoint": False})
-    with pytest.raises(InitError, match="not a git repository: updates need the template in git with version tags"):
+    with pytest.raises(InitError, match="not a git repository, so there is no template version to update from"):
         update_project(project)
     result = invoke(str(project), "--update", "--target", "y")
     assert result.exit_code != 0 and "--update takes only --vcs-ref and --template" in result.output
