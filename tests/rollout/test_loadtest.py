@@ -83,7 +83,8 @@ def test_a_load_tests_requests_are_left_out_of_the_analysis_window():
 
 @pytest.fixture
 def spec_project(tmp_path: Path) -> Path:
-    shutil.copytree(REPO / "specs", tmp_path / "specs")
+    # The example's own Endpoint and Monitor left out: these tests write theirs.
+    shutil.copytree(REPO / "specs", tmp_path / "specs", ignore=shutil.ignore_patterns("endpoints", "monitors"))
     return tmp_path
 
 
@@ -92,7 +93,7 @@ def _errors(project: Path, steps: str) -> list[str]:
     (project / "specs" / "endpoint.yaml").write_text(text)
     with pytest.raises(SpecErrors) as info:
         load_specs(project)
-    return [str(e) for e in info.value.errors if "steps[3]" in str(e)]  # the repo's own specs may have other news
+    return [str(e) for e in info.value.errors]
 
 
 def test_load_test_steps_are_checked_with_their_position(spec_project: Path):
