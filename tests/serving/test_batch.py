@@ -94,7 +94,7 @@ def register_slow_model(root: Path) -> None:
         warnings.simplefilter("ignore")  # MLflow's hints about type hints and input examples
         info = mlflow.pyfunc.log_model(name="model", python_model=str(code), pip_requirements=["mlflow"],
                                        signature=infer_signature(features, (features.score < 550).astype(int)))
-    mlflow.register_model(info.model_uri, "slow")
+        mlflow.register_model(info.model_uri, "slow")
 
 
 def direct_predictions(root: Path, frame: pd.DataFrame, version: str) -> list:
