@@ -4,9 +4,9 @@ The run computes data drift and the other declared signals (prediction drift,
 data quality, performance, fairness, feature-attribution drift), reports (JSON,
 HTML, an MLflow run in the monitor's experiment) and, when something alerts,
 acts: queues a retraining (reason `drift`, or `performance`), asks for a
-rollback, posts to the webhook, as each signal's `on_alert` says. The window ends at `now`; the controller passes the cron fire
-time, so a repeated run of one fire (after a crash) sees the same window and
-does not act twice.
+rollback, posts to the webhook, as each signal's `on_alert` says. The window
+ends at `now`; the controller passes the cron fire time, so a repeated run of
+one fire (after a crash) sees the same window and does not act twice.
 """
 from __future__ import annotations
 
@@ -35,10 +35,9 @@ from specops.monitoring.signals import SignalResult
 from specops.serving.config import endpoint_dir
 from specops.serving.inference_log import read_log
 from specops.spec.loader import SpecSet
-from specops.spec.monitors import MIN_TARGET_ROWS, Monitor, alert_actions, parse_duration
+from specops.spec.monitors import MIN_TARGET_ROWS, Monitor, alert_actions, parse_duration  # noqa: F401 (the default)
 from specops.spec.refs import resolve
 
-__all__ = ["MIN_TARGET_ROWS", "MonitorResult", "notify", "run_monitor"]  # MIN_TARGET_ROWS: the spec's default
 WEBHOOK_TIMEOUT_S = 10
 # drift: features drifted; alert: no feature drifted but another signal alerted.
 Status = Literal["ok", "drift", "alert", "inconclusive"]
@@ -161,7 +160,7 @@ def labelled_frame(monitor: Monitor, records: list[dict[str, Any]], end: datetim
 
 def numeric_as_numbers(target: pd.DataFrame, baseline: BaselineSummary) -> pd.DataFrame:
     """Numeric features as numbers for the drift engine; a mistyped value (data quality's finding) counts as missing."""
-    mixed = [name for name in baseline.numeric if target[name].dtype.kind not in "iufb"]
+    mixed = [name for name in baseline.numeric if target[name].dtype.kind not in "iuf"]  # booleans too
     if not mixed:
         return target
     return target.assign(**{name: pd.to_numeric(target[name].where(target[name].map(_is_number)), errors="coerce")
