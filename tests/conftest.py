@@ -30,12 +30,13 @@ def make_project(dest: Path, rows: int = 1500, sweep: str = "[3, 5]", with_pipel
                  endpoint_port: int | None = None) -> Path:
     """A git + DVC repository holding the example specs, small enough for tests.
 
-    The example Endpoint is left out unless `endpoint_port` is given (apply would start its server).
+    The example Endpoint and its Monitor are left out unless `endpoint_port` is given (apply would start a server).
     """
     shutil.copytree(REPO / "specs", dest / "specs")
     endpoint = dest / "specs" / "endpoints" / "credit-scoring.yaml"
     if endpoint_port is None:
         shutil.rmtree(endpoint.parent)
+        shutil.rmtree(dest / "specs" / "monitors")
     else:
         endpoint.write_text(endpoint.read_text().replace("port: 5800", f"port: {endpoint_port}"))
     shutil.copytree(REPO / "src" / "credit_risk", dest / "src" / "credit_risk", ignore=shutil.ignore_patterns("__pycache__"))

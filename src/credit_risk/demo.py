@@ -154,8 +154,8 @@ def scratch_copy(dest: Path) -> Path:
             shutil.copy2(REPO / name, dest / name)
     quiet = {"stdout": subprocess.DEVNULL, "check": True, "cwd": dest}
     subprocess.run(["git", "init", "-q"], **quiet)
-    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], **quiet)
-    subprocess.run([sys.executable, "-m", "dvc", "config", "core.analytics", "false"], **quiet)
+    if not (dest / ".dvc").is_dir():  # a checkout carries the repository's .dvc/config
+        subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], **quiet)
     subprocess.run(["git", "add", "-A"], **quiet)
     subprocess.run(["git", "-c", "user.name=specops demo", "-c", "user.email=demo@example.com",
                     "commit", "-qm", "The example project, as merged"], **quiet)

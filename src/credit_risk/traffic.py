@@ -50,6 +50,12 @@ class Traffic:
         self._thread.start()
         return self
 
+    def __enter__(self) -> "Traffic":
+        return self if self._thread.is_alive() else self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
     def stop(self) -> "Traffic":
         self._stop.set()
         self._thread.join(timeout=30)

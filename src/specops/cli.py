@@ -255,6 +255,18 @@ def endpoint_serve(name: str, root: Path, port: int | None, workers: int | None,
     sys.exit(serve(prepare(root, name, port, workers, host), host, announce=lambda m: err.print(m)))
 
 
+@endpoint.command("stop")
+@click.argument("name")
+@ROOT
+@friendly
+def endpoint_stop(name: str, root: Path) -> None:
+    """Stop the background server `specops apply` started for NAME (requests in flight finish)."""
+    from specops.serving.daemon import stop
+
+    stopped = stop(api.validate(root).root, name)
+    console.print(f"endpoint {name}: {'stopped' if stopped else 'no server was running'}")
+
+
 @endpoint.command("keys")
 @click.argument("name")
 @ROOT

@@ -91,7 +91,31 @@ def test_first_apply_serves_the_champion_and_converges(project: Path):
     assert response.status_code == 200, response.text
     assert response.headers["azureml-model-deployment"] == "blue"
     state = api.status(project)["resources"][f"Endpoint/{ENDPOINT}"]
-    assert state["outputs"]["versions"] == {"blue": "1"}
+    assert state["outputs"]["versions"] == {"blue": "1", "green": "1"}  # champion and challenger: both v1
+    assert api.plan(project).plan.empty
+
+
+def test_a_bad_challenger_is_rolled_back_until_its_alias_moves(project: Path):
+    from credit_risk.bad_model import register_bad_challenger
+    from credit_risk.traffic import Traffic
+    from specops.lifecycle.tracking import connect
+    from specops.spec import load_specs
+
+    bad = register_bad_challenger(project)
+    (operation,) = api.plan(project).plan.operations
+    assert operation.before["serving"] == f"stale (green: v1 -> v{bad})"
+    with Traffic(project, ENDPOINT, rate=150).start() as traffic:
+        with pytest.raises(SpecopsError, match="rolled back"):
+            api.apply(project)
+    assert traffic.failed == 0, traffic.summary()
+    assert traffic.deployments["green"] > 0, traffic.summary()  # the canary really got traffic before the rollback
+    assert read_traffic(endpoint_dir(project, ENDPOINT))[0] == {"blue": 100}
+    client = connect(load_specs(project))
+    assert str(client.get_model_version_by_alias("credit-risk", "champion").version) == "1"
+    assert api.plan(project).plan.operations[0].before["serving"].startswith("rollout Degraded (incident ")
+
+    client.set_registered_model_alias("credit-risk", "challenger", "1")  # the team rejects the bad version
+    api.apply(project)  # green loads v1 again; the stable version needs no rollout
     assert api.plan(project).plan.empty
 
 

@@ -55,7 +55,7 @@ def test_dangling_gate_metric_names_the_check(project: Path):
 def test_dangling_reference_to_a_missing_gate(project: Path):
     edit(project / "specs/pipelines/training.yaml", "gate: promotion", "gate: strict")
     [error] = errors_of(project)
-    assert error.startswith("specs/pipelines/training.yaml:17:3: spec.gate: no Gate named 'strict' (known: promotion)")
+    assert error.startswith("specs/pipelines/training.yaml:17:3: spec.gate: no Gate named 'strict' (known: canary-health, promotion)")
 
 
 def test_step_cycle_is_an_error(project: Path):

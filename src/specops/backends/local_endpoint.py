@@ -2,13 +2,20 @@
 
 The spec's `traffic` is the desired end state. Applying a change:
 
-1. (Re)starts the endpoint's server so it hosts every declared deployment
-   (a zero-downtime replacement when one runs: see serving.daemon). The new
-   server keeps the live traffic weights, so a new model gets no traffic yet.
+1. Starts the endpoint's server, or reloads the running one, so it hosts every
+   declared deployment (a reload loads new models beside the served ones and
+   never refuses a request: see serving.daemon). The live traffic weights
+   stay, so a new model gets no traffic yet.
 2. If live traffic differs from the spec's, moves it there: through the
    declared rollout (canary steps, blue-green, A/B, bandit) from the
    deployment carrying most traffic to the one the spec sends more to, or at
    once when the endpoint declares no rollout.
+   A deployment that names a registry alias (`credit-risk@challenger`) is
+   rolled out the same way when the alias moves to a new version while the
+   deployment carries no live traffic: the champion/challenger loop, in which
+   a retraining registers a challenger and the rollout's promotion makes it
+   champion. Afterwards the server reloads once more so every alias
+   resolves anew, and the spec's traffic applies.
 3. A rollout that rolls back fails the apply: the endpoint stays Degraded, and
    the change stays in the plan, until the spec is reverted. A paused rollout
    is reported; the next apply (or `specops rollout resume`) resumes it.
@@ -37,15 +44,37 @@ def observe(root: Path, endpoint: Endpoint, specs: SpecSet) -> str:
     record = _rollout_record(root, endpoint, specs)
     if record is not None and record.status != "Healthy":
         return f"rollout {record.status}" + (f" (incident {record.incident})" if record.incident else "")
+    moved = _moved_aliases(root, endpoint, specs)
+    if moved:
+        return "stale (" + ", ".join(f"{name}: v{old} -> v{new}" for name, (old, new) in moved.items()) + ")"
     return RUNNING
+
+
+def _moved_aliases(root: Path, endpoint: Endpoint, specs: SpecSet) -> dict[str, tuple[str | None, str]]:
+    """Deployments naming an alias that now points at another version than the one served."""
+    aliased = [d for d in endpoint.spec.deployments if d.model_ref.alias]
+    if not aliased:
+        return {}  # pinned versions: the spec's own diff says everything, and MLflow need not be imported
+    from specops.lifecycle.tracking import connect
+
+    client, served, moved = connect(specs), _served_versions(root, endpoint.name), {}
+    for deployment in aliased:
+        ref = deployment.model_ref
+        try:
+            current = str(client.get_model_version_by_alias(ref.name, ref.alias).version)
+        except Exception:  # noqa: BLE001 -- an alias not set yet: the server reports that deployment not ready
+            continue
+        if served.get(deployment.name) != current:
+            moved[deployment.name] = (served.get(deployment.name), current)
+    return moved
 
 
 def deploy(root: Path, endpoint: Endpoint, specs: SpecSet, report: Reporter) -> dict[str, Any]:
     name = endpoint.name
     before = _served_versions(root, name)
-    replace = daemon.server_info(root, name) is not None
-    report(f"Endpoint/{name}: {'replacing the server (no request refused)' if replace else 'starting the server'}")
-    info = daemon.start(root, name, replace=replace)
+    running = daemon.server_info(root, name) is not None
+    report(f"Endpoint/{name}: {'reloading the server (it keeps answering)' if running else 'starting the server'}")
+    info = daemon.reload(root, name) if running else daemon.start(root, name)
     after = _served_versions(root, name)
     for deployment, version in after.items():
         if version is None:
@@ -55,7 +84,8 @@ def deploy(root: Path, endpoint: Endpoint, specs: SpecSet, report: Reporter) -> 
             report(f"Endpoint/{name}: deployment {deployment} now serves version {version} (was {before[deployment]})")
     status = _move_traffic(root, endpoint, specs, before, after, report)
     traffic, mirror = read_traffic(endpoint_dir(root, name))
-    return {"port": info["port"], "versions": after, "traffic": traffic, "mirror_traffic": mirror, "rollout": status}
+    return {"port": info["port"], "versions": _served_versions(root, name), "traffic": traffic, "mirror_traffic": mirror,
+            "rollout": status}
 
 
 def remove(root: Path, name: str, report: Reporter) -> dict[str, Any]:
@@ -71,19 +101,35 @@ def _move_traffic(root: Path, endpoint: Endpoint, specs: SpecSet, before: dict, 
     if record is not None and record.status in ("Progressing", "Paused", "Aborted"):
         report(f"Endpoint/{endpoint.name}: resuming the {record.strategy} rollout {record.stable} -> {record.canary}")
         return _finish(root, endpoint, specs, _rollout(root, endpoint, specs).resume(), report)
+    stable = max(live, key=live.get)
+    challenger = _new_version_without_traffic(live, before, after, after.get(stable))
+    if challenger and spec.rollout is not None:
+        return _start_rollout(root, endpoint, specs, challenger, stable, after, report)
     if _same(live, spec.traffic) and live_mirror == spec.mirror_traffic:
         return None
-    if spec.rollout is None or not before:
-        # Nothing to roll out from (a first deployment), or no strategy declared: the spec's weights now.
-        set_traffic(state_dir, list(after), spec.traffic, spec.mirror_traffic)
-        report(f"Endpoint/{endpoint.name}: traffic {spec.traffic}")
-        return None
-    canary, stable = _canary(live, spec.traffic), max(live, key=live.get)
-    if canary == stable:
-        set_traffic(state_dir, list(after), spec.traffic, spec.mirror_traffic)
-        return None
-    report(f"Endpoint/{endpoint.name}: {spec.rollout.strategy} rollout {stable} (v{after.get(stable)}) -> "
-           f"{canary} (v{after.get(canary)})")
+    canary = _canary(live, spec.traffic)
+    if spec.rollout is not None and before and canary != stable:
+        return _start_rollout(root, endpoint, specs, canary, stable, after, report)
+    # A first deployment (nothing to roll out from), or no strategy declared: the spec's weights now.
+    set_traffic(state_dir, list(after), spec.traffic, spec.mirror_traffic)
+    report(f"Endpoint/{endpoint.name}: traffic {spec.traffic}")
+    return None
+
+
+def _new_version_without_traffic(live: dict[str, int], before: dict, after: dict, stable_version: str | None) -> str | None:
+    """A deployment that now serves a new version (its alias moved) and carries no live traffic yet.
+
+    A version the stable deployment already serves needs no rollout (a challenger alias reset to the champion).
+    """
+    return next((name for name, version in after.items()
+                 if before and version not in (None, stable_version) and before.get(name) not in (None, version)
+                 and not live.get(name)), None)
+
+
+def _start_rollout(root: Path, endpoint: Endpoint, specs: SpecSet, canary: str, stable: str, versions: dict,
+                   report: Reporter) -> str:
+    report(f"Endpoint/{endpoint.name}: {endpoint.spec.rollout.strategy} rollout {stable} (v{versions.get(stable)}) -> "
+           f"{canary} (v{versions.get(canary)})")
     rollout = _rollout(root, endpoint, specs)
     rollout.start(canary, stable)
     return _finish(root, endpoint, specs, rollout.run(), report)
@@ -100,11 +146,22 @@ def _finish(root: Path, endpoint: Endpoint, specs: SpecSet, record, report: Repo
             f"{record.stable}; incident {record.incident} is in .specops/incidents/. Revert the spec (or fix the "
             f"model and apply again); `specops rollout status {endpoint.name}` shows the analysis.")
     if record.status == "Healthy":
-        spec = endpoint.spec
-        set_traffic(endpoint_dir(root, endpoint.name), [d.name for d in spec.deployments], spec.traffic, spec.mirror_traffic)
+        _settle(root, endpoint, report)
     else:
         report(f"Endpoint/{endpoint.name}: rollout {record.status}: {record.message}")
     return record.status
+
+
+def _settle(root: Path, endpoint: Endpoint, report: Reporter) -> None:
+    """After a promotion: the spec's weights, on a server whose aliases resolve anew (the promotion moved `champion`).
+
+    Until the reload is done, all traffic stays on the promoted deployment, so no request meets the old model.
+    """
+    spec = endpoint.spec
+    if any(d.model_ref.alias for d in spec.deployments):
+        daemon.reload(root, endpoint.name)
+    set_traffic(endpoint_dir(root, endpoint.name), [d.name for d in spec.deployments], spec.traffic, spec.mirror_traffic)
+    report(f"Endpoint/{endpoint.name}: traffic {spec.traffic}")
 
 
 def _canary(live: dict[str, int], desired: dict[str, int]) -> str:

@@ -19,6 +19,7 @@ from specops.errors import LockHeld, SpecopsError
 from specops.lifecycle.paths import STATE_DIR
 from specops.monitoring.runner import MonitorResult, run_monitor
 from specops.spec import Pipeline, SpecSet, load_specs
+from specops.spec.endpoints import Endpoint
 from specops.spec.monitors import Monitor
 
 
@@ -127,7 +128,21 @@ class Controller:
             audit.record(env=specs.env, action="retrain_finished", resource=pipeline.key, pipeline=pipeline.name,
                          reason=event.reason, event=event.id, outputs=outputs)
             self.queue.mark(event, DONE)
+            self._roll_out(specs, pipeline)
             return DONE
+
+    def _roll_out(self, specs: SpecSet, pipeline: Pipeline) -> None:
+        """The new challenger goes out through each running endpoint that serves the pipeline's model by alias."""
+        from specops.backends import local_endpoint
+        from specops.serving.daemon import server_info
+
+        for endpoint in specs.of_kind(Endpoint):
+            serves = any(d.model_ref.name == pipeline.spec.model_name and d.model_ref.alias for d in endpoint.spec.deployments)
+            if serves and server_info(specs.root, endpoint.name) is not None:
+                try:
+                    local_endpoint.deploy(specs.root, endpoint, specs, self.report)
+                except SpecopsError as exc:  # a rolled-back challenger: recorded as an incident, the loop goes on
+                    self.report(f"{endpoint.key}: {exc}")
 
     def _record_training(self, specs: SpecSet, pipeline: Pipeline, outputs: dict[str, Any]) -> None:
         """The pipeline ran to completion: state says so (its age for `stale` starts again)."""

@@ -20,6 +20,7 @@ from specops.spec.kinds import Gate
 
 SUCCESSFUL, FAILED, INCONCLUSIVE = "Successful", "Failed", "Inconclusive"
 FEEDBACK_METRICS = ("accuracy",)  # what labelled feedback can measure per request
+Z_95 = 1.6449  # one-sided 95% quantile of the standard normal
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,20 @@ def _regression(canary: Arm, stable: Arm, rollout: RolloutCommon) -> dict[str, A
         return _check(name, INCONCLUSIVE, note=f"labelled answers: canary {canary.labelled}, stable {stable.labelled}, "
                                                f"need {rollout.min_samples} each")
     drop = (stable.accuracy - canary.accuracy) / stable.accuracy if stable.accuracy else 0.0
-    return _check(name, FAILED if drop > allowed else SUCCESSFUL, drop, allowed, "relative drop vs stable")
+    # Fail on evidence, not on noise: two equal models' accuracies on 300 labels each differ by more than
+    # 2% about half the time. The drop must exceed `allowed` at its one-sided 95% lower confidence bound.
+    evidence = drop - Z_95 * _drop_standard_error(canary, stable)
+    return _check(name, FAILED if evidence > allowed else SUCCESSFUL, drop, allowed,
+                  f"relative drop vs stable; its 95% lower bound {evidence:.3g} must stay within {allowed:g}")
+
+
+def _drop_standard_error(canary: Arm, stable: Arm) -> float:
+    """Standard error of (stable - canary) / stable accuracy, two independent proportions (delta method, stable fixed)."""
+    if not stable.accuracy:
+        return 0.0
+    variance = (canary.accuracy * (1 - canary.accuracy) / canary.labelled
+                + stable.accuracy * (1 - stable.accuracy) / stable.labelled)
+    return variance ** 0.5 / stable.accuracy
 
 
 def slo_budgets(specs, gate: Gate | None) -> dict[str, list]:

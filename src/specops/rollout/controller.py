@@ -78,9 +78,33 @@ class Rollout:
     def status(self) -> RolloutRecord:
         """The record, after noticing a reverted spec: a Degraded endpoint is Healthy again once its spec is."""
         record = self.record()
-        if record.status == DEGRADED and self.endpoint.spec.traffic.get(record.canary, 0) == 0:
-            self._recovered(record, "the spec no longer sends traffic to the rolled-back deployment")
+        if record.status == DEGRADED:
+            why = self._reverted(record)
+            if why:
+                self._recovered(record, why)
         return record
+
+    def _reverted(self, record: RolloutRecord) -> str | None:
+        """Why the rolled-back version is no longer asked for, or None while it still is.
+
+        A pinned deployment (`model@3`) is asked for while the spec sends it traffic; an aliased one
+        (`model@challenger`, the champion/challenger loop) while its alias still points at that version.
+        """
+        deployment = self.endpoint.spec.deployment(record.canary)
+        if deployment is None:
+            return "the spec no longer declares the rolled-back deployment"
+        ref = deployment.model_ref
+        if ref.alias is None:
+            if ref.version != record.canary_version or not self.endpoint.spec.traffic.get(record.canary, 0):
+                return "the spec no longer sends traffic to the rolled-back deployment"
+            return None
+        from specops.lifecycle.tracking import connect  # MLflow is slow to import: only for an aliased deployment
+
+        try:
+            current = str(connect(self.specs).get_model_version_by_alias(ref.name, ref.alias).version)
+        except Exception:  # noqa: BLE001 -- an alias that was deleted no longer asks for the bad version
+            current = None
+        return None if current == record.canary_version else f"{ref.name}@{ref.alias} no longer points at version {record.canary_version}"
 
     # --- starting and stepping --------------------------------------------------------------
 

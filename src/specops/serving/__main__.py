@@ -1,4 +1,4 @@
-"""`python -m specops.serving ROOT ENDPOINT [--port N] [--workers N] [--host H] [--replace]`: run one endpoint's server."""
+"""`python -m specops.serving ROOT ENDPOINT [--port N] [--workers N] [--host H]`: run one endpoint's server."""
 from __future__ import annotations
 
 import argparse
@@ -15,11 +15,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, help="default: the spec's server.port")
     parser.add_argument("--workers", type=int, help="default: the spec's server.workers (0 = one per core)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
-    parser.add_argument("--replace", action="store_true",
-                        help="share the port with the running server and keep its live traffic weights (a zero-downtime reload)")
     args = parser.parse_args(argv)
     try:
-        config = prepare(args.root, args.endpoint, args.port, args.workers, args.host, replace=args.replace)
+        config = prepare(args.root, args.endpoint, args.port, args.workers, args.host)
         return serve(config, args.host, announce=lambda m: print(m, flush=True))
     except SpecopsError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -18,14 +18,15 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
+from specops.apply.state import atomic_write
 from specops.serving.batching import MicroBatcher
-from specops.serving.config import DeploymentConfig, ServingConfig, first_line
+from specops.serving.config import DeploymentConfig, ServingConfig, first_line, worker_status_file
 from specops.serving.inference_log import InferenceLog
 from specops.serving.keys import KeyChecker
-from specops.serving.metrics import Metrics
+from specops.serving.metrics import MAX_DEPLOYMENTS, Metrics
 from specops.serving.schema import BadRequest
 from specops.serving.scorer import Scorer
-from specops.serving.traffic import watch_traffic
+from specops.serving.traffic import watch_file, watch_traffic
 
 DEPLOYMENT_HEADER = "azureml-model-deployment"
 REQUEST_ID_HEADER = "x-request-id"
@@ -59,30 +60,62 @@ class LiveEndpoint:
     deployments: dict[str, Deployment] = field(default_factory=dict)
     _names: list[str] = field(default_factory=list)  # live-traffic deployments that are ready...
     _weights: list[float] = field(default_factory=list)  # ...and their cumulative shares
+    worker: int = 0
     _mirror: dict[str, int] = field(default_factory=dict)
+    _traffic: tuple[dict[str, int], dict[str, int]] = ({}, {})  # the weights last published, re-applied after a reload
     _watcher: asyncio.Task | None = None
-    draining: bool = False  # stopping: every answer says `Connection: close`, so clients reconnect elsewhere
+    _config_watcher: asyncio.Task | None = None
 
-    def start(self) -> None:
-        """Load every deployment (a failure makes that one unready), then follow the live traffic weights."""
+    def start(self, config_path: Path | None = None) -> None:
+        """Load every deployment (a failure makes that one unready), then follow the live traffic weights and,
+        given the config file, reloads of it."""
         for config in self.config.deployments:
-            self.deployments[config.name] = self._load(config)
+            self.deployments[config.name] = self._started(config, _load_scorer(config))
         self.set_traffic(self.config.traffic, self.config.mirror_traffic)
-        self._watcher = asyncio.get_running_loop().create_task(watch_traffic(self.config.state_dir, self.set_traffic))
+        loop = asyncio.get_running_loop()
+        self._watcher = loop.create_task(watch_traffic(self.config.state_dir, self.set_traffic))
+        if config_path is not None:
+            self._config_watcher = loop.create_task(watch_file(config_path, self.reload))
 
-    def _load(self, config: DeploymentConfig) -> Deployment:
-        deployment = Deployment(config, error=config.error)
-        if deployment.error is None:
-            try:
-                deployment.scorer = Scorer(config)
-                deployment.batcher = MicroBatcher(deployment.scorer.score, self.config.max_batch_size, self.config.max_wait_ms)
-                deployment.batcher.start()
-            except Exception as exc:  # noqa: BLE001 -- whatever broke the load, this deployment must get no traffic
-                deployment.error = f"cannot load model {config.model}: {first_line(exc)}"
+    def _started(self, config: DeploymentConfig, loaded: Scorer | str | None) -> Deployment:
+        """A Deployment from a load's outcome (a scorer, or why there is none); its batcher runs on this loop."""
+        deployment = Deployment(config, error=loaded if isinstance(loaded, str) else config.error)
+        if isinstance(loaded, Scorer):
+            deployment.scorer = loaded
+            deployment.batcher = MicroBatcher(loaded.score, self.config.max_batch_size, self.config.max_wait_ms)
+            deployment.batcher.start()
         return deployment
+
+    async def reload(self, path: Path) -> None:
+        """Serve a new config without a restart: load what changed beside the running models, then swap.
+
+        Models load in a thread, so requests keep being answered; a deployment whose version did not
+        change keeps its loaded model. The worker then reports the revision it serves (status file).
+        """
+        config = ServingConfig.load(path)
+        if config.revision <= self.config.revision:
+            return
+        loop, deployments = asyncio.get_running_loop(), {}
+        for new in config.deployments:
+            current = self.deployments.get(new.name)
+            if current is not None and (current.config.version, current.config.model_path, current.config.error) == \
+                    (new.version, new.model_path, new.error):
+                deployments[new.name] = current
+            else:
+                deployments[new.name] = self._started(new, await loop.run_in_executor(None, _load_scorer, new))
+        self.metrics.set_slots(config.slots)
+        self.config, self.deployments = config, deployments
+        self.set_traffic(*self._traffic)
+        self.report_status()
+
+    def report_status(self) -> None:
+        """What this worker serves, for whoever waits on a reload (serving.daemon)."""
+        status = {"revision": self.config.revision, "deployments": {n: d.status() for n, d in self.deployments.items()}}
+        atomic_write(worker_status_file(self.config.state_dir, self.worker), json.dumps(status))
 
     def set_traffic(self, traffic: dict[str, int], mirror: dict[str, int]) -> None:
         """Share live traffic among the ready deployments; a broken one's share goes to the rest in proportion."""
+        self._traffic = (dict(traffic), dict(mirror))
         live = [(name, share) for name, share in traffic.items()
                 if share > 0 and name in self.deployments and self.deployments[name].ready]
         total = sum(share for _, share in live)
@@ -128,13 +161,7 @@ def build_app(endpoint: LiveEndpoint) -> web.Application:
     app.router.add_get("/liveness", liveness)
     app.router.add_get("/readiness", readiness)
     app.router.add_get("/metrics", metrics)
-    app.on_response_prepare.append(_close_when_draining)
     return app
-
-
-async def _close_when_draining(request: web.Request, response: web.StreamResponse) -> None:
-    if request.app["endpoint"].draining:
-        response.force_close()
 
 
 def _error(status: int, message: str, **extra: Any) -> web.Response:
@@ -290,5 +317,17 @@ def _statuses(endpoint: LiveEndpoint) -> dict[str, Any]:
 
 def make_endpoint(config: ServingConfig, worker: int, metrics_array) -> LiveEndpoint:
     state = Path(config.state_dir)
-    names = [d.name for d in config.deployments]
-    return LiveEndpoint(config, KeyChecker(state), Metrics(metrics_array, names, worker), InferenceLog(state, worker))
+    slots = config.slots or [d.name for d in config.deployments]
+    metrics = Metrics(metrics_array, slots, worker, capacity=MAX_DEPLOYMENTS)
+    return LiveEndpoint(config, KeyChecker(state), metrics, InferenceLog(state, worker), worker=worker)
+
+
+def _load_scorer(config: DeploymentConfig) -> Scorer | str | None:
+    """The deployment's scorer, or why it cannot serve (None: the config already says why)."""
+    if config.error is not None:
+        return None
+    try:
+        return Scorer(config)
+    except Exception as exc:  # noqa: BLE001 -- whatever broke the load, this deployment must get no traffic
+        return f"cannot load model {config.model}: {first_line(exc)}"
+

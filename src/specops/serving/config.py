@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from specops.apply.state import atomic_write
 from specops.errors import SpecopsError
 from specops.lifecycle.paths import STATE_DIR
 from specops.spec import Dataset, FeatureSet, Pipeline, SpecSet
@@ -47,10 +48,11 @@ class ServingConfig:
     max_batch_size: int
     max_wait_ms: float
     max_request_bytes: int
+    revision: int = 0  # bumped by every reload; workers report the revision they serve
+    slots: list[str] = field(default_factory=list)  # every deployment name served so far, in metric-slot order
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(asdict(self), indent=2))
+        atomic_write(path, json.dumps(asdict(self), indent=2))  # running workers reload it: never half a file
 
     @classmethod
     def load(cls, path: Path) -> "ServingConfig":
@@ -61,6 +63,11 @@ class ServingConfig:
 
 def endpoint_dir(root: Path, endpoint: str) -> Path:
     return Path(root) / STATE_DIR / "endpoints" / endpoint
+
+
+def worker_status_file(state_dir: str | Path, worker: int) -> Path:
+    """What one worker of a running server serves: {"revision", "deployments"} (written by the worker)."""
+    return Path(state_dir) / "workers" / f"{worker}.json"
 
 
 def find_endpoint(specs: SpecSet, name: str) -> Endpoint:

@@ -2,10 +2,10 @@
 
 `start` runs `python -m specops.serving` in a session of its own, logging to
 server.log, and returns once every worker listens (the server writes
-server.pid then). With `replace`, the new server shares the port with the
-running one (SO_REUSEPORT) and the old one is stopped only after the new one
-listens, so loading a new model version never refuses a request: the old
-server drains what it accepted. `stop` ends a server the same way.
+server.pid then). `reload` makes a running server serve the spec as it is now
+without a restart: the new config is written, each worker loads what changed
+beside the models it serves and reports the revision it serves, so no
+request is ever refused. `stop` ends a server; workers drain requests in flight.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from specops.errors import SpecopsError
-from specops.serving.config import endpoint_dir
+from specops.serving.config import endpoint_dir, worker_status_file
 from specops.serving.server import DRAIN_SECONDS, PID_FILE, STARTUP_TIMEOUT_S
 
 LOG_FILE = "server.log"
@@ -35,24 +35,45 @@ def server_info(root: Path, endpoint: str) -> dict[str, Any] | None:
     return info if _alive(info.get("pid")) else None
 
 
-def start(root: Path, endpoint: str, replace: bool = False, workers: int | None = None) -> dict[str, Any]:
-    """Start the endpoint's server in the background; with `replace`, then stop the one it replaces."""
+def start(root: Path, endpoint: str, workers: int | None = None) -> dict[str, Any]:
+    """Start the endpoint's server in the background; returns its pid file."""
     root = Path(root)
-    old = server_info(root, endpoint)
     state_dir = endpoint_dir(root, endpoint)
     state_dir.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "specops.serving", str(root), endpoint]
     if workers is not None:
         command += ["--workers", str(workers)]
-    if replace and old:
-        command += ["--port", str(old["port"]), "--replace"]
     with (state_dir / LOG_FILE).open("a") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    info = _await_listening(root, endpoint, process)
-    if replace and old:
-        _terminate(old["pid"])
-    return info
+    return _await_listening(root, endpoint, process)
+
+
+def reload(root: Path, endpoint: str) -> dict[str, Any]:
+    """Have the running server serve the spec as it is now; returns once every worker serves it."""
+    from specops.serving.server import stage_reload  # resolving the spec imports MLflow: only when reloading
+
+    info = server_info(root, endpoint)
+    if info is None:
+        raise SpecopsError(f"endpoint {endpoint!r} has no running server to reload")
+    config = stage_reload(root, endpoint)
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        revisions = [_served_revision(config.state_dir, worker) for worker in range(config.workers)]
+        if all(r >= config.revision for r in revisions):
+            return info
+        if server_info(root, endpoint) is None:
+            raise SpecopsError(f"the server of endpoint {endpoint!r} stopped during the reload:\n{_log_tail(root, endpoint)}")
+        time.sleep(POLL_S)
+    raise SpecopsError(f"the server of endpoint {endpoint!r} did not load revision {config.revision} within "
+                       f"{STARTUP_TIMEOUT_S}s; see {endpoint_dir(root, endpoint) / LOG_FILE}")
+
+
+def _served_revision(state_dir: str, worker: int) -> int:
+    try:
+        return json.loads(worker_status_file(state_dir, worker).read_text())["revision"]
+    except (OSError, ValueError, KeyError):
+        return -1
 
 
 def stop(root: Path, endpoint: str) -> bool:

@@ -20,15 +20,29 @@ _SUM = _BUCKET0 + len(BUCKETS) + 1
 _WIDTH = _SUM + 1
 
 
-def shared_array(workers: int, deployments: int) -> SynchronizedArray:
-    return multiprocessing.get_context("spawn").Array("d", workers * deployments * _WIDTH, lock=False)
+MAX_DEPLOYMENTS = 16  # metric slots per worker: a reload may add deployments, never beyond this
+
+
+def shared_array(workers: int, slots: int = MAX_DEPLOYMENTS) -> SynchronizedArray:
+    return multiprocessing.get_context("spawn").Array("d", workers * slots * _WIDTH, lock=False)
 
 
 class Metrics:
-    def __init__(self, array, deployments: list[str], worker: int):
+    """One worker's view. `deployments` lists the slot owners in order; a reload appends, so slots never move."""
+
+    def __init__(self, array, deployments: list[str], worker: int, capacity: int | None = None):
         self.array = array
-        self.deployments = deployments
-        self._offset = {name: (worker * len(deployments) + i) * _WIDTH for i, name in enumerate(deployments)}
+        self.capacity = capacity or len(deployments)
+        self.worker = worker
+        self.deployments: list[str] = []
+        self._offset: dict[str, int] = {}
+        self.set_slots(deployments)
+
+    def set_slots(self, deployments: list[str]) -> None:
+        if len(deployments) > self.capacity:
+            raise ValueError(f"{len(deployments)} deployments exceed the server's {self.capacity} metric slots")
+        self.deployments = list(deployments)
+        self._offset = {name: (self.worker * self.capacity + i) * _WIDTH for i, name in enumerate(deployments)}
 
     def observe(self, deployment: str, status: int, seconds: float) -> None:
         base = self._offset[deployment]
@@ -62,7 +76,7 @@ class Metrics:
 
     def _totals(self) -> dict[str, list[float]]:
         values = self.array[:]
-        per_worker = len(self.deployments) * _WIDTH
+        per_worker = self.capacity * _WIDTH
         totals = {name: [0.0] * _WIDTH for name in self.deployments}
         for start in range(0, len(values), per_worker):
             for i, name in enumerate(self.deployments):

@@ -25,57 +25,74 @@ from specops.apply.state import atomic_write, now
 from specops.errors import SpecopsError
 from specops.serving.config import ServingConfig, endpoint_dir, find_endpoint, first_line, resolve_endpoint
 from specops.serving.keys import ensure_keys
-from specops.serving.metrics import shared_array
+from specops.serving.metrics import MAX_DEPLOYMENTS, shared_array
 from specops.serving.traffic import read_traffic, set_traffic
 from specops.spec import load_specs
 
 STARTUP_TIMEOUT_S = 120
 DRAIN_SECONDS = 5.0  # how long a stopping worker waits for requests in flight
-HANDOFF_SECONDS = 0.5  # how long a stopping worker answers with `Connection: close` before it stops listening
 CONFIG_FILE = "config.json"
 PID_FILE = "server.pid"  # written once every worker listens: {"pid", "port", "started"}
 
 
 def prepare(root: Path | str, endpoint: str, port: int | None = None, workers: int | None = None,
-            host: str = "127.0.0.1", replace: bool = False) -> Path:
+            host: str = "127.0.0.1") -> Path:
     """Resolve the endpoint and write what the workers read; returns the config file.
 
     The port is checked first, so a second server started by mistake fails
-    before it touches the running one's files. With `replace`, the new server
-    shares the port with the running one (which the caller stops once the new
-    one answers) and keeps the live traffic weights, which a rollout may own.
+    before it touches the running one's files.
     """
     specs = load_specs(root)
     port = port if port is not None else find_endpoint(specs, endpoint).spec.server.port
-    if not replace:
-        _check_port_free(host, port)
+    _check_port_free(host, port)
     config = resolve_endpoint(specs, endpoint)
     config.port = port
     config.workers = workers if workers is not None else (config.workers or os.cpu_count() or 1)
+    config.slots = [d.name for d in config.deployments]
+    _check_slots(config.slots)
     ensure_keys(Path(config.state_dir))
-    names = [d.name for d in config.deployments]
-    live = _live_traffic(config.state_dir, names) if replace else None
     # The spec's weights are where a new server begins; a rollout moves them with set_traffic.
-    set_traffic(config.state_dir, names, *(live or (config.traffic, config.mirror_traffic)))
+    set_traffic(config.state_dir, config.slots, config.traffic, config.mirror_traffic)
     path = endpoint_dir(specs.root, endpoint) / CONFIG_FILE
     config.save(path)
     return path
 
 
-def _live_traffic(state_dir: str, deployments: list[str]) -> tuple[dict[str, int], dict[str, int]] | None:
-    """The weights in force, if they still name only deployments the new server hosts."""
-    try:
-        traffic, mirror = read_traffic(state_dir)
-    except (OSError, ValueError, KeyError):
-        return None
-    return (traffic, mirror) if set(traffic) | set(mirror) <= set(deployments) else None
+def stage_reload(root: Path | str, endpoint: str) -> ServingConfig:
+    """Write the config a running server reloads (its workers watch the file): the spec's deployments
+    resolved anew, at the next revision. Port, workers and the live traffic weights stay as they are:
+    the weights may belong to a rollout, so a new model gets traffic only when something moves it there."""
+    specs = load_specs(root)
+    path = endpoint_dir(specs.root, endpoint) / CONFIG_FILE
+    running = ServingConfig.load(path)
+    config = resolve_endpoint(specs, endpoint)
+    names = [d.name for d in config.deployments]
+    traffic, mirror = read_traffic(running.state_dir)
+    stranded = sorted(n for n, share in {**traffic, **mirror}.items() if share and n not in names)
+    if stranded:
+        raise SpecopsError(f"deployment {', '.join(stranded)} of endpoint {endpoint} still gets live traffic; move its traffic "
+                           f"to another deployment first (keep it in the spec at 0%), then remove it")
+    if config.port != running.port:
+        raise SpecopsError(f"endpoint {endpoint} listens on port {running.port}, the spec now says {config.port}: "
+                           f"`specops endpoint stop {endpoint}`, then apply again to restart it there")
+    config.port, config.workers, config.revision = running.port, running.workers, running.revision + 1
+    config.slots = running.slots + [n for n in names if n not in running.slots]
+    _check_slots(config.slots)
+    config.save(path)
+    return config
+
+
+def _check_slots(slots: list[str]) -> None:
+    if len(slots) > MAX_DEPLOYMENTS:
+        raise SpecopsError(f"an endpoint server tracks at most {MAX_DEPLOYMENTS} deployments over its life; this one would have "
+                           f"{len(slots)}: restart it (`specops endpoint stop`, then apply)")
 
 
 def serve(config_path: Path, host: str = "127.0.0.1", announce=print) -> int:
     """Run the workers until a signal or a worker's death; returns the exit code."""
     config = ServingConfig.load(config_path)
     context = multiprocessing.get_context("spawn")
-    array = shared_array(config.workers, len(config.deployments))
+    array = shared_array(config.workers)
     started = context.Queue()
     workers = [context.Process(target=worker_main, args=(str(config_path), i, host, array, started), daemon=True)
                for i in range(config.workers)]
@@ -168,7 +185,7 @@ def _stop(workers) -> None:
 def worker_main(config_path: str, worker: int, host: str, array, started) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
     try:
-        asyncio.run(_worker(ServingConfig.load(Path(config_path)), worker, host, array, started))
+        asyncio.run(_worker(Path(config_path), worker, host, array, started))
     except OSError as exc:  # e.g. the port is taken by another program
         started.put(f"worker {worker} cannot listen on {host}: {exc}")
         raise SystemExit(1) from None
@@ -177,13 +194,15 @@ def worker_main(config_path: str, worker: int, host: str, array, started) -> Non
         raise SystemExit(1) from None
 
 
-async def _worker(config: ServingConfig, worker: int, host: str, array, started) -> None:
+async def _worker(config_path: Path, worker: int, host: str, array, started) -> None:
     from aiohttp import web
 
     from specops.serving.app import build_app, make_endpoint
 
+    config = ServingConfig.load(config_path)
     endpoint = make_endpoint(config, worker, array)
-    endpoint.start()
+    endpoint.start(config_path)
+    endpoint.report_status()
     runner = web.AppRunner(build_app(endpoint), access_log=None)
     await runner.setup()
     # SIGTERM from the parent: stop accepting, let requests in flight finish, then exit.
@@ -194,11 +213,6 @@ async def _worker(config: ServingConfig, worker: int, host: str, array, started)
     started.put(None)
     await stop.wait()
     orphan_watch.cancel()
-    # Hand clients over before closing: a keep-alive connection closed while its client sends on it fails
-    # that request. Answers now close their connection, so clients reconnect (to a replacement server, if one
-    # shares the port); then the listener closes and requests in flight finish.
-    endpoint.draining = True
-    await asyncio.sleep(HANDOFF_SECONDS)
     await runner.cleanup()
 
 

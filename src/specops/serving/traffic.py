@@ -12,7 +12,7 @@ import asyncio
 import json
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Awaitable, Callable
 
 from specops.errors import SpecopsError
 from specops.spec.endpoints import MAX_MIRROR_PERCENT
@@ -47,13 +47,21 @@ def read_traffic(state_dir: Path | str) -> tuple[dict[str, int], dict[str, int]]
 
 async def watch_traffic(state_dir: Path | str, apply: Callable[[dict[str, int], dict[str, int]], None]) -> None:
     """Call `apply(traffic, mirror)` now and whenever the file changes."""
-    path, seen = traffic_file(state_dir), None
+    async def changed(_: Path) -> None:
+        apply(*read_traffic(state_dir))
+
+    await watch_file(traffic_file(state_dir), changed)
+
+
+async def watch_file(path: Path, on_change: Callable[[Path], Awaitable[None]]) -> None:
+    """Await `on_change(path)` now and whenever the file is replaced; an unreadable moment keeps what is in force."""
+    seen = None
     while True:
         try:
             mtime = path.stat().st_mtime_ns
             if mtime != seen:
-                apply(*read_traffic(state_dir))
+                await on_change(path)
                 seen = mtime
         except (OSError, ValueError, KeyError):
-            pass  # missing or unreadable for a moment: keep the weights in force
+            pass
         await asyncio.sleep(POLL_SECONDS)

@@ -234,6 +234,12 @@ class Endpoint(Document):
     spec: EndpointSpec
 
 
+def champion_rollout(specs: SpecSet, model: str) -> Endpoint | None:
+    """The Endpoint (with a rollout) serving `model@champion`, if any: its promotions move the champion alias."""
+    return next((e for e in specs.of_kind(Endpoint) if e.spec.rollout is not None
+                 and any(d.model_ref.name == model and d.model_ref.alias == "champion" for d in e.spec.deployments)), None)
+
+
 # --- BatchEndpoint -----------------------------------------------------------
 
 class RetrySettings(Strict):
