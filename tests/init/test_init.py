@@ -77,6 +77,30 @@ def test_the_template_lock_is_this_repository_lock():
         "copy requirements.lock into src/specops/init/template/project/ after `make lock`"
 
 
+def adapt_ci(text: str) -> str:
+    """This repository's CI file as the template ships it: the generated project has no pyproject.toml
+    (specops comes from requirements-specops.txt) and no docs/ (its README says how to connect Azure)."""
+    text = text.replace("hashFiles('requirements.lock', 'pyproject.toml')",
+                        "hashFiles('requirements.lock', 'requirements-specops.txt')")
+    text = text.replace("requirements.lock | pyproject.toml", "requirements.lock | requirements-specops.txt")
+    text = text.replace('# Supply chain and code security (docs/ci-cd.md, "Security checks").', "# Supply chain and code security.")
+    text = text.replace("the same stages as .github/workflows/ (see docs/ci-cd.md)",
+                        "the same stages as the GitHub workflows specops generates (see README.md, Connecting Azure)")
+    return text.replace("docs/ci-cd.md", "README.md, Connecting Azure")
+
+
+def test_the_template_ci_files_follow_this_repository_ci_files():
+    """The generated CI is this repository's, adapted: a change to one without the other fails here."""
+    project = TEMPLATE / "project"
+    pairs = [(REPO / ".github" / "workflows" / name,
+              project / "[% if ci_provider in ['github', 'both'] %].github[% endif %]" / "workflows" / name)
+             for name in ("pr.yml", "main.yml", "retrain.yml")]
+    pairs.append((REPO / "azure-pipelines.yml", project / "[% if ci_provider in ['azure-devops', 'both'] %]azure-pipelines.yml[% endif %]"))
+    for source, shipped in pairs:
+        assert shipped.read_text() == adapt_ci(source.read_text()), \
+            f"{shipped.name} in the template differs from {source.relative_to(REPO)} adapted by adapt_ci(): re-copy it"
+
+
 # --- (2) no template markup ---------------------------------------------------------
 
 CI_EXPRESSION = re.compile(r"\$\{\{.*?\}\}")           # GitHub Actions / Azure Pipelines expressions
