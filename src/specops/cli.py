@@ -247,12 +247,28 @@ def endpoint() -> None:
 @click.option("--port", type=int, default=None, help="default: the spec's server.port")
 @click.option("--workers", type=int, default=None, help="default: the spec's server.workers (0 = one per core)")
 @click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
+@click.option("--controller/--no-controller", default=True, show_default=True,
+              help="also run the controller (monitors, retraining triggers) beside the server")
+@click.option("--interval", default=60.0, show_default=True, help="seconds between controller passes")
 @friendly
-def endpoint_serve(name: str, root: Path, port: int | None, workers: int | None, host: str) -> None:
-    """Serve endpoint NAME until interrupted (POST /score, Azure ML's protocol)."""
+def endpoint_serve(name: str, root: Path, port: int | None, workers: int | None, host: str, controller: bool,
+                   interval: float) -> None:
+    """Serve endpoint NAME until interrupted (POST /score, Azure ML's protocol), with the controller beside it."""
+    import threading
+
     from specops.serving.server import prepare, serve
 
-    sys.exit(serve(prepare(root, name, port, workers, host), host, announce=lambda m: err.print(m)))
+    config = prepare(root, name, port, workers, host)
+    stop = threading.Event()
+    if controller:
+        from specops.controller.loop import Controller
+
+        ctl = Controller(root, report=lambda line: err.print(f"[dim]controller[/dim] {line}", markup=True))
+        threading.Thread(target=ctl.run_forever, args=(interval, stop), daemon=True, name="controller").start()
+    try:
+        sys.exit(serve(config, host, announce=lambda m: err.print(m)))
+    finally:
+        stop.set()
 
 
 @endpoint.command("stop")

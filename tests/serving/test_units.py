@@ -144,3 +144,17 @@ def test_inference_log_partitions_by_hour_and_joins_feedback(tmp_path: Path, mon
     log.write_feedback([{"request_id": "b", "label": 1}])
     assert len(list((tmp_path / "inference").glob("requests-*-0.jsonl"))) == 2
     assert [(r["request_id"], r.get("label")) for r in read_log(tmp_path)] == [("a", None), ("b", 1)]
+
+
+def test_sensitive_attributes_are_read_for_the_log_but_never_parsed_as_inputs():
+    dataset = DatasetSpec.model_validate({**DATASET.model_dump(), "columns": {**DATASET.model_dump()["columns"],
+                                          "gender": {"type": "str", "allowed": ["F", "M"]}}, "sensitive": ["gender"]})
+    schema = InputSchema.of(FEATURES, dataset)
+    assert "gender" not in schema.columns and schema.sensitive == ("gender",)
+    row = {"income": 50000.0, "score": 700, "region": "north"}
+    records = json.dumps({"data": [{**row, "gender": "F"}, dict(row)]}).encode()
+    assert schema.sensitive_values(records, 2) == [{"gender": "F"}, {}]
+    split = json.dumps({"input_data": {"columns": [*row, "gender"], "data": [[*row.values(), "M"]]}}).encode()
+    assert schema.sensitive_values(split, 1) == [{"gender": "M"}]
+    assert schema.parse(split) == SCHEMA.parse(split)  # the attribute changes nothing the model sees
+    assert SCHEMA.sensitive_values(records, 2) == [{}, {}]  # no sensitive columns declared: nothing is read

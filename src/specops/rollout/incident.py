@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, StrictUndefined
+from jinja2 import Environment, StrictUndefined, select_autoescape
 
 from specops.apply.state import atomic_write, now
 from specops.lifecycle.paths import STATE_DIR
@@ -30,7 +30,10 @@ def incident_path(root: Path, incident: str) -> Path:
 
 def write_incident(root: Path, record: RolloutRecord, trigger: str, analysis: dict[str, Any] | None) -> Path:
     template = root / TEMPLATE if (root / TEMPLATE).exists() else _SHIPPED
-    text = Environment(undefined=StrictUndefined, keep_trailing_newline=True).from_string(template.read_text()).render(
+    # A Markdown record: HTML escaping would corrupt it, so only HTML/XML templates would be escaped.
+    environment = Environment(undefined=StrictUndefined, keep_trailing_newline=True,
+                              autoescape=select_autoescape(default_for_string=False))
+    text = environment.from_string(template.read_text()).render(
         incident=record.incident, endpoint=record.endpoint, opened=now(), trigger=trigger, strategy=record.strategy,
         canary=record.canary, stable=record.stable, model=record.model, canary_version=record.canary_version,
         stable_version=record.stable_version, weights=record.weights, step=record.step, analysis=analysis,

@@ -208,11 +208,11 @@ async def score(request: web.Request) -> web.Response:
     headers = {REQUEST_ID_HEADER: request_id, DEPLOYMENT_HEADER: deployment.config.name}
     if status != 200:
         return web.json_response(payload, status=status, headers=headers)
-    _record(endpoint, deployment, request_id, rows, payload, seconds, shadow=False)
+    _record(endpoint, deployment, request_id, rows, body, payload, seconds, shadow=False)
     # Only routed traffic is mirrored: a request naming its deployment is a deliberate test of that one.
     shadow = endpoint.mirror() if DEPLOYMENT_HEADER not in request.headers else None
     if shadow is not None and shadow.scorer.schema == deployment.scorer.schema:
-        _shadow(endpoint, shadow, request_id, rows)
+        _shadow(endpoint, shadow, request_id, rows, body)
     return web.json_response(payload, headers=headers)
 
 
@@ -237,7 +237,7 @@ async def _predict(deployment: Deployment, body: bytes) -> tuple[int, Any, list]
         deployment.in_flight -= 1
 
 
-def _shadow(endpoint: LiveEndpoint, shadow: Deployment, request_id: str, rows: list) -> None:
+def _shadow(endpoint: LiveEndpoint, shadow: Deployment, request_id: str, rows: list, body: bytes) -> None:
     """Score a copy on the mirror deployment; its answer is logged and counted, never returned."""
     start = time.perf_counter()
 
@@ -246,22 +246,23 @@ def _shadow(endpoint: LiveEndpoint, shadow: Deployment, request_id: str, rows: l
         failed = future.cancelled() or future.exception() is not None
         endpoint.metrics.observe(shadow.config.name, 500 if failed else 200, seconds)
         if not failed:
-            _record(endpoint, shadow, request_id, rows, future.result(), seconds, shadow=True)
+            _record(endpoint, shadow, request_id, rows, body, future.result(), seconds, shadow=True)
 
     shadow.batcher.submit(rows).add_done_callback(done)
 
 
-def _record(endpoint: LiveEndpoint, deployment: Deployment, request_id: str, rows: list, predictions: list,
+def _record(endpoint: LiveEndpoint, deployment: Deployment, request_id: str, rows: list, body: bytes, predictions: list,
             seconds: float, shadow: bool) -> None:
     if not InferenceLog.sampled(deployment.config.sampling_rate):
         return
-    columns = deployment.scorer.schema.columns
+    schema = deployment.scorer.schema
     now = time.time()
     endpoint.log.write_requests([
         {"time": now, "request_id": request_id, "row": i, "deployment": deployment.config.name,
          "model": deployment.config.model, "version": deployment.config.version, "shadow": shadow,
-         "inputs": dict(zip(columns, row)), "prediction": prediction, "latency_ms": round(seconds * 1000, 3)}
-        for i, (row, prediction) in enumerate(zip(rows, predictions))
+         "inputs": dict(zip(schema.columns, row)), "prediction": prediction, "latency_ms": round(seconds * 1000, 3),
+         **({"sensitive": sensitive} if sensitive else {})}
+        for i, (row, prediction, sensitive) in enumerate(zip(rows, predictions, schema.sensitive_values(body, len(rows))))
     ])
 
 

@@ -35,11 +35,29 @@ class BadRequest(Exception):
 class InputSchema:
     columns: tuple[str, ...]
     types: tuple[Column, ...]
+    sensitive: tuple[str, ...] = ()  # logged when a caller sends them (fairness monitors), never given to the model
 
     @classmethod
     def of(cls, feature_set: FeatureSetSpec, dataset: DatasetSpec) -> "InputSchema":
         names = tuple(dict.fromkeys(src for f in feature_set.features for src in f.sources))
-        return cls(names, tuple(dataset.columns[n] for n in names))
+        return cls(names, tuple(dataset.columns[n] for n in names), tuple(dataset.sensitive))
+
+    def sensitive_values(self, body: bytes, count: int) -> list[dict[str, Any]]:
+        """Per row of a body `parse` accepted, the sensitive attributes the caller sent (empty when none).
+
+        Parsed again only for a logged request of a data set with sensitive columns: the hot path stays one parse.
+        """
+        if not self.sensitive:
+            return [{} for _ in range(count)]
+        document = json.loads(body)
+        for key, value in document.items():
+            if key in ("input_data", "dataframe_split") and isinstance(value, dict):
+                position = {name: i for i, name in enumerate(value["columns"])}
+                return [{c: row[position[c]] for c in self.sensitive if c in position} for row in value["data"]]
+            if key in ("input_data", "data", "dataframe_records"):
+                records = [value] if isinstance(value, dict) else value
+                return [{c: record[c] for c in self.sensitive if c in record} for record in records]
+        return [{} for _ in range(count)]
 
     def parse(self, body: bytes) -> list[list[Any]]:
         """Rows as lists in `columns` order, every value checked; raises BadRequest."""
