@@ -157,11 +157,19 @@ def _settle(root: Path, endpoint: Endpoint, report: Reporter) -> None:
 
     Until the reload is done, all traffic stays on the promoted deployment, so no request meets the old model.
     """
+    from specops.rollout.state import load_record, save_record
+
     spec = endpoint.spec
     if any(d.model_ref.alias for d in spec.deployments):
         daemon.reload(root, endpoint.name)
     set_traffic(endpoint_dir(root, endpoint.name), [d.name for d in spec.deployments], spec.traffic, spec.mirror_traffic)
     report(f"Endpoint/{endpoint.name}: traffic {spec.traffic}")
+    record, versions = load_record(root, endpoint.name), _served_versions(root, endpoint.name)
+    if record is not None and record.status == "Healthy":  # the record shows where traffic now is
+        record.stable = max(spec.traffic, key=spec.traffic.get)
+        record.stable_version, record.weights = versions.get(record.stable), dict(spec.traffic)
+        record.log("settled", traffic=spec.traffic, versions=versions)
+        save_record(root, record)
 
 
 def _canary(live: dict[str, int], desired: dict[str, int]) -> str:
