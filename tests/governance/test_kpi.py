@@ -71,3 +71,62 @@ def test_scoreboard_roles_and_formats():
     rows = [Row("m", 4, 0.88, 0.05, None, 315.0, "canary"), Row("m", 3, 0.87, 0.05, 0.08, 310.0, "champion")]
     assert to_text(rows).splitlines()[1].split() == ["m", "4", "0.880", "0.050", "—", "315.000", "canary"]
     assert to_markdown(rows).splitlines()[3] == "| m | 3 | 0.870 | 0.050 | 0.080 | 310.000 | champion |"
+
+
+def test_cost_per_1000_predictions_prices_every_deployment_over_the_logged_span(tmp_path):
+    from specops.governance.kpi import cost_per_1000_predictions
+    from specops.serving.config import endpoint_dir
+    from specops.serving.inference_log import InferenceLog
+    from specops.spec import load_specs
+
+    specs_dir = tmp_path / "specs"
+    specs_dir.mkdir()
+    (tmp_path / "d.csv").write_text("x,y\n1.0,0\n")
+    (specs_dir / "all.yaml").write_text("""
+apiVersion: specops/v1
+kind: Project
+metadata: {name: p}
+spec: {instance_prices: {Small: 2.0, Big: 6.0}}
+---
+apiVersion: specops/v1
+kind: Dataset
+metadata: {name: d}
+spec: {path: d.csv, target: y, columns: {x: {type: float}, y: {type: int}}}
+---
+apiVersion: specops/v1
+kind: FeatureSet
+metadata: {name: f}
+spec: {dataset: d, version: 1, owner: o, refresh: "0 0 * * *", features: [{name: x}]}
+---
+apiVersion: specops/v1
+kind: Gate
+metadata: {name: g}
+spec: {checks: [{metric: accuracy, min: 0}]}
+---
+apiVersion: specops/v1
+kind: Pipeline
+metadata: {name: t}
+spec: {dataset: d, feature_set: f, gate: g, model_name: m}
+---
+apiVersion: specops/v1
+kind: Endpoint
+metadata: {name: e}
+spec:
+  deployments:
+    - {name: blue, model: m@1, instance_type: Small, instance_count: 2}
+    - {name: green, model: m@2, instance_type: Big, data_collector: {sampling_rate: 0.5}}
+  traffic: {blue: 100}
+""")
+    specs = load_specs(tmp_path)
+    assert cost_per_1000_predictions(specs).detail == "no logged predictions yet"
+    log = InferenceLog(endpoint_dir(tmp_path, "e"), 0)
+    # Two hours of logs: 3,000 rows on blue (all logged), 500 logged of 1,000 on green (half sampled), a mirror row.
+    records = [{"time": 1000.0 + 7200 * i / 2999, "request_id": str(i), "deployment": "blue"} for i in range(3000)]
+    records += [{"time": 2000.0, "request_id": f"g{i}", "deployment": "green"} for i in range(500)]
+    records += [{"time": 3000.0, "request_id": "s", "deployment": "green", "shadow": True}]
+    log.write_requests(records)
+    kpi = cost_per_1000_predictions(specs)
+    # (2 x 2.0 + 1 x 6.0) per hour for 2 hours = 20.0, for 4,000 predictions.
+    assert abs(kpi.value - 1000 * 20.0 / 4000) < 1e-9, kpi.detail
+    (specs_dir / "all.yaml").write_text((specs_dir / "all.yaml").read_text().replace("Big: 6.0", "Other: 1.0"))
+    assert cost_per_1000_predictions(load_specs(tmp_path)).detail == "no price for Big (Project spec.instance_prices)"

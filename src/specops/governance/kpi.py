@@ -32,7 +32,11 @@ class Kpi:
     detail: str
 
     def show(self) -> str:
-        return "—" if self.value is None else f"{self.value:.2f} {self.unit}".rstrip()
+        if self.value is None:
+            return "—"
+        if self.unit == "h" and self.value < 1:  # a loop that closed within minutes reads "0.00 h" otherwise
+            return f"{self.value * 60:.1f} min"
+        return f"{self.value:.4g} {self.unit}".rstrip() if abs(self.value) < 0.01 else f"{self.value:.2f} {self.unit}".rstrip()
 
 
 def when(entry: dict[str, Any]) -> datetime:
@@ -125,6 +129,39 @@ def fairness_regression(released: list[dict[str, Any]], metrics_of: dict[tuple[s
     return Kpi("fairness regression", parity[-1] - parity[-2], "", "<= 0.02", "parity diff, champion minus previous champion")
 
 
+def cost_per_1000_predictions(specs: SpecSet) -> Kpi:
+    """What the endpoints' instances cost over the logged span, per 1000 predictions answered in it.
+
+    Every declared deployment holds its instances whether or not it gets traffic (an idle
+    challenger costs too). Predictions are the logged live rows, scaled up by the sampling rate.
+    """
+    from specops.serving.config import endpoint_dir
+    from specops.serving.inference_log import read_log
+    from specops.spec.endpoints import Endpoint
+
+    name, target = "cost per 1000 predictions", "trending down"
+    prices = specs.project.spec.instance_prices
+    endpoints = specs.of_kind(Endpoint)
+    if not endpoints:
+        return Kpi(name, None, "", target, "no Endpoint declared")
+    unpriced = sorted({d.instance_type for e in endpoints for d in e.spec.deployments} - set(prices))
+    if unpriced:
+        return Kpi(name, None, "", target, f"no price for {', '.join(unpriced)} (Project spec.instance_prices)")
+    cost, predictions = 0.0, 0.0
+    for endpoint in endpoints:
+        records = [r for r in read_log(endpoint_dir(specs.root, endpoint.name)) if not r.get("shadow")]
+        if len(records) < 2:
+            continue
+        hours = (records[-1]["time"] - records[0]["time"]) / 3600
+        cost += hours * sum(prices[d.instance_type] * d.instance_count for d in endpoint.spec.deployments)
+        rates = {d.name: d.data_collector.sampling_rate if d.data_collector.enabled else 0 for d in endpoint.spec.deployments}
+        predictions += sum(1 / rates[r["deployment"]] for r in records if rates.get(r["deployment"]))
+    if not predictions:
+        return Kpi(name, None, "", target, "no logged predictions yet")
+    return Kpi(name, 1000 * cost / predictions, "", target,
+               f"{cost:.4g} for {predictions:,.0f} predictions at the declared instance prices")
+
+
 def registry_versions(specs: SpecSet) -> list[dict[str, Any]]:
     """Every registered version of the specs' models, with its metrics and a fingerprint of its inputs."""
     from mlflow.exceptions import MlflowException
@@ -160,5 +197,5 @@ def compute(specs: SpecSet, now: datetime | None = None) -> list[Kpi]:
         drift_reaction_time(entries),
         reproducibility(versions),
         fairness_regression(released, metrics_of),
-        Kpi("cost per 1000 predictions", None, "", "trending down", "needs an Endpoint with declared instance prices"),
+        cost_per_1000_predictions(specs),
     ]

@@ -97,6 +97,8 @@ class ProjectSpec(Strict):
     tracking_uri: str = "sqlite:///.specops/mlflow/mlflow.db"
     artifact_location: str = ".specops/mlflow/artifacts"
     compute: str = "local"
+    instance_prices: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        {}, description="instance type -> price per instance-hour (your currency); `specops kpi` prices predictions with it")
 
     @model_validator(mode="after")
     def _default_exists(self) -> "ProjectSpec":
