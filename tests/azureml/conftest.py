@@ -1,4 +1,4 @@
-"""A tmp copy of the example project with test-only Endpoint, BatchEndpoint and Monitor specs."""
+"""A tmp copy of the example project with test-only Endpoint, BatchEndpoint, Monitor and SLO specs."""
 from __future__ import annotations
 
 import shutil
@@ -50,15 +50,36 @@ metadata: {name: credit-drift}
 spec:
   baseline: {dataset: credit-applications}
   target: {endpoint: credit-online, lookback_window_size: P1D}
+  # Every signal block, each with thresholds other than its defaults, so a rendered value can only come from here.
+  prediction_drift:
+    metric_thresholds: {numerical: {population_stability_index: 0.25}, categorical: {jensen_shannon_distance: 0.2}}
+  data_quality:
+    metric_thresholds:
+      numerical: {null_value_rate: 0.05, out_of_bounds_rate: 0.02}
+      categorical: {null_value_rate: 0.01, data_type_error_rate: 0.03}
+  performance: {max_drop: {accuracy: 0.05, f1_score: 0.04}}
+  fairness: {sensitive: gender}
+  feature_attribution_drift: {metric_thresholds: {normalized_discounted_cumulative_gain: 0.85}}
+  min_target_rows: 500
   schedule: "0 * * * *"
   actions: {retrain: credit-risk-training}
+---
+apiVersion: specops/v1
+kind: SLO
+metadata: {name: credit-online}
+spec:
+  endpoint: credit-online
+  objectives:
+    - {sli: availability, target: 0.995}
+    - {sli: latency, threshold_ms: 350}
 """
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     root = tmp_path / "proj"
-    shutil.copytree(REPO / "specs", root / "specs")
+    # The example's own Endpoint and Monitor stay out: ENDPOINT declares the ones these tests check.
+    shutil.copytree(REPO / "specs", root / "specs", ignore=shutil.ignore_patterns("endpoints", "monitors"))
     for name in ("params.yaml", "requirements.lock"):
         shutil.copy(REPO / name, root / name)
     (root / "specs" / "serving.yaml").write_text(ENDPOINT)

@@ -132,6 +132,30 @@ def test_changing_one_field_updates_exactly_that_resource(project: Path, fake: F
     assert api.plan(project, "dev").plan.empty
 
 
+def test_a_changed_signal_threshold_updates_the_monitor_schedule(project: Path, fake: FakeAzureML):
+    api.apply(project, "dev")
+    spec = project / "specs" / "serving.yaml"
+    spec.write_text(spec.read_text().replace("normalized_discounted_cumulative_gain: 0.85",
+                                             "normalized_discounted_cumulative_gain: 0.8"))
+    [op] = api.plan(project, "dev").plan.operations
+    assert op.key == "MonitorSchedule/credit-drift"
+    assert [(c.path, c.old, c.new) for c in op.changes] == [(
+        "create_monitor.monitoring_signals.feature-attribution-drift.metric_thresholds.normalized_discounted_cumulative_gain",
+        0.85, 0.8)]
+    fake.bodies.clear()
+    api.apply(project, "dev")
+    [body] = [body for path, body in fake.bodies if path == "/schedules/credit-drift"]
+    signals = body["properties"]["action"]["monitorDefinition"]["signals"]
+    assert signals["feature-attribution-drift"]["metricThreshold"] == {
+        "metric": "normalizedDiscountedCumulativeGain", "threshold": {"value": 0.8}}
+    # Per feature type, as the spec declares them: categorical rates are not the numerical ones.
+    quality = {(t["dataType"], t["metric"]): t["threshold"]["value"] for t in signals["data-quality"]["metricThresholds"]}
+    assert quality == {("Numerical", "nullValueRate"): 0.05, ("Numerical", "outOfBoundsRate"): 0.02,
+                       ("Categorical", "nullValueRate"): 0.01, ("Categorical", "dataTypeErrorRate"): 0.03}
+    assert set(signals) == {"data-drift", "prediction-drift", "data-quality", "feature-attribution-drift"}
+    assert api.plan(project, "dev").plan.empty
+
+
 def test_a_500_mid_apply_fails_clearly_and_the_next_apply_converges(project: Path, fake: FakeAzureML):
     # Past the SDK's two retries: the apply stops at the green deployment.
     fake.faults.append(Fault("PUT", r"/deployments/green$", 500, times=3))
@@ -183,6 +207,8 @@ def test_plan_keeps_target_references_and_says_what_azure_lacks(project: Path, f
     project_op = plan.operations[0]
     assert project_op.after["spec"]["environments"]["dev"]["target"]["workspace"] == "${AZURE_ML_WORKSPACE}"
     assert any("bandit runs only on the local backend" in note for note in plan.notes)
+    assert any(note.startswith("Monitor/credit-drift: spec.performance") for note in plan.notes)
+    assert any(note.startswith("SLO/credit-online: local only") for note in plan.notes)
 
 
 def use_canary(project: Path, steps: str, traffic: str) -> Path:

@@ -11,8 +11,9 @@ from azure.ai.ml import (
 # Not re-exported by azure.ai.ml 1.35, but the same loaders `az ml` uses.
 from azure.ai.ml.entities._load_functions import load_model_batch_deployment, load_schedule
 
-from specops.render.azureml import YAML_FOLDERS, azureml_notes, render_azureml
-from specops.spec import load_specs
+from specops.backends.azureml import RECORD_KINDS
+from specops.render.azureml import YAML_FOLDERS, azureml_notes, read_project_files, render_azureml, render_entities
+from specops.spec import KINDS, load_specs
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -76,21 +77,119 @@ def test_serving_and_monitor_specs_render_and_load(project: Path, tmp_path: Path
     assert monitor.trigger.expression == "0 * * * *"
     definition = monitor.create_monitor
     assert definition.monitoring_target.endpoint_deployment_id == "azureml:credit-online:blue"
-    signals = definition.monitoring_signals
-    assert set(signals) == {"data-drift", "prediction-drift", "data-quality"}
+    assert_signals_follow_the_spec(definition.monitoring_signals)
+
+
+def assert_signals_follow_the_spec(signals: dict) -> None:
+    """conftest's Monitor declares every block; the Azure ML signals carry its thresholds, not defaults."""
+    # performance and fairness have no Azure ML counterpart: plan notes, not signals.
+    assert set(signals) == {"data-drift", "prediction-drift", "data-quality", "feature-attribution-drift"}
     drift = signals["data-drift"]
-    assert drift.metric_thresholds.numerical.normalized_wasserstein_distance == 0.1
+    assert drift.metric_thresholds.numerical.normalized_wasserstein_distance == 0.1  # the azureml preset
     assert drift.metric_thresholds.categorical.jensen_shannon_distance == 0.1
     assert "gender" not in drift.features and "default" not in drift.features and "region" in drift.features
     assert drift.production_data.data_window.lookback_window_size == "P1D"
+    prediction = signals["prediction-drift"]
+    assert prediction.metric_thresholds.numerical.population_stability_index == 0.25
+    assert prediction.metric_thresholds.numerical.normalized_wasserstein_distance is None  # the spec's replace the defaults
+    assert prediction.metric_thresholds.categorical.jensen_shannon_distance == 0.2
+    assert prediction.production_data.data_context == "model_outputs"  # predictions, not inputs
+    assert prediction.production_data.input_data.path == "credit-online-blue-model_outputs:1"
+    quality = signals["data-quality"].metric_thresholds
+    assert (quality.numerical.null_value_rate, quality.numerical.out_of_bounds_rate) == (0.05, 0.02)
+    assert quality.numerical.data_type_error_rate is None
+    assert (quality.categorical.null_value_rate, quality.categorical.data_type_error_rate) == (0.01, 0.03)
+    assert signals["data-quality"].features == drift.features
+    attribution = signals["feature-attribution-drift"]
+    assert attribution.metric_thresholds.normalized_discounted_cumulative_gain == 0.85
+    assert [d.data_context for d in attribution.production_data] == ["model_inputs", "model_outputs"]
+    assert attribution.reference_data.data_column_names == {"target_column": "default"}
 
 
-def test_local_only_features_are_plan_notes(project: Path):
-    notes = "\n".join(azureml_notes(load_specs(project, "dev")))
-    assert "Endpoint/credit-online: spec.rollout.strategy bandit runs only on the local backend" in notes
-    assert "credit-risk@champion" in notes and "@latest" in notes
-    assert "Monitor/credit-drift: spec.actions.retrain" in notes
-    assert "FeatureSet/credit-features: spec.refresh" in notes
+def test_undeclared_signal_blocks_are_not_rendered(project: Path):
+    """Off unless declared, as on the local backend: a Monitor with no blocks gets data drift only."""
+    serving = project / "specs" / "serving.yaml"
+    text = serving.read_text()
+    blocks = text[text.index("  # Every signal block"):text.index('  schedule: "0 * * * *"')]
+    serving.write_text(text.replace(blocks, ""))
+    [schedule] = [r.entity for r in render_entities(*_specs_and_files(project)) if r.kind == "MonitorSchedule"]
+    assert set(schedule.create_monitor.monitoring_signals) == {"data-drift"}
+
+
+def _specs_and_files(project: Path):
+    specs = load_specs(project, "dev")
+    return specs, read_project_files(specs.root)
+
+
+# Rollouts and a release-freeze gate the other tests do not apply (they would change the backend tests' plans).
+ROLLOUTS = """\
+apiVersion: specops/v1
+kind: Endpoint
+metadata: {name: credit-canary}
+spec:
+  deployments: [{name: blue, model: credit-risk@3}, {name: green, model: credit-risk@4}]
+  traffic: {blue: 100}
+  rollout:
+    strategy: canary
+    steps: [{weight: 10}, {load_test: {users: 5, duration: 10s}}, {weight: 50}, {load_test: {}}]
+---
+apiVersion: specops/v1
+kind: Endpoint
+metadata: {name: credit-preview}
+spec:
+  deployments: [{name: blue, model: credit-risk@3}, {name: green, model: credit-risk@4}]
+  traffic: {blue: 100}
+  rollout:
+    strategy: blue-green
+    pre_promotion_load_test: {users: 20}
+    post_promotion_analysis: promotion
+---
+apiVersion: specops/v1
+kind: Gate
+metadata: {name: release-freeze}
+spec:
+  checks: [{slo: credit-online}]
+"""
+
+
+@pytest.fixture
+def every_feature(project: Path) -> Path:
+    (project / "specs" / "rollouts.yaml").write_text(ROLLOUTS)
+    return project
+
+
+def test_local_only_features_are_plan_notes(every_feature: Path):
+    notes = azureml_notes(load_specs(every_feature, "dev"))
+    text = "\n".join(notes)
+    assert "Endpoint/credit-online: spec.rollout.strategy bandit runs only on the local backend" in text
+    assert "credit-risk@champion" in text and "@latest" in text
+    assert "Monitor/credit-drift: spec.actions.retrain" in text
+    assert "FeatureSet/credit-features: spec.refresh" in text
+    assert ("Monitor/credit-drift: spec.performance (a drop of accuracy by 0.05, f1_score by 0.04 below the champion's "
+            "evaluation, on /feedback labels) runs only on the local backend") in text
+    assert "Monitor/credit-drift: spec.fairness (demographic parity difference across gender) runs only on the local" in text
+    assert "Monitor/credit-drift: spec.min_target_rows (500) runs only on the local backend" in text
+    assert ("SLO/credit-online: local only (availability, latency over the local inference log and /metrics); Azure ML "
+            "has no SLO entity: on Azure use Azure Monitor alerts") in text
+    assert "Gate/release-freeze: check slo credit-online reads the local inference log" in text
+    assert "Endpoint/credit-canary: spec.rollout.steps[1].load_test, steps[3].load_test run only on the local backend" in text
+    assert "Endpoint/credit-preview: spec.rollout.pre_promotion_load_test runs only on the local backend" in text
+    assert "Endpoint/credit-preview: spec.rollout blue-green post_promotion_analysis" in text
+    assert len(notes) == len(set(notes))
+
+
+def test_every_kind_is_rendered_recorded_or_noted(every_feature: Path):
+    """A kind added to specops.spec.KINDS fails here until the azureml backend renders it or says it cannot."""
+    specs, files = _specs_and_files(every_feature)
+    rendered = {r.spec for r in render_entities(specs, files)}
+    recorded = {d.key for d in specs.documents if d.kind in RECORD_KINDS}  # kept in specops' state, shown in plans
+    noted = {note.split(": ", 1)[0] for note in azureml_notes(specs)}
+    for kind in KINDS:
+        documents = [d.key for d in specs.documents if d.kind == kind]
+        assert documents, f"no {kind} in the test project: add one to tests/azureml (conftest.py or ROLLOUTS)"
+        unhandled = [key for key in documents if key not in rendered | recorded | noted]
+        assert not unhandled, f"the azureml backend neither renders nor notes {unhandled}"
+    assert "SLO/credit-online" in noted and "SLO/credit-online" not in rendered
 
 
 def test_every_kind_has_a_folder():

@@ -106,13 +106,7 @@ class AzureMLBackend:
         return [r.entity.name for r in self._entities.values() if r.kind == kind and r.entity.endpoint_name == endpoint]
 
     def notes(self, specs: SpecSet) -> list[str]:
-        notes = azureml_notes(specs)
-        for endpoint in specs.of_kind(Endpoint):
-            rollout = endpoint.spec.rollout
-            if isinstance(rollout, CanaryRollout) and any(s.pause or s.analysis for s in rollout.steps):
-                notes.append(f"Endpoint/{endpoint.name}: spec.rollout pauses and analysis steps run on the local "
-                             "backend only; on Azure ML the canary weights are applied one step after another")
-        return notes
+        return azureml_notes(specs)  # every local-only feature, rollout steps included, is the renderer's to say
 
     def records_only(self, op: Operation) -> bool:
         if op.kind in RECORD_KINDS:

@@ -37,6 +37,9 @@ from azure.ai.ml.entities import (
     DataQualitySignal,
     DeploymentCollection,
     Environment,
+    FADProductionData,
+    FeatureAttributionDriftMetricThreshold,
+    FeatureAttributionDriftSignal,
     JobSchedule,
     ManagedOnlineDeployment,
     ManagedOnlineEndpoint,
@@ -61,10 +64,17 @@ from azure.ai.ml.sweep import Choice
 
 from specops.errors import SpecopsError
 from specops.lifecycle.paths import STAGES
-from specops.monitoring.signals import AZUREML
-from specops.spec import Dataset, FeatureSet, Pipeline, SpecSet
-from specops.spec.endpoints import BanditRollout, ABRollout, BatchEndpoint, Endpoint, ModelRef, ProbeSettings
-from specops.spec.monitors import Monitor, baseline_dataset, monitored_features
+from specops.monitoring.signals import NDCG, Signals
+from specops.spec import Dataset, FeatureSet, Gate, Pipeline, SpecSet
+from specops.spec.endpoints import (
+    ABRollout, BanditRollout, BatchEndpoint, BlueGreenRollout, CanaryRollout, Endpoint, ModelRef, ProbeSettings,
+    Rollout,
+)
+from specops.spec.monitors import (
+    DataDrift, DataQuality, FeatureAttributionDrift, Monitor, PredictionDrift, Target, baseline_dataset,
+    monitored_features, sensitive_column,
+)
+from specops.spec.slos import SLO
 
 # Azure ML's curated Ubuntu base image; the conda file below adds the locked packages on top.
 BASE_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest"
@@ -347,42 +357,101 @@ def render_monitor_schedule(specs: SpecSet, monitor: Monitor) -> MonitorSchedule
     definition = MonitorDefinition(
         compute=MONITOR_COMPUTE,
         monitoring_target=MonitoringTarget(ml_task="classification", endpoint_deployment_id=f"azureml:{endpoint.name}:{deployment}"),
-        monitoring_signals=_monitor_signals(monitor, dataset, f"{endpoint.name}-{deployment}"),
+        monitoring_signals=_monitor_signals(monitor, MonitorData(dataset, f"{endpoint.name}-{deployment}",
+                                                                 monitor.spec.target)),
     )
     return MonitorSchedule(name=monitor.name, trigger=CronTrigger(expression=monitor.spec.schedule, time_zone="UTC"),
                            create_monitor=definition, description=monitor.spec.description or None)
 
 
-def _monitor_signals(monitor: Monitor, dataset: Dataset, collected: str) -> dict[str, Any]:
-    """Data drift with the spec's thresholds, prediction drift, and data quality against the Dataset's contract."""
-    target = monitor.spec.target
-    reference = ReferenceData(input_data=Input(type="uri_file", path=data_ref(dataset)), data_context="training",
-                              data_column_names={"target_column": dataset.spec.target})
-    production = ProductionData(
-        # Azure ML's data collector registers a deployment's collected inputs under this name.
-        input_data=Input(type="uri_folder", path=f"azureml:{collected}-model_inputs:1"),
-        data_context="model_inputs",
-        data_window=BaselineDataRange(lookback_window_size=target.lookback_window_size,
-                                      lookback_window_offset=target.lookback_window_offset or "P0D"),
-    )
-    features = monitored_features(dataset, monitor)
-    thresholds = monitor.spec.data_drift.signals()
-    data = {"production_data": production, "reference_data": reference, "alert_enabled": True}
-    # The Dataset declares types, ranges and non-null columns: any violation in production is an alert.
-    strict = {"null_value_rate": 0.0, "data_type_error_rate": 0.0, "out_of_bounds_rate": 0.0}
-    return {
-        "data-drift": DataDriftSignal(
-            **data, features=list(features),
-            feature_type_override={n: t for n, t in features.items() if t == "categorical"} or None,
-            metric_thresholds=DataDriftMetricThreshold(
-                numerical=NumericalDriftMetrics(**thresholds.numerical) if thresholds.numerical else None,
-                categorical=CategoricalDriftMetrics(**thresholds.categorical) if thresholds.categorical else None)),
-        # A classifier's prediction is categorical: the categorical thresholds apply.
-        "prediction-drift": PredictionDriftSignal(**data, metric_thresholds=PredictionDriftMetricThreshold(
-            categorical=CategoricalDriftMetrics(**(thresholds.categorical or AZUREML.categorical)))),
-        "data-quality": DataQualitySignal(**data, features=list(features), metric_thresholds=DataQualityMetricThreshold(
-            numerical=DataQualityMetricsNumerical(**strict), categorical=DataQualityMetricsCategorical(**strict))),
+# The Monitor blocks Azure ML model monitoring has a signal for, by the name each signal gets in the schedule.
+# Data drift is always on (the spec's block has a default); the others only when declared, as on the local
+# backend, so one spec asks for the same signals on both. `performance` and `fairness` have no Azure ML
+# signal that means the same: they are plan notes (see _monitor_notes).
+SIGNAL_NAMES = {"data_drift": "data-drift", "prediction_drift": "prediction-drift", "data_quality": "data-quality",
+                "feature_attribution_drift": "feature-attribution-drift"}
+
+
+@dataclass(frozen=True)
+class MonitorData:
+    """What every signal of one monitor reads: the baseline Dataset, the deployment's collected data, the window."""
+
+    dataset: Dataset
+    collected: str  # `<endpoint>-<deployment>`: Azure ML's data collector registers `<collected>-<collection>`
+    target: Target  # the Monitor's spec.target: its lookback window
+
+    def reference(self) -> ReferenceData:
+        return ReferenceData(input_data=Input(type="uri_file", path=data_ref(self.dataset)), data_context="training",
+                             data_column_names={"target_column": self.dataset.spec.target})
+
+    def production(self, collection: str) -> ProductionData:
+        return ProductionData(input_data=self._collected(collection), data_context=collection,
+                              data_window=self._window())
+
+    def attribution_production(self) -> list[FADProductionData]:
+        # Feature attribution reads inputs and predictions together, each collection on its own.
+        return [FADProductionData(input_data=self._collected(c), data_context=c, data_window=self._window())
+                for c in COLLECTIONS]
+
+    def _collected(self, collection: str) -> Input:
+        return Input(type="uri_folder", path=f"azureml:{self.collected}-{collection}:1")
+
+    def _window(self) -> BaselineDataRange:
+        return BaselineDataRange(lookback_window_size=self.target.lookback_window_size,
+                                 lookback_window_offset=self.target.lookback_window_offset or "P0D")
+
+
+def _monitor_signals(monitor: Monitor, data: MonitorData) -> dict[str, Any]:
+    features = monitored_features(data.dataset, monitor)
+    renderers = {
+        "data_drift": lambda block: _data_drift_signal(block, data, features),
+        "prediction_drift": lambda block: _prediction_drift_signal(block, data),
+        "data_quality": lambda block: _data_quality_signal(block, data, features),
+        "feature_attribution_drift": lambda block: _feature_attribution_signal(block, data),
     }
+    blocks = ((field, getattr(monitor.spec, field)) for field in SIGNAL_NAMES)
+    return {SIGNAL_NAMES[field]: renderers[field](block) for field, block in blocks if block is not None}
+
+
+def _drift_metrics(signals: Signals) -> dict[str, Any]:
+    """The spec's thresholds per feature type, in Azure ML's own metric classes (same metric names)."""
+    return {"numerical": NumericalDriftMetrics(**signals.numerical) if signals.numerical else None,
+            "categorical": CategoricalDriftMetrics(**signals.categorical) if signals.categorical else None}
+
+
+def _categorical_overrides(features: dict[str, str]) -> dict[str, str] | None:
+    return {name: kind for name, kind in features.items() if kind == "categorical"} or None
+
+
+def _data_drift_signal(block: DataDrift, data: MonitorData, features: dict[str, str]) -> DataDriftSignal:
+    return DataDriftSignal(
+        production_data=data.production("model_inputs"), reference_data=data.reference(), alert_enabled=True,
+        features=list(features), feature_type_override=_categorical_overrides(features),
+        metric_thresholds=DataDriftMetricThreshold(**_drift_metrics(block.signals())))
+
+
+def _prediction_drift_signal(block: PredictionDrift, data: MonitorData) -> PredictionDriftSignal:
+    # Predictions are what the data collector records as model_outputs.
+    return PredictionDriftSignal(
+        production_data=data.production("model_outputs"), reference_data=data.reference(), alert_enabled=True,
+        metric_thresholds=PredictionDriftMetricThreshold(**_drift_metrics(block.signals())))
+
+
+def _data_quality_signal(block: DataQuality, data: MonitorData, features: dict[str, str]) -> DataQualitySignal:
+    rates = block.metric_thresholds
+    return DataQualitySignal(
+        production_data=data.production("model_inputs"), reference_data=data.reference(), alert_enabled=True,
+        features=list(features), feature_type_override=_categorical_overrides(features),
+        metric_thresholds=DataQualityMetricThreshold(
+            numerical=DataQualityMetricsNumerical(**rates.numerical) if rates.numerical else None,
+            categorical=DataQualityMetricsCategorical(**rates.categorical) if rates.categorical else None))
+
+
+def _feature_attribution_signal(block: FeatureAttributionDrift, data: MonitorData) -> FeatureAttributionDriftSignal:
+    return FeatureAttributionDriftSignal(
+        production_data=data.attribution_production(), reference_data=data.reference(), alert_enabled=True,
+        metric_thresholds=FeatureAttributionDriftMetricThreshold(
+            normalized_discounted_cumulative_gain=block.metric_thresholds[NDCG]))
 
 
 # --- everything ----------------------------------------------------------------
@@ -437,13 +506,16 @@ def _batch_entities(specs: SpecSet, endpoint: BatchEndpoint) -> list[Rendered]:
 
 
 def azureml_notes(specs: SpecSet) -> list[str]:
-    """What the specs ask for that Azure ML has no counterpart for: said in the plan, never dropped silently."""
-    return [*_pipeline_notes(specs), *_endpoint_notes(specs), *_monitor_notes(specs)]
+    """What the specs ask for that Azure ML has no counterpart for: said in the plan, never dropped silently.
+
+    Each note starts with the key of the document it is about (`Monitor/credit-drift: ...`).
+    """
+    return [*_pipeline_notes(specs), *_endpoint_notes(specs), *_monitor_notes(specs), *_slo_notes(specs)]
 
 
 def _pipeline_notes(specs: SpecSet) -> Iterable[str]:
     if specs.project.spec.compute == "local":
-        yield "Project spec.compute is `local`: Azure ML jobs run on serverless compute"
+        yield f"{specs.project.key}: spec.compute is `local`: Azure ML jobs run on serverless compute"
     for pipeline in specs.of_kind(Pipeline):
         if pipeline.spec.triggers.data_change:
             yield (f"Pipeline/{pipeline.name}: spec.triggers.data_change has no Azure ML trigger; "
@@ -456,10 +528,7 @@ def _pipeline_notes(specs: SpecSet) -> Iterable[str]:
 def _endpoint_notes(specs: SpecSet) -> Iterable[str]:
     for endpoint in specs.of_kind(Endpoint):
         where = f"Endpoint/{endpoint.name}"
-        rollout = endpoint.spec.rollout
-        if isinstance(rollout, (ABRollout, BanditRollout)):
-            yield (f"{where}: spec.rollout.strategy {rollout.strategy} runs only on the local backend; "
-                   "Azure ML keeps the declared traffic weights fixed")
+        yield from _rollout_notes(where, endpoint.spec.rollout)
         yield f"{where}: spec.server (port, workers, batching) configures the local server only"
         for d in endpoint.spec.deployments:
             if d.model_ref.alias:
@@ -470,13 +539,74 @@ def _endpoint_notes(specs: SpecSet) -> Iterable[str]:
                "batch invocation on Azure ML, not part of the endpoint")
 
 
+def _rollout_notes(where: str, rollout: Rollout | None) -> Iterable[str]:
+    """Azure ML applies traffic weights only: the steps that watch live traffic or send load run locally."""
+    if isinstance(rollout, (ABRollout, BanditRollout)):
+        yield (f"{where}: spec.rollout.strategy {rollout.strategy} runs only on the local backend; "
+               "Azure ML keeps the declared traffic weights fixed")
+    if isinstance(rollout, CanaryRollout):
+        if any(s.pause or s.analysis for s in rollout.steps):
+            yield (f"{where}: spec.rollout pauses and analysis steps run on the local backend only; "
+                   "on Azure ML the canary weights are applied one step after another")
+        load_tests = [f"steps[{i}].load_test" for i, s in enumerate(rollout.steps) if s.load_test is not None]
+        if load_tests:
+            yield (f"{where}: spec.rollout.{', '.join(load_tests)} run only on the local backend (locust against "
+                   "the local server); on Azure ML the canary weights are applied without a load test")
+    if isinstance(rollout, BlueGreenRollout):
+        if rollout.pre_promotion_load_test is not None:
+            yield (f"{where}: spec.rollout.pre_promotion_load_test runs only on the local backend (locust against "
+                   "the local server); on Azure ML the traffic switches without a load test")
+        gates = [f for f in ("pre_promotion_analysis", "post_promotion_analysis") if getattr(rollout, f) is not None]
+        yield (f"{where}: spec.rollout blue-green {', '.join([*gates, 'auto_promotion_enabled', 'scale_down_delay'])} "
+               "run on the local backend only; on Azure ML the declared traffic switches at once")
+
+
 def _monitor_notes(specs: SpecSet) -> Iterable[str]:
     for monitor in specs.of_kind(Monitor):
-        actions = monitor.spec.actions
-        for field, value in (("retrain", actions.retrain), ("rollback", actions.rollback), ("notify", actions.notify)):
-            if value is not None:
-                yield (f"Monitor/{monitor.name}: spec.actions.{field} has no Azure ML monitor counterpart "
-                       "(Azure ML only e-mails alerts); the specops controller acts on the alert")
+        where = f"Monitor/{monitor.name}"
+        yield from _local_only_signals(specs, where, monitor)
+        yield (f"{where}: spec.min_target_rows ({monitor.spec.min_target_rows}) runs only on the local backend; "
+               "Azure ML judges a window of any size")
+        if monitor.spec.baseline.champion is not None:
+            yield (f"{where}: spec.baseline.champion: Azure ML compares against the champion's whole training Dataset "
+                   f"({baseline_dataset(specs, monitor).name}), not only its training rows")
+        yield from _alert_action_notes(where, monitor)
+
+
+def _local_only_signals(specs: SpecSet, where: str, monitor: Monitor) -> Iterable[str]:
+    spec = monitor.spec
+    if spec.performance is not None:
+        metrics = ", ".join(f"{m} by {drop:g}" for m, drop in spec.performance.max_drop.items())
+        yield (f"{where}: spec.performance (a drop of {metrics} below the champion's evaluation, on /feedback labels) "
+               "runs only on the local backend; Azure ML's model performance signal needs a ground-truth data asset "
+               "and takes fixed thresholds, not a drop from the champion")
+    if spec.fairness is not None:
+        column = sensitive_column(baseline_dataset(specs, monitor), monitor)
+        yield (f"{where}: spec.fairness (demographic parity difference across {column}) runs only on the local backend; "
+               "Azure ML model monitoring has no fairness signal")
+    attribution = spec.feature_attribution_drift
+    if attribution is not None and attribution.model == "challenger":
+        yield (f"{where}: spec.feature_attribution_drift.model challenger runs only on the local backend; "
+               "Azure ML computes the attribution drift of the monitored deployment's data")
+
+
+def _alert_action_notes(where: str, monitor: Monitor) -> Iterable[str]:
+    actions = monitor.spec.actions
+    for field, value in (("retrain", actions.retrain), ("rollback", actions.rollback), ("notify", actions.notify)):
+        if value is not None:
+            yield (f"{where}: spec.actions.{field} has no Azure ML monitor counterpart "
+                   "(Azure ML only e-mails alerts); the specops controller acts on the alert")
+
+
+def _slo_notes(specs: SpecSet) -> Iterable[str]:
+    for slo in specs.of_kind(SLO):
+        objectives = ", ".join(o.key for o in slo.spec.objectives)
+        yield (f"SLO/{slo.name}: local only ({objectives} over the local inference log and /metrics); Azure ML has "
+               "no SLO entity: on Azure use Azure Monitor alerts on the endpoint's metrics")
+    for gate in specs.of_kind(Gate):
+        for name in sorted({c.slo for c in gate.spec.checks if c.slo is not None}):
+            yield (f"Gate/{gate.name}: check slo {name} reads the local inference log; in an Azure ML pipeline run "
+                   "there is none, so the check passes with no data (no release freeze)")
 
 
 # --- Azure ML CLI v2 YAML --------------------------------------------------------
