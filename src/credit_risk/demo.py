@@ -78,6 +78,7 @@ def act_two(root: Path) -> None:
     with running(Traffic(root, ENDPOINT, rate=RATE)):
         specops(root, "retrain", PIPELINE, "--reason", "manual")
     specops(root, "rollout", "status", ENDPOINT)
+    expect_rollout(root, "Healthy")
 
 
 def act_three(root: Path) -> None:
@@ -92,6 +93,7 @@ def act_three(root: Path) -> None:
     if failed.returncode == 0:
         raise SystemExit("the bad challenger was promoted: the demo expected an automatic rollback")
     specops(root, "rollout", "status", ENDPOINT)
+    expect_rollout(root, "Degraded")
     specops(root, "plan", check=False)
     console.print("The team rejects the bad version: challenger goes back to the champion's version.")
     reset_challenger(root)
@@ -108,6 +110,7 @@ def act_four(root: Path) -> None:
         specops(root, "monitor", "run", MONITOR)
         specops(root, "controller", "--once")
     specops(root, "rollout", "status", ENDPOINT)
+    expect_rollout(root, "Healthy")
     specops(root, "scoreboard")
     specops(root, "kpi")
 
@@ -125,6 +128,16 @@ class running:
 
     def __exit__(self, *exc) -> None:
         console.print(f"[bold]traffic:[/bold] {self.traffic.stop().summary()}")
+
+
+def expect_rollout(root: Path, status: str) -> None:
+    """Stop the demo, saying why, when a rollout did not end as the act expects (a busy machine can starve analysis)."""
+    from specops.rollout.state import load_record
+
+    record = load_record(root, ENDPOINT)
+    if record is None or record.status != status:
+        found = "no rollout" if record is None else f"{record.status}: {record.message}"
+        raise SystemExit(f"expected the rollout to end {status}, found {found}")
 
 
 def header(title: str) -> None:
