@@ -11,6 +11,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+# The example's Endpoint, and the Monitor and SLO that measure it: left out where a test needs no server.
+SERVING_SPECS = ("endpoints", "monitors", "slos")
 
 
 def run(cmd: list[str], cwd: Path, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
@@ -30,13 +32,13 @@ def make_project(dest: Path, rows: int = 1500, sweep: str = "[3, 5]", with_pipel
                  endpoint_port: int | None = None) -> Path:
     """A git + DVC repository holding the example specs, small enough for tests.
 
-    The example Endpoint and its Monitor are left out unless `endpoint_port` is given (apply would start a server).
+    The example Endpoint, its Monitor and SLO are left out unless `endpoint_port` is given (apply would start a server).
     """
     shutil.copytree(REPO / "specs", dest / "specs")
     endpoint = dest / "specs" / "endpoints" / "credit-scoring.yaml"
     if endpoint_port is None:
-        shutil.rmtree(endpoint.parent)
-        shutil.rmtree(dest / "specs" / "monitors")
+        for folder in SERVING_SPECS:
+            shutil.rmtree(dest / "specs" / folder)
     else:
         endpoint.write_text(endpoint.read_text().replace("port: 5800", f"port: {endpoint_port}"))
     shutil.copytree(REPO / "src" / "credit_risk", dest / "src" / "credit_risk", ignore=shutil.ignore_patterns("__pycache__"))
@@ -69,19 +71,35 @@ def declarations(declarations_template: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(declarations_template, tmp_path / "proj", symlinks=True))
 
 
-@pytest.fixture(autouse=True)
-def isolated_mlflow_globals():
-    """MLflow keeps the active experiment and store URIs in module globals and MLFLOW_* variables.
-    Tests that run stages in-process set them; without a reset the next test in the same worker
-    would log into an experiment id from another test's store."""
-    saved = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
-    yield
+ORIGINAL_MLFLOW_ENV = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
+
+
+def reset_mlflow(environment: dict[str, str] = ORIGINAL_MLFLOW_ENV) -> None:
+    """MLflow keeps the active experiment and store URIs in module globals and MLFLOW_* variables
+    (`set_experiment` exports MLFLOW_EXPERIMENT_ID for child processes). Code under test sets them;
+    left behind, the next test or module in the same worker logs into an experiment id of another store."""
     for key in [k for k in os.environ if k.startswith("MLFLOW_")]:
         del os.environ[key]
-    os.environ.update(saved)
+    os.environ.update(environment)
     if "mlflow.tracking.fluent" in sys.modules:
         from mlflow.tracking import _model_registry, _tracking_service, fluent
 
         fluent._active_experiment_id = None
         _tracking_service.utils._tracking_uri = None
         _model_registry.utils._registry_uri = None
+
+
+@pytest.fixture(autouse=True, scope="module")
+def isolated_mlflow_module():
+    """Before a module's own fixtures build their stores: nothing left by an earlier module."""
+    reset_mlflow()
+    yield
+    reset_mlflow()
+
+
+@pytest.fixture(autouse=True)
+def isolated_mlflow_globals():
+    """After each test: what its module's fixtures set, and nothing the test itself set."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
+    yield
+    reset_mlflow(saved)

@@ -17,8 +17,9 @@ checkout as it is: the demo commits there, trains there and serves from there.
    challenger alias is moved off the bad version.
 4. Drift closes the loop. Traffic shifts (incomes fall by a fifth); the monitor
    alerts on income only; retraining starts by itself with trigger_reason=drift;
-   the new model passes the gate and goes out through the rollout; `specops kpi`
-   shows the drift reaction time and the lead time.
+   the new model passes the gate and goes out through the rollout; `specops slo
+   status` shows the error budgets left and `specops kpi` the drift reaction
+   time and the lead time.
 
 The endpoint answers throughout; the traffic client's count of failed requests
 is printed at the end of every act. `python -m credit_risk.demo --keep` leaves
@@ -112,6 +113,7 @@ def act_four(root: Path) -> None:
     specops(root, "rollout", "status", ENDPOINT)
     expect_rollout(root, "Healthy")
     specops(root, "scoreboard")
+    specops(root, "slo", "status")
     specops(root, "kpi")
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, SERVING_SPECS
 
 ENDPOINT = """\
 apiVersion: specops/v1
@@ -79,7 +79,7 @@ spec:
 def project(tmp_path: Path) -> Path:
     root = tmp_path / "proj"
     # The example's own Endpoint and Monitor stay out: ENDPOINT declares the ones these tests check.
-    shutil.copytree(REPO / "specs", root / "specs", ignore=shutil.ignore_patterns("endpoints", "monitors"))
+    shutil.copytree(REPO / "specs", root / "specs", ignore=shutil.ignore_patterns(*SERVING_SPECS))
     for name in ("params.yaml", "requirements.lock"):
         shutil.copy(REPO / name, root / name)
     (root / "specs" / "serving.yaml").write_text(ENDPOINT)

@@ -15,8 +15,10 @@ def test_example_repository_level_and_next_steps(tmp_path: Path):
     assert assessment.level == 2  # pipeline, tracking, data contract; no CI yet in this copy
     assert "CI/CD (GitHub Actions or Azure DevOps)" in assessment.missing_for_next()
 
+    # With CI the example's Endpoint (canary), Monitor (retrains) and SLO count: level 4, and what level 5 needs.
     (tmp_path / "azure-pipelines.yml").write_text("stages: []\n")
     assessment = assess(load_specs(tmp_path))
-    assert assessment.missing_for_next() == ["serving endpoint (Endpoint spec)", "monitoring baseline (Monitor spec)"]
+    assert assessment.level == 4
+    assert assessment.missing_for_next() == ["A/B experimentation (ab or bandit rollout)", "cost governance (infrastructure as code)"]
     text = report(assessment)
-    assert text.startswith("maturity level 2 of 6: repeatable") and "[x] quality gate (Gate spec)" in text
+    assert text.startswith("maturity level 4 of 6: managed") and "[x] SLA enforcement (SLO spec)" in text

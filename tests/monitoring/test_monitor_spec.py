@@ -12,6 +12,7 @@ from specops.errors import SpecErrors
 from specops.monitoring.signals import AZUREML, BLUEPRINT, KS, PSI
 from specops.spec import KINDS, Dataset, Document, load_specs
 from specops.spec.monitors import Monitor, baseline_dataset, monitored_features, parse_duration
+from tests.conftest import SERVING_SPECS
 
 REPO = Path(__file__).resolve().parents[2]
 MONITOR = """apiVersion: specops/v1
@@ -43,7 +44,7 @@ def project(tmp_path: Path, monkeypatch) -> Path:
     # Endpoint references are checked only while an Endpoint kind is registered.
     monkeypatch.delitem(KINDS, "Endpoint", raising=False)
     # The example's own endpoints and monitors stay out: these tests declare their own (and stand in for Endpoint).
-    shutil.copytree(REPO / "specs", tmp_path / "specs", ignore=shutil.ignore_patterns("endpoints", "monitors"))
+    shutil.copytree(REPO / "specs", tmp_path / "specs", ignore=shutil.ignore_patterns(*SERVING_SPECS))
     return tmp_path
 
 

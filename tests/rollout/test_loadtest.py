@@ -20,9 +20,10 @@ from specops.rollout.state import DEGRADED, HEALTHY
 from specops.serving.traffic import read_traffic
 from specops.spec import load_specs
 from specops.spec.endpoints import CanaryRollout
+from tests.conftest import REPO, SERVING_SPECS
 from tests.rollout.conftest import Load, write_endpoint
 from tests.serving.conftest import Server
-from tests.serving.test_endpoint_specs import CANARY as SPEC_CANARY, REPO
+from tests.serving.test_endpoint_specs import CANARY as SPEC_CANARY
 
 USERS, SECONDS = 2, 2
 FAILING_LOAD_TEST = """
@@ -84,7 +85,7 @@ def test_a_load_tests_requests_are_left_out_of_the_analysis_window():
 @pytest.fixture
 def spec_project(tmp_path: Path) -> Path:
     # The example's own Endpoint and Monitor left out: these tests write theirs.
-    shutil.copytree(REPO / "specs", tmp_path / "specs", ignore=shutil.ignore_patterns("endpoints", "monitors"))
+    shutil.copytree(REPO / "specs", tmp_path / "specs", ignore=shutil.ignore_patterns(*SERVING_SPECS))
     return tmp_path
 
 

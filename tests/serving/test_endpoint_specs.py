@@ -9,6 +9,7 @@ import pytest
 from specops.errors import SpecErrors
 from specops.spec import load_specs
 from specops.spec.endpoints import BlueGreenRollout, CanaryRollout, Endpoint, ModelRef, duration_seconds
+from tests.conftest import SERVING_SPECS
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -58,7 +59,7 @@ spec:
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     # The example's own Endpoint and Monitor left out: these tests write theirs.
-    shutil.copytree(REPO / "specs", tmp_path / "specs", ignore=shutil.ignore_patterns("endpoints", "monitors"))
+    shutil.copytree(REPO / "specs", tmp_path / "specs", ignore=shutil.ignore_patterns(*SERVING_SPECS))
     return tmp_path
 
 
