@@ -8,7 +8,6 @@ import click
 
 from specops import api
 from specops.cli_options import ENV, ROOT, console, friendly
-from specops.errors import SpecopsError
 
 
 @click.group("monitor")
@@ -29,10 +28,7 @@ def run(name: str, at: datetime | None, env: str | None, root: Path) -> None:
     from specops.spec.monitors import Monitor
 
     specs = api.validate(root, env)
-    monitor = specs.get(Monitor, name)
-    if monitor is None:
-        known = ", ".join(sorted(m.name for m in specs.of_kind(Monitor))) or "none defined"
-        raise SpecopsError(f"no Monitor named {name!r} (known: {known})")
+    monitor = specs.require(Monitor, name)
     now = at.replace(tzinfo=at.tzinfo or timezone.utc) if at else datetime.now(timezone.utc)
     result = run_monitor(specs, monitor, now)
     console.print(f"{name}: {result.status} ({result.target_rows} rows, "

@@ -179,7 +179,7 @@ def invoke(root: Path | str, endpoint: str, *, input: Path | str | None = None, 
     a model that cannot load); what finished before a failure or crash is kept for a resume.
     """
     specs = load_specs(root, env)
-    spec = _batch_endpoint(specs, endpoint).spec
+    spec = specs.require(BatchEndpoint, endpoint).spec
     previous = load_job(specs.root, endpoint, resume) if resume else None
     chosen = _deployment(spec.deployments, previous.deployment if previous else deployment or spec.default_deployment)
     # A resumed job keeps the version it started with, even if the alias has moved since.
@@ -194,14 +194,6 @@ def invoke(root: Path | str, endpoint: str, *, input: Path | str | None = None, 
         raise SpecopsError(f"{source} changed since batch job {previous.job} started; invoke without --resume to score it as a new job")
     with _job_lock(manifest_path(specs.root, endpoint, job.job).parent):
         return _run(specs.root, job, chosen, config, rows, progress)
-
-
-def _batch_endpoint(specs: SpecSet, name: str) -> BatchEndpoint:
-    found = specs.get(BatchEndpoint, name)
-    if found is None:
-        known = ", ".join(sorted(e.name for e in specs.of_kind(BatchEndpoint))) or "none defined"
-        raise SpecopsError(f"no BatchEndpoint named {name!r} (known: {known})")
-    return found
 
 
 def _deployment(deployments: list[BatchDeployment], name: str) -> BatchDeployment:
@@ -229,10 +221,7 @@ def _input_path(specs: SpecSet, endpoint: str, spec, input: Path | str | None, d
     name = dataset or spec.dataset
     if name is None:
         raise SpecopsError(f"batch endpoint {endpoint} declares no spec.dataset: pass --input CSV or --dataset NAME")
-    found = specs.get(Dataset, name)
-    if found is None:
-        known = ", ".join(sorted(d.name for d in specs.of_kind(Dataset))) or "none defined"
-        raise SpecopsError(f"no Dataset named {name!r} (known: {known})")
+    found = specs.require(Dataset, name)
     path = specs.root / found.spec.path
     if not path.is_file():
         raise SpecopsError(f"dataset {name}: {found.spec.path} not found (run the pipeline that produces it, or `dvc pull`)")

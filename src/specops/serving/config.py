@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from specops.apply.state import atomic_write
-from specops.errors import SpecopsError
 from specops.lifecycle.paths import STATE_DIR
 from specops.spec import Dataset, FeatureSet, Pipeline, SpecSet
 from specops.spec.endpoints import Endpoint, ModelRef
@@ -71,11 +70,7 @@ def worker_status_file(state_dir: str | Path, worker: int) -> Path:
 
 
 def find_endpoint(specs: SpecSet, name: str) -> Endpoint:
-    endpoint = specs.get(Endpoint, name)
-    if endpoint is None:
-        known = ", ".join(sorted(e.name for e in specs.of_kind(Endpoint))) or "none defined"
-        raise SpecopsError(f"no Endpoint named {name!r} (known: {known})")
-    return endpoint
+    return specs.require(Endpoint, name)
 
 
 def resolve_endpoint(specs: SpecSet, name: str) -> ServingConfig:

@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 
 from specops.cli_options import ENV, ROOT, console, friendly
-from specops.errors import SpecopsError
 from specops.slo.budget import ObjectiveStatus
 
 COLUMNS = ("SLO", "objective", "window", "SLI", "target", "bad / allowed", "remaining", "burn rate", "status")
@@ -34,10 +33,7 @@ def status(name: str | None, fmt: str, env: str | None, root: Path) -> None:
     specs = load_specs(root, env)
     slos = specs.of_kind(SLO)
     if name is not None:
-        slos = [s for s in slos if s.name == name]
-        if not slos:
-            known = ", ".join(sorted(s.name for s in specs.of_kind(SLO))) or "none defined"
-            raise SpecopsError(f"no SLO named {name!r} (known: {known})")
+        slos = [specs.require(SLO, name)]
     statuses = [status for slo in slos for status in evaluate(specs, slo)]
     {"text": _text, "json": _json, "markdown": _markdown}[fmt](statuses)
 

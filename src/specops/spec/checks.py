@@ -50,8 +50,7 @@ def registered_models(specs: SpecSet) -> set[str]:
 def missing_reference(specs: SpecSet, doc, path, kind, name) -> list[SpecError]:
     if specs.get(kind, name) is not None or f"{kind.__name__}/{name}" in specs.broken:
         return []
-    known = ", ".join(sorted(d.name for d in specs.of_kind(kind))) or "none defined"
-    return [specs.error(doc, path, f"no {kind.__name__} named {name!r} (known: {known})")]
+    return [specs.error(doc, path, specs.unknown(kind, name))]
 
 
 @check

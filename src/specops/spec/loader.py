@@ -19,7 +19,7 @@ import yaml
 from pydantic import ValidationError
 from yaml.constructor import ConstructorError, SafeConstructor
 
-from specops.errors import SpecError, SpecErrors
+from specops.errors import SpecError, SpecErrors, SpecopsError
 from specops.spec.kinds import API_VERSION, KINDS, Document, Project
 
 SPEC_DIR = "specs"
@@ -68,6 +68,17 @@ class SpecSet:
 
     def get(self, kind: type[Document], name: str) -> Document | None:
         return self.index.get(f"{kind.__name__}/{name}")
+
+    def require(self, kind: type[Document], name: str) -> Document:
+        """The named document; a SpecopsError listing the known names when there is none (for commands)."""
+        found = self.get(kind, name)
+        if found is None:
+            raise SpecopsError(self.unknown(kind, name))
+        return found
+
+    def unknown(self, kind: type[Document], name: str) -> str:
+        known = ", ".join(sorted(d.name for d in self.of_kind(kind))) or "none defined"
+        return f"no {kind.__name__} named {name!r} (known: {known})"
 
     def add(self, doc: Document, source: Source) -> None:
         self.documents.append(doc)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Annotated, Iterable, Literal, Union
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field
 
 from specops.errors import SpecError
 from specops.spec.checks import check, missing_reference
