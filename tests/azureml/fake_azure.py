@@ -3,8 +3,10 @@
 It answers the ARM REST calls MLClient makes the way the service does: 404
 for what is missing, long-running operations through Azure-AsyncOperation
 (create) and Location (delete) polling, 409 for a changed immutable asset
-version, and injected faults (429 with Retry-After, 500). Every request is
-recorded; any request to another host fails the test.
+version, and injected faults (429 with Retry-After, 500). It also answers the
+Azure Monitor metrics route of an online endpoint from canned per-deployment
+series (requests, errors, p95 per minute). Every request is recorded; any
+request to another host fails the test; retry waits are recorded, not slept.
 """
 from __future__ import annotations
 
@@ -13,8 +15,9 @@ import itertools
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import requests
 from azure.core.credentials import AccessToken
@@ -31,6 +34,9 @@ LONG_RUNNING = re.compile(r"/(onlineEndpoints|batchEndpoints|schedules)/[^/]+(/d
 OPERATION = "/operations/"
 ONLINE_DEPLOYMENT = re.compile(r"/onlineEndpoints/[^/]+/deployments/[^/]+$", re.IGNORECASE)
 CODE_VERSIONS = re.compile(r"^/codes/[^/]+/versions$", re.IGNORECASE)
+ONLINE_ENDPOINT = re.compile(r"^/onlineEndpoints/[^/]+$", re.IGNORECASE)
+METRICS = re.compile(r"^/onlineEndpoints/(?P<endpoint>[^/]+)/providers/Microsoft\.Insights/metrics$", re.IGNORECASE)
+DEPLOYMENT_FILTER = re.compile(r"deployment eq '(?P<name>[^']+)'")
 
 
 class StaticTokenCredential:
@@ -57,6 +63,15 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass
+class Series:
+    """What one deployment answers each minute: requests, how many of them were 5xx, and their p95."""
+
+    requests: int
+    errors: int = 0
+    p95_ms: float = 50.0
+
+
 REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 404: "Not Found", 409: "Conflict",
            429: "Too Many Requests", 500: "Internal Server Error"}
 
@@ -80,6 +95,9 @@ class FakeAzureML(HttpTransport):
         self.bodies: list[tuple[str, dict[str, Any]]] = []  # (path, body) of every PUT
         self.hosts: set[str] = set()
         self.faults: list[Fault] = []
+        self.series: dict[str, Series] = {}  # deployment -> its live traffic, for the metrics route
+        self.timeline: list[str] = []  # what happened to the endpoints: traffic set, metrics read
+        self.retry_sleeps: list[float] = []  # what azure-core's retry policy asked to wait
         self._operations = itertools.count(1)
 
     # -- what tests read ---------------------------------------------------------
@@ -99,6 +117,10 @@ class FakeAzureML(HttpTransport):
 
     def close(self) -> None:
         pass
+
+    def sleep(self, duration: float) -> None:
+        """azure-core's RetryPolicy waits through the transport: recorded, so no test waits for Retry-After."""
+        self.retry_sleeps.append(duration)
 
     def send(self, request: Any, **kwargs: Any) -> Any:
         url = urlsplit(request.url)
@@ -126,6 +148,8 @@ class FakeAzureML(HttpTransport):
             return FakeResponse(request, 200, {"status": "Succeeded"})
         if path == "/":
             return FakeResponse(request, 200, _workspace())
+        if METRICS.search(path):
+            return FakeResponse(request, 200, self._metrics(METRICS.search(path)["endpoint"], urlsplit(request.url).query))
         if CODE_VERSIONS.search(path):
             return FakeResponse(request, 200, {"value": [self._code_snapshot(full, path)]})
         if len(path.strip("/").split("/")) % 2:  # /type/name/.../type: a collection
@@ -141,6 +165,8 @@ class FakeAzureML(HttpTransport):
             return FakeResponse(request, 409, _error(409, path))
         body = _stored(full, sent)
         self.store[path.lower()] = body
+        if ONLINE_ENDPOINT.search(path):
+            self.timeline.append(f"traffic {body['properties'].get('traffic')}")
         if LONG_RUNNING.search(path):
             return FakeResponse(request, 201, body, self._operation_header("Azure-AsyncOperation"))
         return FakeResponse(request, 200 if existing else 201, body)
@@ -161,6 +187,27 @@ class FakeAzureML(HttpTransport):
         prefix = f"{path.lower()}/"
         found = [body for key, body in self.store.items() if key.startswith(prefix) and "/" not in key[len(prefix):]]
         return sorted(found, key=lambda body: int(body["name"]) if body["name"].isdigit() else 0, reverse=True)
+
+    def _metrics(self, endpoint: str, query: str) -> dict[str, Any]:
+        """Azure Monitor's answer for one metric of one deployment: a point per minute of the timespan.
+
+        As the service does, the last minute is not ingested yet (a timeStamp without a value), and
+        RequestsPerMinute split by `statusCode eq '*'` comes as one series per status code."""
+        params = {key: values[0] for key, values in parse_qs(query).items()}
+        metric, where = params["metricnames"], params["$filter"]
+        deployment = DEPLOYMENT_FILTER.search(where)["name"]
+        self.timeline.append(f"metrics {deployment} {metric}")
+        start, end = (datetime.fromisoformat(t.replace("Z", "+00:00")) for t in params["timespan"].split("/"))
+        minutes = [start + timedelta(minutes=i) for i in range(int((end - start) / timedelta(minutes=1)))]
+        series = self.series.get(deployment)
+        if series is None:
+            return _metric_answer(endpoint, metric, [])
+        if metric == "RequestsPerMinute":
+            codes = [("200", series.requests - series.errors), ("500", series.errors)]
+            timeseries = [_timeseries(minutes, value, {"statuscode": code}) for code, value in codes if value]
+        else:
+            timeseries = [_timeseries(minutes, series.p95_ms, {})]
+        return _metric_answer(endpoint, metric, timeseries)
 
     def seed_model(self, name: str, version: int) -> None:
         """A model version an earlier pipeline run registered."""
@@ -197,6 +244,22 @@ def _stored(full: str, sent: dict[str, Any]) -> dict[str, Any]:
         for collection in (properties.get("dataCollector") or {}).get("collections", {}).values():
             collection["dataCollectionMode"] = collection["dataCollectionMode"].capitalize()  # it answers "Enabled"
     return body
+
+
+def _timeseries(minutes: list[datetime], value: float, dimensions: dict[str, str]) -> dict[str, Any]:
+    data = [{"timeStamp": m.strftime("%Y-%m-%dT%H:%M:%SZ"), "average": value} for m in minutes]
+    if data:
+        del data[-1]["average"]  # the newest minute is not ingested yet
+    return {"metadatavalues": [{"name": {"value": k, "localizedValue": k}, "value": v} for k, v in dimensions.items()],
+            "data": data}
+
+
+def _metric_answer(endpoint: str, metric: str, timeseries: list[dict[str, Any]]) -> dict[str, Any]:
+    unit = "Count" if metric == "RequestsPerMinute" else "Milliseconds"
+    return {"cost": 0, "interval": "PT1M", "namespace": "Microsoft.MachineLearningServices/workspaces/onlineEndpoints",
+            "value": [{"id": f"{PREFIX}/onlineEndpoints/{endpoint}/providers/Microsoft.Insights/metrics/{metric}",
+                       "type": "Microsoft.Insights/metrics", "name": {"value": metric, "localizedValue": metric},
+                       "unit": unit, "errorCode": "Success", "timeseries": timeseries}]}
 
 
 def _workspace() -> dict[str, Any]:

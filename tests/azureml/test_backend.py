@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 import socket
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -10,15 +11,37 @@ import pytest
 from specops import api
 from specops.backends.azureml import AzureMLBackend, traffic_steps
 from specops.errors import SpecopsError
-from tests.azureml.fake_azure import HOST, PREFIX, RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE, Fault, FakeAzureML, StaticTokenCredential
+from tests.azureml.fake_azure import (
+    HOST, PREFIX, RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE, Fault, FakeAzureML, Series, StaticTokenCredential,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 OPERATION_ID = re.compile(r"/operations/\d+$")
 
 
+class FakeClock:
+    """Time that passes only when the backend sleeps: pauses and analysis waits cost no real time."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += timedelta(seconds=seconds)
+
+
 @pytest.fixture
-def fake(monkeypatch, project: Path) -> FakeAzureML:
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def fake(monkeypatch, project: Path, clock: FakeClock) -> FakeAzureML:
     """The fake workspace, wired in where api.plan/apply pick the backend; sockets closed to the outside."""
     def no_network(*args, **kwargs):
         raise AssertionError(f"a socket connection was attempted: {args}")
@@ -32,7 +55,8 @@ def fake(monkeypatch, project: Path) -> FakeAzureML:
         workspace.seed_model("credit-risk", version)  # registered by earlier pipeline runs
     # Fresh backend per plan, as the CLI makes one per command; retries kept short for the tests.
     monkeypatch.setattr(api, "get_backend", lambda name, root: AzureMLBackend(
-        root, credential=StaticTokenCredential(), transport=workspace, retry_total=2, retry_backoff_factor=0))
+        root, credential=StaticTokenCredential(), transport=workspace, retry_total=2, retry_backoff_factor=0,
+        sleep=clock.sleep, clock=clock, analysis_wait=300))
     yield workspace
     assert workspace.hosts <= {HOST}
 
@@ -226,11 +250,101 @@ def test_canary_rollout_shifts_traffic_step_by_step(project: Path, fake: FakeAzu
     spec.write_text(spec.read_text().replace("traffic: {blue: 100}", "traffic: {green: 100}"))
     plan = api.plan(project, "dev").plan
     assert keys(plan) == ["~ OnlineTraffic/credit-online", "~ MonitorSchedule/credit-drift"]  # green is monitored next
-    assert any("pauses and analysis steps run on the local backend only" in note for note in plan.notes)
+    assert any(note.startswith("Endpoint/credit-online: spec.rollout") for note in plan.notes)  # `pause: {}` is local only
     fake.bodies.clear()
     api.apply(project, "dev")
     shifts = [body["properties"]["traffic"] for path, body in fake.bodies if path == "/onlineEndpoints/credit-online"]
     assert shifts == [{"blue": 90, "green": 10}, {"blue": 50, "green": 50}, {"green": 100}]
+    assert not any("/metrics" in path for _, path in fake.requests)  # no analysis step: no metrics read
+
+
+GATE = """\
+---
+apiVersion: specops/v1
+kind: Gate
+metadata: {name: canary-health}
+spec:
+  checks:
+    - {metric: error_rate, max: 0.05}
+    - {metric: p95_latency_ms, max: 300}
+    - {metric: accuracy, min: 0.7}
+"""
+ANALYSED_STEPS = "[{weight: 20}, {analysis: canary-health}, {weight: 50}, {analysis: canary-health}]"
+# One analysis run: Azure Monitor read for the canary, then for the stable deployment.
+QUERY = ["metrics green RequestsPerMinute", "metrics green RequestLatency_P95",
+         "metrics blue RequestsPerMinute", "metrics blue RequestLatency_P95"]
+HEALTHY = {"blue": Series(requests=480, errors=2, p95_ms=80), "green": Series(requests=120, errors=1, p95_ms=90)}
+
+
+def start_analysed_canary(project: Path, fake: FakeAzureML, series: dict[str, Series]) -> None:
+    """blue serving alone, then the spec sends everything to green through analysed canary steps."""
+    spec = use_canary(project, ANALYSED_STEPS, "{blue: 100}")
+    spec.write_text(spec.read_text() + GATE)
+    api.apply(project, "dev")
+    spec.write_text(spec.read_text().replace("traffic: {blue: 100}", "traffic: {green: 100}"))
+    fake.series.update(series)
+    fake.timeline.clear()
+    fake.requests.clear()
+
+
+def test_a_healthy_canary_is_analysed_on_azure_monitor_between_its_weights(project: Path, fake: FakeAzureML,
+                                                                             clock: FakeClock):
+    start_analysed_canary(project, fake, HEALTHY)
+    lines: list[str] = []
+    api.apply(project, "dev", report=lines.append)
+    # Each analysis waits for a full minute, finds it not yet ingested (Inconclusive: no requests),
+    # re-queries a minute later and passes on the first ingested minute.
+    assert fake.timeline == [
+        "traffic {'blue': 80, 'green': 20}", *QUERY, *QUERY,
+        "traffic {'blue': 50, 'green': 50}", *QUERY, *QUERY,
+        "traffic {'green': 100}",
+    ]
+    assert clock.sleeps == [60, 60, 60, 60]
+    analyses = [line for line in lines if ": analysis canary-health: " in line]
+    assert [line.split(": ")[2].split(" ")[0] for line in analyses] == ["Inconclusive", "Successful"] * 2
+    assert "error rate 0.008333" in analyses[1] and "p95_latency_ms <= 300 90" in analyses[1]
+    assert "accuracy" not in analyses[1]  # no labels on Azure: feedback checks are skipped, not Inconclusive
+    assert api.plan(project, "dev").plan.empty
+
+
+def test_a_canary_failing_analysis_is_rolled_back_and_stays_planned(project: Path, fake: FakeAzureML):
+    start_analysed_canary(project, fake, {**HEALTHY, "green": Series(requests=120, errors=12, p95_ms=90)})
+    with pytest.raises(SpecopsError, match=r"OnlineTraffic/credit-online: analysis canary-health Failed: error rate 0\.1 "
+                                           r"\(limit 0\.0125\).*rolled back: all traffic on \{'blue': 100\} again"):
+        api.apply(project, "dev")
+    assert fake.timeline == ["traffic {'blue': 80, 'green': 20}", *QUERY, *QUERY, "traffic {'blue': 100}"]
+    plan = api.plan(project, "dev").plan
+    [traffic] = [op for op in plan.operations if op.kind == "OnlineTraffic"]
+    assert [(c.path, c.old, c.new) for c in traffic.changes] == [("traffic.blue", 100, None), ("traffic.green", None, 100)]
+
+
+def test_a_canary_without_enough_requests_is_rolled_back_after_the_analysis_wait(project: Path, fake: FakeAzureML,
+                                                                                   clock: FakeClock):
+    start_analysed_canary(project, fake, {**HEALTHY, "green": Series(requests=10)})
+    with pytest.raises(SpecopsError, match=r"still Inconclusive after 300s: samples 40 \(limit 100\).*rolled back"):
+        api.apply(project, "dev")
+    assert fake.timeline == ["traffic {'blue': 80, 'green': 20}", *QUERY * 5, "traffic {'blue': 100}"]
+    assert sum(clock.sleeps) == 300  # the fake backend's analysis_wait, measured on the injected clock
+
+
+def test_throttled_metrics_queries_are_retried_after_the_time_asked(project: Path, fake: FakeAzureML):
+    start_analysed_canary(project, fake, HEALTHY)
+    fake.faults.append(Fault("GET", r"/providers/Microsoft\.Insights/metrics$", 429, headers={"Retry-After": "7"}))
+    api.apply(project, "dev")
+    metric_reads = [path for method, path in fake.requests if path.endswith("/metrics")]
+    assert len(metric_reads) == 4 * len(QUERY) + 1  # the throttled read, then the same read again
+    assert fake.retry_sleeps == [7]  # azure-core honoured Retry-After, through the transport (no real sleep)
+    assert fake.timeline[-1] == "traffic {'green': 100}"
+
+
+def test_metrics_that_cannot_be_read_roll_the_canary_back(project: Path, fake: FakeAzureML):
+    start_analysed_canary(project, fake, HEALTHY)
+    fake.faults.append(Fault("GET", r"/providers/Microsoft\.Insights/metrics$", 403, times=1))
+    with pytest.raises(SpecopsError, match=r"Azure Monitor metric RequestsPerMinute of credit-online \(deployment eq "
+                                           r"'green' and statusCode eq '\*'\): Azure Monitor refused \(403\).*Monitoring "
+                                           r"Reader.*rolled back"):
+        api.apply(project, "dev")
+    assert fake.timeline == ["traffic {'blue': 80, 'green': 20}", "traffic {'blue': 100}"]
 
 
 def test_traffic_steps_without_a_canary_switch_at_once():

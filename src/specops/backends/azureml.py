@@ -15,13 +15,15 @@ only when a client is needed; plans and state keep the references.
 """
 from __future__ import annotations
 
-import logging
-
 import json
+import logging
 import re
+import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from specops.backends.azure_metrics import GRAIN, AzureMonitorMetrics, EndpointMetrics, combined, workspace_id
 from specops.backends.base import Reporter
 from specops.errors import SpecopsError
 from specops.plan.model import Action, Operation, Resource
@@ -29,10 +31,14 @@ from specops.render.azureml import (
     Rendered, azureml_notes, entity_dict, read_project_files, render_entities, short_hash,
 )
 from specops.spec import FeatureSet, Gate, Project, SpecSet
-from specops.spec.endpoints import CanaryRollout, Endpoint
+from specops.rollout.analysis import FAILED, INCONCLUSIVE, SUCCESSFUL, Arm, analyse
+from specops.spec.endpoints import CanaryRollout, Endpoint, duration_seconds
 from specops.spec.refs import resolve
 
 DEFAULT_TIMEOUT = 1800.0  # seconds an apply waits for one long-running operation
+# Seconds an Inconclusive analysis (too few requests yet) keeps re-querying before the canary is rolled back.
+DEFAULT_ANALYSIS_WAIT = 900.0
+LIVE_METRICS = ("requests", "error_rate", "p95_latency_ms")  # what Azure Monitor measures; a gate's other checks are local only
 RECORDS = (Project, Gate, FeatureSet)  # kinds Azure ML has no resource for: kept in specops' state only
 RECORD_KINDS = frozenset(kind.__name__ for kind in RECORDS)
 NOT_APPLIED = ("CommandComponent", "Model")  # inline in the pipeline job / registered by its register step
@@ -53,13 +59,21 @@ JOB_DIGEST = "specops.job"  # tag on a JobSchedule: the service rewrites its job
 class AzureMLBackend:
     name = "azureml"
 
-    def __init__(self, root: Path, credential: Any = None, timeout: float = DEFAULT_TIMEOUT, **client_options: Any):
+    def __init__(self, root: Path, credential: Any = None, timeout: float = DEFAULT_TIMEOUT, *,
+                 metrics: EndpointMetrics | None = None, analysis_wait: float = DEFAULT_ANALYSIS_WAIT,
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], datetime] | None = None,
+                 **client_options: Any):
         """`credential` defaults to DefaultAzureCredential (OIDC in CI); `client_options` go to MLClient
-        (e.g. `transport=` for tests, retry settings)."""
+        (e.g. `transport=` for tests, retry settings) and to the Azure Monitor client. `metrics` defaults
+        to Azure Monitor; `sleep` and `clock` are what canary pauses and analyses wait with."""
         self.root = Path(root)
         self.credential = credential
         self.timeout = timeout
         self.client_options = client_options
+        self.analysis_wait = analysis_wait
+        self._sleep = sleep
+        self._clock = clock or (lambda: datetime.now(timezone.utc))
+        self._metrics = metrics
         self._client = None
         # Rendering builds many SDK objects (slow): done once per loaded SpecSet and kept for observe and apply.
         self._rendered_for: SpecSet | None = None
@@ -222,16 +236,99 @@ class AzureMLBackend:
         return {}
 
     def _shift_traffic(self, op: Operation, specs: SpecSet, report: Reporter) -> dict[str, Any]:
-        """Canary rollouts move the new deployment's weight one step at a time; others switch at once."""
-        client = self.client(specs)
+        """A canary rollout walks its steps (weights, timed pauses, analyses on live metrics); others switch at once."""
         current = (op.before or {}).get("traffic") or {}
         target = op.after
-        for traffic in traffic_steps(current, target["traffic"], specs.get(Endpoint, op.name)):
-            report(f"{op.key}: traffic {traffic}")
-            endpoint = self._call(op.kind, op.name, lambda: client.online_endpoints.get(op.name))
-            endpoint.traffic, endpoint.mirror_traffic = traffic, target["mirror_traffic"]
-            self._wait(op.kind, op.name, lambda: client.online_endpoints.begin_create_or_update(endpoint))
+        endpoint = specs.get(Endpoint, op.name)
+        canary = canary_of(current, target["traffic"], endpoint)
+        if canary is None:
+            self._set_traffic(op, specs, target["traffic"], target["mirror_traffic"], report)
+        else:
+            self._roll_out(op, specs, endpoint.spec.rollout, canary, report)
         return {"traffic": target["traffic"]}
+
+    def _set_traffic(self, op: Operation, specs: SpecSet, traffic: dict[str, int], mirror: dict[str, int],
+                     report: Reporter) -> None:
+        client = self.client(specs)
+        report(f"{op.key}: traffic {traffic}")
+        endpoint = self._call(op.kind, op.name, lambda: client.online_endpoints.get(op.name))
+        endpoint.traffic, endpoint.mirror_traffic = traffic, mirror
+        self._wait(op.kind, op.name, lambda: client.online_endpoints.begin_create_or_update(endpoint))
+
+    # -- canary rollouts ---------------------------------------------------------
+    def _roll_out(self, op: Operation, specs: SpecSet, rollout: CanaryRollout, canary: str, report: Reporter) -> None:
+        """The canary's steps in order, then the declared traffic.
+
+        Whatever stops the walk (a Failed or still-Inconclusive analysis, an error from Azure) puts the
+        pre-rollout traffic back in one update before the error is raised: a canary half rolled out must
+        not be left serving unwatched, and the next apply would take its weight as already analysed.
+        """
+        before, target = op.before or {}, op.after
+        try:
+            self._walk(op, specs, rollout, canary, report)
+            self._set_traffic(op, specs, target["traffic"], target["mirror_traffic"], report)
+        except SpecopsError as exc:
+            self._roll_back(op, specs, before, report)
+            raise SpecopsError(f"{exc}; rolled back: all traffic on {before['traffic']} again, and the plan still "
+                               "shows the change") from exc
+
+    def _walk(self, op: Operation, specs: SpecSet, rollout: CanaryRollout, canary: str, report: Reporter) -> None:
+        current, target = op.before["traffic"], op.after
+        stable = {name: weight for name, weight in current.items() if name != canary and weight > 0}
+        since = self._clock()  # the analysis window starts at the last weight change
+        for number, step in enumerate(rollout.steps, 1):
+            where = f"{op.key}: step {number}"
+            if step.weight is not None and step.weight >= target["traffic"][canary]:
+                report(f"{where}: weight {step.weight} reaches the declared {target['traffic'][canary]}; "
+                       f"steps after it are not run")
+                return
+            if step.weight is not None:
+                self._set_traffic(op, specs, canary_split(stable, canary, step.weight), target["mirror_traffic"], report)
+                since = self._clock()
+            elif step.pause is not None and step.pause.duration is not None:
+                report(f"{where}: pause {step.pause.duration}")
+                self._sleep(duration_seconds(step.pause.duration))
+            elif step.analysis is not None:
+                self._analyse(op, specs, rollout, step.analysis, canary, list(stable), since, report)
+            else:
+                kind = "pause without a duration (waits for `rollout promote`)" if step.pause else "load_test"
+                report(f"{where}: {kind} runs on the local backend only; skipped")
+
+    def _analyse(self, op: Operation, specs: SpecSet, rollout: CanaryRollout, gate_name: str, canary: str,
+                 stable: list[str], since: datetime, report: Reporter) -> None:
+        """Analysis on Azure Monitor's metrics; Inconclusive re-queries each minute for up to `analysis_wait` s."""
+        gate = specs.get(Gate, gate_name)
+        deadline = self._clock() + timedelta(seconds=self.analysis_wait)
+        while True:
+            self._wait_for_a_minute(since)  # the metrics have a 1-minute grain: a shorter window holds nothing
+            result = self._analysis_run(specs, op.name, rollout, gate, canary, stable, since)
+            report(f"{op.key}: analysis {gate_name}: {result['phase']} ({_summary(result)})")
+            if result["phase"] == SUCCESSFUL:
+                return
+            if result["phase"] == FAILED:
+                raise SpecopsError(f"{op.key}: analysis {gate_name} Failed: {_summary(result, FAILED)}")
+            if self._clock() >= deadline:
+                raise SpecopsError(f"{op.key}: analysis {gate_name} still Inconclusive after {self.analysis_wait:g}s: "
+                                   f"{_summary(result, INCONCLUSIVE)}; no evidence is no promotion")
+            self._sleep(GRAIN.total_seconds())
+
+    def _wait_for_a_minute(self, since: datetime) -> None:
+        short = GRAIN - (self._clock() - since)
+        if short > timedelta(0):
+            self._sleep(short.total_seconds())
+
+    def _analysis_run(self, specs: SpecSet, endpoint: str, rollout: CanaryRollout, gate: Gate | None, canary: str,
+                      stable: list[str], since: datetime) -> dict[str, Any]:
+        metrics, end = self.metrics(specs), self._clock()
+        canary_arm = Arm(canary, metrics.window(endpoint, canary, since, end), 0, 0)
+        stable_traffic = combined(metrics.window(endpoint, name, since, end) for name in stable)
+        return live_analysis(canary_arm, Arm("+".join(stable), stable_traffic, 0, 0), rollout, gate)
+
+    def _roll_back(self, op: Operation, specs: SpecSet, before: dict[str, Any], report: Reporter) -> None:
+        try:
+            self._set_traffic(op, specs, before["traffic"], before.get("mirror_traffic") or {}, report)
+        except SpecopsError as exc:
+            raise SpecopsError(f"{op.key}: ROLLBACK FAILED, the canary may still take traffic: {exc}") from exc
 
     def _set_batch_default(self, op: Operation, specs: SpecSet) -> dict[str, Any]:
         client = self.client(specs)
@@ -262,14 +359,27 @@ class AzureMLBackend:
         if self._client is None:
             from azure.ai.ml import MLClient
 
-            environment = specs.project.spec.environments[specs.env]
-            if environment.target is None:
-                raise SpecopsError(f"Project/{specs.project.name}: spec.environments.{specs.env}.target is required "
-                                   "for the azureml backend")
-            target = resolve(environment.target.model_dump())  # here only: plans and state keep the ${VAR}s
+            target = self._target(specs)
             self._client = MLClient(self._credential(), target["subscription_id"], target["resource_group"],
                                     target["workspace"], **self.client_options)
         return self._client
+
+    def metrics(self, specs: SpecSet) -> EndpointMetrics:
+        """Azure Monitor, with MLClient's credential, transport and retry settings."""
+        if self._metrics is None:
+            target = self._target(specs)
+            options = {k: v for k, v in self.client_options.items() if k == "transport" or k.startswith("retry_")}
+            self._metrics = AzureMonitorMetrics(
+                self._credential(), workspace_id(target["subscription_id"], target["resource_group"], target["workspace"]),
+                **options)
+        return self._metrics
+
+    def _target(self, specs: SpecSet) -> dict[str, str]:
+        environment = specs.project.spec.environments[specs.env]
+        if environment.target is None:
+            raise SpecopsError(f"Project/{specs.project.name}: spec.environments.{specs.env}.target is required "
+                               "for the azureml backend")
+        return resolve(environment.target.model_dump())  # here only: plans and state keep the ${VAR}s
 
     def _credential(self):
         if self.credential is None:
@@ -329,29 +439,71 @@ def _same_job(found: dict[str, Any], desired: dict[str, Any]) -> None:
         found["create_job"] = desired["create_job"]
 
 
-def traffic_steps(current: dict[str, int], target: dict[str, int], endpoint: Endpoint | None) -> list[dict[str, int]]:
-    """The traffic maps to apply in order, ending with `target`.
+def canary_of(current: dict[str, int], target: dict[str, int], endpoint: Endpoint | None) -> str | None:
+    """The deployment a canary rollout brings in: the only one gaining weight, with none before.
 
-    With a canary rollout a deployment new to live traffic gets each step's
-    weight in turn, the rest staying with the deployments that had it. Any
-    other change, a rollback to a deployment already serving included, is
-    applied at once.
+    Any other change, a rollback to a deployment already serving included, is no rollout.
     """
     rollout = endpoint.spec.rollout if endpoint is not None else None
     gaining = [name for name, weight in target.items() if weight > current.get(name, 0)]
     if not isinstance(rollout, CanaryRollout) or not current or len(gaining) != 1 or current.get(gaining[0], 0):
+        return None
+    return gaining[0]
+
+
+def canary_split(stable: dict[str, int], canary: str, weight: int) -> dict[str, int]:
+    """`weight`% on the canary, the rest shared by the stable deployments as they shared it before."""
+    rest = 100 - weight
+    total = sum(stable.values()) or 1
+    shares = {name: rest * share // total for name, share in stable.items()}
+    first = next(iter(shares), None)
+    if first is not None:
+        shares[first] += rest - sum(shares.values())  # integer weights still sum to 100
+    return {**shares, canary: weight}
+
+
+def traffic_steps(current: dict[str, int], target: dict[str, int], endpoint: Endpoint | None) -> list[dict[str, int]]:
+    """The traffic maps a rollout applies in order, ending with `target` (its analyses left out)."""
+    canary = canary_of(current, target, endpoint)
+    if canary is None:
         return [dict(target)]
-    canary, stable = gaining[0], {k: v for k, v in current.items() if k != gaining[0] and v > 0}
-    steps = []
-    for weight in (s.weight for s in rollout.steps if s.weight is not None and s.weight < target[canary]):
-        rest = 100 - weight
-        total = sum(stable.values()) or 1
-        shares = {name: rest * share // total for name, share in stable.items()}
-        first = next(iter(shares), None)
-        if first is not None:
-            shares[first] += rest - sum(shares.values())  # integer weights still sum to 100
-        steps.append({**shares, canary: weight})
-    return [*steps, dict(target)]
+    stable = {k: v for k, v in current.items() if k != canary and v > 0}
+    weights = []
+    for step in endpoint.spec.rollout.steps:
+        if step.weight is not None and step.weight >= target[canary]:
+            break
+        if step.weight is not None:
+            weights.append(canary_split(stable, canary, step.weight))
+    return [*weights, dict(target)]
+
+
+def live_analysis(canary: Arm, stable: Arm, rollout: CanaryRollout, gate: Gate | None) -> dict[str, Any]:
+    """`analyse` restricted to what Azure Monitor measures.
+
+    Azure ML has no feedback labels and no specops inference log, so the accuracy regression check
+    and a gate's checks on other metrics or on SLO budgets are left out (listed under `skipped`)
+    rather than run: they would make every analysis Inconclusive, and a rollout could never finish.
+    """
+    live = [c for c in gate.spec.checks if c.slo is None and c.metric in LIVE_METRICS] if gate else []
+    skipped = [c.describe() for c in gate.spec.checks if c not in live] if gate else []
+    live_gate = gate.model_copy(update={"spec": gate.spec.model_copy(update={"checks": live})}) if gate else None
+    result = analyse(canary, stable, rollout, live_gate, budgets={})
+    regression = f"{rollout.rollback.metric} regression"
+    result["checks"] = [c for c in result["checks"] if c["check"] != regression]
+    result["skipped"] = [regression, *skipped]
+    phases = {c["phase"] for c in result["checks"]}
+    result["phase"] = FAILED if FAILED in phases else INCONCLUSIVE if INCONCLUSIVE in phases else SUCCESSFUL
+    return result
+
+
+def _summary(result: dict[str, Any], phase: str | None = None) -> str:
+    """The checks of `phase` (all by default) as `name value (limit)`, for reports and errors."""
+    def value(v: Any) -> str:
+        return "-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    checks = [c for c in result["checks"] if phase is None or c["phase"] == phase]
+    return "; ".join(f"{c['check']} {value(c['value'])} (limit {value(c['limit'])}){': ' + c['note'] if phase and c['note'] else ''}"
+                     for c in checks)
 
 
 def normalize(value: Any) -> Any:

@@ -1,0 +1,158 @@
+"""Live traffic of an Azure ML online endpoint, read from Azure Monitor, for canary analysis.
+
+One small interface, `EndpointMetrics.window`: what one deployment answered
+between two instants, as the local `Traffic` (requests, errors, p95 ms) that
+`specops.rollout.analysis` judges. `AzureMonitorMetrics` implements it over the
+Azure Monitor metrics REST API with azure-core alone (azure-monitor-query is
+not a dependency): `GET {endpoint id}/providers/Microsoft.Insights/metrics`.
+
+The platform metrics of `Microsoft.MachineLearningServices/workspaces/onlineEndpoints`
+used here (Azure Monitor's supported-metrics reference; 1-minute grain, aggregation Average):
+
+- `RequestsPerMinute`, dimensions `deployment`, `statusCode`, `statusCodeClass`,
+  `modelStatusCode`: split by `statusCode`, each minute's value is that
+  minute's count of answers with that code.
+- `RequestLatency_P95` (ms), dimension `deployment`: each minute's p95.
+
+Errors are what the local server counts as failed on the server side (5xx
+and timeouts): Azure ML answers 408 when scoring exceeds `request_timeout_ms`
+and 424 when the model container answers non-200, so both count with the 5xx.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterable, Protocol
+
+from specops.errors import SpecopsError
+from specops.rollout.metrics import Traffic
+
+ARM = "https://management.azure.com"
+SCOPE = "https://management.azure.com/.default"
+API_VERSION = "2023-10-01"
+GRAIN = timedelta(minutes=1)  # the finest interval these metrics have
+REQUESTS, P95 = "RequestsPerMinute", "RequestLatency_P95"
+ERROR_CODES = frozenset({408, 424})  # request timeout, model error: Azure ML's 4xx for what is the server's fault
+
+
+class EndpointMetrics(Protocol):
+    def window(self, endpoint: str, deployment: str, start: datetime, end: datetime) -> Traffic:
+        """What `deployment` of online endpoint `endpoint` answered from `start` to `end` (UTC)."""
+
+
+def workspace_id(subscription_id: str, resource_group: str, workspace: str) -> str:
+    return (f"/subscriptions/{subscription_id}/resourceGroups/{resource_group}"
+            f"/providers/Microsoft.MachineLearningServices/workspaces/{workspace}")
+
+
+class AzureMonitorMetrics:
+    """`EndpointMetrics` over the Azure Monitor metrics REST API (ARM, the `MLClient` credential)."""
+
+    def __init__(self, credential: Any, workspace: str, transport: Any = None, **retry: Any):
+        """`workspace` is the workspace's ARM id; `transport` and `retry_*` options as MLClient takes them."""
+        from azure.core import PipelineClient
+        from azure.core.pipeline.policies import BearerTokenCredentialPolicy, HeadersPolicy, RetryPolicy
+
+        self.workspace = workspace
+        # RetryPolicy retries 408/429/5xx and waits what a 429's Retry-After asks (through the transport's sleep).
+        policies = [HeadersPolicy({"Accept": "application/json"}), RetryPolicy(**retry),
+                    BearerTokenCredentialPolicy(credential, SCOPE)]
+        self._client = PipelineClient(ARM, policies=policies, transport=transport)
+
+    def window(self, endpoint: str, deployment: str, start: datetime, end: datetime) -> Traffic:
+        resource = f"{self.workspace}/onlineEndpoints/{endpoint}"
+        answers = self._series(resource, REQUESTS, f"deployment eq '{deployment}' and statusCode eq '*'", start, end)
+        latency = self._series(resource, P95, f"deployment eq '{deployment}'", start, end)
+        per_minute: dict[str, float] = {}
+        errors = 0.0
+        for status, points in answers:
+            for stamp, count in points.items():
+                per_minute[stamp] = per_minute.get(stamp, 0.0) + count
+            if _is_error(status):
+                errors += sum(points.values())
+        p95 = weighted_p95(latency[0][1] if latency else {}, per_minute)
+        return Traffic(round(sum(per_minute.values())), round(errors), p95)
+
+    def _series(self, resource: str, metric: str, where: str, start: datetime, end: datetime) -> list[tuple[str, dict[str, float]]]:
+        """Each time series of `metric`: (its statusCode, or "" unsplit; {minute: value}), minutes without data left out."""
+        from azure.core.rest import HttpRequest
+
+        params = {"api-version": API_VERSION, "metricnames": metric, "aggregation": "Average",
+                  "interval": "PT1M", "timespan": f"{_iso(start)}/{_iso(end)}", "$filter": where}
+        request = HttpRequest("GET", f"{ARM}{resource}/providers/Microsoft.Insights/metrics", params=params)
+        what = f"Azure Monitor metric {metric} of {resource.rsplit('/', 1)[-1]} ({where})"
+        body = self._send(request, what)
+        found = []
+        for item in body.get("value", []):
+            if item.get("errorCode") not in (None, "Success"):
+                raise SpecopsError(f"{what}: {item['errorCode']}: {item.get('errorMessage', '')}")
+            found += [(_status(series), _points(series)) for series in item.get("timeseries", [])]
+        return found
+
+    def _send(self, request: Any, what: str) -> dict[str, Any]:
+        from azure.core.exceptions import AzureError, ClientAuthenticationError
+
+        try:
+            response = self._client.send_request(request)
+            response.read()  # a transport may hand back the body unread; these answers are small
+        except ClientAuthenticationError:
+            raise SpecopsError(f"{what}: could not sign in to Azure: no credential found. In CI, log in with OIDC "
+                               "(azure/login); on a workstation, run `az login` (see docs/ci-cd.md)") from None
+        except AzureError as exc:  # the connection, after the retries
+            raise SpecopsError(f"{what}: Azure Monitor could not be reached: {exc.message}") from exc
+        if response.status_code in (401, 403):
+            raise SpecopsError(f"{what}: Azure Monitor refused ({response.status_code}): {_message(response)}. The "
+                               "identity applying needs metrics read on the endpoint (e.g. the Monitoring Reader role)")
+        if response.status_code >= 400:
+            raise SpecopsError(f"{what}: Azure Monitor answered {response.status_code}: {_message(response)}")
+        return response.json()
+
+
+def weighted_p95(p95s: dict[str, float], requests: dict[str, float]) -> float | None:
+    """One p95 for the window from per-minute p95s, each minute weighted by its requests.
+
+    Not the exact p95 of the window (Azure Monitor keeps no histogram), but a busy minute counts
+    for what it served; minutes whose request counts are unknown weigh the same."""
+    if not p95s:
+        return None
+    weights = {stamp: requests.get(stamp, 0.0) for stamp in p95s}
+    if not sum(weights.values()):
+        weights = dict.fromkeys(p95s, 1.0)
+    return sum(p95s[s] * w for s, w in weights.items()) / sum(weights.values())
+
+
+def combined(traffic: Iterable[Traffic]) -> Traffic:
+    """Several deployments as one arm (the stable side may be a split)."""
+    arms = list(traffic)
+    requests = sum(t.requests for t in arms)
+    timed = [(t.p95_ms, t.requests or 1) for t in arms if t.p95_ms is not None]
+    p95 = sum(p * n for p, n in timed) / sum(n for _, n in timed) if timed else None
+    return Traffic(requests, sum(t.errors for t in arms), p95)
+
+
+def _is_error(status: str) -> bool:
+    return status.isdigit() and (status.startswith("5") or int(status) in ERROR_CODES)
+
+
+def _status(series: dict[str, Any]) -> str:
+    # The service answers dimension names in lower case ("statuscode"); compare without case.
+    for meta in series.get("metadatavalues", []):
+        if meta.get("name", {}).get("value", "").lower() == "statuscode":
+            return str(meta.get("value", ""))
+    return ""
+
+
+def _points(series: dict[str, Any]) -> dict[str, float]:
+    # A minute not yet ingested comes back with a timeStamp and no value: it is not a zero.
+    return {point["timeStamp"]: float(point["average"]) for point in series.get("data", [])
+            if point.get("average") is not None}
+
+
+def _iso(instant: datetime) -> str:
+    return instant.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _message(response: Any) -> str:
+    try:
+        return response.json()["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        return response.text()[:200] or response.reason or ""
