@@ -65,11 +65,12 @@ class Fault:
 
 @dataclass
 class Series:
-    """What one deployment answers each minute: requests, how many of them were 5xx, and their p95."""
+    """What one deployment answers each minute: requests, how many of them failed (with which code), their p95."""
 
     requests: int
     errors: int = 0
     p95_ms: float = 50.0
+    error_code: str = "500"
 
 
 REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 404: "Not Found", 409: "Conflict",
@@ -203,7 +204,7 @@ class FakeAzureML(HttpTransport):
         if series is None:
             return _metric_answer(endpoint, metric, [])
         if metric == "RequestsPerMinute":
-            codes = [("200", series.requests - series.errors), ("500", series.errors)]
+            codes = [("200", series.requests - series.errors), (series.error_code, series.errors)]
             timeseries = [_timeseries(minutes, value, {"statuscode": code}) for code, value in codes if value]
         else:
             timeseries = [_timeseries(minutes, series.p95_ms, {})]

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from specops import api
-from specops.backends.azureml import AzureMLBackend, traffic_steps
+from specops.backends.azure_metrics import AzureMonitorMetrics
+from specops.backends.azureml import AzureMLBackend, canary_of
 from specops.errors import SpecopsError
+from specops.rollout.metrics import Traffic
 from tests.azureml.fake_azure import (
     HOST, PREFIX, RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE, Fault, FakeAzureML, Series, StaticTokenCredential,
 )
@@ -244,18 +246,25 @@ def use_canary(project: Path, steps: str, traffic: str) -> Path:
     return spec
 
 
-def test_canary_rollout_shifts_traffic_step_by_step(project: Path, fake: FakeAzureML):
-    spec = use_canary(project, "[{weight: 10}, {pause: {}}, {weight: 50}]", "{blue: 100}")
+def test_canary_rollout_shifts_traffic_step_by_step(project: Path, fake: FakeAzureML, clock: FakeClock):
+    steps = "[{weight: 10}, {pause: {duration: 5m}}, {pause: {}}, {load_test: {users: 2}}, {weight: 50}]"
+    spec = use_canary(project, steps, "{blue: 100}")
     api.apply(project, "dev")
     spec.write_text(spec.read_text().replace("traffic: {blue: 100}", "traffic: {green: 100}"))
     plan = api.plan(project, "dev").plan
     assert keys(plan) == ["~ OnlineTraffic/credit-online", "~ MonitorSchedule/credit-drift"]  # green is monitored next
     assert any(note.startswith("Endpoint/credit-online: spec.rollout") for note in plan.notes)  # `pause: {}` is local only
     fake.bodies.clear()
-    api.apply(project, "dev")
+    lines: list[str] = []
+    api.apply(project, "dev", report=lines.append)
     shifts = [body["properties"]["traffic"] for path, body in fake.bodies if path == "/onlineEndpoints/credit-online"]
     assert shifts == [{"blue": 90, "green": 10}, {"blue": 50, "green": 50}, {"green": 100}]
     assert not any("/metrics" in path for _, path in fake.requests)  # no analysis step: no metrics read
+    assert clock.sleeps == [300]  # the timed pause, on the injected clock
+    assert [line.split(": ", 1)[1] for line in lines if "local backend only" in line] == [
+        "step 3: pause without a duration (waits for `rollout promote`) runs on the local backend only; skipped",
+        "step 4: load_test runs on the local backend only; skipped",
+    ]
 
 
 GATE = """\
@@ -303,7 +312,8 @@ def test_a_healthy_canary_is_analysed_on_azure_monitor_between_its_weights(proje
     analyses = [line for line in lines if ": analysis canary-health: " in line]
     assert [line.split(": ")[2].split(" ")[0] for line in analyses] == ["Inconclusive", "Successful"] * 2
     assert "error rate 0.008333" in analyses[1] and "p95_latency_ms <= 300 90" in analyses[1]
-    assert "accuracy" not in analyses[1]  # no labels on Azure: feedback checks are skipped, not Inconclusive
+    # No labels on Azure: feedback checks are skipped (and said so), not left Inconclusive.
+    assert analyses[1].endswith("; skipped, local only: accuracy regression, accuracy >= 0.7)")
     assert api.plan(project, "dev").plan.empty
 
 
@@ -347,8 +357,40 @@ def test_metrics_that_cannot_be_read_roll_the_canary_back(project: Path, fake: F
     assert fake.timeline == ["traffic {'blue': 80, 'green': 20}", "traffic {'blue': 100}"]
 
 
-def test_traffic_steps_without_a_canary_switch_at_once():
-    assert traffic_steps({"blue": 100}, {"green": 100}, None) == [{"green": 100}]
+def test_a_rollback_that_fails_says_so_and_what_to_set(project: Path, fake: FakeAzureML):
+    start_analysed_canary(project, fake, HEALTHY)
+    # Past the SDK's retries twice: the first weight, then the rollback.
+    fake.faults.append(Fault("PUT", r"^/onlineEndpoints/credit-online$", 500, times=6))
+    with pytest.raises(SpecopsError, match=r"(?s)OnlineTraffic/credit-online: Azure ML answered 500.*; ROLLBACK FAILED, the "
+                                           r"canary may still take traffic \(set \{'blue': 100\} by hand\)"):
+        api.apply(project, "dev")
+    assert fake.calls().count("PUT /onlineEndpoints/credit-online") == 6
+
+
+@pytest.mark.parametrize("code", ["500", "503", "424", "408"])
+def test_azure_monitor_window_counts_whole_ingested_minutes_and_server_side_failures(code: str):
+    """424 (the model container failed) and 408 (scoring timed out) are Azure ML's codes for the server's fault."""
+    fake = FakeAzureML()
+    fake.series["green"] = Series(requests=60, errors=6, p95_ms=120, error_code=code)
+    metrics = AzureMonitorMetrics(StaticTokenCredential(), PREFIX, transport=fake)
+    start = datetime(2026, 1, 5, 9, 0, 30, tzinfo=timezone.utc)  # mid-minute: that minute also holds earlier traffic
+    # 09:01 and 09:02 ingested, 09:03 not yet: two minutes' worth.
+    assert metrics.window("credit-online", "green", start, start + timedelta(minutes=3, seconds=30)) == Traffic(120, 12, 120.0)
+    assert metrics.window("credit-online", "green", start, start + timedelta(seconds=50)) == Traffic(0, 0, None)
+    assert fake.timeline == ["metrics green RequestsPerMinute", "metrics green RequestLatency_P95"]  # none for the short one
+
+
+def test_a_client_error_is_not_a_server_failure():
+    fake = FakeAzureML()
+    fake.series["green"] = Series(requests=60, errors=6, error_code="400")
+    start = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
+    traffic = AzureMonitorMetrics(StaticTokenCredential(), PREFIX, transport=fake).window(
+        "credit-online", "green", start, start + timedelta(minutes=2))
+    assert (traffic.requests, traffic.errors) == (60, 0)
+
+
+def test_traffic_without_a_canary_rollout_switches_at_once():
+    assert canary_of({"blue": 100}, {"green": 100}, None) is None
 
 
 def test_a_rollback_under_a_canary_rollout_is_immediate(project: Path, fake: FakeAzureML):

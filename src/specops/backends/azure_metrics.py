@@ -59,6 +59,10 @@ class AzureMonitorMetrics:
         self._client = PipelineClient(ARM, policies=policies, transport=transport)
 
     def window(self, endpoint: str, deployment: str, start: datetime, end: datetime) -> Traffic:
+        # Points are whole minutes: one begun before `start` would mix in traffic from before the window.
+        start = _next_minute(start)
+        if end - start < GRAIN:
+            return Traffic(0, 0, None)
         resource = f"{self.workspace}/onlineEndpoints/{endpoint}"
         answers = self._series(resource, REQUESTS, f"deployment eq '{deployment}' and statusCode eq '*'", start, end)
         latency = self._series(resource, P95, f"deployment eq '{deployment}'", start, end)
@@ -145,6 +149,11 @@ def _points(series: dict[str, Any]) -> dict[str, float]:
     # A minute not yet ingested comes back with a timeStamp and no value: it is not a zero.
     return {point["timeStamp"]: float(point["average"]) for point in series.get("data", [])
             if point.get("average") is not None}
+
+
+def _next_minute(instant: datetime) -> datetime:
+    floor = instant.replace(second=0, microsecond=0)
+    return floor if floor == instant else floor + GRAIN
 
 
 def _iso(instant: datetime) -> str:

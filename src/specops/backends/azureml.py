@@ -268,7 +268,7 @@ class AzureMLBackend:
             self._walk(op, specs, rollout, canary, report)
             self._set_traffic(op, specs, target["traffic"], target["mirror_traffic"], report)
         except SpecopsError as exc:
-            self._roll_back(op, specs, before, report)
+            self._roll_back(op, specs, before, exc, report)
             raise SpecopsError(f"{exc}; rolled back: all traffic on {before['traffic']} again, and the plan still "
                                "shows the change") from exc
 
@@ -279,8 +279,9 @@ class AzureMLBackend:
         for number, step in enumerate(rollout.steps, 1):
             where = f"{op.key}: step {number}"
             if step.weight is not None and step.weight >= target["traffic"][canary]:
-                report(f"{where}: weight {step.weight} reaches the declared {target['traffic'][canary]}; "
-                       f"steps after it are not run")
+                if number < len(rollout.steps):  # the spec's traffic is where this rollout ends
+                    report(f"{where}: weight {step.weight} reaches the declared {target['traffic'][canary]}; "
+                           f"the {len(rollout.steps) - number} steps after it are not run")
                 return
             if step.weight is not None:
                 self._set_traffic(op, specs, canary_split(stable, canary, step.weight), target["mirror_traffic"], report)
@@ -302,7 +303,8 @@ class AzureMLBackend:
         while True:
             self._wait_for_a_minute(since)  # the metrics have a 1-minute grain: a shorter window holds nothing
             result = self._analysis_run(specs, op.name, rollout, gate, canary, stable, since)
-            report(f"{op.key}: analysis {gate_name}: {result['phase']} ({_summary(result)})")
+            skipped = f"; skipped, local only: {', '.join(result['skipped'])}" if result["skipped"] else ""
+            report(f"{op.key}: analysis {gate_name}: {result['phase']} ({_summary(result)}{skipped})")
             if result["phase"] == SUCCESSFUL:
                 return
             if result["phase"] == FAILED:
@@ -324,11 +326,15 @@ class AzureMLBackend:
         stable_traffic = combined(metrics.window(endpoint, name, since, end) for name in stable)
         return live_analysis(canary_arm, Arm("+".join(stable), stable_traffic, 0, 0), rollout, gate)
 
-    def _roll_back(self, op: Operation, specs: SpecSet, before: dict[str, Any], report: Reporter) -> None:
+    def _roll_back(self, op: Operation, specs: SpecSet, before: dict[str, Any], cause: SpecopsError,
+                   report: Reporter) -> None:
+        """The pre-rollout traffic (and mirror) in one update."""
+        report(f"{op.key}: rolling back ({cause})")
         try:
             self._set_traffic(op, specs, before["traffic"], before.get("mirror_traffic") or {}, report)
         except SpecopsError as exc:
-            raise SpecopsError(f"{op.key}: ROLLBACK FAILED, the canary may still take traffic: {exc}") from exc
+            raise SpecopsError(f"{cause}; ROLLBACK FAILED, the canary may still take traffic "
+                               f"(set {before['traffic']} by hand): {exc}") from exc
 
     def _set_batch_default(self, op: Operation, specs: SpecSet) -> dict[str, Any]:
         client = self.client(specs)
@@ -462,21 +468,6 @@ def canary_split(stable: dict[str, int], canary: str, weight: int) -> dict[str, 
     return {**shares, canary: weight}
 
 
-def traffic_steps(current: dict[str, int], target: dict[str, int], endpoint: Endpoint | None) -> list[dict[str, int]]:
-    """The traffic maps a rollout applies in order, ending with `target` (its analyses left out)."""
-    canary = canary_of(current, target, endpoint)
-    if canary is None:
-        return [dict(target)]
-    stable = {k: v for k, v in current.items() if k != canary and v > 0}
-    weights = []
-    for step in endpoint.spec.rollout.steps:
-        if step.weight is not None and step.weight >= target[canary]:
-            break
-        if step.weight is not None:
-            weights.append(canary_split(stable, canary, step.weight))
-    return [*weights, dict(target)]
-
-
 def live_analysis(canary: Arm, stable: Arm, rollout: CanaryRollout, gate: Gate | None) -> dict[str, Any]:
     """`analyse` restricted to what Azure Monitor measures.
 
@@ -501,9 +492,13 @@ def _summary(result: dict[str, Any], phase: str | None = None) -> str:
     def value(v: Any) -> str:
         return "-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
 
-    checks = [c for c in result["checks"] if phase is None or c["phase"] == phase]
-    return "; ".join(f"{c['check']} {value(c['value'])} (limit {value(c['limit'])}){': ' + c['note'] if phase and c['note'] else ''}"
-                     for c in checks)
+    def line(check: dict[str, Any]) -> str:
+        # A gate check's bounds are in its name already ("error_rate <= 0.05"); the others carry one limit.
+        limit = "" if isinstance(check["limit"], tuple) else f" (limit {value(check['limit'])})"
+        note = f": {check['note']}" if phase and check["note"] else ""
+        return f"{check['check']} {value(check['value'])}{limit}{note}"
+
+    return "; ".join(line(c) for c in result["checks"] if phase is None or c["phase"] == phase)
 
 
 def normalize(value: Any) -> Any:
