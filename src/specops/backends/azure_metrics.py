@@ -76,8 +76,11 @@ class AzureMonitorMetrics:
         p95 = weighted_p95(latency[0][1] if latency else {}, per_minute)
         return Traffic(round(sum(per_minute.values())), round(errors), p95)
 
-    def _series(self, resource: str, metric: str, where: str, start: datetime, end: datetime) -> list[tuple[str, dict[str, float]]]:
-        """Each time series of `metric`: (its statusCode, or "" unsplit; {minute: value}), minutes without data left out."""
+    def _series(self, resource: str, metric: str, where: str, start: datetime,
+                end: datetime) -> list[tuple[str, dict[str, float]]]:
+        """Each time series of `metric` as (its statusCode, "" when unsplit; {minute: value}).
+
+        Minutes without data are left out."""
         from azure.core.rest import HttpRequest
 
         params = {"api-version": API_VERSION, "metricnames": metric, "aggregation": "Average",
