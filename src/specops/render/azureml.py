@@ -540,14 +540,17 @@ def _endpoint_notes(specs: SpecSet) -> Iterable[str]:
 
 
 def _rollout_notes(where: str, rollout: Rollout | None) -> Iterable[str]:
-    """Azure ML applies traffic weights only: the steps that watch live traffic or send load run locally."""
+    """What of a rollout Azure ML apply cannot do: it walks canary weights and live-metric analyses, nothing else."""
     if isinstance(rollout, (ABRollout, BanditRollout)):
         yield (f"{where}: spec.rollout.strategy {rollout.strategy} runs only on the local backend; "
                "Azure ML keeps the declared traffic weights fixed")
     if isinstance(rollout, CanaryRollout):
-        if any(s.pause or s.analysis for s in rollout.steps):
-            yield (f"{where}: spec.rollout pauses and analysis steps run on the local backend only; "
-                   "on Azure ML the canary weights are applied one step after another")
+        if any(s.pause is not None and s.pause.duration is None for s in rollout.steps):
+            yield (f"{where}: spec.rollout pauses without a duration (wait for a person) run on the local backend only; "
+                   "on Azure ML apply goes on to the next step")
+        if any(s.analysis for s in rollout.steps):
+            yield (f"{where}: spec.rollout analysis on Azure ML reads Azure Monitor (requests, 5xx/408/424, p95); "
+                   "checks on labelled feedback (accuracy) and SLO budgets run on the local backend only")
         load_tests = [f"steps[{i}].load_test" for i, s in enumerate(rollout.steps) if s.load_test is not None]
         if load_tests:
             yield (f"{where}: spec.rollout.{', '.join(load_tests)} run only on the local backend (locust against "
