@@ -33,7 +33,9 @@ def tracked(project: Path) -> set[str]:
 
 
 def make(target: str, project: Path) -> subprocess.CompletedProcess:
-    return run(["make", target, f"VENV={VENV}"], project, check=False, timeout=600)
+    # --no-print-directory: under CI this suite itself runs inside `make test`, and a nested make
+    # would otherwise end its output with "Leaving directory" instead of pytest's summary.
+    return run(["make", "--no-print-directory", target, f"VENV={VENV}"], project, check=False, timeout=600)
 
 
 @pytest.fixture(scope="module")
