@@ -37,7 +37,7 @@ demo: $(STAMP)
 	$(BIN)/python -m credit_risk.demo
 
 test: $(STAMP) $(TOOLS)
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=15
 
 schema: $(STAMP)
 	$(BIN)/specops schema
