@@ -113,7 +113,7 @@ def act_four(root: Path) -> None:
     specops(root, "rollout", "status", ENDPOINT)
     expect_rollout(root, "Healthy")
     specops(root, "scoreboard")
-    specops(root, "slo", "status")
+    specops(root, "slo", "status", "--format", "markdown")
     specops(root, "kpi")
 
 
