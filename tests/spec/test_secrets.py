@@ -3,16 +3,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import shutil
 from pathlib import Path
 
 import pytest
 
-from specops.errors import SpecErrors
 from specops.spec import load_specs
 from specops.spec.secrets import classify
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.conftest import REPO
+from tests.spec.test_loader import errors_of, project  # noqa: F401 (a fixture)
 
 # Built from parts so that this file does not itself look like it holds secrets.
 B64_KEY = base64.b64encode(hashlib.sha512(b"specops").digest()).decode()  # 88 characters, like a storage account key
@@ -70,16 +68,6 @@ def test_classify_leaves_alone(key, value):
 
 # ---------------------------------------------------------------- through the loader
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    shutil.copytree(REPO / "specs", tmp_path / "specs")
-    return tmp_path
-
-
-def errors_of(root: Path, env: str | None = None) -> list[str]:
-    with pytest.raises(SpecErrors) as info:
-        load_specs(root, env)
-    return [str(e) for e in info.value.errors]
 
 
 def add_local_values(project: Path, lines: list[str]) -> int:

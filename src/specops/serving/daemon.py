@@ -35,14 +35,12 @@ def server_info(root: Path, endpoint: str) -> dict[str, Any] | None:
     return info if _alive(info.get("pid")) else None
 
 
-def start(root: Path, endpoint: str, workers: int | None = None) -> dict[str, Any]:
-    """Start the endpoint's server in the background; returns its pid file."""
+def start(root: Path, endpoint: str) -> dict[str, Any]:
+    """Start the endpoint's server in the background (the spec's port and workers); returns its pid file."""
     root = Path(root)
     state_dir = endpoint_dir(root, endpoint)
     state_dir.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "specops.serving", str(root), endpoint]
-    if workers is not None:
-        command += ["--workers", str(workers)]
     with (state_dir / LOG_FILE).open("a") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
