@@ -55,17 +55,14 @@ def _moved_aliases(root: Path, endpoint: Endpoint, specs: SpecSet) -> dict[str, 
     aliased = [d for d in endpoint.spec.deployments if d.model_ref.alias]
     if not aliased:
         return {}  # pinned versions: the spec's own diff says everything, and MLflow need not be imported
-    from specops.lifecycle.tracking import connect
+    from specops.lifecycle.tracking import connect, version_by_alias
 
     client, served, moved = connect(specs), _served_versions(root, endpoint.name), {}
     for deployment in aliased:
         ref = deployment.model_ref
-        try:
-            current = str(client.get_model_version_by_alias(ref.name, ref.alias).version)
-        except Exception:  # noqa: BLE001 -- an alias not set yet: the server reports that deployment not ready
-            continue
-        if served.get(deployment.name) != current:
-            moved[deployment.name] = (served.get(deployment.name), current)
+        current = version_by_alias(client, ref.name, ref.alias)  # None: not set yet, the deployment is not ready
+        if current is not None and served.get(deployment.name) != str(current.version):
+            moved[deployment.name] = (served.get(deployment.name), str(current.version))
     return moved
 
 

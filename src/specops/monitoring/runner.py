@@ -229,32 +229,32 @@ def queue_retrain(specs: SpecSet, monitor: Monitor, result: MonitorResult, pipel
     others = signal_alerts(result, DRIFT_SIGNALS)
     causes = [f"{', '.join(result.drifted)} drifted"] * bool(result.drifted) + [
         f"{name}: {'; '.join(alerts)}" for name, alerts in others.items()]
-    event = Event(f"drift:{monitor.name}:{result.window_end.isoformat()}", pipeline, "drift",
-                  f"monitor {monitor.name}: {'; '.join(causes)}")
-    if not EventQueue(specs.root).offer(event):
-        return f"retrain of {pipeline} already queued ({event.id})"
-    # kpi.py's drift reaction time pairs this entry with retrain_started by `pipeline`.
-    AuditLog(specs.root).record(env=specs.env, action="drift_alert", resource=monitor.key, pipeline=pipeline,
-                                monitor=monitor.name, event=event.id, features=result.drifted,
-                                values=drifted_values(result), signals=others, window_end=result.window_end.isoformat())
-    return f"queued retrain of {pipeline} ({event.id})"
+    # kpi.py's drift reaction time pairs the drift_alert entry with retrain_started by `pipeline`.
+    return _queue(specs, monitor, result, pipeline, "drift", causes, features=result.drifted,
+                  values=drifted_values(result), signals=others)
 
 
 def queue_performance_retrain(specs: SpecSet, monitor: Monitor, result: MonitorResult, pipeline: str) -> str:
     performance = result.signal("performance")
-    event = Event(f"performance:{monitor.name}:{result.window_end.isoformat()}", pipeline, "performance",
-                  f"monitor {monitor.name}: {'; '.join(performance.alerts)}")
+    return _queue(specs, monitor, result, pipeline, "performance", performance.alerts, metrics=performance.metrics,
+                  labelled_rows=performance.details.get("labelled_rows"))
+
+
+def _queue(specs: SpecSet, monitor: Monitor, result: MonitorResult, pipeline: str, reason: str, causes: list[str],
+           **audit) -> str:
+    """Queue one retraining for this window (a repeated run finds it queued) and audit `<reason>_alert` once."""
+    event = Event(f"{reason}:{monitor.name}:{result.window_end.isoformat()}", pipeline, reason,
+                  f"monitor {monitor.name}: {'; '.join(causes)}")
     if not EventQueue(specs.root).offer(event):
         return f"retrain of {pipeline} already queued ({event.id})"
-    AuditLog(specs.root).record(env=specs.env, action="performance_alert", resource=monitor.key, pipeline=pipeline,
-                                monitor=monitor.name, event=event.id, metrics=performance.metrics,
-                                labelled_rows=performance.details.get("labelled_rows"),
-                                window_end=result.window_end.isoformat())
+    AuditLog(specs.root).record(env=specs.env, action=f"{reason}_alert", resource=monitor.key, pipeline=pipeline,
+                                monitor=monitor.name, event=event.id, window_end=result.window_end.isoformat(), **audit)
     return f"queued retrain of {pipeline} ({event.id})"
 
 
 def request_rollback(specs: SpecSet, monitor: Monitor, result: MonitorResult, endpoint: str) -> str:
-    # There is no endpoint rollout controller to shift traffic yet: the request is recorded for it (and for people).
+    # Recorded for the endpoint's operators: the monitor does not move traffic itself (a rollout in progress is
+    # judged by its own analysis; `specops rollout undo` within rollback_window is the manual path).
     AuditLog(specs.root).record(env=specs.env, action="rollback_requested", resource=f"Endpoint/{endpoint}",
                                 monitor=monitor.name, features=result.drifted, signals=result.alerted,
                                 window_end=result.window_end.isoformat())

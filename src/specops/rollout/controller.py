@@ -98,13 +98,12 @@ class Rollout:
             if ref.version != record.canary_version or not self.endpoint.spec.traffic.get(record.canary, 0):
                 return "the spec no longer sends traffic to the rolled-back deployment"
             return None
-        from specops.lifecycle.tracking import connect  # MLflow is slow to import: only for an aliased deployment
+        from specops.lifecycle.tracking import connect, version_by_alias  # MLflow is slow to import: aliases only
 
-        try:
-            current = str(connect(self.specs).get_model_version_by_alias(ref.name, ref.alias).version)
-        except Exception:  # noqa: BLE001 -- an alias that was deleted no longer asks for the bad version
-            current = None
-        return None if current == record.canary_version else f"{ref.name}@{ref.alias} no longer points at version {record.canary_version}"
+        current = version_by_alias(connect(self.specs), ref.name, ref.alias)  # a deleted alias asks for nothing
+        if current is not None and str(current.version) == record.canary_version:
+            return None
+        return f"{ref.name}@{ref.alias} no longer points at version {record.canary_version}"
 
     # --- starting and stepping --------------------------------------------------------------
 
