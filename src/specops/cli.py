@@ -226,7 +226,7 @@ def controller(env: str | None, root: Path, once: bool, interval: float) -> None
 @friendly
 def retrain(pipeline: str, reason: str, env: str | None, root: Path) -> None:
     """Queue a retraining of PIPELINE with a recorded reason, and run it now."""
-    from specops.apply.state import now
+    from specops.core.clock import now
     from specops.controller.events import Event
     from specops.controller.loop import Controller
 

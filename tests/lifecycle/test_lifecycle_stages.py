@@ -6,7 +6,7 @@ import pytest
 
 from specops.errors import SpecopsError, StageFailed
 from specops.lifecycle.lineage import describe
-from specops.lifecycle.paths import RunPaths
+from specops.core.paths import RunPaths
 from specops.lifecycle.stages import STAGES
 from specops.lifecycle.tracking import connect
 from specops.spec.kinds import Pipeline

@@ -11,7 +11,8 @@ import pytest
 from specops.errors import SpecErrors
 from specops.monitoring.signals import AZUREML, BLUEPRINT, KS, PSI
 from specops.spec import KINDS, Dataset, Document, load_specs
-from specops.spec.monitors import Monitor, baseline_dataset, monitored_features, parse_duration
+from specops.core.durations import parse_duration
+from specops.spec.monitors import Monitor, baseline_dataset, monitored_features
 from tests.conftest import SERVING_SPECS
 
 REPO = Path(__file__).resolve().parents[2]

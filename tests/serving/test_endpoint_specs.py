@@ -8,7 +8,8 @@ import pytest
 
 from specops.errors import SpecErrors
 from specops.spec import load_specs
-from specops.spec.endpoints import BlueGreenRollout, CanaryRollout, Endpoint, ModelRef, duration_seconds
+from specops.core.durations import seconds as duration_seconds
+from specops.spec.endpoints import BlueGreenRollout, CanaryRollout, Endpoint, ModelRef
 from tests.conftest import SERVING_SPECS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -134,7 +135,7 @@ def test_duplicate_deployments_unknown_fields_and_bad_durations(project: Path):
     write(project, text.replace("auth_mode: key", "auth_mode: key\n  colour: red"))
     errors = errors_of(project)
     assert any("spec.colour: unknown field" in e for e in errors)
-    assert any("duration 'soon' must be a number with a unit" in e for e in errors)
+    assert any("invalid duration 'soon': expected a number with a unit" in e for e in errors)
 
 
 def test_batch_endpoint_default_deployment_and_dataset_must_exist(project: Path):

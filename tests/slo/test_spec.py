@@ -46,11 +46,11 @@ def test_a_target_given_as_a_percentage_is_refused_with_the_fraction_it_meant(pr
 
 
 def test_a_bad_window_and_an_unknown_sli_are_reported_together(project: Path):
-    edit(project, "window: PT1H", "window: 28d")
+    edit(project, "window: PT1H", "window: 28 days")
     edit(project, "{sli: latency,", "{sli: throughput,")
     errors = errors_of(project)
     assert len(errors) == 2
-    assert errors[0].startswith("specs/slo.yaml:19:11: spec.window: ") and "invalid duration '28d'" in errors[0]
+    assert errors[0].startswith("specs/slo.yaml:19:11: spec.window: ") and "invalid duration '28 days'" in errors[0]
     assert errors[1].startswith("specs/slo.yaml:23:") and "throughput" in errors[1]
 
 

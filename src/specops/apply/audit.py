@@ -12,8 +12,9 @@ import subprocess
 from pathlib import Path
 from typing import Any, Iterator
 
-from specops.apply.state import now
-from specops.lifecycle.paths import STATE_DIR
+from specops.core.clock import now
+from specops.core.files import append_line
+from specops.core.paths import STATE_DIR
 
 
 def actor() -> str:
@@ -41,14 +42,7 @@ class AuditLog:
 
     def record(self, **entry: Any) -> dict[str, Any]:
         entry = {"time": now(), "actor": actor(), "commit": git_commit(self.root), **entry}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # O_APPEND keeps concurrent writers from interleaving partial lines.
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, (json.dumps(entry, sort_keys=True, default=str) + "\n").encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_line(self.path, json.dumps(entry, sort_keys=True, default=str))
         return entry
 
     def entries(self) -> Iterator[dict[str, Any]]:

@@ -6,27 +6,12 @@ that is exactly as true as the operations that finished before it.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from specops.lifecycle.paths import STATE_DIR
-
-
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+from specops.core.clock import now
+from specops.core.files import atomic_write
+from specops.core.paths import STATE_DIR
 
 
 class StateStore:

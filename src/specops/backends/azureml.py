@@ -32,7 +32,8 @@ from specops.render.azureml import (
 )
 from specops.spec import FeatureSet, Gate, Project, SpecSet
 from specops.rollout.analysis import FAILED, INCONCLUSIVE, SUCCESSFUL, Arm, analyse
-from specops.spec.endpoints import CanaryRollout, Endpoint, duration_seconds
+from specops.core.durations import seconds as duration_seconds
+from specops.spec.endpoints import CanaryRollout, Endpoint
 from specops.spec.refs import resolve
 
 DEFAULT_TIMEOUT = 1800.0  # seconds an apply waits for one long-running operation

@@ -17,7 +17,7 @@ from typing import Any
 from specops.backends import local_endpoint
 from specops.backends.base import Reporter
 from specops.errors import SpecopsError
-from specops.lifecycle.paths import RunPaths
+from specops.core.paths import RunPaths
 from specops.plan.model import Action, Operation, Resource
 from specops.render.dvc import dump_dvc, final_stage, render_dvc, stage_name
 from specops.spec import KINDS, FeatureSet, Pipeline, Project, SpecSet

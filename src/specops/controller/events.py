@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
-from specops.apply.state import now
-from specops.lifecycle.paths import STATE_DIR
+from specops.core.clock import now
+from specops.core.paths import STATE_DIR
 
 # The blueprint's order: drift first, then performance, then staleness; other causes after.
 REASONS = ("drift", "performance", "stale", "data_change", "schedule", "manual")

@@ -10,13 +10,14 @@ from typing import Any
 
 from specops.apply.audit import AuditLog
 from specops.apply.lock import apply_lock
-from specops.apply.state import StateStore, atomic_write
+from specops.apply.state import StateStore
+from specops.core.files import atomic_write
 from specops.backends.base import Reporter, quiet
 from specops.backends.local import LocalBackend
 from specops.controller.events import COALESCED, DONE, FAILED, STARTED, Event, EventQueue
 from specops.controller.triggers import data_change_events, last_training, latest_fire, schedule_events, stale_events
 from specops.errors import LockHeld, SpecopsError
-from specops.lifecycle.paths import STATE_DIR
+from specops.core.paths import STATE_DIR
 from specops.monitoring.runner import MonitorResult, run_monitor
 from specops.spec import Pipeline, SpecSet, load_specs
 from specops.spec.endpoints import Endpoint

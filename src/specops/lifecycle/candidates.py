@@ -7,7 +7,7 @@ from typing import Any
 
 from specops.errors import StageFailed
 from specops.lifecycle.context import read_json
-from specops.lifecycle.paths import RunPaths
+from specops.core.paths import RunPaths
 
 
 @dataclass(frozen=True)

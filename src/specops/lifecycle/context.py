@@ -9,7 +9,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from specops.errors import SpecopsError, StageFailed
-from specops.lifecycle.paths import RunPaths
+from specops.core.paths import RunPaths
 from specops.spec.kinds import Dataset, FeatureSet, Gate, Pipeline
 from specops.spec.loader import SpecSet
 

@@ -18,7 +18,7 @@ from specops.errors import SpecopsError, StageFailed
 from specops.features.transforms import compute_features
 from specops.lifecycle.context import StageContext
 from specops.lifecycle.data import load_dataset
-from specops.lifecycle.paths import RunPaths
+from specops.core.paths import RunPaths
 
 METADATA_KEY = b"specops.feature_set"
 

@@ -6,7 +6,7 @@ from typing import Any, Mapping
 
 from specops.errors import SpecopsError
 from specops.lifecycle.context import StageContext
-from specops.lifecycle.paths import STAGES
+from specops.core.paths import STAGES
 from specops.spec.kinds import Pipeline
 from specops.spec.loader import SpecSet
 

@@ -6,7 +6,7 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
-from specops.lifecycle.paths import mlflow_uris
+from specops.core.paths import absolute_tracking_uris as mlflow_uris
 from specops.spec.loader import SpecSet
 
 CHAMPION = "champion"

@@ -16,7 +16,7 @@ import pandas as pd
 from specops.errors import SpecopsError
 from specops.lifecycle import lineage
 from specops.lifecycle.data import load_dataset
-from specops.lifecycle.paths import BASELINE_FILE
+from specops.core.paths import BASELINE_FILE
 from specops.lifecycle.tracking import CHAMPION, connect, version_by_alias
 from specops.monitoring.drift import BaselineSummary, summarize
 from specops.monitoring.paths import monitor_dir

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from specops.lifecycle.paths import STATE_DIR
+from specops.core.paths import STATE_DIR
 
 
 def monitors_dir(root: Path) -> Path:

@@ -35,7 +35,8 @@ from specops.monitoring.signals import SignalResult
 from specops.serving.config import endpoint_dir
 from specops.serving.inference_log import read_log
 from specops.spec.loader import SpecSet
-from specops.spec.monitors import MIN_TARGET_ROWS, Monitor, alert_actions, parse_duration  # noqa: F401 (the default)
+from specops.core.durations import parse_duration
+from specops.spec.monitors import MIN_TARGET_ROWS, Monitor, alert_actions  # noqa: F401 (the default)
 from specops.spec.refs import resolve
 
 WEBHOOK_TIMEOUT_S = 10

@@ -63,7 +63,8 @@ from azure.ai.ml.entities import (
 from azure.ai.ml.sweep import Choice
 
 from specops.errors import SpecopsError
-from specops.lifecycle.paths import STAGES
+from specops.core.durations import iso
+from specops.core.paths import STAGES
 from specops.monitoring.signals import NDCG, Signals
 from specops.spec import Dataset, FeatureSet, Gate, Pipeline, SpecSet
 from specops.spec.endpoints import (
@@ -397,8 +398,9 @@ class MonitorData:
         return Input(type="uri_folder", path=f"azureml:{self.collected}-{collection}:1")
 
     def _window(self) -> BaselineDataRange:
-        return BaselineDataRange(lookback_window_size=self.target.lookback_window_size,
-                                 lookback_window_offset=self.target.lookback_window_offset or "P0D")
+        offset = self.target.lookback_window_offset
+        return BaselineDataRange(lookback_window_size=iso(self.target.lookback_window_size),
+                                 lookback_window_offset=iso(offset) if offset else "P0D")
 
 
 def _monitor_signals(monitor: Monitor, data: MonitorData) -> dict[str, Any]:

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from specops.apply.audit import AuditLog
-from specops.apply.state import now
+from specops.core.clock import now
+from specops.core.durations import seconds as duration_seconds
 from specops.errors import SpecopsError
 from specops.rollout import analysis as an
 from specops.rollout.incident import new_incident_id, write_incident
@@ -28,8 +29,7 @@ from specops.serving.keys import ensure_keys
 from specops.serving.server import CONFIG_FILE
 from specops.serving.traffic import set_traffic
 from specops.spec import SpecSet, load_specs
-from specops.spec.endpoints import (ABRollout, BanditRollout, BlueGreenRollout, CanaryRollout, LoadTest, ModelRef,
-                                    duration_seconds)
+from specops.spec.endpoints import ABRollout, BanditRollout, BlueGreenRollout, CanaryRollout, LoadTest, ModelRef
 from specops.spec.kinds import Gate
 
 POLL_S = 0.1  # how often a pause looks for a promote/abort from another process

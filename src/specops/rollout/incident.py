@@ -12,8 +12,9 @@ from typing import Any
 
 from jinja2 import Environment, StrictUndefined, select_autoescape
 
-from specops.apply.state import atomic_write, now
-from specops.lifecycle.paths import STATE_DIR
+from specops.core.clock import now
+from specops.core.files import atomic_write
+from specops.core.paths import STATE_DIR
 from specops.rollout.state import RolloutRecord
 
 TEMPLATE = Path("docs") / "runbooks" / "rollback-incident.md"

@@ -7,15 +7,14 @@ record names: a rollout is never half-way without a record saying so.
 """
 from __future__ import annotations
 
-import fcntl
 import json
-import os
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from specops.apply.state import atomic_write, now
+from specops.core.clock import now
+from specops.core.files import atomic_write
+from specops.core.locks import serialized
 from specops.errors import SpecopsError
 from specops.serving.config import endpoint_dir
 
@@ -74,22 +73,10 @@ class RecordChanged(SpecopsError):
 def save_record(root: Path, record: RolloutRecord) -> None:
     """Compare-and-swap: write only if the file is still the revision this copy was read at."""
     path = record_path(root, record.endpoint)
-    with _locked(path):
+    with serialized(path.with_name(path.name + ".lock")):
         current = load_record(root, record.endpoint)
         if current is not None and current.revision != record.revision:
             raise RecordChanged(f"the rollout of {record.endpoint} changed meanwhile: it is now {current.status}"
                                 f"{' (' + current.message + ')' if current.message else ''}")
         record.revision += 1
         atomic_write(path, json.dumps(asdict(record), indent=2, default=str))
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Held only for a read-compare-write, never across a pause; the kernel drops it if the holder dies."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)

@@ -18,7 +18,7 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from specops.apply.state import atomic_write
+from specops.core.files import atomic_write
 from specops.serving.batching import MicroBatcher
 from specops.serving.config import DeploymentConfig, ServingConfig, first_line, worker_status_file
 from specops.serving.inference_log import InferenceLog

@@ -19,7 +19,6 @@ assembled from the part files, in input order, once every mini-batch is done.
 from __future__ import annotations
 
 import csv
-import fcntl
 import hashlib
 import io
 import json
@@ -32,9 +31,11 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from specops.apply.state import atomic_write, now
-from specops.errors import SpecopsError
-from specops.lifecycle.paths import STATE_DIR
+from specops.core.clock import now
+from specops.core.files import atomic_write
+from specops.core.locks import exclusive, is_held
+from specops.errors import LockHeld, SpecopsError
+from specops.core.paths import STATE_DIR
 from specops.serving import batch_workers as workers
 from specops.serving.config import DeploymentConfig, resolve_model
 from specops.spec import Dataset, SpecSet, load_specs
@@ -146,26 +147,21 @@ def effective_status(root: Path, job: BatchJob) -> str:
     """A Running manifest whose lock nobody holds was left by a process that died."""
     if job.status != RUNNING:
         return job.status
-    try:
-        with _job_lock(manifest_path(root, job.endpoint, job.job).parent):
-            return INTERRUPTED
-    except SpecopsError:
-        return RUNNING
+    return RUNNING if is_held(_job_lock_file(manifest_path(root, job.endpoint, job.job).parent)) else INTERRUPTED
 
 
 @contextmanager
 def _job_lock(job_dir: Path) -> Iterator[None]:
     """One process per job; the kernel drops the lock when its holder dies, even by SIGKILL."""
-    job_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(job_dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise SpecopsError(f"batch job {job_dir.name} is being run by another process") from None
-        yield
-    finally:
-        os.close(fd)
+        with exclusive(_job_lock_file(job_dir), f"batch job {job_dir.name}"):
+            yield
+    except LockHeld:
+        raise SpecopsError(f"batch job {job_dir.name} is being run by another process") from None
+
+
+def _job_lock_file(job_dir: Path) -> Path:
+    return job_dir / "lock"
 
 
 # --- invoke ----------------------------------------------------------------------

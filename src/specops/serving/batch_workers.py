@@ -24,7 +24,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from specops.apply.state import atomic_write
+from specops.core.files import atomic_write
 from specops.serving.config import DeploymentConfig, first_line
 
 PART_COLUMNS = ("row", "prediction", "model", "version", "error")

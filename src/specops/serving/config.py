@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from specops.apply.state import atomic_write
-from specops.lifecycle.paths import STATE_DIR
+from specops.core.files import atomic_write
+from specops.core.paths import STATE_DIR
 from specops.spec import Dataset, FeatureSet, Pipeline, SpecSet
 from specops.spec.endpoints import Endpoint, ModelRef
 

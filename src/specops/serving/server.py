@@ -21,7 +21,8 @@ import time
 from multiprocessing.connection import wait
 from pathlib import Path
 
-from specops.apply.state import atomic_write, now
+from specops.core.clock import now
+from specops.core.files import atomic_write
 from specops.errors import SpecopsError
 from specops.serving.config import ServingConfig, endpoint_dir, find_endpoint, first_line, resolve_endpoint
 from specops.serving.keys import ensure_keys

@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping
 from specops.slo import budget as b
 from specops.slo import history, sli
 from specops.spec.loader import SpecSet
-from specops.spec.monitors import parse_duration
+from specops.core.durations import parse_duration
 from specops.spec.slos import SLO, Availability, Correctness, Fairness, Freshness, Latency, endpoint_of, sensitive_column
 
 TrainedAt = Callable[[SpecSet, SLO], dict[str, float]]  # served model (name vN) -> training start, epoch seconds

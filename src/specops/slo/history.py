@@ -24,7 +24,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Iterable
 
-from specops.lifecycle.paths import STATE_DIR
+from specops.core.paths import STATE_DIR
 
 Counts = dict[str, dict[str, float]]  # deployment -> {"good": 2xx, "bad": server failures}
 _REQUESTS = re.compile(r'^specops_requests_total\{deployment="([^"]*)",status="(\dxx)"\} (\S+)$', re.M)

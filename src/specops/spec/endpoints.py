@@ -17,14 +17,13 @@ from typing import Annotated, Iterable, Literal, Union
 
 from pydantic import AfterValidator, Field, model_validator
 
+from specops.core.durations import seconds
 from specops.errors import SpecError
 from specops.spec.checks import missing_reference, check, registered_models
-from specops.spec.kinds import Dataset, Document, Gate, Name, Strict, register_kind
+from specops.spec.kinds import Dataset, Document, Duration, Gate, Name, Strict, register_kind
 from specops.spec.loader import SpecSet
 
 MODEL_REF = re.compile(r"^(?P<name>[a-z0-9]([-a-z0-9]*[a-z0-9])?)@(?P<selector>[0-9]+|[A-Za-z][-\w]*)$")
-DURATION = re.compile(r"^(?P<amount>[0-9]+)(?P<unit>ms|s|m|h)$")
-_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
 MAX_MIRROR_PERCENT = 50  # Azure ML's limit on mirrored (shadow) traffic
 
 
@@ -50,20 +49,7 @@ def _check_model_ref(value: str) -> str:
     return value
 
 
-def duration_seconds(value: str) -> float:
-    match = DURATION.match(value)
-    if match is None:
-        raise ValueError(f"duration {value!r} must be a number with a unit: ms, s, m or h (e.g. 30s, 5m)")
-    return int(match["amount"]) * _SECONDS[match["unit"]]
-
-
-def _check_duration(value: str) -> str:
-    duration_seconds(value)
-    return value
-
-
 ModelRefText = Annotated[str, AfterValidator(_check_model_ref), Field(description="name@version or name@alias")]
-Duration = Annotated[str, AfterValidator(_check_duration), Field(description="e.g. 500ms, 30s, 5m, 1h")]
 Percent = Annotated[int, Field(ge=0, le=100)]
 
 
@@ -120,7 +106,7 @@ class Pause(Strict):
 
 def _check_load_duration(value: str) -> str:
     # locust's --run-time counts whole seconds: a shorter run would not run at all
-    if duration_seconds(value) < 1:
+    if seconds(value) < 1:
         raise ValueError(f"a load test runs at least 1s (got {value})")
     return value
 

@@ -10,6 +10,7 @@ import re
 from typing import Annotated, Any, ClassVar, Literal
 
 from croniter import croniter
+from specops.core.durations import parse_duration
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 API_VERSION = "specops/v1"
@@ -35,7 +36,21 @@ def _check_ref(value: str) -> str:
     return value
 
 
+def _check_duration(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
+def _check_positive_duration(value: str) -> str:
+    if parse_duration(value).total_seconds() <= 0:
+        raise ValueError(f"duration {value!r} must be longer than zero")
+    return value
+
+
 Cron = Annotated[str, AfterValidator(_check_cron), Field(description="cron expression, 5 fields")]
+_DURATION_FORMS = "500ms, 30s, 5m, 1h, 7d, or ISO 8601: PT1M, P7D, P1DT12H"
+Duration = Annotated[str, AfterValidator(_check_duration), Field(description=_DURATION_FORMS)]
+PositiveDuration = Annotated[str, AfterValidator(_check_positive_duration), Field(description=f"more than zero: {_DURATION_FORMS}")]
 EnvRef = Annotated[str, AfterValidator(_check_ref), Field(description="${VAR} reference resolved at apply time")]
 
 

@@ -6,8 +6,6 @@ so the same spec renders to an Azure ML monitor schedule later.
 """
 from __future__ import annotations
 
-import re
-from datetime import timedelta
 from typing import Annotated, Iterable, Literal
 
 from pydantic import AfterValidator, Field, model_validator
@@ -30,31 +28,14 @@ from specops.monitoring.signals import (
     Signals,
 )
 from specops.spec.checks import missing_reference, check, registered_models
-from specops.spec.kinds import KINDS, Column, Cron, Dataset, Document, EnvRef, Name, Pipeline, Strict, register_kind
+from specops.spec.kinds import (KINDS, Column, Cron, Dataset, Document, EnvRef, Name, Pipeline, PositiveDuration, Strict,
+                                register_kind)
 from specops.spec.loader import SpecSet
-
-DURATION = re.compile(r"^P(?:(?P<days>\d+)D)?(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?)?$")
-
-
-def parse_duration(value: str) -> timedelta:
-    """ISO 8601 durations in days, hours and minutes (P7D, PT6H, P1DT12H), as Azure ML's windows."""
-    match = DURATION.match(value)
-    parts = {k: int(v) for k, v in match.groupdict().items() if v} if match and not value.endswith("T") else {}
-    if not parts or timedelta(**parts) <= timedelta(0):
-        raise ValueError(f"invalid duration {value!r} (expected a positive ISO 8601 duration like P7D, PT6H or P1DT12H)")
-    return timedelta(**parts)
-
-
-def _check_duration(value: str) -> str:
-    parse_duration(value)
-    return value
-
 
 # Fewer logged rows than this cannot be judged: the run is inconclusive, neither a pass nor an alert. Sampling
 # noise alone moves the default distances: on the example data (5,000 baseline rows, 60 unshifted windows)
 # 59 of 60 windows of 100 rows and 39 of 300 rows breached 0.1; 1 of 60 windows of 1,000 rows did.
 MIN_TARGET_ROWS = 1000
-Duration = Annotated[str, AfterValidator(_check_duration), Field(description="ISO 8601 duration, e.g. P7D or PT6H")]
 # Literal over the engine's own name tuples: one list of metric names, and editors still see an enum.
 NumericalMetric = Literal[NUMERICAL_METRICS]  # type: ignore[valid-type]
 CategoricalMetric = Literal[CATEGORICAL_METRICS]  # type: ignore[valid-type]
@@ -75,8 +56,8 @@ class Baseline(Strict):
 
 class Target(Strict):
     endpoint: Name = Field(description="the endpoint whose inference log is monitored")
-    lookback_window_size: Duration = "P7D"
-    lookback_window_offset: Duration | None = Field(None, description="how far back the window ends; default: now")
+    lookback_window_size: PositiveDuration = "P7D"
+    lookback_window_offset: PositiveDuration | None = Field(None, description="how far back the window ends; default: now")
 
 
 class MetricThresholds(Strict):
@@ -153,7 +134,7 @@ class Performance(Strict):
     min_labels: int = Field(
         1000, ge=1, description="fewer labelled rows in the window are inconclusive: at 1,000 labels the standard "
                                 "error of an accuracy near 0.8 is 0.013, so the default 0.03 drop is over two of them")
-    lookback_window_size: Duration | None = Field(
+    lookback_window_size: PositiveDuration | None = Field(
         None, description="the labelled window (labels arrive late); default: the target's lookback_window_size")
     on_alert: list[Literal["retrain", "rollback", "notify"]] | None = Field(
         None, description="default: all of spec.actions; a retrain is queued with reason `performance`")

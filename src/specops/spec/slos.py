@@ -19,9 +19,8 @@ from pydantic import AfterValidator, Field
 
 from specops.errors import SpecError
 from specops.spec.checks import check, missing_reference
-from specops.spec.kinds import KINDS, Dataset, Document, Gate, Name, Pipeline, Strict, register_kind
+from specops.spec.kinds import KINDS, Dataset, Document, Gate, Name, Pipeline, PositiveDuration, Strict, register_kind
 from specops.spec.loader import SpecSet
-from specops.spec.monitors import Duration
 
 
 def _check_target(value: float) -> float:
@@ -36,7 +35,7 @@ Target = Annotated[float, AfterValidator(_check_target), Field(description="frac
 
 class ObjectiveCommon(Strict):
     name: Name | None = Field(None, description="default: the sli's name")
-    window: Duration | None = Field(None, description="default: the SLO's window")
+    window: PositiveDuration | None = Field(None, description="default: the SLO's window")
     description: str = ""
 
     @property
@@ -71,7 +70,7 @@ class Freshness(ObjectiveCommon):
     """The served model's age (since its training run started) must stay within max_age."""
 
     sli: Literal["freshness"]
-    max_age: Duration = Field(description="e.g. P30D")
+    max_age: PositiveDuration = Field(description="e.g. P30D")
 
 
 class Fairness(ObjectiveCommon):
@@ -88,8 +87,8 @@ Objective = Annotated[Union[Availability, Latency, Correctness, Freshness, Fairn
 
 class SLOSpec(Strict):
     endpoint: Name = Field(description="the Endpoint measured")
-    window: Duration = Field("P28D", description="rolling window of every objective (Google SRE's 28 days)")
-    burn_window: Duration = Field("PT1H", description="recent stretch the burn rate is measured over")
+    window: PositiveDuration = Field("P28D", description="rolling window of every objective (Google SRE's 28 days)")
+    burn_window: PositiveDuration = Field("PT1H", description="recent stretch the burn rate is measured over")
     objectives: list[Objective] = Field(min_length=1)
     description: str = ""
 

@@ -1,7 +1,10 @@
-"""Where each lifecycle stage writes, relative to the project root.
+"""Where everything specops keeps lives, relative to the project root: one place that knows.
 
-The DVC renderer and the stages both use this, so dvc.yaml's outs and what the
-stages really write cannot drift apart.
+`.specops/` holds what specops records (state, audit log, endpoint servers'
+files, rollout incidents, SLO history, the controller's queue); `artifacts/`
+holds what the lifecycle stages write, which dvc.yaml declares as outs, so
+`RunPaths` is shared by the DVC renderer and the stages and the two cannot
+drift apart.
 """
 from __future__ import annotations
 
@@ -15,7 +18,60 @@ BASELINE_FILE = "baseline.npz"
 
 
 @dataclass(frozen=True)
+class ProjectPaths:
+    root: Path
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / STATE_DIR
+
+    def state_file(self, env: str) -> Path:
+        return self.state_dir / "state" / f"{env}.json"
+
+    def state_lock(self, env: str) -> Path:
+        return self.state_dir / "state" / f"{env}.lock"
+
+    @property
+    def apply_lock(self) -> Path:
+        return self.state_dir / "apply.lock"
+
+    @property
+    def audit_log(self) -> Path:
+        return self.state_dir / "audit.jsonl"
+
+    def endpoint(self, name: str) -> Path:
+        """An endpoint server's files: config, traffic, keys, pid, inference log."""
+        return self.state_dir / "endpoints" / name
+
+    @property
+    def incidents(self) -> Path:
+        return self.state_dir / "incidents"
+
+    def incident(self, incident_id: str) -> Path:
+        return self.incidents / f"{incident_id}.md"
+
+    def slo_history(self, endpoint: str) -> Path:
+        return self.state_dir / "slo" / endpoint / "metrics.jsonl"
+
+    @property
+    def controller(self) -> Path:
+        return self.state_dir / "controller"
+
+    def monitor_reports(self, monitor: str) -> Path:
+        return self.state_dir / "monitors" / monitor
+
+    @property
+    def batch_jobs(self) -> Path:
+        return self.state_dir / "batch"
+
+    def run(self, pipeline: str) -> "RunPaths":
+        return RunPaths(self.root, pipeline)
+
+
+@dataclass(frozen=True)
 class RunPaths:
+    """What one pipeline's lifecycle stages write."""
+
     root: Path
     pipeline: str
 
@@ -89,8 +145,8 @@ class RunPaths:
         }[stage]
 
 
-def mlflow_uris(root: Path, tracking_uri: str, artifact_location: str) -> tuple[str, str]:
-    """Make the Project's relative sqlite/artifact paths absolute, so any cwd works."""
+def absolute_tracking_uris(root: Path, tracking_uri: str, artifact_location: str) -> tuple[str, str]:
+    """The Project's relative sqlite/artifact paths made absolute, so any working directory works."""
     if tracking_uri.startswith("sqlite:///") and not tracking_uri.startswith("sqlite:////"):
         db = root / tracking_uri.removeprefix("sqlite:///")
         db.parent.mkdir(parents=True, exist_ok=True)
