@@ -90,7 +90,7 @@ def register(root: Path) -> dict[str, tuple[str, object, object]]:
     import skops.io
     from mlflow.models import infer_signature
 
-    from specops.lifecycle.tracking import connect
+    from specops.registry import connect
 
     specs = load_specs(root)
     connect(specs)

@@ -23,7 +23,7 @@ def register_bad_challenger(root: Path | str) -> str:
     from sklearn.ensemble import RandomForestClassifier
 
     from specops.features.transforms import compute_features
-    from specops.lifecycle.tracking import connect, use_experiment
+    from specops.registry import connect, use_experiment
     from specops.spec import Dataset, FeatureSet, load_specs
 
     specs = load_specs(root)

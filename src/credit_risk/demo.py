@@ -179,7 +179,7 @@ def scratch_copy(dest: Path) -> Path:
 
 
 def reset_challenger(root: Path) -> None:
-    from specops.lifecycle.tracking import connect
+    from specops.registry import connect
     from specops.spec import load_specs
 
     client = connect(load_specs(root))

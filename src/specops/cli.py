@@ -151,7 +151,7 @@ def schema(out: Path) -> None:
 @friendly
 def lineage(root: Path, env: str | None, ref: str, fmt: str) -> None:
     """Lineage record and model card of MODEL[@version|@alias] (default @champion)."""
-    from specops.lifecycle.lineage import describe
+    from specops.registry import describe
 
     info = describe(api.validate(root, env), ref)
     if fmt == "json":

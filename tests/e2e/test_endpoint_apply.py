@@ -51,7 +51,7 @@ def register_versions(root: Path) -> None:
     from sklearn.ensemble import RandomForestClassifier
 
     from specops.features.transforms import compute_features
-    from specops.lifecycle.tracking import connect
+    from specops.registry import connect
     from specops.spec import Dataset, FeatureSet, load_specs
 
     specs = load_specs(root)
@@ -98,7 +98,7 @@ def test_first_apply_serves_the_champion_and_converges(project: Path):
 def test_a_bad_challenger_is_rolled_back_until_its_alias_moves(project: Path):
     from credit_risk.bad_model import register_bad_challenger
     from credit_risk.traffic import Traffic
-    from specops.lifecycle.tracking import connect
+    from specops.registry import connect
     from specops.spec import load_specs
 
     bad = register_bad_challenger(project)
@@ -121,7 +121,7 @@ def test_a_bad_challenger_is_rolled_back_until_its_alias_moves(project: Path):
 
 def test_rollouts_driven_by_apply(project: Path):
     from credit_risk.traffic import Traffic
-    from specops.lifecycle.tracking import connect
+    from specops.registry import connect
     from specops.spec import load_specs
 
     path = project / "specs" / "endpoints" / f"{ENDPOINT}.yaml"

@@ -5,10 +5,10 @@ import pandas as pd
 import pytest
 
 from specops.errors import SpecopsError, StageFailed
-from specops.lifecycle.lineage import describe
+from specops.registry import describe
 from specops.core.paths import RunPaths
 from specops.lifecycle.stages import STAGES
-from specops.lifecycle.tracking import connect
+from specops.registry import connect
 from specops.spec.kinds import Pipeline
 from specops.spec.loader import load_specs
 

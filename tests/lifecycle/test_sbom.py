@@ -11,7 +11,7 @@ from cyclonedx.validation.json import JsonStrictValidator
 
 from specops.lifecycle.sbom import environment_sbom
 from specops.lifecycle.stages import STAGES
-from specops.lifecycle.tracking import connect
+from specops.registry import connect
 from specops.spec.loader import load_specs
 
 MODEL = "credit-risk"

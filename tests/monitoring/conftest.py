@@ -61,7 +61,7 @@ def monitor_project(dest: Path) -> Path:
 @pytest.fixture(scope="session")
 def project_template(tmp_path_factory) -> Path:
     """The monitor project with its MLflow store created: creating one (alembic migrations) takes seconds."""
-    from specops.lifecycle.tracking import connect
+    from specops.registry import connect
     from specops.spec import load_specs
 
     root = monitor_project(tmp_path_factory.mktemp("template"))
@@ -145,7 +145,7 @@ def register_model(root: Path, alias: str = "champion", metrics: dict[str, float
     import skops.io
     from sklearn.ensemble import RandomForestClassifier
 
-    from specops.lifecycle.tracking import connect, use_experiment
+    from specops.registry import connect, use_experiment
     from specops.monitoring.model_baseline import model_baseline
     from specops.spec import load_specs
 

@@ -10,7 +10,7 @@ from credit_risk.generate import generate, to_csv
 from specops.errors import SpecopsError
 from specops.lifecycle.context import StageContext
 from specops.lifecycle.register import training_baseline
-from specops.lifecycle.tracking import connect, use_experiment
+from specops.registry import connect, use_experiment
 from specops.monitoring.baseline import BASELINE_FILE, champion_baseline, monitor_baseline
 from specops.spec import Pipeline, load_specs
 from specops.spec.monitors import Monitor

@@ -11,7 +11,7 @@ from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
 from specops.monitoring.drift import EPSILON, BaselineSummary, detect, ks_and_wasserstein, summarize
-from specops.monitoring.signals import AZUREML, BLUEPRINT, CHI2, JSD, KS, NWD, PSI, Signals
+from specops.spec.signals import AZUREML, BLUEPRINT, CHI2, JSD, KS, NWD, PSI, Signals
 
 
 def frame(**columns) -> pd.DataFrame:

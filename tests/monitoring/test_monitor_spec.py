@@ -9,7 +9,7 @@ from typing import Literal
 import pytest
 
 from specops.errors import SpecErrors
-from specops.monitoring.signals import AZUREML, BLUEPRINT, KS, PSI
+from specops.spec.signals import AZUREML, BLUEPRINT, KS, PSI
 from specops.spec import KINDS, Dataset, Document, load_specs
 from specops.core.durations import parse_duration
 from specops.spec.monitors import Monitor, baseline_dataset, monitored_features

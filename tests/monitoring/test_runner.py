@@ -7,7 +7,7 @@ from datetime import timedelta
 from credit_risk.generate import generate
 from specops.apply.audit import AuditLog
 from specops.controller.events import EventQueue
-from specops.lifecycle.tracking import connect
+from specops.registry import connect
 from specops.monitoring.runner import MIN_TARGET_ROWS, notify, run_monitor
 from specops.spec import load_specs
 from specops.spec.monitors import Monitor

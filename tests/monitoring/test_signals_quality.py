@@ -12,7 +12,7 @@ from specops.controller.events import EventQueue
 from specops.monitoring.drift import BaselineSummary, summarize
 from specops.monitoring.quality import data_quality
 from specops.monitoring.runner import run_monitor
-from specops.monitoring.signals import DATA_QUALITY_DEFAULTS, NULL_RATE, OUT_OF_BOUNDS_RATE, TYPE_ERROR_RATE
+from specops.spec.signals import DATA_QUALITY_DEFAULTS, NULL_RATE, OUT_OF_BOUNDS_RATE, TYPE_ERROR_RATE
 from specops.serving.config import endpoint_dir
 from specops.serving.inference_log import InferenceLog
 from specops.spec import load_specs

@@ -73,7 +73,7 @@ def register_challengers(root: Path) -> None:
     from sklearn.tree import DecisionTreeClassifier
 
     from specops.features.transforms import compute_features
-    from specops.lifecycle.tracking import connect
+    from specops.registry import connect
     from specops.spec import Dataset, FeatureSet, load_specs
 
     specs = load_specs(root)
@@ -116,7 +116,7 @@ def restart(server: Server) -> None:
 @pytest.fixture
 def fresh(live: Server) -> Server:
     """Each test starts from blue at 100%, no rollout record, champion v2 and the spec at {blue: 100}."""
-    from specops.lifecycle.tracking import connect
+    from specops.registry import connect
     from specops.spec import load_specs
 
     write_endpoint(live.root)

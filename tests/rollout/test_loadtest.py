@@ -9,7 +9,7 @@ import pytest
 
 from specops.apply.audit import AuditLog
 from specops.errors import SpecErrors
-from specops.lifecycle.tracking import connect
+from specops.registry import connect
 from specops.rollout import Rollout
 from specops.rollout.analysis import FAILED, SUCCESSFUL, load_test_analysis
 from specops.rollout.controller import _skip

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from specops.apply.audit import AuditLog
 from specops.cli import main
-from specops.lifecycle.tracking import connect
+from specops.registry import connect
 from specops.rollout import Rollout, load_record
 from specops.rollout.analysis import FAILED, INCONCLUSIVE, SUCCESSFUL
 from specops.rollout.incident import incident_path

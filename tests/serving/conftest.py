@@ -104,7 +104,7 @@ def register_models(root: Path) -> None:
     from sklearn.tree import DecisionTreeClassifier
 
     from specops.features.transforms import compute_features
-    from specops.lifecycle.tracking import connect
+    from specops.registry import connect
     from specops.spec import Dataset, FeatureSet, load_specs
 
     specs = load_specs(root)

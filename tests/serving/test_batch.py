@@ -82,7 +82,7 @@ def register_slow_model(root: Path) -> None:
     from mlflow.models import infer_signature
 
     from specops.features.transforms import compute_features
-    from specops.lifecycle.tracking import connect
+    from specops.registry import connect
     from specops.spec import Dataset, FeatureSet, load_specs
 
     specs = load_specs(root)
@@ -102,7 +102,7 @@ def direct_predictions(root: Path, frame: pd.DataFrame, version: str) -> list:
     import mlflow.sklearn
 
     from specops.features.transforms import compute_features
-    from specops.lifecycle.tracking import connect
+    from specops.registry import connect
     from specops.spec import Dataset, FeatureSet, load_specs
 
     specs = load_specs(root)

@@ -23,7 +23,7 @@ spec:
 
 
 def test_the_champion_s_training_run_dates_the_served_model(project: Path):
-    from specops.lifecycle.tracking import connect
+    from specops.registry import connect
 
     (project / "specs" / "slo.yaml").write_text((project / "specs" / "slo.yaml").read_text() + FRESHNESS)
     specs = load_specs(project)

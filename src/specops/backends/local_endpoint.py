@@ -55,7 +55,7 @@ def _moved_aliases(root: Path, endpoint: Endpoint, specs: SpecSet) -> dict[str, 
     aliased = [d for d in endpoint.spec.deployments if d.model_ref.alias]
     if not aliased:
         return {}  # pinned versions: the spec's own diff says everything, and MLflow need not be imported
-    from specops.lifecycle.tracking import connect, version_by_alias
+    from specops.registry import connect, version_by_alias
 
     client, served, moved = connect(specs), _served_versions(root, endpoint.name), {}
     for deployment in aliased:

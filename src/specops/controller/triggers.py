@@ -11,7 +11,7 @@ from typing import Any
 from croniter import croniter
 
 from specops.controller.events import Event
-from specops.lifecycle.lineage import data_hash, file_digest
+from specops.core.digests import data_hash, file_digest
 from specops.spec import Dataset, Pipeline, SpecSet
 
 STALE_AFTER = timedelta(days=30)

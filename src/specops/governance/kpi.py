@@ -166,7 +166,7 @@ def registry_versions(specs: SpecSet) -> list[dict[str, Any]]:
     """Every registered version of the specs' models, with its metrics and a fingerprint of its inputs."""
     from mlflow.exceptions import MlflowException
 
-    from specops.lifecycle.tracking import connect
+    from specops.registry import connect
 
     client = connect(specs)
     found = []

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from mlflow.exceptions import MlflowException
 
-from specops.lifecycle.tracking import connect, run_metrics
+from specops.registry import connect, run_metrics
 from specops.spec import Pipeline, SpecSet
 
 # Aliases that name a role, strongest first; a version with none of them is retired.

@@ -28,7 +28,7 @@ from specops.errors import StageFailed
 from specops.lifecycle.candidates import SavedCandidate, saved_candidates
 from specops.lifecycle.context import StageContext, read_json, write_json
 from specops.lifecycle.featurize import FeatureTable, read_feature_table
-from specops.lifecycle.tracking import connect
+from specops.registry import connect
 
 LATENCY_CALLS = 200
 

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 from specops.errors import SpecopsError, StageFailed
 from specops.features.transforms import compute_features
 from specops.lifecycle.context import StageContext
-from specops.lifecycle.data import load_dataset
+from specops.data import load_dataset
 from specops.core.paths import RunPaths
 
 METADATA_KEY = b"specops.feature_set"

@@ -9,13 +9,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from mlflow import MlflowClient
-
 from specops.errors import StageFailed
+from specops.gates import Baseline, CheckResult, check_metric, select_best
 from specops.lifecycle.context import StageContext, read_json, write_json
-from specops.lifecycle.tracking import CHAMPION, connect, run_metrics, version_by_alias
+from specops.registry import champion_summary, connect
 from specops.slo.gates import Budgets, judge, slo_budgets
-from specops.spec.kinds import Check, Selection
+from specops.spec.kinds import Check
 
 
 def run(ctx: StageContext) -> None:
@@ -25,8 +24,9 @@ def run(ctx: StageContext) -> None:
     metrics = evaluation["candidates"][selected]["metrics"]
     client = connect(ctx.specs)
     champion = champion_summary(client, ctx.pipeline.spec.model_name)
+    baseline = Baseline(f"v{champion['version']}", champion["metrics"]) if champion else None
     budgets = slo_budgets(ctx.specs, ctx.gate)  # an exhausted error budget freezes promotion
-    checks = [check_result(check, metrics, champion, budgets) for check in ctx.gate.spec.checks]
+    checks = [check_result(check, metrics, baseline, budgets) for check in ctx.gate.spec.checks]
     result = {
         "gate": ctx.gate.name,
         "selected": selected,
@@ -44,41 +44,14 @@ def run(ctx: StageContext) -> None:
     print(f"gate {ctx.gate.name} passed for candidate {selected} ({selection.metric}={metrics[selection.metric]:.4g})")
 
 
-def select_best(candidates: dict[str, dict[str, Any]], selection: Selection) -> str:
-    # Ties go to the first candidate in grid order, so selection is deterministic.
-    sign = 1 if selection.goal == "maximize" else -1
-    return max(sorted(candidates), key=lambda cid: sign * candidates[cid]["metrics"][selection.metric])
-
-
-def better(value: float, than: float, goal: str) -> bool:
-    return value > than if goal == "maximize" else value < than
-
-
-def champion_summary(client: MlflowClient, model_name: str) -> dict[str, Any] | None:
-    version = version_by_alias(client, model_name, CHAMPION)
-    if version is None:
-        return None
-    return {"version": version.version, "run_id": version.run_id, "metrics": run_metrics(client, version)}
-
-
-def check_result(check: Check, metrics: dict[str, float], champion: dict[str, Any] | None,
+def check_result(check: Check, metrics: dict[str, float], champion: Baseline | None,
                  budgets: Budgets | None = None) -> dict[str, Any]:
-    result: dict[str, Any] = {"check": check.describe(), "metric": check.metric, "compare_to": check.compare_to,
-                              "min": check.min, "max": check.max, "value": None, "note": ""}
+    """One check of the gate, as recorded in gate.json: a metric check, or an SLO's release freeze."""
     if check.slo is not None:
-        return {**result, "slo": check.slo, **judge(check, budgets or {})}
-    if check.metric not in metrics:
-        return {**result, "passed": False, "note": f"the candidate has no metric {check.metric!r}"}
-    value = metrics[check.metric]
-    if check.compare_to == CHAMPION:
-        if champion is None:
-            return {**result, "passed": True, "note": "no champion yet"}
-        if check.metric not in champion["metrics"]:
-            return {**result, "passed": True, "note": f"champion v{champion['version']} has no metric {check.metric!r}"}
-        value -= champion["metrics"][check.metric]
-        result["note"] = f"vs champion v{champion['version']}"
-    within = (check.min is None or value >= check.min) and (check.max is None or value <= check.max)
-    return {**result, "value": value, "passed": within}
+        verdict = judge(check, budgets or {})
+        return CheckResult(check.describe(), check.metric, check.compare_to, check.min, check.max, verdict["value"],
+                           verdict["passed"], verdict["note"], check.slo).to_dict()
+    return check_metric(check, metrics, champion).to_dict()
 
 
 def failure_report(result: dict[str, Any]) -> str:

@@ -26,10 +26,11 @@ from specops.errors import StageFailed
 from specops.lifecycle import lineage
 from specops.lifecycle.candidates import SavedCandidate, saved_candidate
 from specops.lifecycle.context import StageContext, read_json, write_json
-from specops.lifecycle.data import load_dataset
+from specops.data import load_dataset
 from specops.lifecycle.featurize import read_feature_table
-from specops.lifecycle.gate import better, champion_summary
-from specops.lifecycle.tracking import CHALLENGER, CHAMPION, connect
+from specops.gates import better
+from specops.core.digests import data_hash
+from specops.registry import CHALLENGER, CHAMPION, artifact_dir, champion_summary, connect
 from specops.monitoring.baseline import model_inputs, summarize_features
 from specops.monitoring.drift import BaselineSummary
 from specops.spec.endpoints import Endpoint, champion_rollout
@@ -85,7 +86,7 @@ def lineage_record(ctx: StageContext, candidate: SavedCandidate, gate: dict[str,
     return {
         "pipeline": ctx.pipeline.name,
         "run_id": candidate.run_id,
-        "data": {"dataset": ctx.dataset.name, **lineage.data_hash(ctx.root, ctx.dataset.spec.path)},
+        "data": {"dataset": ctx.dataset.name, **data_hash(ctx.root, ctx.dataset.spec.path)},
         "git": lineage.git_state(ctx.root),
         "code_sha256": lineage.code_hash(ctx.root),
         "requirements_lock_sha256": lineage.environment_lock_hash(ctx.root),
@@ -111,7 +112,7 @@ def model_card(ctx: StageContext, model_name: str, version: str, aliases: list[s
 
 def store_records(ctx: StageContext, client: MlflowClient, candidate: SavedCandidate, version: str,
                   record: dict[str, Any], card: str) -> None:
-    folder = lineage.artifact_dir(version)
+    folder = artifact_dir(version)
     client.log_text(candidate.run_id, json.dumps(record, indent=2, default=str), f"{folder}/lineage.json")
     client.log_text(candidate.run_id, card, f"{folder}/model_card.md")
     ctx.paths.model_card.parent.mkdir(parents=True, exist_ok=True)
@@ -138,11 +139,11 @@ def training_model_baseline(ctx: StageContext, candidate: SavedCandidate) -> Mod
 def store_baseline(ctx: StageContext, client: MlflowClient, candidate: SavedCandidate, version: str,
                    baseline: BaselineSummary, predicted: ModelBaseline) -> None:
     path = baseline.save(ctx.paths.baseline)
-    client.log_artifact(candidate.run_id, str(path), lineage.artifact_dir(version))
+    client.log_artifact(candidate.run_id, str(path), artifact_dir(version))
     # Only in MLflow: the stage's declared outputs (which DVC keeps out of git) do not include them.
     with tempfile.TemporaryDirectory() as folder:
         for path in predicted.save(Path(folder)):
-            client.log_artifact(candidate.run_id, str(path), lineage.artifact_dir(version))
+            client.log_artifact(candidate.run_id, str(path), artifact_dir(version))
 
 
 def store_sbom(client: MlflowClient, candidate: SavedCandidate, model_name: str, version: str) -> None:
@@ -150,7 +151,7 @@ def store_sbom(client: MlflowClient, candidate: SavedCandidate, model_name: str,
     from specops.lifecycle.sbom import ARTIFACT, environment_sbom  # cyclonedx is imported only when registering
 
     sbom = environment_sbom(model_name, version)
-    path = f"{lineage.artifact_dir(version)}/{ARTIFACT}"
+    path = f"{artifact_dir(version)}/{ARTIFACT}"
     client.log_text(candidate.run_id, sbom.text, path)
     client.set_model_version_tag(model_name, version, "sbom.path", path)
     client.set_model_version_tag(model_name, version, "sbom.sha256", sbom.sha256)

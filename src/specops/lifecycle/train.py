@@ -29,7 +29,7 @@ from specops.errors import SpecopsError, StageFailed
 from specops.lifecycle.context import StageContext, write_json
 from specops.lifecycle.featurize import FeatureTable, read_feature_table
 from specops.lifecycle.fit import fit_candidate
-from specops.lifecycle.tracking import connect, use_experiment
+from specops.registry import connect, use_experiment
 
 PARAMS_FILE = "params.yaml"
 

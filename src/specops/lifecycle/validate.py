@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from specops.errors import SpecopsError, StageFailed
 from specops.lifecycle.context import StageContext, write_json
-from specops.lifecycle.data import load_dataset
+from specops.data import load_dataset
 from specops.spec.kinds import Column, Dataset
 
 SHOWN_VALUES = 5

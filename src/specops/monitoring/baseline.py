@@ -14,10 +14,10 @@ from typing import Literal
 import pandas as pd
 
 from specops.errors import SpecopsError
-from specops.lifecycle import lineage
-from specops.lifecycle.data import load_dataset
+from specops.core.digests import file_digest
+from specops.data import load_dataset
 from specops.core.paths import BASELINE_FILE
-from specops.lifecycle.tracking import CHAMPION, connect, version_by_alias
+from specops.registry import CHAMPION, artifact_dir, connect, version_by_alias
 from specops.monitoring.drift import BaselineSummary, summarize
 from specops.monitoring.paths import monitor_dir
 from specops.spec.kinds import Dataset
@@ -65,7 +65,7 @@ def champion_baseline(specs: SpecSet, model_name: str) -> BaselineSummary:
     champion = version_by_alias(client, model_name, CHAMPION)
     if champion is None:
         raise SpecopsError(f"model {model_name!r} has no champion yet: nothing to compare production data with")
-    artifact = f"{lineage.artifact_dir(champion.version)}/{BASELINE_FILE}"
+    artifact = f"{artifact_dir(champion.version)}/{BASELINE_FILE}"
     with tempfile.TemporaryDirectory() as folder:
         try:
             local = client.download_artifacts(champion.run_id, artifact, folder)
@@ -78,7 +78,7 @@ def champion_baseline(specs: SpecSet, model_name: str) -> BaselineSummary:
 def dataset_baseline(specs: SpecSet, monitor: Monitor, dataset: Dataset, features: FeatureTypes) -> BaselineSummary:
     """Summarise the data set once per file content and feature list; later runs load the cache."""
     path = specs.root / dataset.spec.path
-    md5 = lineage.file_digest(path, "md5")
+    md5 = file_digest(path, "md5")
     if md5 is None:
         raise SpecopsError(f"monitor {monitor.name}: baseline data file {dataset.spec.path} does not exist")
     key = hashlib.sha256(json.dumps([md5, features], sort_keys=True).encode()).hexdigest()[:16]

@@ -25,7 +25,7 @@ import pandas as pd
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from specops.monitoring.signals import CHI2, DEFAULT, JSD, KS, NWD, PSI, FeatureType, Signals, breached, describe
+from specops.spec.signals import CHI2, DEFAULT, JSD, KS, NWD, PSI, FeatureType, Signals, breached, describe
 
 DEFAULT_BINS = 10  # deciles
 EPSILON = 1e-4  # share given to an empty bin, so PSI stays finite

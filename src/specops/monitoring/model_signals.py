@@ -12,13 +12,13 @@ from typing import Any, Callable
 import pandas as pd
 
 from specops.errors import SpecopsError
-from specops.lifecycle.tracking import CHAMPION
+from specops.registry import CHAMPION
 from specops.monitoring.drift import BaselineSummary, detect
 from specops.monitoring.model_baseline import PREDICTION, attribution, ndcg
 from specops.monitoring.outcomes import fairness, performance
 from specops.monitoring.quality import data_quality
 from specops.monitoring.registered import RegisteredModel, registered_model
-from specops.monitoring.signals import DPD, NDCG, SignalResult
+from specops.spec.signals import DPD, NDCG, SignalResult
 from specops.spec.loader import SpecSet
 from specops.spec.monitors import SIGNAL_BLOCKS, Monitor, baseline_dataset, monitored_model, sensitive_column
 

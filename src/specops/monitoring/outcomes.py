@@ -12,7 +12,7 @@ import pandas as pd
 from fairlearn.metrics import MetricFrame, count, demographic_parity_difference, selection_rate
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 
-from specops.monitoring.signals import DPD, EVALUATED_NAME, SignalResult
+from specops.spec.signals import DPD, EVALUATED_NAME, SignalResult
 
 PERFORMANCE, FAIRNESS = "performance", "fairness"
 SCORES = {

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from specops.monitoring.drift import BaselineSummary
-from specops.monitoring.signals import NULL_RATE, OUT_OF_BOUNDS_RATE, TYPE_ERROR_RATE, SignalResult
+from specops.spec.signals import NULL_RATE, OUT_OF_BOUNDS_RATE, TYPE_ERROR_RATE, SignalResult
 
 DATA_QUALITY = "data_quality"
 ColumnTypes = Mapping[str, str]  # feature -> the Dataset column's type: int, float, str or bool

@@ -10,8 +10,7 @@ from mlflow import MlflowClient
 
 from specops.errors import SpecopsError
 from specops.features.transforms import compute_features
-from specops.lifecycle import lineage
-from specops.lifecycle.tracking import connect, run_metrics, version_by_alias
+from specops.registry import artifact_dir, connect, run_metrics, version_by_alias
 from specops.monitoring.model_baseline import ModelBaseline, load_from_run
 from specops.spec.kinds import Dataset, FeatureSet, Pipeline
 from specops.spec.loader import SpecSet
@@ -31,7 +30,7 @@ class RegisteredModel:
         return run_metrics(self.client, self.client.get_model_version(self.name, self.version))
 
     def baseline(self) -> ModelBaseline:
-        stored = load_from_run(self.client, self.run_id, lineage.artifact_dir(self.version))
+        stored = load_from_run(self.client, self.run_id, artifact_dir(self.version))
         if stored is None:
             raise SpecopsError(f"{self.name} v{self.version} has no stored prediction and attribution baseline "
                                f"(registered before specops kept one): retrain it")

@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 
 from specops.monitoring.drift import BaselineSummary, FeatureDrift
 from specops.monitoring.paths import monitors_dir
-from specops.monitoring.signals import DATA_QUALITY_METRICS, P_VALUE_METRICS
+from specops.spec.signals import DATA_QUALITY_METRICS, P_VALUE_METRICS
 
 HISTOGRAM_BINS = 30
 # The plotted range: outliers beyond these quantiles would squash every other bar into one.

@@ -25,13 +25,13 @@ import pandas as pd
 from specops.apply.audit import AuditLog
 from specops.controller.events import Event, EventQueue
 from specops.errors import SpecopsError
-from specops.lifecycle.tracking import connect, use_experiment
+from specops.registry import connect, use_experiment
 from specops.monitoring.baseline import monitor_baseline
 from specops.monitoring.drift import BaselineSummary, DriftReport, FeatureDrift, detect
 from specops.monitoring.model_signals import Window, run_signals
 from specops.monitoring.paths import reports_dir
 from specops.monitoring.report import write_reports
-from specops.monitoring.signals import SignalResult
+from specops.spec.signals import SignalResult
 from specops.serving.config import endpoint_dir
 from specops.serving.inference_log import read_log
 from specops.spec.loader import SpecSet

@@ -65,7 +65,7 @@ from azure.ai.ml.sweep import Choice
 from specops.errors import SpecopsError
 from specops.core.durations import iso
 from specops.core.paths import STAGES
-from specops.monitoring.signals import NDCG, Signals
+from specops.spec.signals import NDCG, Signals
 from specops.spec import Dataset, FeatureSet, Gate, Pipeline, SpecSet
 from specops.spec.endpoints import (
     ABRollout, BanditRollout, BatchEndpoint, BlueGreenRollout, CanaryRollout, Endpoint, ModelRef, ProbeSettings,

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from specops.gates import Baseline, check_metric
 from specops.rollout.loadtest import LoadTestResult
 from specops.rollout.metrics import Traffic
 from specops.spec.endpoints import RolloutCommon
@@ -164,13 +165,10 @@ def _slo_check(check, budgets: dict[str, list] | None) -> dict[str, Any]:
 
 
 def _gate_check(check, canary: Arm, stable: Arm, minimum: int) -> dict[str, Any]:
-    from specops.lifecycle.gate import check_result  # imports MLflow: only when a gate runs
-
     name = check.describe()
     if check.metric in FEEDBACK_METRICS and canary.labelled < minimum:
         return _check(name, INCONCLUSIVE, note=f"{canary.labelled} labelled answers, need {minimum}")
-    champion = {"version": stable.deployment, "metrics": stable.metrics()}
-    result = check_result(check, canary.metrics(), champion)
-    if result["value"] is None and not result["passed"]:
-        return _check(name, INCONCLUSIVE, note=result["note"])
-    return _check(name, SUCCESSFUL if result["passed"] else FAILED, result["value"], (check.min, check.max), result["note"])
+    result = check_metric(check, canary.metrics(), Baseline(stable.deployment, stable.metrics()))
+    if result.value is None and not result.passed:
+        return _check(name, INCONCLUSIVE, note=result.note)
+    return _check(name, SUCCESSFUL if result.passed else FAILED, result.value, (check.min, check.max), result.note)

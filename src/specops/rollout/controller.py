@@ -98,7 +98,7 @@ class Rollout:
             if ref.version != record.canary_version or not self.endpoint.spec.traffic.get(record.canary, 0):
                 return "the spec no longer sends traffic to the rolled-back deployment"
             return None
-        from specops.lifecycle.tracking import connect, version_by_alias  # MLflow is slow to import: aliases only
+        from specops.registry import connect, version_by_alias  # MLflow is slow to import: aliases only
 
         current = version_by_alias(connect(self.specs), ref.name, ref.alias)  # a deleted alias asks for nothing
         if current is not None and str(current.version) == record.canary_version:
@@ -469,7 +469,7 @@ class Rollout:
         set_traffic(endpoint_dir(self.root, self.name), deployments, record.weights, record.mirror)
 
     def _set_champion(self, model: str, version: str) -> None:
-        from specops.lifecycle.tracking import connect  # MLflow is slow to import: only when the alias moves
+        from specops.registry import connect  # MLflow is slow to import: only when the alias moves
 
         connect(self.specs).set_registered_model_alias(model, CHAMPION, version)  # explicit tracking and registry URIs
 

@@ -200,7 +200,7 @@ def _deployment(deployments: list[BatchDeployment], name: str) -> BatchDeploymen
 
 
 def _resolve(specs: SpecSet, endpoint: str, deployment: str, ref: str) -> DeploymentConfig:
-    from specops.lifecycle.tracking import connect  # MLflow is slow to import: only when resolving
+    from specops.registry import connect  # MLflow is slow to import: only when resolving
 
     config = resolve_model(specs, connect(specs), jobs_dir(specs.root, endpoint), DeploymentConfig(name=deployment, model=ref))
     if config.error:

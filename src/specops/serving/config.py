@@ -75,7 +75,7 @@ def find_endpoint(specs: SpecSet, name: str) -> Endpoint:
 
 def resolve_endpoint(specs: SpecSet, name: str) -> ServingConfig:
     spec, state_dir = find_endpoint(specs, name).spec, endpoint_dir(specs.root, name)
-    from specops.lifecycle.tracking import connect  # MLflow is slow to import: only when resolving
+    from specops.registry import connect  # MLflow is slow to import: only when resolving
 
     client = connect(specs)
     deployments = [_resolve_deployment(specs, client, state_dir, d) for d in spec.deployments]

@@ -182,7 +182,7 @@ def _record_scrape(root: Path, endpoint: str, notes: list[str]) -> None:
 
 def served_versions_trained_at(specs: SpecSet, slo: SLO) -> dict[str, float]:
     """When each model version the endpoint sends live traffic to was trained (its MLflow run's start)."""
-    from specops.lifecycle.tracking import connect, version_by_alias
+    from specops.registry import connect, version_by_alias
 
     endpoint = endpoint_of(specs, slo)
     if endpoint is None:

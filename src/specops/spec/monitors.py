@@ -11,7 +11,7 @@ from typing import Annotated, Iterable, Literal
 from pydantic import AfterValidator, Field, model_validator
 
 from specops.errors import SpecError
-from specops.monitoring.signals import (
+from specops.spec.signals import (
     AZUREML,
     CATEGORICAL_METRICS,
     DATA_QUALITY_DEFAULTS,

@@ -1,0 +1,72 @@
+"""What a Gate's metric checks decide, as pure functions of numbers: no registry, no files.
+
+The lifecycle's gate stage judges a trained candidate with them (against the
+champion's recorded metrics), and rollout analysis judges a canary (against
+the stable deployment's live metrics); checks that name an SLO are judged by
+specops.slo, which reads the error budget.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping
+
+from specops.spec.kinds import Check, Selection
+
+CHAMPION = "champion"  # Check.compare_to's one value: the registry's champion, or a rollout's stable deployment
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """What `compare_to: champion` compares with: a label for notes (a version, a deployment) and its metrics."""
+
+    label: str
+    metrics: Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    check: str  # the check as written, e.g. "accuracy >= 0.85"
+    metric: str | None
+    compare_to: str | None
+    min: float | None
+    max: float | None
+    value: float | None  # the candidate's value, or its difference from the baseline
+    passed: bool
+    note: str = ""
+    slo: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def select_best(candidates: Mapping[str, Mapping[str, Any]], selection: Selection) -> str:
+    """The candidate id with the best selection metric; ties go to the first id in sorted order (deterministic)."""
+    sign = 1 if selection.goal == "maximize" else -1
+    return max(sorted(candidates), key=lambda cid: sign * candidates[cid]["metrics"][selection.metric])
+
+
+def better(value: float, than: float, goal: str) -> bool:
+    return value > than if goal == "maximize" else value < than
+
+
+def check_metric(check: Check, metrics: Mapping[str, float], baseline: Baseline | None) -> CheckResult:
+    """One metric check; `compare_to: champion` bounds the difference from `baseline` (none yet: a pass, noted)."""
+    def result(value: float | None, passed: bool, note: str = "") -> CheckResult:
+        return CheckResult(check.describe(), check.metric, check.compare_to, check.min, check.max, value, passed, note)
+
+    if check.metric not in metrics:
+        return result(None, False, f"the candidate has no metric {check.metric!r}")
+    value = metrics[check.metric]
+    note = ""
+    if check.compare_to == CHAMPION:
+        if baseline is None:
+            return result(None, True, "no champion yet")
+        if check.metric not in baseline.metrics:
+            return result(None, True, f"champion {baseline.label} has no metric {check.metric!r}")
+        value -= baseline.metrics[check.metric]
+        note = f"vs champion {baseline.label}"
+    return result(value, within(check, value), note)
+
+
+def within(check: Check, value: float) -> bool:
+    return (check.min is None or value >= check.min) and (check.max is None or value <= check.max)
