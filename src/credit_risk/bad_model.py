@@ -24,9 +24,10 @@ def register_bad_challenger(root: Path | str) -> str:
 
     from specops.features.transforms import compute_features
     from specops.registry import connect, use_experiment
-    from specops.spec import Dataset, FeatureSet, load_specs
+    from specops.project import Project
+    from specops.spec import Dataset, FeatureSet
 
-    specs = load_specs(root)
+    specs = Project(root).specs
     client = connect(specs)  # also points MLflow's tracking and registry at the project's store
     dataset, feature_set = specs.get(Dataset, "credit-applications"), specs.get(FeatureSet, "credit-features")
     data = pd.read_csv(Path(specs.root) / dataset.spec.path)

@@ -134,9 +134,9 @@ class running:
 
 def expect_rollout(root: Path, status: str) -> None:
     """Stop the demo, saying why, when a rollout did not end as the act expects (a busy machine can starve analysis)."""
-    from specops.rollout.state import load_record
+    from specops.project import Project
 
-    record = load_record(root, ENDPOINT)
+    record = Project(root).state.rollout(ENDPOINT)
     if record is None or record.status != status:
         found = "no rollout" if record is None else f"{record.status}: {record.message}"
         raise SystemExit(f"expected the rollout to end {status}, found {found}")
@@ -157,10 +157,11 @@ def specops(root: Path, *args: str, check: bool = True) -> subprocess.CompletedP
 
 def scratch_copy(dest: Path) -> Path:
     """The repository's tracked files in a fresh git + DVC repository (the demo commits and trains there)."""
+    from specops.core.paths import ProjectPaths
     from specops.serving.daemon import stop
 
     if dest.exists():
-        stop(dest, ENDPOINT)  # a server left by an earlier `--keep` run
+        stop(ProjectPaths(dest), ENDPOINT)  # a server left by an earlier `--keep` run
         shutil.rmtree(dest)
     files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
     for name in files:
@@ -179,10 +180,9 @@ def scratch_copy(dest: Path) -> Path:
 
 
 def reset_challenger(root: Path) -> None:
-    from specops.registry import connect
-    from specops.spec import load_specs
+    from specops.project import Project
 
-    client = connect(load_specs(root))
+    client = Project(root).registry
     champion = client.get_model_version_by_alias(MODEL, "champion").version
     client.set_registered_model_alias(MODEL, "challenger", champion)
 

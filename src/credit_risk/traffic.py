@@ -29,15 +29,16 @@ FEEDBACK_BATCH = 20
 class Traffic:
     def __init__(self, root: Path | str, endpoint: str, drift: str = "none", rate: float = 100.0,
                  max_requests: int = 1_000_000, seed: int = 11):
+        from specops.core.paths import ProjectPaths
         from specops.serving import daemon
-        from specops.serving.config import endpoint_dir
         from specops.serving.keys import ensure_keys
 
-        info = daemon.server_info(Path(root), endpoint)
+        paths = ProjectPaths(Path(root).resolve())
+        info = daemon.server_info(paths, endpoint)
         if info is None:
             raise SystemExit(f"endpoint {endpoint!r} has no running server: `specops apply` deploys it")
         self.url = f"http://127.0.0.1:{info['port']}"
-        self.headers = {"Authorization": f"Bearer {ensure_keys(endpoint_dir(Path(root), endpoint))['primary']}"}
+        self.headers = {"Authorization": f"Bearer {ensure_keys(paths.endpoint(endpoint))['primary']}"}
         frame = generate(5000, seed, drift)
         self.rows = [(row, int(label)) for row, label in zip(frame.drop(columns=[LABEL]).to_dict("records"), frame[LABEL])]
         self.interval, self.max_requests = 1.0 / rate, max_requests

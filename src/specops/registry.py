@@ -2,21 +2,22 @@
 
 One module for registry aliases: the champion/challenger names, resolving an
 alias, moving one, and where a version's lineage record, model card, baseline
-and SBOM live in its run (`artifact_dir`).
+and SBOM live in its run (`artifact_dir`). MLflow takes seconds to import, so
+it is imported only when a function here talks to the registry: the names are
+free to import.
 """
 from __future__ import annotations
 
 import re
-from typing import Any
-
-import mlflow
-from mlflow import MlflowClient
-from mlflow.entities.model_registry import ModelVersion
-from mlflow.exceptions import MlflowException
+from typing import TYPE_CHECKING, Any
 
 from specops.core.paths import absolute_tracking_uris
 from specops.errors import SpecopsError
 from specops.spec.loader import SpecSet
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -25,15 +26,19 @@ REF = re.compile(r"^(?P<model>[^@]+)(@(?P<selector>.+))?$")
 
 def connect(specs: SpecSet) -> MlflowClient:
     """Point MLflow (tracking and registry) at the Project's store; return a client for it."""
+    import mlflow
+
     project = specs.project.spec
     tracking_uri, _ = absolute_tracking_uris(specs.root, project.tracking_uri, project.artifact_location)
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
-    return MlflowClient(tracking_uri, registry_uri=tracking_uri)
+    return mlflow.MlflowClient(tracking_uri, registry_uri=tracking_uri)
 
 
 def use_experiment(specs: SpecSet, name: str) -> str:
     """Make `name` the active experiment, creating it with the Project's artifact location."""
+    import mlflow
+
     project = specs.project.spec
     _, artifact_location = absolute_tracking_uris(specs.root, project.tracking_uri, project.artifact_location)
     experiment = mlflow.get_experiment_by_name(name)
@@ -43,6 +48,8 @@ def use_experiment(specs: SpecSet, name: str) -> str:
 
 
 def version_by_alias(client: MlflowClient, model_name: str, alias: str) -> ModelVersion | None:
+    from mlflow.exceptions import MlflowException
+
     try:
         return client.get_model_version_by_alias(model_name, alias)
     except MlflowException:  # no such model or no such alias: both mean "none yet"
@@ -75,6 +82,9 @@ def describe(specs: SpecSet, ref: str) -> dict[str, Any]:
     match = REF.match(ref.strip())
     if not match:
         raise SpecopsError(f"invalid model reference {ref!r}: expected MODEL, MODEL@VERSION or MODEL@ALIAS")
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
     model, selector = match["model"], match["selector"] or CHAMPION
     version = _resolve(connect(specs), model, selector)
     folder = artifact_dir(version.version)
@@ -87,6 +97,8 @@ def describe(specs: SpecSet, ref: str) -> dict[str, Any]:
 
 
 def _resolve(client: MlflowClient, model: str, selector: str) -> ModelVersion:
+    from mlflow.exceptions import MlflowException
+
     try:
         registered = client.get_registered_model(model)
     except MlflowException:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from specops import api
+from specops import project as project_module
+from specops.project import Project
 from specops.backends.azure_metrics import AzureMonitorMetrics
 from specops.backends.azureml import AzureMLBackend, canary_of
 from specops.errors import SpecopsError
@@ -44,7 +45,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def fake(monkeypatch, project: Path, clock: FakeClock) -> FakeAzureML:
-    """The fake workspace, wired in where api.plan/apply pick the backend; sockets closed to the outside."""
+    """The fake workspace, wired in where a Project picks its backend; sockets closed to the outside."""
     def no_network(*args, **kwargs):
         raise AssertionError(f"a socket connection was attempted: {args}")
 
@@ -56,8 +57,8 @@ def fake(monkeypatch, project: Path, clock: FakeClock) -> FakeAzureML:
     for version in (3, 4):
         workspace.seed_model("credit-risk", version)  # registered by earlier pipeline runs
     # Fresh backend per plan, as the CLI makes one per command; retries kept short for the tests.
-    monkeypatch.setattr(api, "get_backend", lambda name, root: AzureMLBackend(
-        root, credential=StaticTokenCredential(), transport=workspace, retry_total=2, retry_backoff_factor=0,
+    monkeypatch.setattr(project_module, "create_backend", lambda project: AzureMLBackend(
+        project.root, credential=StaticTokenCredential(), transport=workspace, retry_total=2, retry_backoff_factor=0,
         sleep=clock.sleep, clock=clock, analysis_wait=300))
     yield workspace
     assert workspace.hosts <= {HOST}
@@ -75,7 +76,7 @@ def apply_logged(root: Path, fake: FakeAzureML) -> dict[str, list[str]]:
         if line[:2] in ("+ ", "~ ", "- "):
             fake.requests.append(("#", line))
 
-    api.apply(root, "dev", report=report)
+    Project(root, "dev").apply(report=report)
     current = None
     for method, path in fake.requests:
         if method == "#":
@@ -97,7 +98,7 @@ CREATE_ORDER = [
 
 
 def test_first_apply_creates_everything_with_the_expected_calls(project: Path, fake: FakeAzureML):
-    plan = api.plan(project, "dev").plan
+    plan = Project(project, "dev").plan()
     assert keys(plan) == CREATE_ORDER
     assert all(m == "GET" for m, _ in fake.requests)  # planning only reads
     fake.requests.clear()
@@ -133,18 +134,18 @@ def test_first_apply_creates_everything_with_the_expected_calls(project: Path, f
 
 
 def test_second_plan_is_empty_and_a_second_apply_writes_nothing(project: Path, fake: FakeAzureML):
-    api.apply(project, "dev")
+    Project(project, "dev").apply()
     fake.requests.clear()
-    assert api.plan(project, "dev").plan.empty
-    assert api.apply(project, "dev").applied == []
+    assert Project(project, "dev").plan().empty
+    assert Project(project, "dev").apply().applied == []
     assert {m for m, _ in fake.requests} == {"GET"}
 
 
 def test_changing_one_field_updates_exactly_that_resource(project: Path, fake: FakeAzureML):
-    api.apply(project, "dev")
+    Project(project, "dev").apply()
     spec = project / "specs" / "serving.yaml"
     spec.write_text(spec.read_text().replace("instance_count: 2", "instance_count: 3"))
-    plan = api.plan(project, "dev").plan
+    plan = Project(project, "dev").plan()
     [op] = plan.operations
     assert op.key == "OnlineDeployment/credit-online.blue"
     assert [(c.path, c.old, c.new) for c in op.changes] == [("instance_count", 2, 3)]
@@ -155,21 +156,21 @@ def test_changing_one_field_updates_exactly_that_resource(project: Path, fake: F
         "PUT /data/credit-online-blue-model_inputs/versions/1", "PUT /data/credit-online-blue-model_outputs/versions/1",
         "PUT /onlineEndpoints/credit-online/deployments/blue",
     ]
-    assert api.plan(project, "dev").plan.empty
+    assert Project(project, "dev").plan().empty
 
 
 def test_a_changed_signal_threshold_updates_the_monitor_schedule(project: Path, fake: FakeAzureML):
-    api.apply(project, "dev")
+    Project(project, "dev").apply()
     spec = project / "specs" / "serving.yaml"
     spec.write_text(spec.read_text().replace("normalized_discounted_cumulative_gain: 0.85",
                                              "normalized_discounted_cumulative_gain: 0.8"))
-    [op] = api.plan(project, "dev").plan.operations
+    [op] = Project(project, "dev").plan().operations
     assert op.key == "MonitorSchedule/credit-drift"
     assert [(c.path, c.old, c.new) for c in op.changes] == [(
         "create_monitor.monitoring_signals.feature-attribution-drift.metric_thresholds.normalized_discounted_cumulative_gain",
         0.85, 0.8)]
     fake.bodies.clear()
-    api.apply(project, "dev")
+    Project(project, "dev").apply()
     [body] = [body for path, body in fake.bodies if path == "/schedules/credit-drift"]
     signals = body["properties"]["action"]["monitorDefinition"]["signals"]
     assert signals["feature-attribution-drift"]["metricThreshold"] == {
@@ -179,16 +180,16 @@ def test_a_changed_signal_threshold_updates_the_monitor_schedule(project: Path, 
     assert quality == {("Numerical", "nullValueRate"): 0.05, ("Numerical", "outOfBoundsRate"): 0.02,
                        ("Categorical", "nullValueRate"): 0.01, ("Categorical", "dataTypeErrorRate"): 0.03}
     assert set(signals) == {"data-drift", "prediction-drift", "data-quality", "feature-attribution-drift"}
-    assert api.plan(project, "dev").plan.empty
+    assert Project(project, "dev").plan().empty
 
 
 def test_a_500_mid_apply_fails_clearly_and_the_next_apply_converges(project: Path, fake: FakeAzureML):
     # Past the SDK's two retries: the apply stops at the green deployment.
     fake.faults.append(Fault("PUT", r"/deployments/green$", 500, times=3))
     with pytest.raises(SpecopsError, match=r"OnlineDeployment/credit-online.green: Azure ML answered 500"):
-        api.apply(project, "dev")
+        Project(project, "dev").apply()
     assert fake.calls().count("PUT /onlineEndpoints/credit-online/deployments/green") == 3
-    remaining = keys(api.plan(project, "dev").plan)
+    remaining = keys(Project(project, "dev").plan())
     # What finished is in Azure and is not planned again; what was not reached still is. The endpoint
     # exists without traffic, so its traffic is an update; declarations are recorded only once all succeed.
     assert remaining == ["+ Project/credit-risk", "+ FeatureSet/credit-features", "+ Gate/promotion",
@@ -199,37 +200,37 @@ def test_a_500_mid_apply_fails_clearly_and_the_next_apply_converges(project: Pat
     calls = apply_logged(project, fake)
     assert list(calls) == remaining
     assert not any("/deployments/blue" in c and c.startswith("PUT") for cs in calls.values() for c in cs)
-    assert api.plan(project, "dev").plan.empty
+    assert Project(project, "dev").plan().empty
 
 
 def test_throttling_is_retried_after_the_time_the_service_asks(project: Path, fake: FakeAzureML):
     fake.faults.append(Fault("PUT", r"^/environments/", 429, headers={"Retry-After": "1"}))
-    api.apply(project, "dev")
+    Project(project, "dev").apply()
     assert [c for c in fake.calls() if c.startswith("PUT /environments/")] == [
         f"PUT /environments/credit-risk-env/versions/{_env_version(project)}"] * 2
-    assert api.plan(project, "dev").plan.empty
+    assert Project(project, "dev").plan().empty
 
 
 def test_a_conflicting_asset_version_names_the_resource(project: Path, fake: FakeAzureML):
     path = f"/environments/credit-risk-env/versions/{_env_version(project)}"
     fake.store[path.lower()] = {"id": PREFIX + path, "name": _env_version(project),
                                 "properties": {"image": "someone/else:1"}}
-    [op] = [op for op in api.plan(project, "dev").plan.operations if op.kind == "Environment"]
+    [op] = [op for op in Project(project, "dev").plan().operations if op.kind == "Environment"]
     assert op.action.value == "update" and ("image", "someone/else:1", op.after["image"]) in [
         (c.path, c.old, c.new) for c in op.changes]
     with pytest.raises(SpecopsError, match=r"Environment/credit-risk-env: Azure ML refused the change \(409 conflict\)"):
-        api.apply(project, "dev")
+        Project(project, "dev").apply()
 
 
 def test_a_missing_target_variable_is_named(project: Path, fake: FakeAzureML, monkeypatch):
     monkeypatch.delenv("AZURE_ML_WORKSPACE")
     with pytest.raises(SpecopsError, match="AZURE_ML_WORKSPACE"):
-        api.plan(project, "dev")
+        Project(project, "dev").plan()
     assert fake.requests == []
 
 
 def test_plan_keeps_target_references_and_says_what_azure_lacks(project: Path, fake: FakeAzureML):
-    plan = api.plan(project, "dev").plan
+    plan = Project(project, "dev").plan()
     project_op = plan.operations[0]
     assert project_op.after["spec"]["environments"]["dev"]["target"]["workspace"] == "${AZURE_ML_WORKSPACE}"
     assert any("bandit runs only on the local backend" in note for note in plan.notes)
@@ -249,14 +250,14 @@ def use_canary(project: Path, steps: str, traffic: str) -> Path:
 def test_canary_rollout_shifts_traffic_step_by_step(project: Path, fake: FakeAzureML, clock: FakeClock):
     steps = "[{weight: 10}, {pause: {duration: 5m}}, {pause: {}}, {load_test: {users: 2}}, {weight: 50}]"
     spec = use_canary(project, steps, "{blue: 100}")
-    api.apply(project, "dev")
+    Project(project, "dev").apply()
     spec.write_text(spec.read_text().replace("traffic: {blue: 100}", "traffic: {green: 100}"))
-    plan = api.plan(project, "dev").plan
+    plan = Project(project, "dev").plan()
     assert keys(plan) == ["~ OnlineTraffic/credit-online", "~ MonitorSchedule/credit-drift"]  # green is monitored next
     assert any(note.startswith("Endpoint/credit-online: spec.rollout") for note in plan.notes)  # `pause: {}` is local only
     fake.bodies.clear()
     lines: list[str] = []
-    api.apply(project, "dev", report=lines.append)
+    Project(project, "dev").apply(report=lines.append)
     shifts = [body["properties"]["traffic"] for path, body in fake.bodies if path == "/onlineEndpoints/credit-online"]
     assert shifts == [{"blue": 90, "green": 10}, {"blue": 50, "green": 50}, {"green": 100}]
     assert not any("/metrics" in path for _, path in fake.requests)  # no analysis step: no metrics read
@@ -289,7 +290,7 @@ def start_analysed_canary(project: Path, fake: FakeAzureML, series: dict[str, Se
     """blue serving alone, then the spec sends everything to green through analysed canary steps."""
     spec = use_canary(project, ANALYSED_STEPS, "{blue: 100}")
     spec.write_text(spec.read_text() + GATE)
-    api.apply(project, "dev")
+    Project(project, "dev").apply()
     spec.write_text(spec.read_text().replace("traffic: {blue: 100}", "traffic: {green: 100}"))
     fake.series.update(series)
     fake.timeline.clear()
@@ -300,7 +301,7 @@ def test_a_healthy_canary_is_analysed_on_azure_monitor_between_its_weights(proje
                                                                              clock: FakeClock):
     start_analysed_canary(project, fake, HEALTHY)
     lines: list[str] = []
-    api.apply(project, "dev", report=lines.append)
+    Project(project, "dev").apply(report=lines.append)
     # Each analysis waits for a full minute, finds it not yet ingested (Inconclusive: no requests),
     # re-queries a minute later and passes on the first ingested minute.
     assert fake.timeline == [
@@ -314,16 +315,16 @@ def test_a_healthy_canary_is_analysed_on_azure_monitor_between_its_weights(proje
     assert "error rate 0.008333" in analyses[1] and "p95_latency_ms <= 300 90" in analyses[1]
     # No labels on Azure: feedback checks are skipped (and said so), not left Inconclusive.
     assert analyses[1].endswith("; skipped, local only: accuracy regression, accuracy >= 0.7)")
-    assert api.plan(project, "dev").plan.empty
+    assert Project(project, "dev").plan().empty
 
 
 def test_a_canary_failing_analysis_is_rolled_back_and_stays_planned(project: Path, fake: FakeAzureML):
     start_analysed_canary(project, fake, {**HEALTHY, "green": Series(requests=120, errors=12, p95_ms=90)})
     with pytest.raises(SpecopsError, match=r"OnlineTraffic/credit-online: analysis canary-health Failed: error rate 0\.1 "
                                            r"\(limit 0\.0125\).*rolled back: all traffic on \{'blue': 100\} again"):
-        api.apply(project, "dev")
+        Project(project, "dev").apply()
     assert fake.timeline == ["traffic {'blue': 80, 'green': 20}", *QUERY, *QUERY, "traffic {'blue': 100}"]
-    plan = api.plan(project, "dev").plan
+    plan = Project(project, "dev").plan()
     [traffic] = [op for op in plan.operations if op.kind == "OnlineTraffic"]
     assert [(c.path, c.old, c.new) for c in traffic.changes] == [("traffic.blue", 100, None), ("traffic.green", None, 100)]
 
@@ -332,7 +333,7 @@ def test_a_canary_without_enough_requests_is_rolled_back_after_the_analysis_wait
                                                                                    clock: FakeClock):
     start_analysed_canary(project, fake, {**HEALTHY, "green": Series(requests=10)})
     with pytest.raises(SpecopsError, match=r"still Inconclusive after 300s: samples 40 \(limit 100\).*rolled back"):
-        api.apply(project, "dev")
+        Project(project, "dev").apply()
     assert fake.timeline == ["traffic {'blue': 80, 'green': 20}", *QUERY * 5, "traffic {'blue': 100}"]
     assert sum(clock.sleeps) == 300  # the fake backend's analysis_wait, measured on the injected clock
 
@@ -340,7 +341,7 @@ def test_a_canary_without_enough_requests_is_rolled_back_after_the_analysis_wait
 def test_throttled_metrics_queries_are_retried_after_the_time_asked(project: Path, fake: FakeAzureML):
     start_analysed_canary(project, fake, HEALTHY)
     fake.faults.append(Fault("GET", r"/providers/Microsoft\.Insights/metrics$", 429, headers={"Retry-After": "7"}))
-    api.apply(project, "dev")
+    Project(project, "dev").apply()
     metric_reads = [path for method, path in fake.requests if path.endswith("/metrics")]
     assert len(metric_reads) == 4 * len(QUERY) + 1  # the throttled read, then the same read again
     assert fake.retry_sleeps == [7]  # azure-core honoured Retry-After, through the transport (no real sleep)
@@ -353,7 +354,7 @@ def test_metrics_that_cannot_be_read_roll_the_canary_back(project: Path, fake: F
     with pytest.raises(SpecopsError, match=r"Azure Monitor metric RequestsPerMinute of credit-online \(deployment eq "
                                            r"'green' and statusCode eq '\*'\): Azure Monitor refused \(403\).*Monitoring "
                                            r"Reader.*rolled back"):
-        api.apply(project, "dev")
+        Project(project, "dev").apply()
     assert fake.timeline == ["traffic {'blue': 80, 'green': 20}", "traffic {'blue': 100}"]
 
 
@@ -363,7 +364,7 @@ def test_a_rollback_that_fails_says_so_and_what_to_set(project: Path, fake: Fake
     fake.faults.append(Fault("PUT", r"^/onlineEndpoints/credit-online$", 500, times=6))
     with pytest.raises(SpecopsError, match=r"(?s)OnlineTraffic/credit-online: Azure ML answered 500.*; ROLLBACK FAILED, the "
                                            r"canary may still take traffic \(set \{'blue': 100\} by hand\)"):
-        api.apply(project, "dev")
+        Project(project, "dev").apply()
     assert fake.calls().count("PUT /onlineEndpoints/credit-online") == 6
 
 
@@ -395,13 +396,13 @@ def test_traffic_without_a_canary_rollout_switches_at_once():
 
 def test_a_rollback_under_a_canary_rollout_is_immediate(project: Path, fake: FakeAzureML):
     spec = use_canary(project, "[{weight: 10}, {weight: 50}]", "{blue: 50, green: 50}")
-    api.apply(project, "dev")
+    Project(project, "dev").apply()
     spec.write_text(spec.read_text().replace("traffic: {blue: 50, green: 50}", "traffic: {blue: 100}"))
     fake.bodies.clear()
-    api.apply(project, "dev")
+    Project(project, "dev").apply()
     shifts = [body["properties"]["traffic"] for path, body in fake.bodies if path == "/onlineEndpoints/credit-online"]
     assert shifts == [{"blue": 100}]
-    assert api.plan(project, "dev").plan.empty
+    assert Project(project, "dev").plan().empty
 
 
 def _env_version(root: Path) -> str:
@@ -411,16 +412,16 @@ def _env_version(root: Path) -> str:
 
 
 def test_a_removed_batch_endpoint_is_deleted(project: Path, fake: FakeAzureML):
-    api.apply(project, "dev")
+    Project(project, "dev").apply()
     spec = project / "specs" / "serving.yaml"
     documents = spec.read_text().split("---\n")
     spec.write_text("---\n".join(d for d in documents if "kind: BatchEndpoint" not in d))
-    plan = api.plan(project, "dev").plan
+    plan = Project(project, "dev").plan()
     assert keys(plan) == ["- BatchEndpoint/credit-batch", "- BatchDeployment/credit-batch.main", "- BatchDefaults/credit-batch"]
     fake.requests.clear()
-    api.apply(project, "dev")
+    Project(project, "dev").apply()
     assert [c for c in fake.calls() if not c.startswith("GET ")] == [
         "DELETE /batchEndpoints/credit-batch",  # Azure ML deletes its deployments with it
         "DELETE /batchEndpoints/credit-batch/deployments/main",
     ]
-    assert api.plan(project, "dev").plan.empty
+    assert Project(project, "dev").plan().empty

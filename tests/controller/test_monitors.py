@@ -6,17 +6,18 @@ from datetime import timedelta
 from pathlib import Path
 
 from credit_risk.generate import generate
-from specops.apply.audit import AuditLog
+from specops.state.audit import AuditLog
 from specops.controller.events import EventQueue
 from specops.controller.loop import Controller
 from specops.monitoring.report import list_reports
+from specops.project import Project
 from specops.spec import load_specs
 from tests.monitoring.conftest import FIRE, drifted_day, monitor_project, write_log
 
 
 def test_a_fired_schedule_runs_the_monitor_once_and_a_restart_does_not_act_twice(tmp_path: Path):
     root = monitor_project(tmp_path)
-    specs, ctl = load_specs(root), Controller(root)
+    specs, ctl = load_specs(root), Controller(Project(root))
     assert ctl.run_monitors(specs, FIRE - timedelta(minutes=30)) == []  # first sight: earlier fires are history
     drifted_day(root)
 
@@ -28,7 +29,7 @@ def test_a_fired_schedule_runs_the_monitor_once_and_a_restart_does_not_act_twice
     # A controller that died after the run but before moving its clock runs the fire again, without acting again.
     clock = json.loads(ctl.clock_file.read_text())
     ctl.clock_file.write_text(json.dumps({**clock, "monitor:credit-drift": (FIRE - timedelta(minutes=30)).isoformat()}))
-    [again] = Controller(root).run_monitors(specs, FIRE + timedelta(minutes=15))
+    [again] = Controller(Project(root)).run_monitors(specs, FIRE + timedelta(minutes=15))
     assert again.window_end == FIRE and again.repeat
     assert [e.id for e in EventQueue(root).pending()] == [f"drift:credit-drift:{FIRE.isoformat()}"]
     assert sum(e["action"] == "drift_alert" for e in AuditLog(root).entries()) == 1
@@ -40,7 +41,7 @@ def test_each_tick_runs_the_monitors_that_are_due(tmp_path: Path):
     spec.write_text(spec.read_text().replace("    retrain: credit-risk-training\n", ""))  # no retraining in this test
     tuesday = FIRE + timedelta(days=1)  # the monitor fires daily; the pipeline's own schedule only on Mondays
     write_log(root, generate(1000, seed=22, drift="income"), tuesday - timedelta(hours=2))
-    ctl = Controller(root)
+    ctl = Controller(Project(root))
     assert ctl.tick(tuesday - timedelta(minutes=30)) == []
     assert ctl.tick(tuesday + timedelta(minutes=5)) == []  # the alert asks for a rollback only: nothing to retrain
     [(_, report)] = list_reports(root)

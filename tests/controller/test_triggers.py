@@ -10,6 +10,7 @@ import pytest
 from specops.controller.events import DONE, STARTED, Event, EventQueue
 from specops.controller.loop import Controller
 from specops.controller.triggers import data_change_events, schedule_events, stale_events
+from specops.project import Project
 from specops.spec import Pipeline, load_specs
 from tests.conftest import REPO
 
@@ -71,7 +72,7 @@ def test_unknown_reason_is_refused():
 
 def test_detect_treats_cron_history_as_history(tmp_path: Path, specs):
     specs.root = tmp_path  # nothing applied there: only the schedule can fire
-    ctl = Controller(tmp_path)
+    ctl = Controller(Project(tmp_path))
     assert ctl.detect(specs, NOW) == []  # first sight: past fire times are not work
     [event] = ctl.detect(specs, NOW + timedelta(days=7))
     assert event.reason == "schedule"

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from specops import api
+from specops.project import Project
 from specops.errors import SpecopsError
 from specops.serving import daemon
-from specops.serving.config import endpoint_dir
+from specops.core.paths import ProjectPaths
 from specops.serving.keys import ensure_keys
 from specops.serving.traffic import read_traffic
 from tests.conftest import make_project
@@ -70,15 +70,15 @@ def register_versions(root: Path) -> None:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     root = make_project(tmp_path_factory.mktemp("endpoint-apply") / "proj", endpoint_port=free_port())
-    api.apply(root)  # trains, registers v1 and starts the server
+    Project(root).apply()  # trains, registers v1 and starts the server
     register_versions(root)
     yield root
-    daemon.stop(root, ENDPOINT)
+    daemon.stop(ProjectPaths(root), ENDPOINT)
 
 
 def score(root: Path, row: dict) -> requests.Response:
-    info = daemon.server_info(root, ENDPOINT)
-    key = ensure_keys(endpoint_dir(root, ENDPOINT))["primary"]
+    info = daemon.server_info(ProjectPaths(root), ENDPOINT)
+    key = ensure_keys(ProjectPaths(root).endpoint(ENDPOINT))["primary"]
     return requests.post(f"http://127.0.0.1:{info['port']}/score", json={"data": [row]},
                          headers={"Authorization": f"Bearer {key}"}, timeout=10)
 
@@ -90,9 +90,9 @@ def test_first_apply_serves_the_champion_and_converges(project: Path):
     response = score(project, ROW)
     assert response.status_code == 200, response.text
     assert response.headers["azureml-model-deployment"] == "blue"
-    state = api.status(project)["resources"][f"Endpoint/{ENDPOINT}"]
+    state = Project(project).status().to_dict()["resources"][f"Endpoint/{ENDPOINT}"]
     assert state["outputs"]["versions"] == {"blue": "1", "green": "1"}  # champion and challenger: both v1
-    assert api.plan(project).plan.empty
+    assert Project(project).plan().empty
 
 
 def test_a_bad_challenger_is_rolled_back_until_its_alias_moves(project: Path):
@@ -102,21 +102,21 @@ def test_a_bad_challenger_is_rolled_back_until_its_alias_moves(project: Path):
     from specops.spec import load_specs
 
     bad = register_bad_challenger(project)
-    (operation,) = api.plan(project).plan.operations
+    (operation,) = Project(project).plan().operations
     assert operation.before["serving"] == f"stale (green: v1 -> v{bad})"
     with Traffic(project, ENDPOINT, rate=150).start() as traffic:
         with pytest.raises(SpecopsError, match="rolled back"):
-            api.apply(project)
+            Project(project).apply()
     assert traffic.failed == 0, traffic.summary()
     assert traffic.deployments["green"] > 0, traffic.summary()  # the canary really got traffic before the rollback
-    assert read_traffic(endpoint_dir(project, ENDPOINT))[0] == {"blue": 100}
+    assert read_traffic(ProjectPaths(project).endpoint(ENDPOINT))[0] == {"blue": 100}
     client = connect(load_specs(project))
     assert str(client.get_model_version_by_alias("credit-risk", "champion").version) == "1"
-    assert api.plan(project).plan.operations[0].before["serving"].startswith("rollout Degraded (incident ")
+    assert Project(project).plan().operations[0].before["serving"].startswith("rollout Degraded (incident ")
 
     client.set_registered_model_alias("credit-risk", "challenger", "1")  # the team rejects the bad version
-    api.apply(project)  # green loads v1 again; the stable version needs no rollout
-    assert api.plan(project).plan.empty
+    Project(project).apply()  # green loads v1 again; the stable version needs no rollout
+    assert Project(project).plan().empty
 
 
 def test_rollouts_driven_by_apply(project: Path):
@@ -131,25 +131,25 @@ def test_rollouts_driven_by_apply(project: Path):
     try:
         # A PR sends all traffic to a new deployment of a good version: the canary is promoted.
         write_spec(project, original, *with_good, traffic={"green": 100})
-        plan = api.plan(project).plan
+        plan = Project(project).plan()
         assert [op.key for op in plan.operations] == [f"Endpoint/{ENDPOINT}"]
-        api.apply(project)
-        assert read_traffic(endpoint_dir(project, ENDPOINT))[0] == {"green": 100}
+        Project(project).apply()
+        assert read_traffic(ProjectPaths(project).endpoint(ENDPOINT))[0] == {"green": 100}
         assert connect(load_specs(project)).get_model_version_by_alias("credit-risk", "champion").version in (2, "2")
-        assert api.plan(project).plan.empty
+        assert Project(project).plan().empty
 
         # The next PR rolls out the bad version: analysis fails, traffic goes back, apply fails, the change stays planned.
         write_spec(project, original, *with_good, ("bad", "credit-risk@3"), traffic={"bad": 100})
         with pytest.raises(SpecopsError, match="rolled back"):
-            api.apply(project)
-        assert read_traffic(endpoint_dir(project, ENDPOINT))[0] == {"green": 100}
+            Project(project).apply()
+        assert read_traffic(ProjectPaths(project).endpoint(ENDPOINT))[0] == {"green": 100}
         assert list((project / ".specops" / "incidents").glob("*.md"))
-        (operation,) = api.plan(project).plan.operations
+        (operation,) = Project(project).plan().operations
         assert operation.before["serving"].startswith("rollout Degraded (incident ")
 
         # Reverting the PR recovers the endpoint: nothing left to do.
         write_spec(project, original, *with_good, traffic={"green": 100})
-        assert api.plan(project).plan.empty
+        assert Project(project).plan().empty
     finally:
         traffic.stop()
     assert traffic.failed == 0, traffic.summary()
@@ -157,13 +157,13 @@ def test_rollouts_driven_by_apply(project: Path):
 
 
 def test_a_stopped_server_is_planned_and_restarted(project: Path):
-    info = daemon.server_info(project, ENDPOINT)
+    info = daemon.server_info(ProjectPaths(project), ENDPOINT)
     os.kill(info["pid"], signal.SIGTERM)
     deadline = time.monotonic() + 30
-    while daemon.server_info(project, ENDPOINT) is not None and time.monotonic() < deadline:
+    while daemon.server_info(ProjectPaths(project), ENDPOINT) is not None and time.monotonic() < deadline:
         time.sleep(0.1)
-    changes = [(c.path, c.old, c.new) for op in api.plan(project).plan.operations for c in op.changes]
+    changes = [(c.path, c.old, c.new) for op in Project(project).plan().operations for c in op.changes]
     assert ("serving", "stopped", "running") in changes
-    api.apply(project)
+    Project(project).apply()
     assert score(project, ROW).status_code == 200
-    assert api.plan(project).plan.empty
+    assert Project(project).plan().empty

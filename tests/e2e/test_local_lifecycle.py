@@ -12,8 +12,8 @@ import psutil
 import yaml
 from mlflow import MlflowClient
 
-from specops import api
-from specops.apply.audit import AuditLog
+from specops.project import Project
+from specops.state.audit import AuditLog
 from specops.controller.events import Event
 from specops.controller.loop import Controller
 from tests.conftest import BIN, make_project, run, specops
@@ -69,14 +69,14 @@ def test_apply_runs_the_lifecycle_once_then_converges(tmp_path: Path):
 
     # Apply twice: the second plan is empty and nothing is registered again.
     assert specops("plan", "--detailed-exitcode", cwd=root).returncode == 0
-    assert api.apply(root).applied == []
+    assert Project(root).apply().applied == []
     assert len(versions(root)) == 1
 
     # One gate threshold changed: exactly that one change.
     gate = root / "specs/gates/promotion.yaml"
     original = gate.read_text()
     gate.write_text(original.replace("max: 350", "max: 300"))
-    [op] = api.plan(root).plan.operations
+    [op] = Project(root).plan().operations
     assert op.key == "Gate/promotion" and [c.path for c in op.changes] == ["spec.checks[3].max"]
     gate.write_text(original)
 
@@ -118,17 +118,17 @@ def test_killed_apply_converges_on_the_next_apply(tmp_path: Path):
 
     result = specops("apply", cwd=root)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert api.plan(root).plan.empty
+    assert Project(root).plan().empty
     [version] = versions(root)
     assert aliases(root)["champion"] == version.version
 
     # A drift alert retrains once, with the reason on the run and in the audit log.
-    controller = Controller(root)
+    controller = Controller(Project(root))
     assert controller.enqueue(Event("drift:credit-risk-training:window-1", "credit-risk-training", "drift", "test"))
-    assert [(e.id, status) for e, status in controller.run_pending(api.validate(root))] == [
+    assert [(e.id, status) for e, status in controller.run_pending(Project(root).specs)] == [
         ("drift:credit-risk-training:window-1", "done")]
     assert not controller.enqueue(Event("drift:credit-risk-training:window-1", "credit-risk-training", "drift", "test"))
-    assert controller.run_pending(api.validate(root)) == []
+    assert controller.run_pending(Project(root).specs) == []
     actions = [(e["action"], e.get("reason")) for e in AuditLog(root).entries() if e["action"].startswith("retrain")]
     assert actions == [("retrain_started", "drift"), ("retrain_finished", "drift")]
     runs = mlflow_runs(root, "tags.`specops.trigger_reason` = 'drift'")
@@ -239,4 +239,4 @@ def test_any_tabular_dataset_runs_the_same_lifecycle(tmp_path: Path):
     assert result.returncode == 0, result.stdout + result.stderr
     [version] = versions(root, "tumour-classifier")
     assert aliases(root, "tumour-classifier")["champion"] == version.version
-    assert api.plan(root).plan.empty
+    assert Project(root).plan().empty

@@ -6,7 +6,10 @@ from datetime import datetime, timedelta, timezone
 from specops.governance.kpi import (
     change_failure_rate, deployment_frequency, drift_reaction_time, fairness_regression, mttr, releases, reproducibility,
 )
-from specops.governance.scoreboard import Row, role, to_markdown, to_text
+from rich.console import Console
+
+from specops.cli.options import table
+from specops.governance.scoreboard import COLUMNS, Row, cells, role, to_markdown
 
 T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
 
@@ -69,13 +72,15 @@ def test_scoreboard_roles_and_formats():
     aliases = {"champion": "3", "challenger": "4", "canary": "4"}
     assert [role(v, aliases) for v in ("1", "3", "4")] == ["retired", "champion", "canary"]
     rows = [Row("m", 4, 0.88, 0.05, None, 315.0, "canary"), Row("m", 3, 0.87, 0.05, 0.08, 310.0, "champion")]
-    assert to_text(rows).splitlines()[1].split() == ["m", "4", "0.880", "0.050", "—", "315.000", "canary"]
+    terminal = Console(width=200, record=True)
+    terminal.print(table(COLUMNS, map(cells, rows)))
+    assert terminal.export_text().splitlines()[1].split() == ["m", "4", "0.880", "0.050", "—", "315.000", "canary"]
     assert to_markdown(rows).splitlines()[3] == "| m | 3 | 0.870 | 0.050 | 0.080 | 310.000 | champion |"
 
 
 def test_cost_per_1000_predictions_prices_every_deployment_over_the_logged_span(tmp_path):
     from specops.governance.kpi import cost_per_1000_predictions
-    from specops.serving.config import endpoint_dir
+    from specops.core.paths import ProjectPaths
     from specops.serving.inference_log import InferenceLog
     from specops.spec import load_specs
 
@@ -119,7 +124,7 @@ spec:
 """)
     specs = load_specs(tmp_path)
     assert cost_per_1000_predictions(specs).detail == "no logged predictions yet"
-    log = InferenceLog(endpoint_dir(tmp_path, "e"), 0)
+    log = InferenceLog(ProjectPaths(tmp_path).endpoint("e"), 0)
     # Two hours of logs: 3,000 rows on blue (all logged), 500 logged of 1,000 on green (half sampled), a mirror row.
     records = [{"time": 1000.0 + 7200 * i / 2999, "request_id": str(i), "deployment": "blue"} for i in range(3000)]
     records += [{"time": 2000.0, "request_id": f"g{i}", "deployment": "green"} for i in range(500)]

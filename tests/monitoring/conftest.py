@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from credit_risk.generate import generate, to_csv
-from specops.serving.config import endpoint_dir
+from specops.core.paths import ProjectPaths
 from specops.serving.inference_log import InferenceLog
 from tests.conftest import SERVING_SPECS
 
@@ -79,7 +79,7 @@ def project(project_template: Path, tmp_path: Path) -> Path:
 def write_log(root: Path, frame: pd.DataFrame, at: datetime, worker: int = 0, shadow: bool = False) -> None:
     """Log `frame`'s rows as requests scored at `at`, in the records serving's app writes."""
     inputs = frame.drop(columns=["default", "gender"])
-    InferenceLog(endpoint_dir(root, "credit-risk"), worker).write_requests([
+    InferenceLog(ProjectPaths(root).endpoint("credit-risk"), worker).write_requests([
         {"time": at.timestamp(), "request_id": f"{worker}-{at.timestamp()}-{i}", "row": 0, "deployment": "blue",
          "model": "credit-risk", "version": "1", "shadow": shadow, "inputs": row, "prediction": 0, "latency_ms": 1.0}
         for i, row in enumerate(inputs.to_dict(orient="records"))
@@ -171,7 +171,7 @@ def register_model(root: Path, alias: str = "champion", metrics: dict[str, float
 def write_scored(root: Path, frame: pd.DataFrame, at: datetime, predictions, labels=None, worker: int = 0,
                  sensitive: bool = True) -> None:
     """Log `frame`'s rows with the given predictions (and the gender under `sensitive`); feedback labels if given."""
-    log = InferenceLog(endpoint_dir(root, "credit-risk"), worker)
+    log = InferenceLog(ProjectPaths(root).endpoint("credit-risk"), worker)
     inputs = frame.drop(columns=["default", "gender"]).to_dict(orient="records")
     ids = [f"{worker}-{at.timestamp()}-{i}" for i in range(len(frame))]
     log.write_requests([

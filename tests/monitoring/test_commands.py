@@ -18,8 +18,9 @@ def test_run_then_report_lists_the_window_with_what_alerted(project, webhook):
 
     listed = cli.invoke(main, ["monitor", "report", "--root", str(project)])
     assert listed.exit_code == 0, listed.output
-    [line] = listed.output.splitlines()
-    assert line.startswith(FIRE.isoformat()) and "drifted: income" in line and line.endswith("report.html")
+    [header, line] = listed.output.splitlines()
+    assert header.split()[:4] == ["window", "end", "monitor", "status"]
+    assert line.startswith(FIRE.isoformat()) and line.split()[3] == "income" and line.endswith("report.html")
     assert "no reports yet for monitor other" in cli.invoke(main, ["monitor", "report", "other", "--root", str(project)]).output
 
 

@@ -5,10 +5,12 @@ import json
 from datetime import timedelta
 
 from credit_risk.generate import generate
-from specops.apply.audit import AuditLog
+from specops.state.audit import AuditLog
 from specops.controller.events import EventQueue
 from specops.registry import connect
-from specops.monitoring.runner import MIN_TARGET_ROWS, notify, run_monitor
+from specops.controller.monitors import run_monitor
+from specops.monitoring.runner import MIN_TARGET_ROWS, notify
+from specops.project import Project
 from specops.spec import load_specs
 from specops.spec.monitors import Monitor
 from tests.monitoring.conftest import FIRE, drifted_day, write_log
@@ -22,7 +24,7 @@ def monitor(root):
 def test_a_drifted_window_alerts_on_the_shifted_feature_only_and_acts_once(project, webhook):
     drifted_day(project)
     specs, spec = monitor(project)
-    result = run_monitor(specs, spec, FIRE)
+    result = run_monitor(Project.of(specs), spec, FIRE)
 
     assert result.status == "drift" and result.drifted == ["income"]
     assert result.target_rows == 1000  # yesterday's unshifted rows are outside the window
@@ -46,7 +48,7 @@ def test_a_drifted_window_alerts_on_the_shifted_feature_only_and_acts_once(proje
 
     # The same window again (a restarted controller): a report, but no second event, alert or post.
     for _ in range(2):  # twice: the repeat's report must still remember the first run's actions
-        again = run_monitor(specs, spec, FIRE)
+        again = run_monitor(Project.of(specs), spec, FIRE)
         assert again.drifted == ["income"] and again.repeat and again.actions == result.actions
     assert len(EventQueue(project).statuses()) == 1 and len(webhook.posts) == 1
     assert sum(e["action"] == "drift_alert" for e in AuditLog(project).entries()) == 1
@@ -61,7 +63,7 @@ def test_a_drifted_window_alerts_on_the_shifted_feature_only_and_acts_once(proje
 def test_too_little_traffic_is_inconclusive_not_a_pass(project, webhook):
     write_log(project, generate(MIN_TARGET_ROWS - 1, seed=3, drift="income"), FIRE - timedelta(hours=1))
     specs, spec = monitor(project)
-    result = run_monitor(specs, spec, FIRE)
+    result = run_monitor(Project.of(specs), spec, FIRE)
     assert result.status == "inconclusive" and "999 logged rows" in result.reason
     assert result.drifted == [] and EventQueue(project).pending() == [] and webhook.posts == []
     assert json.loads((result.report_dir / "report.json").read_text())["status"] == "inconclusive"
@@ -73,7 +75,7 @@ def test_unshifted_traffic_passes_and_shadow_copies_are_not_counted(project, web
     write_log(project, rows, FIRE - timedelta(hours=3))
     write_log(project, rows, FIRE - timedelta(hours=3), worker=1, shadow=True)
     specs, spec = monitor(project)
-    result = run_monitor(specs, spec, FIRE)
+    result = run_monitor(Project.of(specs), spec, FIRE)
     assert result.status == "ok" and result.target_rows == 1000
     assert EventQueue(project).pending() == [] and webhook.posts == []
 

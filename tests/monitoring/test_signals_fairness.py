@@ -10,7 +10,8 @@ from fairlearn.metrics import demographic_parity_difference
 from credit_risk.generate import generate
 from specops.controller.events import EventQueue
 from specops.monitoring.outcomes import fairness
-from specops.monitoring.runner import run_monitor
+from specops.controller.monitors import run_monitor
+from specops.project import Project
 from specops.spec import load_specs
 from specops.spec.monitors import Monitor
 from tests.monitoring.conftest import FIRE, with_signals, write_scored
@@ -44,7 +45,7 @@ def test_a_monitor_judges_the_logged_groups_and_only_notifies(project, webhook):
     predictions = (rows["gender"] == "M").astype(int).to_numpy()  # every M selected, no F
     write_scored(project, rows, FIRE - timedelta(hours=1), predictions)
     specs = load_specs(project)
-    result = run_monitor(specs, specs.get(Monitor, "credit-drift"), FIRE)
+    result = run_monitor(Project.of(specs), specs.get(Monitor, "credit-drift"), FIRE)
     assert result.signal("fairness").metrics["demographic_parity_difference"] == 1.0
     assert result.alerted == ["fairness"] and result.status == "alert"
     assert EventQueue(project).pending() == []  # reported and notified, never a retraining by default
@@ -57,7 +58,7 @@ def test_a_log_without_the_sensitive_attribute_is_inconclusive(project, webhook)
     rows = generate(1000, seed=4)
     write_scored(project, rows, FIRE - timedelta(hours=1), np.zeros(1000), sensitive=False)
     specs = load_specs(project)
-    result = run_monitor(specs, specs.get(Monitor, "credit-drift"), FIRE)
+    result = run_monitor(Project.of(specs), specs.get(Monitor, "credit-drift"), FIRE)
     signal = result.signal("fairness")
     assert signal.status == "inconclusive" and "carry no 'gender'" in signal.reason
     assert result.status == "ok" and webhook.posts == []

@@ -8,11 +8,12 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
 from credit_risk.generate import generate
-from specops.apply.audit import AuditLog
+from specops.state.audit import AuditLog
 from specops.controller.events import EventQueue
 from specops.monitoring.model_baseline import Attribution, attribution, ndcg
 from specops.monitoring.registered import registered_model
-from specops.monitoring.runner import run_monitor
+from specops.controller.monitors import run_monitor
+from specops.project import Project
 from specops.spec import load_specs
 from specops.spec.monitors import Monitor
 from tests.monitoring.conftest import FIRE, age_label, model_inputs_of, with_signals, write_scored
@@ -25,7 +26,7 @@ def champion_predictions(root, rows: pd.DataFrame) -> np.ndarray:
 
 def run(root):
     specs = load_specs(root)
-    return run_monitor(specs, specs.get(Monitor, "credit-drift"), FIRE)
+    return run_monitor(Project.of(specs), specs.get(Monitor, "credit-drift"), FIRE)
 
 
 def test_ndcg_is_one_for_the_same_ranking_and_falls_when_the_top_feature_changes():

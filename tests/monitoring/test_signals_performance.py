@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 
 from credit_risk.generate import generate
-from specops.apply.audit import AuditLog
+from specops.state.audit import AuditLog
 from specops.controller.events import EventQueue
 from specops.monitoring.outcomes import performance
-from specops.monitoring.runner import run_monitor
+from specops.controller.monitors import run_monitor
+from specops.project import Project
 from specops.spec import load_specs
 from specops.spec.monitors import Monitor
 from tests.monitoring.conftest import FIRE, with_signals, write_scored
@@ -63,7 +64,7 @@ def test_a_labelled_window_below_the_champion_queues_a_performance_retrain_once(
     specs = load_specs(project)
     spec = specs.get(Monitor, "credit-drift")
 
-    result = run_monitor(specs, spec, FIRE)
+    result = run_monitor(Project.of(specs), spec, FIRE)
     assert result.status == "alert" and result.drifted == [] and result.alerted == ["performance"]
     assert result.signal("performance").metrics["accuracy"] == 0.85
     [event] = EventQueue(project).pending()
@@ -77,5 +78,5 @@ def test_a_labelled_window_below_the_champion_queues_a_performance_retrain_once(
     assert report["alerted_signals"] == ["performance"] and report["monitoring_signals"][0]["status"] == "alert"
     assert "performance: alert" in (result.report_dir / "report.html").read_text()
 
-    again = run_monitor(specs, spec, FIRE)
+    again = run_monitor(Project.of(specs), spec, FIRE)
     assert again.repeat and len(EventQueue(project).statuses()) == 1 and len(webhook.posts) == 1

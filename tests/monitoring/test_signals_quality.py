@@ -11,9 +11,10 @@ from credit_risk.generate import generate
 from specops.controller.events import EventQueue
 from specops.monitoring.drift import BaselineSummary, summarize
 from specops.monitoring.quality import data_quality
-from specops.monitoring.runner import run_monitor
+from specops.controller.monitors import run_monitor
+from specops.project import Project
 from specops.spec.signals import DATA_QUALITY_DEFAULTS, NULL_RATE, OUT_OF_BOUNDS_RATE, TYPE_ERROR_RATE
-from specops.serving.config import endpoint_dir
+from specops.core.paths import ProjectPaths
 from specops.serving.inference_log import InferenceLog
 from specops.spec import load_specs
 from specops.spec.monitors import Monitor
@@ -92,11 +93,11 @@ def test_a_monitor_reports_bad_inputs_notifies_and_does_not_retrain(project, web
     rows.loc[100:104, "income"] = "n/a"  # text where a number belongs
     records = rows.to_dict(orient="records")
     at = (FIRE - timedelta(hours=1)).timestamp()
-    InferenceLog(endpoint_dir(project, "credit-risk"), 0).write_requests([
+    InferenceLog(ProjectPaths(project).endpoint("credit-risk"), 0).write_requests([
         {"time": at, "request_id": str(i), "row": 0, "deployment": "blue", "model": "credit-risk", "version": "1",
          "shadow": False, "inputs": row, "prediction": 0, "latency_ms": 1.0} for i, row in enumerate(records)])
     specs = load_specs(project)
-    result = run_monitor(specs, specs.get(Monitor, "credit-drift"), FIRE)
+    result = run_monitor(Project.of(specs), specs.get(Monitor, "credit-drift"), FIRE)
 
     quality = result.signal("data_quality")
     assert quality.metrics["income.null_value_rate"] == 0.1 and quality.metrics["income.data_type_error_rate"] == 0.005

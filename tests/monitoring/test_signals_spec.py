@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from credit_risk.generate import generate
-from specops.monitoring.runner import run_monitor
+from specops.controller.monitors import run_monitor
+from specops.project import Project
 from specops.spec import load_specs
 from specops.spec.monitors import MIN_TARGET_ROWS, Monitor, alert_actions
 from tests.monitoring.conftest import FIRE, with_signals, write_log
@@ -87,8 +88,8 @@ def test_the_minimum_window_is_the_specs(monitored):
     root = monitored
     write_log(root, generate(600, seed=6), FIRE - timedelta(hours=1))
     specs = load_specs(root)
-    assert run_monitor(specs, specs.get(Monitor, "credit-drift"), FIRE).status == "inconclusive"  # 600 < 1,000
+    assert run_monitor(Project.of(specs), specs.get(Monitor, "credit-drift"), FIRE).status == "inconclusive"  # 600 < 1,000
     with_signals(root, "  min_target_rows: 500\n")
     specs = load_specs(root)
-    result = run_monitor(specs, specs.get(Monitor, "credit-drift"), FIRE)
+    result = run_monitor(Project.of(specs), specs.get(Monitor, "credit-drift"), FIRE)
     assert result.status in ("ok", "drift") and result.drift is not None and result.target_rows == 600

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from specops import api
-from specops.apply.lock import apply_lock
-from specops.apply.audit import AuditLog
+from specops.project import Project
+from specops.state.audit import AuditLog
 from specops.errors import LockHeld, SpecErrors
 from specops.plan.format import MARKER, to_json, to_markdown, to_text
 from specops.plan.model import Action
@@ -21,16 +20,16 @@ def keys(plan) -> list[str]:
 
 
 def test_first_plan_creates_everything_in_dependency_order(declarations: Path):
-    plan = api.plan(declarations).plan
+    plan = Project(declarations).plan()
     assert keys(plan) == ["+ Project/credit-risk", "+ Dataset/credit-applications", "+ FeatureSet/credit-features", "+ Gate/promotion"]
     assert plan.summary() == "Plan: 4 to create, 0 to update, 0 to delete."
 
 
 def test_apply_is_idempotent_and_audited(declarations: Path):
-    first = api.apply(declarations)
+    first = Project(declarations).apply()
     assert len(first.applied) == 4
-    assert api.plan(declarations).plan.empty
-    assert api.apply(declarations).applied == []
+    assert Project(declarations).plan().empty
+    assert Project(declarations).apply().applied == []
     entries = list(AuditLog(declarations).entries())
     assert [e["resource"] for e in entries] == first.applied
     for entry in entries:
@@ -39,33 +38,33 @@ def test_apply_is_idempotent_and_audited(declarations: Path):
 
 
 def test_changing_one_gate_threshold_plans_exactly_that_change(declarations: Path):
-    api.apply(declarations)
+    Project(declarations).apply()
     gate = declarations / "specs/gates/promotion.yaml"
     gate.write_text(gate.read_text().replace("min: 0.70", "min: 0.72"))
-    plan = api.plan(declarations).plan
+    plan = Project(declarations).plan()
     [op] = plan.operations
     assert op.action is Action.UPDATE and op.key == "Gate/promotion"
     assert [(c.path, c.old, c.new) for c in op.changes] == [("spec.checks[0].min", 0.7, 0.72)]
     assert "    spec.checks[0].min: 0.7 → 0.72" in to_text(plan)
-    api.apply(declarations)
+    Project(declarations).apply()
     [entry] = [e for e in AuditLog(declarations).entries() if e["action"] == "update"]
     assert entry["changed"] == ["spec.checks[0].min"] and entry["before"] != entry["after"]
 
 
 def test_removed_spec_is_planned_as_delete(declarations: Path):
-    api.apply(declarations)
+    Project(declarations).apply()
     (declarations / "specs/gates/promotion.yaml").unlink()
-    assert keys(api.plan(declarations).plan) == ["- Gate/promotion"]
+    assert keys(Project(declarations).plan()) == ["- Gate/promotion"]
 
 
 def test_broken_spec_changes_nothing(declarations: Path):
-    api.apply(declarations)
+    Project(declarations).apply()
     state = (declarations / ".specops/state/local.json").read_text()
     audit = (declarations / ".specops/audit.jsonl").read_text()
     gate = declarations / "specs/gates/promotion.yaml"
     gate.write_text(gate.read_text().replace("min: 0.70", "min: high"))
     with pytest.raises(SpecErrors):
-        api.apply(declarations)
+        Project(declarations).apply()
     result = specops("apply", cwd=declarations)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "specs/gates/promotion.yaml:10:12: spec.checks[0].min: Input should be a valid number" in result.stderr
@@ -74,7 +73,7 @@ def test_broken_spec_changes_nothing(declarations: Path):
 
 
 def test_plan_formats_and_detailed_exitcode(declarations: Path):
-    plan = api.plan(declarations).plan
+    plan = Project(declarations).plan()
     data = json.loads(to_json(plan))
     assert data["summary"] == {"create": 4, "update": 0, "delete": 0}
     markdown = to_markdown(plan)
@@ -87,12 +86,12 @@ def test_plan_formats_and_detailed_exitcode(declarations: Path):
 
 def test_references_are_never_resolved_in_plans(declarations: Path, monkeypatch):
     monkeypatch.setenv("AZURE_SUBSCRIPTION_ID", "11111111-2222-3333-4444-555555555555")
-    text = to_json(api.plan(declarations).plan)
+    text = to_json(Project(declarations).plan())
     assert "${AZURE_SUBSCRIPTION_ID}" in text and "11111111" not in text
 
 
 def _hold_lock(root: str, ready, release) -> None:
-    with apply_lock(Path(root), "apply --env local"):
+    with Project(root).lock("apply --env local"):
         ready.set()
         release.wait(30)
 
@@ -105,15 +104,15 @@ def test_concurrent_apply_fails_at_once_naming_the_holder(declarations: Path):
     try:
         assert ready.wait(30)
         with pytest.raises(LockHeld, match=rf"pid {holder.pid}, .*apply --env local"):
-            api.apply(declarations)
+            Project(declarations).apply()
     finally:
         release.set()
         holder.join(30)
-    assert len(api.apply(declarations).applied) == 4
+    assert len(Project(declarations).apply().applied) == 4
 
 
 def test_status_lists_applied_resources(declarations: Path):
-    api.apply(declarations)
+    Project(declarations).apply()
     result = specops("status", "--format", "json", cwd=declarations, check=True)
     assert set(json.loads(result.stdout)["resources"]) == {
         "Project/credit-risk", "Dataset/credit-applications", "FeatureSet/credit-features", "Gate/promotion"}

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from specops.rollout.state import record_path
+from specops.project import Project
 from specops.serving.traffic import set_traffic
 from tests.serving.conftest import Server, make_project, rows, start_server, stop_server
 
@@ -116,13 +116,12 @@ def restart(server: Server) -> None:
 @pytest.fixture
 def fresh(live: Server) -> Server:
     """Each test starts from blue at 100%, no rollout record, champion v2 and the spec at {blue: 100}."""
-    from specops.registry import connect
-    from specops.spec import load_specs
-
     write_endpoint(live.root)
     set_traffic(live.state_dir, DEPLOYMENTS, {"blue": 100})
-    record_path(live.root, "live").unlink(missing_ok=True)
-    connect(load_specs(live.root)).set_registered_model_alias("tiny", "champion", STABLE_VERSION)
+    project = Project(live.root)
+    with project.state.transaction() as state:
+        state.rollouts.pop("live", None)
+    project.registry.set_registered_model_alias("tiny", "champion", STABLE_VERSION)
     return live
 
 

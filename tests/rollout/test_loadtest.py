@@ -7,16 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from specops.apply.audit import AuditLog
+from specops.state.audit import AuditLog
 from specops.errors import SpecErrors
 from specops.registry import connect
+from specops.core.paths import ProjectPaths
+from specops.project import Project
 from specops.rollout import Rollout
 from specops.rollout.analysis import FAILED, SUCCESSFUL, load_test_analysis
-from specops.rollout.controller import _skip
-from specops.rollout.incident import incident_path
+from specops.rollout.engine import _skip
 from specops.rollout.loadtest import LoadTestResult, percentile, run_load_test, summarize
 from specops.rollout.metrics import parse, window
-from specops.rollout.state import DEGRADED, HEALTHY
+from specops.state.records import DEGRADED, HEALTHY
 from specops.serving.traffic import read_traffic
 from specops.spec import load_specs
 from specops.spec.endpoints import CanaryRollout
@@ -127,22 +128,22 @@ def test_a_load_test_step_with_failed_requests_rolls_the_canary_back(fresh: Serv
     rows = (fresh.root / "data" / "loans.csv").read_text().replace(",north,", ",east,")  # not an allowed region: 400
     (fresh.root / "unknown-regions.csv").write_text(rows)
     write_endpoint(fresh.root, "{green: 100}", FAILING_LOAD_TEST)
-    Rollout(fresh.root, "live").start("green", "blue")
-    record = Rollout(fresh.root, "live").run()
+    Rollout(Project(fresh.root), "live").start("green", "blue")
+    record = Rollout(Project(fresh.root), "live").run()
     assert record.status == DEGRADED and read_traffic(fresh.state_dir)[0] == {"blue": 100}
     failed = record.analyses[-1]
     assert failed["kind"] == "load test" and failed["phase"] == FAILED and failed["step"] == 0
     failures = next(c for c in failed["checks"] if c["check"] == "load test failures")
     assert failures["phase"] == FAILED and failures["value"] == failed["canary"]["failures"] > 0 and "400" in failures["note"]
     assert "load test failed at step 0" in record.message
-    assert "load test failures" in incident_path(fresh.root, record.incident).read_text()
+    assert "load test failures" in ProjectPaths(fresh.root).incident(record.incident).read_text()
 
 
 def test_blue_green_load_tests_the_preview_then_watches_it_after_the_switch(fresh: Server):
     write_endpoint(fresh.root, "{green: 100}", BLUE_GREEN_WATCHED)
     with Load(fresh) as load:
-        Rollout(fresh.root, "live").start("green", "blue")
-        record = Rollout(fresh.root, "live", max_wait_s=30).run()
+        Rollout(Project(fresh.root), "live").start("green", "blue")
+        record = Rollout(Project(fresh.root), "live", max_wait_s=30).run()
     kinds = [(a.get("kind", "analysis"), a["phase"]) for a in record.analyses]
     assert kinds == [("load test", SUCCESSFUL), ("analysis", SUCCESSFUL), ("analysis", SUCCESSFUL)]
     assert record.status == HEALTHY and record.stable == "green"
@@ -155,8 +156,8 @@ def test_blue_green_load_tests_the_preview_then_watches_it_after_the_switch(fres
 def test_a_failed_post_promotion_analysis_switches_back_to_the_previous_colour(fresh: Server):
     write_endpoint(fresh.root, "{bad: 100}", BLUE_GREEN_BY_HAND)
     with Load(fresh) as load:
-        Rollout(fresh.root, "live").start("bad", "blue")
-        record = Rollout(fresh.root, "live", max_wait_s=30).promote()  # by hand, skipping pre-promotion analysis
+        Rollout(Project(fresh.root), "live").start("bad", "blue")
+        record = Rollout(Project(fresh.root), "live", max_wait_s=30).promote()  # by hand, skipping pre-promotion analysis
     assert record.status == DEGRADED and (record.stable, record.canary) == ("blue", "bad")
     assert read_traffic(fresh.state_dir) == ({"blue": 100}, {}) and champion(fresh) == "2"
     post = record.analyses[-1]
@@ -164,5 +165,5 @@ def test_a_failed_post_promotion_analysis_switches_back_to_the_previous_colour(f
     assert "post-promotion analysis failed on bad" in record.message
     actions = [e["action"] for e in AuditLog(fresh.root).entries() if e.get("resource") == "Endpoint/live"]
     assert actions[-3:] == ["promote", "rollback", "incident"]
-    assert incident_path(fresh.root, record.incident).exists()
+    assert ProjectPaths(fresh.root).incident(record.incident).exists()
     assert set(load.statuses) == {200} and load.deployments_since(0)["bad"] > 0

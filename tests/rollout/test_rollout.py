@@ -11,13 +11,14 @@ import time
 
 from click.testing import CliRunner
 
-from specops.apply.audit import AuditLog
+from specops.state.audit import AuditLog
 from specops.cli import main
 from specops.registry import connect
-from specops.rollout import Rollout, load_record
+from specops.core.paths import ProjectPaths
+from specops.project import Project
+from specops.rollout import Rollout
 from specops.rollout.analysis import FAILED, INCONCLUSIVE, SUCCESSFUL
-from specops.rollout.incident import incident_path
-from specops.rollout.state import DEGRADED, HEALTHY, PAUSED, PROGRESSING
+from specops.state.records import DEGRADED, HEALTHY, PAUSED, PROGRESSING
 from specops.serving.traffic import read_traffic
 from specops.spec import load_specs
 from tests.rollout.conftest import Load, restart, write_endpoint
@@ -37,15 +38,15 @@ def audit(server: Server, action: str) -> list[dict]:
 
 def test_a_good_canary_is_promoted_and_undo_brings_the_old_one_back(fresh: Server):
     with Load(fresh) as load:
-        record = Rollout(fresh.root, "live").start("green", "blue")
-        record = Rollout(fresh.root, "live").run()
+        record = Rollout(Project(fresh.root), "live").start("green", "blue")
+        record = Rollout(Project(fresh.root), "live").run()
         assert record.status == HEALTHY and record.stable == "green"
         assert [a["phase"] for a in record.analyses] == [SUCCESSFUL, SUCCESSFUL]
         assert read_traffic(fresh.state_dir)[0] == {"green": 100}
         assert champion(fresh) == "4"
         assert audit(fresh, "promote")[-1]["outputs"] == {"model": "tiny", "version": "4", "aliases": ["champion"]}
 
-        undone = Rollout(fresh.root, "live").undo()
+        undone = Rollout(Project(fresh.root), "live").undo()
         assert undone.status == DEGRADED and undone.stable == "blue"
         assert read_traffic(fresh.state_dir)[0] == {"blue": 100} and champion(fresh) == "2"
     assert set(load.statuses) == {200}, load.statuses
@@ -55,8 +56,8 @@ def test_a_good_canary_is_promoted_and_undo_brings_the_old_one_back(fresh: Serve
 def test_a_bad_canary_is_rolled_back_automatically_with_an_incident(fresh: Server):
     write_endpoint(fresh.root, "{bad: 100}")  # the PR that asks for the bad model
     with Load(fresh) as load:
-        Rollout(fresh.root, "live").start("bad", "blue")
-        record = Rollout(fresh.root, "live").run()
+        Rollout(Project(fresh.root), "live").start("bad", "blue")
+        record = Rollout(Project(fresh.root), "live").run()
         time.sleep(0.5)  # let the client see traffic settle on stable
     assert set(load.statuses) == {200}, load.statuses  # a wrong model answers: only analysis can tell
     assert record.status == DEGRADED and record.weights == {"blue": 100}
@@ -66,7 +67,7 @@ def test_a_bad_canary_is_rolled_back_automatically_with_an_incident(fresh: Serve
     assert read_traffic(fresh.state_dir)[0] == {"blue": 100} and champion(fresh) == "2"
 
     incident = record.incident
-    text = incident_path(fresh.root, incident).read_text()
+    text = ProjectPaths(fresh.root).incident(incident).read_text()
     assert f"Incident {incident}" in text and "accuracy regression" in text and "Failed" in text
     assert audit(fresh, "rollback")[-1]["incident"] == incident and audit(fresh, "incident")[-1]["incident"] == incident
     last_bad = max(t for t, name in load.served if name == "bad")
@@ -77,13 +78,14 @@ def test_a_bad_canary_is_rolled_back_automatically_with_an_incident(fresh: Serve
     status = CliRunner().invoke(main, ["rollout", "status", "live", "--root", str(fresh.root)])
     assert status.exit_code == 0 and "Degraded" in status.output and incident in status.output
     write_endpoint(fresh.root, "{blue: 100}")  # the spec reverted
-    assert Rollout(fresh.root, "live").status().status == HEALTHY
+    assert Rollout(Project(fresh.root), "live").status().status == HEALTHY
     assert audit(fresh, "recovered")[-1]["incident"] == incident
 
 
 def test_a_killed_driver_leaves_a_record_and_resume_finishes_the_rollout(fresh: Server):
     driver = [sys.executable, "-c", "import sys; from specops.rollout import Rollout; "
-              "Rollout(sys.argv[1], 'live').start('green', 'blue'); Rollout(sys.argv[1], 'live').run()", str(fresh.root)]
+              "from specops.project import Project; p = Project(sys.argv[1]); "
+              "Rollout(p, 'live').start('green', 'blue'); Rollout(p, 'live').run()", str(fresh.root)]
     with Load(fresh) as load:
         process = subprocess.Popen(driver, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ})
         try:
@@ -91,19 +93,19 @@ def test_a_killed_driver_leaves_a_record_and_resume_finishes_the_rollout(fresh: 
         finally:
             os.kill(process.pid, signal.SIGKILL)  # mid-pause: the weight is set, analysis not run
             process.wait(timeout=10)
-        record = load_record(fresh.root, "live")
+        record = Project(fresh.root).state.rollout("live")
         assert record.status == PROGRESSING and record.weights == {"blue": 100 - CANARY_WEIGHT, "green": CANARY_WEIGHT}
-        assert json.loads((fresh.state_dir / "rollout.json").read_text())["canary"] == "green"
+        assert json.loads((fresh.root / ".specops/state/local.json").read_text())["rollouts"]["live"]["canary"] == "green"
 
-        resumed = Rollout(fresh.root, "live").resume()
+        resumed = Rollout(Project(fresh.root), "live").resume()
     assert resumed.status == HEALTHY and read_traffic(fresh.state_dir)[0] == {"green": 100}
     assert "resumed" in [event["event"] for event in resumed.history]
     assert set(load.statuses) == {200}, load.statuses
 
 
 def test_a_quiet_endpoint_pauses_inconclusive_and_can_be_aborted(fresh: Server):
-    Rollout(fresh.root, "live").start("green", "blue")
-    record = Rollout(fresh.root, "live").run()  # no load: the canary sees no requests
+    Rollout(Project(fresh.root), "live").start("green", "blue")
+    record = Rollout(Project(fresh.root), "live").run()  # no load: the canary sees no requests
     assert record.status == PAUSED and record.analyses[-1]["phase"] == INCONCLUSIVE
     assert "of the 30 requests analysis needs" in record.message
     assert read_traffic(fresh.state_dir)[0] == {"blue": 100 - CANARY_WEIGHT, "green": CANARY_WEIGHT}  # held, not promoted
@@ -116,24 +118,24 @@ def test_a_quiet_endpoint_pauses_inconclusive_and_can_be_aborted(fresh: Server):
 
 
 def test_a_restarted_server_gets_the_rollout_weights_back_on_resume(fresh: Server):
-    Rollout(fresh.root, "live").start("green", "blue")
-    paused = Rollout(fresh.root, "live").run()  # quiet: paused at the first analysis, 30% on green
+    Rollout(Project(fresh.root), "live").start("green", "blue")
+    paused = Rollout(Project(fresh.root), "live").run()  # quiet: paused at the first analysis, 30% on green
     assert paused.status == PAUSED
     restart(fresh)
     assert read_traffic(fresh.state_dir)[0] == {"blue": 100}  # a new server starts from the spec
     with Load(fresh) as load:
-        record = Rollout(fresh.root, "live").resume()  # weights back; the analysis window restarts with the server
+        record = Rollout(Project(fresh.root), "live").resume()  # weights back; the analysis window restarts with the server
         for _ in range(RESUMES):
             if record.status != PAUSED:
                 break
             time.sleep(2)  # let the canary answer min_samples requests
-            record = Rollout(fresh.root, "live").resume()
+            record = Rollout(Project(fresh.root), "live").resume()
     assert record.status == HEALTHY and read_traffic(fresh.state_dir)[0] == {"green": 100}
     assert set(load.statuses) == {200}, load.statuses
 
 
 def _record_at_step(server: Server):
-    record = load_record(server.root, "live")
+    record = Project(server.root).state.rollout("live")
     return record if record is not None and record.step >= 1 else None
 
 

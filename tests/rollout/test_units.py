@@ -5,7 +5,9 @@ import pytest
 
 from specops.rollout.analysis import FAILED, INCONCLUSIVE, SUCCESSFUL, Arm, analyse
 from specops.rollout.metrics import Traffic, parse, quantile, window
-from specops.rollout.state import RecordChanged, RolloutRecord, load_record, save_record
+from specops.core.paths import ProjectPaths
+from specops.state.records import RolloutRecord
+from specops.state.store import RecordChanged, StateStore
 from specops.rollout.strategies import thompson_weights
 from specops.spec.endpoints import CanaryRollout
 
@@ -77,10 +79,11 @@ def test_thompson_weights_sum_to_100_and_keep_every_floor():
 
 def test_a_stale_copy_of_the_record_is_refused(tmp_path):
     record = RolloutRecord(endpoint="e", strategy="canary", stable="a", canary="b", model="m", stable_version="1", canary_version="2")
-    save_record(tmp_path, record)
-    theirs, ours = load_record(tmp_path, "e"), load_record(tmp_path, "e")
+    store = StateStore(ProjectPaths(tmp_path), "local")
+    store.save_rollout(record)
+    theirs, ours = store.rollout("e"), store.rollout("e")
     theirs.status = "Degraded"
-    save_record(tmp_path, theirs)  # e.g. a person's `rollout abort`
+    store.save_rollout(theirs)  # e.g. a person's `rollout abort`
     with pytest.raises(RecordChanged, match="now Degraded"):
-        save_record(tmp_path, ours)
-    assert load_record(tmp_path, "e").status == "Degraded"
+        store.save_rollout(ours)
+    assert store.rollout("e").status == "Degraded"

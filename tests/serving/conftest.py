@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import requests
 
-from specops.serving.config import endpoint_dir
+from specops.core.paths import ProjectPaths
 from specops.serving.keys import ensure_keys
 
 SPECS = {
@@ -143,7 +143,7 @@ class Server:
     def __init__(self, root: Path, endpoint: str, port: int, process: subprocess.Popen):
         self.root, self.endpoint, self.port, self.process = root, endpoint, port, process
         self.url = f"http://127.0.0.1:{port}"
-        self.state_dir = endpoint_dir(root, endpoint)
+        self.state_dir = ProjectPaths(root).endpoint(endpoint)
         self.session = requests.Session()
 
     @property

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from specops.project import Project
 from specops.cli import main
 from specops.errors import SpecopsError
 from specops.serving.batch import COMPLETED, FAILED, invoke, list_jobs, manifest_path
@@ -113,7 +114,7 @@ def direct_predictions(root: Path, frame: pd.DataFrame, version: str) -> list:
 
 
 def test_append_row_writes_the_models_predictions_in_input_order_from_parallel_workers(project: Path):
-    job = invoke(project, "nightly", input=project / "input.csv")
+    job = invoke(Project(project).specs, "nightly", input=project / "input.csv")
     out = pd.read_csv(job.output_file)
     assert job.status == COMPLETED and job.version == "2"  # tiny@champion
     assert job.output_file == project / "outputs" / "batch" / job.job / "predictions.csv"
@@ -126,8 +127,8 @@ def test_append_row_writes_the_models_predictions_in_input_order_from_parallel_w
 
 
 def test_the_same_input_again_is_the_same_job_and_scores_nothing(project: Path):
-    first = invoke(project, "nightly", input=project / "input.csv")  # finished by the test above, or now
-    again = invoke(project, "nightly", input=project / "input.csv")
+    first = invoke(Project(project).specs, "nightly", input=project / "input.csv")  # finished by the test above, or now
+    again = invoke(Project(project).specs, "nightly", input=project / "input.csv")
     assert again.job == first.job and again.done == first.done
     assert again.runs[-1]["started_at"] >= first.runs[-1]["started_at"] and len(again.runs) == len(first.runs) + 1
 
@@ -157,7 +158,7 @@ def test_sigkilled_job_resumes_without_rescoring_finished_mini_batches(project: 
     rescored = [entry for i, entry in after["done"].items() if i not in before["done"]]
     assert rescored and not killed_pids & {entry["pid"] for entry in rescored}
 
-    uninterrupted = invoke(project, "nightly", input=source)  # main: 10 mini-batches of 100, scored by the first test
+    uninterrupted = invoke(Project(project).specs, "nightly", input=source)  # main: 10 mini-batches of 100, scored by the first test
     resumed_output = Path(after["output_dir"]) / "predictions.csv"
     assert uninterrupted.job != after["job"]
     assert resumed_output.read_bytes() == uninterrupted.output_file.read_bytes()
@@ -210,11 +211,11 @@ def test_failed_rows_beyond_error_threshold_fail_the_job_naming_row_and_column(p
     source = bad_input(project / "bad.csv")
     with pytest.raises(SpecopsError, match=r"3 row\(s\) failed, more than error_threshold 2 of deployment strict; "
                                            r"first: row 7: region: 'mars' is not one of north, south"):
-        invoke(project, "nightly", input=source, deployment="strict")
+        invoke(Project(project).specs, "nightly", input=source, deployment="strict")
     [failed] = [j for j in list_jobs(project, "nightly") if j.deployment == "strict"]
     assert failed.status == FAILED and "error_threshold" in failed.message
 
-    job = invoke(project, "nightly", input=source, deployment="lenient")
+    job = invoke(Project(project).specs, "nightly", input=source, deployment="lenient")
     out, errors = pd.read_csv(job.output_file), pd.read_csv(Path(job.output_dir) / "errors.csv")
     assert job.status == COMPLETED and job.failed_rows == 3 and job.scored_rows == 197
     assert errors.row.tolist() == [7, 90, 150]
@@ -227,7 +228,7 @@ def test_failed_rows_beyond_error_threshold_fail_the_job_naming_row_and_column(p
 
 
 def test_summary_only_writes_counts_and_no_predictions(project: Path):
-    job = invoke(project, "nightly", input=project / "input.csv", deployment="counts")
+    job = invoke(Project(project).specs, "nightly", input=project / "input.csv", deployment="counts")
     summary = json.loads((Path(job.output_dir) / "summary.json").read_text())
     assert summary["scored"] == 1000 and summary["failed"] == 0 and summary["output"] is None
     assert sorted(p.name for p in Path(job.output_dir).iterdir()) == ["summary.json"]
@@ -245,7 +246,7 @@ def test_summary_only_writes_counts_and_no_predictions(project: Path):
 ])
 def test_user_mistakes_are_clear_errors(project: Path, kwargs: dict, message: str):
     with pytest.raises(SpecopsError) as info:
-        invoke(project, kwargs.pop("endpoint", "nightly"), **kwargs)
+        invoke(Project(project).specs, kwargs.pop("endpoint", "nightly"), **kwargs)
     assert message in str(info.value)
 
 
@@ -259,7 +260,7 @@ def test_a_missing_column_is_named_with_the_file_and_the_cli_prints_no_traceback
 
 
 def test_show_reports_a_jobs_status_version_and_output(project: Path):
-    job = invoke(project, "nightly", input=project / "input.csv")
+    job = invoke(Project(project).specs, "nightly", input=project / "input.csv")
     shown = CliRunner().invoke(main, ["batch", "show", job.job, "--root", str(project)])
     assert shown.exit_code == 0, shown.output
     assert f"batch job {job.job} (nightly/main): Completed" in shown.output
@@ -270,7 +271,7 @@ def test_a_mini_batch_past_its_timeout_is_retried_on_a_fresh_worker_then_counted
     frame = rows(30, seed=5)
     frame.loc[15, "score"] = 301  # the slow model hangs on mini-batch 1 (rows 10-19)
     frame.to_csv(project / "hangs.csv", index=False)
-    job = invoke(project, "nightly", input=project / "hangs.csv", deployment="slowpoke")
+    job = invoke(Project(project).specs, "nightly", input=project / "hangs.csv", deployment="slowpoke")
     assert job.status == COMPLETED  # error_threshold -1: failures are reported, not fatal
     assert job.failed == {"1": {"rows": 10, "error": "timed out after 5s", "attempts": 2}}  # max_retries 1
     assert sorted(job.done) == ["0", "2"] and job.done["0"]["pid"] != job.done["2"]["pid"]  # the hung worker was killed

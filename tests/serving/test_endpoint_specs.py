@@ -89,7 +89,7 @@ def test_canary_and_batch_examples_load(project: Path):
 def test_blue_green_ab_and_bandit_strategies_parse(project: Path):
     rollout = "  rollout:\n    strategy: canary\n"
     blue_green = CANARY.split(rollout)[0] + ("  rollout:\n    strategy: blue-green\n    pre_promotion_analysis: promotion\n"
-                                              "    auto_promotion_enabled: true\n    scale_down_delay: 30s\n")
+                                              "    auto_promotion_enabled: true\n")
     write(project, blue_green)
     assert isinstance(load_specs(project).get(Endpoint, "credit-scoring").spec.rollout, BlueGreenRollout)
     for strategy in ("strategy: ab\n    metrics: [accuracy]\n", "strategy: bandit\n    reward: {metric: accuracy}\n    floor: 10\n"):

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from specops.serving.config import endpoint_dir
+from specops.core.paths import ProjectPaths
 from specops.slo import history
 
 REPO = Path(__file__).resolve().parents[2]
@@ -77,7 +77,7 @@ def record(t: float, latency_ms: float = 10.0, *, deployment: str = "blue", pred
 
 def write_log(root: Path, records: list[dict[str, Any]]) -> None:
     """Requests and their feedback, in the server's files."""
-    folder = endpoint_dir(root, ENDPOINT) / "inference"
+    folder = ProjectPaths(root).endpoint(ENDPOINT) / "inference"
     folder.mkdir(parents=True, exist_ok=True)
     with (folder / "requests-2027011500-0.jsonl").open("a") as out:
         for r in records:

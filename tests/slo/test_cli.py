@@ -31,7 +31,7 @@ def test_json_gives_every_objective_with_its_budget(project: Path):
 
 
 def test_the_table_and_markdown_show_sli_target_budget_and_burn_rate(project: Path, monkeypatch):
-    from specops.cli_options import console
+    from specops.cli.options import console
 
     monkeypatch.setattr(console, "width", 160)  # a terminal wide enough that no cell wraps
     seeded(project)

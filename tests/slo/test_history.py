@@ -1,4 +1,4 @@
-"""Recording the server's counters: each read of an SLO appends one scrape, and a window counts their increases."""
+"""Recording the server's counters: each controller pass appends one scrape (reading an SLO adds none), and a window counts their increases."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from specops.serving.config import endpoint_dir
+from specops.core.paths import ProjectPaths
 from specops.slo import budget as b
 from specops.slo import history
 from specops.slo.engine import evaluate
@@ -37,7 +37,7 @@ def served(project: Path):
     server = HTTPServer(("127.0.0.1", 0), FakeMetrics)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    state = endpoint_dir(project, ENDPOINT)
+    state = ProjectPaths(project).endpoint(ENDPOINT)
     state.mkdir(parents=True)
     (state / "config.json").write_text(json.dumps({"port": server.server_address[1]}))
     yield project
@@ -49,24 +49,29 @@ def counters(good: int, bad: int) -> str:
             f'specops_errors_total{{deployment="blue"}} {bad}\n')
 
 
-def test_each_evaluation_records_a_scrape_and_the_window_counts_increases(served: Path):
+def test_each_scrape_pass_records_a_sample_reading_adds_none_and_the_window_counts_increases(served: Path):
     specs = load_specs(served)
     slo = specs.get(SLO, "scoring-slo")
     COUNTERS["text"] = counters(400, 1)
+    assert history.record_scrapes(specs) == []
     first = evaluate(specs, slo)[0]
     assert (first.events, first.bad, first.status) == (401, 1, b.OK)
     COUNTERS["text"] = counters(1000, 6)
+    assert evaluate(specs, slo)[0].events == 401  # whoever asks, the history does not grow
+    history.record_scrapes(specs)
     second = evaluate(specs, slo)[0]
     assert (second.events, second.bad, second.status) == (1006, 6, b.EXHAUSTED)
     assert len(history.read_samples(served, ENDPOINT)) == 2
 
 
 def test_a_stopped_server_adds_no_sample_and_says_so(served: Path):
-    (endpoint_dir(served, ENDPOINT) / "config.json").write_text(json.dumps({"port": 9}))  # nothing listens there
+    (ProjectPaths(served).endpoint(ENDPOINT) / "config.json").write_text(json.dumps({"port": 9}))  # nothing listens there
     specs = load_specs(served)
+    [problem] = history.record_scrapes(specs)
+    assert problem.startswith(f"SLO history of {ENDPOINT}: could not scrape http://127.0.0.1:9/metrics")
     [availability, _] = evaluate(specs, specs.get(SLO, "scoring-slo"))
     assert availability.status == b.NO_DATA and history.read_samples(served, ENDPOINT) == []
-    assert availability.note.startswith("could not scrape http://127.0.0.1:9/metrics")
+    assert "the controller running beside it" in availability.note
 
 
 def test_a_line_still_being_written_is_skipped(project: Path):

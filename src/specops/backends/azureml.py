@@ -21,10 +21,10 @@ import re
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from specops.backends.azure_metrics import GRAIN, AzureMonitorMetrics, EndpointMetrics, combined, workspace_id
-from specops.backends.base import Reporter
+from specops.plan.backend import Reporter
 from specops.errors import SpecopsError
 from specops.plan.model import Action, Operation, Resource
 from specops.render.azureml import (
@@ -35,6 +35,9 @@ from specops.rollout.analysis import FAILED, INCONCLUSIVE, SUCCESSFUL, Arm, anal
 from specops.core.durations import seconds as duration_seconds
 from specops.spec.endpoints import CanaryRollout, Endpoint
 from specops.spec.refs import resolve
+
+if TYPE_CHECKING:
+    from specops.project import Project as Session
 
 DEFAULT_TIMEOUT = 1800.0  # seconds an apply waits for one long-running operation
 # Seconds an Inconclusive analysis (too few requests yet) keeps re-querying before the canary is rolled back.
@@ -80,6 +83,10 @@ class AzureMLBackend:
         self._rendered_for: SpecSet | None = None
         self._entities: dict[str, Rendered] = {}
         self._desired: list[Resource] = []
+
+    @classmethod
+    def from_project(cls, project: Session) -> AzureMLBackend:
+        return cls(project.root)
 
     # -- desired ---------------------------------------------------------------
     def desired(self, specs: SpecSet) -> list[Resource]:

@@ -12,17 +12,19 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from specops.backends import local_endpoint
-from specops.backends.base import Reporter
+from specops.plan.backend import Reporter
 from specops.errors import SpecopsError
-from specops.core.paths import RunPaths
 from specops.plan.model import Action, Operation, Resource
 from specops.render.dvc import dump_dvc, final_stage, render_dvc, stage_name
 from specops.spec import KINDS, FeatureSet, Pipeline, Project, SpecSet
 from specops.spec.endpoints import Endpoint
 from specops.spec.refs import resolve
+
+if TYPE_CHECKING:
+    from specops.project import Project as Session
 
 CURRENT = "current"
 DVC_FILE = "dvc.yaml"
@@ -31,8 +33,13 @@ DVC_FILE = "dvc.yaml"
 class LocalBackend:
     name = "local"
 
-    def __init__(self, root: Path):
-        self.root = Path(root)
+    def __init__(self, project: Session):
+        self.project = project
+        self.root = project.root
+
+    @classmethod
+    def from_project(cls, project: Session) -> LocalBackend:
+        return cls(project)
 
     # -- desired ---------------------------------------------------------------
     def desired(self, specs: SpecSet) -> list[Resource]:
@@ -68,7 +75,7 @@ class LocalBackend:
                 actual[p.key]["outputs"] = f"stale ({', '.join(changed)})" if changed else CURRENT
         for endpoint in specs.of_kind(Endpoint):
             if endpoint.key in actual:
-                actual[endpoint.key]["serving"] = local_endpoint.observe(self.root, endpoint, specs)
+                actual[endpoint.key]["serving"] = local_endpoint.observe(self.project, endpoint)
         return actual
 
     def check_rendered(self, specs: SpecSet) -> None:
@@ -112,7 +119,7 @@ class LocalBackend:
             if op.kind == "Pipeline":
                 report(f"{op.key}: removed from state; its registered models stay in the registry")
             if op.kind == "Endpoint":
-                return local_endpoint.remove(self.root, op.name, report)
+                return local_endpoint.remove(self.project, op.name, report)
             return {}
         doc = specs.get(KINDS[op.kind], op.name)
         if isinstance(doc, Project):
@@ -120,13 +127,13 @@ class LocalBackend:
         if isinstance(doc, Pipeline):
             return self.run_pipeline(doc, specs, report)
         if isinstance(doc, Endpoint):
-            return local_endpoint.deploy(self.root, doc, specs, report)
+            return local_endpoint.deploy(self.project, doc, report)
         return {}
 
     def _apply_project(self, project: Project, specs: SpecSet) -> dict[str, Any]:
         env = project.spec.environments[specs.env]
         resolve(env.values)  # fail now, not mid-pipeline, if a referenced variable is missing
-        (self.root / ".specops").mkdir(exist_ok=True)
+        self.project.paths.state_dir.mkdir(exist_ok=True)
         return {"backend": env.backend}
 
     def run_pipeline(self, pipeline: Pipeline, specs: SpecSet, report: Reporter, retrain_reason: str | None = None) -> dict[str, Any]:
@@ -142,7 +149,7 @@ class LocalBackend:
             result = subprocess.run([sys.executable, "-m", "dvc", *command], cwd=self.root, env=env)
             if result.returncode != 0:
                 raise SpecopsError(f"pipeline {pipeline.name!r} failed (dvc exit {result.returncode}); see the stage output above")
-        registration = RunPaths(self.root, pipeline.name).registration
+        registration = self.project.paths.run(pipeline.name).registration
         return json.loads(registration.read_text()) if registration.exists() else {}
 
 

@@ -22,42 +22,44 @@ The spec's `traffic` is the desired end state. Applying a change:
 """
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from specops.backends.base import Reporter
 from specops.errors import SpecopsError
+from specops.plan.backend import Reporter
+from specops.registry import version_by_alias
+from specops.rollout import Rollout
 from specops.serving import daemon
-from specops.serving.config import ServingConfig, endpoint_dir
+from specops.serving.config import ServingConfig
 from specops.serving.server import CONFIG_FILE
 from specops.serving.traffic import read_traffic, set_traffic
-from specops.spec import SpecSet
 from specops.spec.endpoints import Endpoint
+from specops.state.records import ACTIVE, DEGRADED, HEALTHY, RolloutRecord
+
+if TYPE_CHECKING:
+    from specops.project import Project
 
 RUNNING, STOPPED = "running", "stopped"
 
 
-def observe(root: Path, endpoint: Endpoint, specs: SpecSet) -> str:
+def observe(project: Project, endpoint: Endpoint) -> str:
     """One word (or a short phrase) for the plan: is the endpoint serving its spec?"""
-    if daemon.server_info(root, endpoint.name) is None:
+    if daemon.server_info(project.paths, endpoint.name) is None:
         return STOPPED
-    record = _rollout_record(root, endpoint, specs)
-    if record is not None and record.status != "Healthy":
+    record = _rollout_record(project, endpoint)
+    if record is not None and record.status != HEALTHY:
         return f"rollout {record.status}" + (f" (incident {record.incident})" if record.incident else "")
-    moved = _moved_aliases(root, endpoint, specs)
+    moved = _moved_aliases(project, endpoint)
     if moved:
         return "stale (" + ", ".join(f"{name}: v{old} -> v{new}" for name, (old, new) in moved.items()) + ")"
     return RUNNING
 
 
-def _moved_aliases(root: Path, endpoint: Endpoint, specs: SpecSet) -> dict[str, tuple[str | None, str]]:
+def _moved_aliases(project: Project, endpoint: Endpoint) -> dict[str, tuple[str | None, str]]:
     """Deployments naming an alias that now points at another version than the one served."""
     aliased = [d for d in endpoint.spec.deployments if d.model_ref.alias]
     if not aliased:
         return {}  # pinned versions: the spec's own diff says everything, and MLflow need not be imported
-    from specops.registry import connect, version_by_alias
-
-    client, served, moved = connect(specs), _served_versions(root, endpoint.name), {}
+    client, served, moved = project.registry, _served_versions(project, endpoint.name), {}
     for deployment in aliased:
         ref = deployment.model_ref
         current = version_by_alias(client, ref.name, ref.alias)  # None: not set yet, the deployment is not ready
@@ -66,47 +68,47 @@ def _moved_aliases(root: Path, endpoint: Endpoint, specs: SpecSet) -> dict[str, 
     return moved
 
 
-def deploy(root: Path, endpoint: Endpoint, specs: SpecSet, report: Reporter) -> dict[str, Any]:
-    name = endpoint.name
-    before = _served_versions(root, name)
-    running = daemon.server_info(root, name) is not None
+def deploy(project: Project, endpoint: Endpoint, report: Reporter) -> dict[str, Any]:
+    name, specs = endpoint.name, project.specs
+    before = _served_versions(project, name)
+    running = daemon.server_info(project.paths, name) is not None
     report(f"Endpoint/{name}: {'reloading the server (it keeps answering)' if running else 'starting the server'}")
-    info = daemon.reload(root, name) if running else daemon.start(root, name)
-    after = _served_versions(root, name)
+    info = daemon.reload(specs, name) if running else daemon.start(specs, name)
+    after = _served_versions(project, name)
     for deployment, version in after.items():
         if version is None:
             report(f"Endpoint/{name}: deployment {deployment} is NOT READY (see `specops endpoint serve` output in "
-                   f"{endpoint_dir(root, name) / daemon.LOG_FILE})")
+                   f"{project.paths.endpoint(name) / daemon.LOG_FILE})")
         elif before.get(deployment) not in (None, version):
             report(f"Endpoint/{name}: deployment {deployment} now serves version {version} (was {before[deployment]})")
-    status = _move_traffic(root, endpoint, specs, before, after, report)
-    traffic, mirror = read_traffic(endpoint_dir(root, name))
-    return {"port": info["port"], "versions": _served_versions(root, name), "traffic": traffic, "mirror_traffic": mirror,
+    status = _move_traffic(project, endpoint, before, after, report)
+    traffic, mirror = read_traffic(project.paths.endpoint(name))
+    return {"port": info["port"], "versions": _served_versions(project, name), "traffic": traffic, "mirror_traffic": mirror,
             "rollout": status}
 
 
-def remove(root: Path, name: str, report: Reporter) -> dict[str, Any]:
-    if daemon.stop(root, name):
+def remove(project: Project, name: str, report: Reporter) -> dict[str, Any]:
+    if daemon.stop(project.paths, name):
         report(f"Endpoint/{name}: server stopped")
     return {}
 
 
-def _move_traffic(root: Path, endpoint: Endpoint, specs: SpecSet, before: dict, after: dict, report: Reporter) -> str | None:
-    spec, state_dir = endpoint.spec, endpoint_dir(root, endpoint.name)
+def _move_traffic(project: Project, endpoint: Endpoint, before: dict, after: dict, report: Reporter) -> str | None:
+    spec, state_dir = endpoint.spec, project.paths.endpoint(endpoint.name)
     live, live_mirror = read_traffic(state_dir)
-    record = _rollout_record(root, endpoint, specs)
-    if record is not None and record.status in ("Progressing", "Paused", "Aborted"):
+    record = _rollout_record(project, endpoint)
+    if record is not None and record.status in ACTIVE:
         report(f"Endpoint/{endpoint.name}: resuming the {record.strategy} rollout {record.stable} -> {record.canary}")
-        return _finish(root, endpoint, specs, _rollout(root, endpoint, specs).resume(), report)
+        return _finish(project, endpoint, Rollout(project, endpoint.name).resume(), report)
     stable = max(live, key=live.get)
     challenger = _new_version_without_traffic(live, before, after, after.get(stable))
     if challenger and spec.rollout is not None:
-        return _start_rollout(root, endpoint, specs, challenger, stable, after, report)
+        return _start_rollout(project, endpoint, challenger, stable, after, report)
     if _same(live, spec.traffic) and live_mirror == spec.mirror_traffic:
         return None
     canary = _canary(live, spec.traffic)
     if spec.rollout is not None and before and canary != stable:
-        return _start_rollout(root, endpoint, specs, canary, stable, after, report)
+        return _start_rollout(project, endpoint, canary, stable, after, report)
     # A first deployment (nothing to roll out from), or no strategy declared: the spec's weights now.
     set_traffic(state_dir, list(after), spec.traffic, spec.mirror_traffic)
     report(f"Endpoint/{endpoint.name}: traffic {spec.traffic}")
@@ -123,50 +125,48 @@ def _new_version_without_traffic(live: dict[str, int], before: dict, after: dict
                  and not live.get(name)), None)
 
 
-def _start_rollout(root: Path, endpoint: Endpoint, specs: SpecSet, canary: str, stable: str, versions: dict,
+def _start_rollout(project: Project, endpoint: Endpoint, canary: str, stable: str, versions: dict,
                    report: Reporter) -> str:
     report(f"Endpoint/{endpoint.name}: {endpoint.spec.rollout.strategy} rollout {stable} (v{versions.get(stable)}) -> "
            f"{canary} (v{versions.get(canary)})")
-    rollout = _rollout(root, endpoint, specs)
+    rollout = Rollout(project, endpoint.name)
     rollout.start(canary, stable)
-    return _finish(root, endpoint, specs, rollout.run(), report)
+    return _finish(project, endpoint, rollout.run(), report)
 
 
-def _finish(root: Path, endpoint: Endpoint, specs: SpecSet, record, report: Reporter) -> str:
+def _finish(project: Project, endpoint: Endpoint, record: RolloutRecord, report: Reporter) -> str:
     for event in record.history[-12:]:
         if event["event"] in ("weight", "analysis", "paused", "promoted", "rolled back"):
             detail = ", ".join(f"{k}={v}" for k, v in event.items() if k not in ("time", "event"))
             report(f"Endpoint/{endpoint.name}: {event['event']} {detail}")
-    if record.status == "Degraded":
+    if record.status == DEGRADED:
         raise SpecopsError(
             f"the rollout of endpoint {endpoint.name} was rolled back: {record.message}. Traffic is back on "
             f"{record.stable}; incident {record.incident} is in .specops/incidents/. Revert the spec (or fix the "
             f"model and apply again); `specops rollout status {endpoint.name}` shows the analysis.")
-    if record.status == "Healthy":
-        _settle(root, endpoint, report)
+    if record.status == HEALTHY:
+        _settle(project, endpoint, report)
     else:
         report(f"Endpoint/{endpoint.name}: rollout {record.status}: {record.message}")
     return record.status
 
 
-def _settle(root: Path, endpoint: Endpoint, report: Reporter) -> None:
+def _settle(project: Project, endpoint: Endpoint, report: Reporter) -> None:
     """After a promotion: the spec's weights, on a server whose aliases resolve anew (the promotion moved `champion`).
 
     Until the reload is done, all traffic stays on the promoted deployment, so no request meets the old model.
     """
-    from specops.rollout.state import load_record, save_record
-
     spec = endpoint.spec
     if any(d.model_ref.alias for d in spec.deployments):
-        daemon.reload(root, endpoint.name)
-    set_traffic(endpoint_dir(root, endpoint.name), [d.name for d in spec.deployments], spec.traffic, spec.mirror_traffic)
+        daemon.reload(project.specs, endpoint.name)
+    set_traffic(project.paths.endpoint(endpoint.name), [d.name for d in spec.deployments], spec.traffic, spec.mirror_traffic)
     report(f"Endpoint/{endpoint.name}: traffic {spec.traffic}")
-    record, versions = load_record(root, endpoint.name), _served_versions(root, endpoint.name)
-    if record is not None and record.status == "Healthy":  # the record shows where traffic now is
+    record, versions = project.state.rollout(endpoint.name), _served_versions(project, endpoint.name)
+    if record is not None and record.status == HEALTHY:  # the record shows where traffic now is
         record.stable = max(spec.traffic, key=spec.traffic.get)
         record.stable_version, record.weights = versions.get(record.stable), dict(spec.traffic)
         record.log("settled", traffic=spec.traffic, versions=versions)
-        save_record(root, record)
+        project.state.save_rollout(record)
 
 
 def _canary(live: dict[str, int], desired: dict[str, int]) -> str:
@@ -178,24 +178,16 @@ def _same(a: dict[str, int], b: dict[str, int]) -> bool:
     return {k: v for k, v in a.items() if v} == {k: v for k, v in b.items() if v}
 
 
-def _served_versions(root: Path, name: str) -> dict[str, str | None]:
-    path = endpoint_dir(root, name) / CONFIG_FILE
-    if daemon.server_info(root, name) is None or not path.exists():
+def _served_versions(project: Project, name: str) -> dict[str, str | None]:
+    path = project.paths.endpoint(name) / CONFIG_FILE
+    if daemon.server_info(project.paths, name) is None or not path.exists():
         return {}
     return {d.name: d.version for d in ServingConfig.load(path).deployments}
 
 
-def _rollout(root: Path, endpoint: Endpoint, specs: SpecSet):
-    from specops.rollout.controller import Rollout
-
-    return Rollout(root, endpoint.name, specs=specs)
-
-
-def _rollout_record(root: Path, endpoint: Endpoint, specs: SpecSet):
+def _rollout_record(project: Project, endpoint: Endpoint) -> RolloutRecord | None:
     """The endpoint's rollout record, after noticing a reverted spec (a Degraded endpoint recovers)."""
-    from specops.rollout.state import load_record
-
-    record = load_record(root, endpoint.name)
+    record = project.state.rollout(endpoint.name)
     if record is None or endpoint.spec.rollout is None:
         return record
-    return _rollout(root, endpoint, specs).status()
+    return Rollout(project, endpoint.name).status()

@@ -1,34 +1,44 @@
-"""The controller loop: detect what is due, run the monitors whose schedule fired, then run each
-pipeline once for its most urgent event (a monitor's drift alert is one, in the same pass)."""
+"""The controller loop: one pass notices what is due and does it, for one project in one environment.
+
+Each pass (`tick`) reads the specs afresh, then:
+1. records a /metrics scrape of every served endpoint an SLO measures availability on
+   (the SLO history grows by the clock, whoever asks or not);
+2. queues the retraining events that are due (cron, data change, staleness);
+3. runs the monitors whose schedule fired and carries out what they ask for;
+4. steps the experiment rollouts that are due (a bandit every `update_interval`, A/B reports);
+5. runs each pipeline once for its most urgent event, and rolls its new challenger out.
+"""
 from __future__ import annotations
 
 import json
 import threading
-from datetime import datetime, timezone
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
-from specops.apply.audit import AuditLog
-from specops.apply.lock import apply_lock
-from specops.apply.state import StateStore
-from specops.core.files import atomic_write
-from specops.backends.base import Reporter, quiet
-from specops.backends.local import LocalBackend
 from specops.controller.events import COALESCED, DONE, FAILED, STARTED, Event, EventQueue
+from specops.controller.monitors import run_monitor
 from specops.controller.triggers import data_change_events, last_training, latest_fire, schedule_events, stale_events
+from specops.core.clock import utcnow
+from specops.core.durations import seconds
+from specops.core.files import atomic_write
 from specops.errors import LockHeld, SpecopsError
-from specops.core.paths import STATE_DIR
-from specops.monitoring.runner import MonitorResult, run_monitor
-from specops.spec import Pipeline, SpecSet, load_specs
-from specops.spec.endpoints import Endpoint
+from specops.monitoring.runner import MonitorResult
+from specops.plan.backend import Reporter, quiet
+from specops.project import Project
+from specops.slo.history import record_scrapes
+from specops.spec import Pipeline, SpecSet
+from specops.spec.endpoints import ABRollout, BanditRollout, Endpoint
 from specops.spec.monitors import Monitor
+from specops.state.audit import AuditAction
+from specops.state.records import PROGRESSING
+from specops.state.store import StateStore
 
 
 class Controller:
-    def __init__(self, root: Path | str, env: str | None = None, report: Reporter = quiet):
-        self.root, self.env, self.report = Path(root).resolve(), env, report
-        self.queue = EventQueue(self.root)
-        self.clock_file = self.root / STATE_DIR / "controller" / "clock.json"
+    def __init__(self, project: Project, report: Reporter = quiet):
+        self.project, self.report = project, report
+        self.queue = EventQueue(project.root)
+        self.clock_file = project.paths.controller / "clock.json"
 
     # -- detection -------------------------------------------------------------
     def _clock(self) -> dict[str, str]:
@@ -41,7 +51,7 @@ class Controller:
     def detect(self, specs: SpecSet, now: datetime) -> list[Event]:
         """Queue every new event; returns the ones that were new."""
         clock = self._clock()
-        state = StateStore(specs.root, specs.env).resources
+        state = StateStore(specs.paths, specs.env).read().resources
         found: list[Event] = []
         for pipeline in specs.of_kind(Pipeline):
             # Cron times before the controller first saw a pipeline are history, not work.
@@ -66,13 +76,13 @@ class Controller:
             since = datetime.fromisoformat(self._clock().get(key, now.isoformat()))  # first sight: history is not work
             fired = latest_fire(monitor.spec.schedule, since, now)
             if fired is not None:
-                results += self._run_monitor(specs, monitor, fired)
+                results += self._run_monitor(monitor, fired)
             self._save_clock({**self._clock(), key: now.isoformat()})
         return results
 
-    def _run_monitor(self, specs: SpecSet, monitor: Monitor, fired: datetime) -> list[MonitorResult]:
+    def _run_monitor(self, monitor: Monitor, fired: datetime) -> list[MonitorResult]:
         try:
-            result = run_monitor(specs, monitor, fired)
+            result = run_monitor(self.project, monitor, fired, self.queue)
         except SpecopsError as exc:  # one broken monitor (no champion yet, say) must not stop the others
             self.report(f"monitor {monitor.name}: error: {exc}")
             return []
@@ -85,6 +95,38 @@ class Controller:
     def enqueue(self, event: Event) -> bool:
         """For monitors and people: queue a drift, performance or manual retrain."""
         return self.queue.offer(event)
+
+    def retrain(self, pipeline: str, reason: str, detail: str = "requested on the command line") -> list[tuple[Event, str]]:
+        """Queue a retraining of `pipeline` now, with its reason recorded, and run what is pending."""
+        specs = self.project.specs
+        specs.require(Pipeline, pipeline)
+        self.enqueue(Event(f"{reason}:{pipeline}:{utcnow().isoformat(timespec='seconds')}", pipeline, reason, detail))
+        return self.run_pending(specs)
+
+    # -- experiments -----------------------------------------------------------
+    def step_experiments(self, specs: SpecSet, now: datetime) -> None:
+        """A bandit's weights move every `update_interval`; an A/B test's report is brought up to date each pass."""
+        from specops.rollout import Rollout
+
+        for endpoint in specs.of_kind(Endpoint):
+            strategy = endpoint.spec.rollout
+            record = self.project.state.rollout(endpoint.name)
+            if not isinstance(strategy, (ABRollout, BanditRollout)) or record is None or record.status != PROGRESSING:
+                continue
+            if isinstance(strategy, BanditRollout) and not self._due(f"bandit:{endpoint.name}", strategy.update_interval, now):
+                continue
+            try:
+                Rollout(self.project, endpoint.name).step()
+            except SpecopsError as exc:
+                self.report(f"{endpoint.key}: {exc}")
+
+    def _due(self, key: str, interval: str, now: datetime) -> bool:
+        clock = self._clock()
+        last = clock.get(key)
+        if last is not None and (now - datetime.fromisoformat(last)).total_seconds() < seconds(interval):
+            return False
+        self._save_clock({**clock, key: now.isoformat()})
+        return True
 
     # -- running ---------------------------------------------------------------
     def run_pending(self, specs: SpecSet) -> list[tuple[Event, str]]:
@@ -101,7 +143,7 @@ class Controller:
                     outcomes.append((event, FAILED))
                 continue
             try:
-                status = self._retrain(specs, pipeline, events[0])
+                status = self._retrain(pipeline, events[0])
             except LockHeld as exc:
                 self.report(f"{name}: waiting, {exc}")
                 continue
@@ -111,56 +153,63 @@ class Controller:
                 outcomes.append((rider, COALESCED if status == DONE else FAILED))
         return outcomes
 
-    def _retrain(self, specs: SpecSet, pipeline: Pipeline, event: Event) -> str:
-        audit, backend = AuditLog(specs.root), LocalBackend(specs.root)
-        with apply_lock(specs.root, f"controller retrain {pipeline.name} ({event.reason})"):
+    def _retrain(self, pipeline: Pipeline, event: Event) -> str:
+        project = self.project
+        with project.lock(f"controller retrain {pipeline.name} ({event.reason})"):
             self.queue.mark(event, STARTED)
-            audit.record(env=specs.env, action="retrain_started", resource=pipeline.key, pipeline=pipeline.name,
-                         reason=event.reason, event=event.id, detail=event.detail)
+            detail = {"pipeline": pipeline.name, "reason": event.reason, "event": event.id}
+            project.audit.record(AuditAction.RETRAIN_STARTED, pipeline.key, **detail, detail=event.detail)
             self.report(f"{pipeline.key}: retraining ({event.reason}: {event.detail})")
             try:
-                outputs = backend.run_pipeline(pipeline, specs, self.report, retrain_reason=event.reason)
+                outputs = project.backend.run_pipeline(pipeline, project.specs, self.report, retrain_reason=event.reason)
             except SpecopsError as exc:
                 self.queue.mark(event, FAILED, str(exc))
-                audit.record(env=specs.env, action="retrain_failed", resource=pipeline.key, pipeline=pipeline.name,
-                             reason=event.reason, event=event.id, error=str(exc))
+                project.audit.record(AuditAction.RETRAIN_FAILED, pipeline.key, **detail, error=str(exc))
                 return FAILED
-            self._record_training(specs, pipeline, outputs)
-            audit.record(env=specs.env, action="retrain_finished", resource=pipeline.key, pipeline=pipeline.name,
-                         reason=event.reason, event=event.id, outputs=outputs)
+            self._commit_training(pipeline, outputs, detail)
             self.queue.mark(event, DONE)
-            self._roll_out(specs, pipeline)
+            self._roll_out(pipeline)
             return DONE
 
-    def _roll_out(self, specs: SpecSet, pipeline: Pipeline) -> None:
+    def _commit_training(self, pipeline: Pipeline, outputs: dict[str, Any], detail: dict[str, str]) -> None:
+        """The pipeline ran to completion: state says so (its age for `stale` starts again), through the one commit path."""
+        project = self.project
+        resource = next(r for r in project.backend.desired(project.specs) if r.key == pipeline.key)
+        project.commit(pipeline.key, resource.stored_fields, outputs, AuditAction.RETRAIN_FINISHED, **detail)
+
+    def _roll_out(self, pipeline: Pipeline) -> None:
         """The new challenger goes out through each running endpoint that serves the pipeline's model by alias."""
         from specops.backends import local_endpoint
         from specops.serving.daemon import server_info
 
-        for endpoint in specs.of_kind(Endpoint):
+        project = self.project
+        for endpoint in project.specs.of_kind(Endpoint):
             serves = any(d.model_ref.name == pipeline.spec.model_name and d.model_ref.alias for d in endpoint.spec.deployments)
-            if serves and server_info(specs.root, endpoint.name) is not None:
-                try:
-                    local_endpoint.deploy(specs.root, endpoint, specs, self.report)
-                except SpecopsError as exc:  # a rolled-back challenger: recorded as an incident, the loop goes on
-                    self.report(f"{endpoint.key}: {exc}")
-
-    def _record_training(self, specs: SpecSet, pipeline: Pipeline, outputs: dict[str, Any]) -> None:
-        """The pipeline ran to completion: state says so (its age for `stale` starts again)."""
-        store = StateStore(specs.root, specs.env)
-        resource = next(r for r in LocalBackend(specs.root).desired(specs) if r.key == pipeline.key)
-        store.put(pipeline.key, resource.stored_fields, outputs)
+            if not serves or server_info(project.paths, endpoint.name) is None:
+                continue
+            applied = project.applied(endpoint.key)
+            try:
+                outputs = local_endpoint.deploy(project, endpoint, self.report)
+            except SpecopsError as exc:  # a rolled-back challenger: recorded as an incident, the loop goes on
+                self.report(f"{endpoint.key}: {exc}")
+                continue
+            if applied is not None:  # what the endpoint now serves, committed like any apply
+                project.commit(endpoint.key, applied.fields, outputs, AuditAction.UPDATE, reason="challenger rolled out")
 
     # -- the loop --------------------------------------------------------------
     def tick(self, now: datetime | None = None) -> list[tuple[Event, str]]:
-        specs = load_specs(self.root, self.env)
-        backend = specs.project.spec.environments[specs.env].backend
+        self.project = self.project.reloaded()  # a spec changed since the last pass is seen now
+        specs = self.project.specs
+        backend = self.project.environment.backend
         if backend != "local":
             raise SpecopsError(f"the controller drives local environments; {specs.env!r} uses {backend}, where schedules run in the workspace")
-        now = now or datetime.now(timezone.utc)
+        now = now or utcnow()
+        for line in record_scrapes(specs):
+            self.report(line)
         for event in self.detect(specs, now):
             self.report(f"queued {event.id}: {event.detail}")
         self.run_monitors(specs, now)
+        self.step_experiments(specs, now)
         return self.run_pending(specs)
 
     def run_forever(self, interval_s: float, stop: threading.Event | None = None) -> None:

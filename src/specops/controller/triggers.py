@@ -6,13 +6,14 @@ asking twice harmless.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Mapping
 
 from croniter import croniter
 
 from specops.controller.events import Event
 from specops.core.digests import data_hash, file_digest
 from specops.spec import Dataset, Pipeline, SpecSet
+from specops.state.records import AppliedResource
 
 STALE_AFTER = timedelta(days=30)
 
@@ -49,11 +50,11 @@ def stale_events(pipeline: Pipeline, trained_at: datetime | None, now: datetime)
     return [Event(f"stale:{pipeline.name}:{trained_at.isoformat()}", pipeline.name, "stale", f"last trained {age} days ago")]
 
 
-def last_training(specs: SpecSet, pipeline: Pipeline, state: dict[str, Any]) -> tuple[datetime | None, str | None]:
+def last_training(specs: SpecSet, pipeline: Pipeline, state: Mapping[str, AppliedResource]) -> tuple[datetime | None, str | None]:
     """When the pipeline last ran to completion (apply state), and the data md5 DVC recorded for that run."""
     entry = state.get(pipeline.key)
     if entry is None:
         return None, None
     path = specs.get(Dataset, pipeline.spec.dataset).spec.path
     recorded = data_hash(specs.root, path)
-    return datetime.fromisoformat(entry["applied_at"]), recorded["md5"] if recorded["source"] == "dvc.lock" else None
+    return datetime.fromisoformat(entry.applied_at), recorded["md5"] if recorded["source"] == "dvc.lock" else None

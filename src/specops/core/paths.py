@@ -57,8 +57,17 @@ class ProjectPaths:
     def controller(self) -> Path:
         return self.state_dir / "controller"
 
-    def monitor_reports(self, monitor: str) -> Path:
-        return self.state_dir / "monitors" / monitor
+    @property
+    def monitors(self) -> Path:
+        return self.state_dir / "monitors"
+
+    def monitor(self, name: str) -> Path:
+        """A monitor's cached baselines."""
+        return self.monitors / name
+
+    def monitor_reports(self, name: str) -> Path:
+        """One folder per run's window end below this: <YYYYMMDDTHHMMSSZ>/report.{json,html}."""
+        return self.monitor(name) / "reports"
 
     @property
     def batch_jobs(self) -> Path:

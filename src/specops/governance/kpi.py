@@ -15,10 +15,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
-from specops.apply.audit import AuditLog
+from specops.state.audit import AuditAction, AuditLog
 from specops.spec import Pipeline, SpecSet
 
-ROLLBACK, INCIDENT, RECOVERED, DRIFT_ALERT, RETRAIN_STARTED = "rollback", "incident", "recovered", "drift_alert", "retrain_started"
 # Lineage tags that, with the run's parameters, say what a version was built from.
 INPUT_TAGS = ("lineage.data_md5", "lineage.code_sha256", "lineage.requirements_sha256", "lineage.feature_set")
 
@@ -70,14 +69,14 @@ def deployment_frequency(entries: list[dict[str, Any]], released: list[dict[str,
 
 
 def change_failure_rate(entries: list[dict[str, Any]], released: list[dict[str, Any]]) -> Kpi:
-    rollbacks = sum(1 for e in entries if e.get("action") == ROLLBACK)
+    rollbacks = sum(1 for e in entries if e.get("action") == AuditAction.ROLLBACK)
     if not released:
         return Kpi("change failure rate", None, "%", "< 5%", "no releases yet")
     return Kpi("change failure rate", 100 * rollbacks / len(released), "%", "< 5%",
                f"{rollbacks} rollback(s) for {len(released)} release(s)")
 
 
-def paired_minutes(entries: list[dict[str, Any]], start: str, end: str, key: str) -> list[float]:
+def paired_minutes(entries: list[dict[str, Any]], start: AuditAction, end: AuditAction, key: str) -> list[float]:
     """Minutes from each `start` event to the first later `end` event with the same key."""
     opened: dict[Any, datetime] = {}
     minutes = []
@@ -91,14 +90,14 @@ def paired_minutes(entries: list[dict[str, Any]], start: str, end: str, key: str
 
 
 def mttr(entries: list[dict[str, Any]]) -> Kpi:
-    minutes = paired_minutes(entries, INCIDENT, RECOVERED, "incident")
+    minutes = paired_minutes(entries, AuditAction.INCIDENT, AuditAction.RECOVERED, "incident")
     if not minutes:
         return Kpi("MTTR", None, "min", "< 30 min", "no incidents recorded")
     return Kpi("MTTR", statistics.mean(minutes), "min", "< 30 min", f"mean over {len(minutes)} incident(s)")
 
 
 def drift_reaction_time(entries: list[dict[str, Any]]) -> Kpi:
-    hours = [m / 60 for m in paired_minutes(entries, DRIFT_ALERT, RETRAIN_STARTED, "pipeline")]
+    hours = [m / 60 for m in paired_minutes(entries, AuditAction.DRIFT_ALERT, AuditAction.RETRAIN_STARTED, "pipeline")]
     if not hours:
         return Kpi("drift reaction time", None, "h", "< 24 h", "no drift alerts recorded")
     return Kpi("drift reaction time", statistics.median(hours), "h", "< 24 h", f"median over {len(hours)} alert(s)")
@@ -135,7 +134,6 @@ def cost_per_1000_predictions(specs: SpecSet) -> Kpi:
     Every declared deployment holds its instances whether or not it gets traffic (an idle
     challenger costs too). Predictions are the logged live rows, scaled up by the sampling rate.
     """
-    from specops.serving.config import endpoint_dir
     from specops.serving.inference_log import read_log
     from specops.spec.endpoints import Endpoint
 
@@ -149,7 +147,7 @@ def cost_per_1000_predictions(specs: SpecSet) -> Kpi:
         return Kpi(name, None, "", target, f"no price for {', '.join(unpriced)} (Project spec.instance_prices)")
     cost, predictions = 0.0, 0.0
     for endpoint in endpoints:
-        records = [r for r in read_log(endpoint_dir(specs.root, endpoint.name)) if not r.get("shadow")]
+        records = [r for r in read_log(specs.paths.endpoint(endpoint.name)) if not r.get("shadow")]
         if len(records) < 2:
             continue
         hours = (records[-1]["time"] - records[0]["time"]) / 3600

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from mlflow.exceptions import MlflowException
 
+from specops.core.tables import markdown_table
 from specops.registry import connect, run_metrics
 from specops.spec import Pipeline, SpecSet
 
@@ -50,13 +51,9 @@ def _cell(value) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def to_text(rows: list[Row]) -> str:
-    table = [COLUMNS, *([_cell(getattr(r, c)) for c in COLUMNS] for r in rows)]
-    widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in table)
+def cells(row: Row) -> list[str]:
+    return [_cell(getattr(row, column)) for column in COLUMNS]
 
 
 def to_markdown(rows: list[Row]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(_cell(getattr(r, c)) for c in COLUMNS) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
+    return markdown_table(COLUMNS, map(cells, rows))

@@ -22,6 +22,19 @@ MODULES = {
 }
 
 
+def parse_overrides(items: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """`--set PARAM=VALUE` pairs as typed values: 5 -> int, 0.1 -> float, gini -> str (YAML's scalars)."""
+    import yaml
+
+    fixed = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise SpecopsError(f"--set expects PARAM=VALUE, got {item!r}")
+        fixed[name] = yaml.safe_load(value)
+    return fixed
+
+
 def run_stage(stage: str, specs: SpecSet, pipeline: Pipeline, overrides: Mapping[str, Any] | None = None) -> None:
     """Run one stage; raises StageFailed (data or gate refused) or SpecopsError (a mistake in specs/params)."""
     if stage not in MODULES:

@@ -19,7 +19,6 @@ from specops.data import load_dataset
 from specops.core.paths import BASELINE_FILE
 from specops.registry import CHAMPION, artifact_dir, connect, version_by_alias
 from specops.monitoring.drift import BaselineSummary, summarize
-from specops.monitoring.paths import monitor_dir
 from specops.spec.kinds import Dataset
 from specops.spec.loader import SpecSet
 from specops.spec.monitors import Monitor, baseline_dataset, is_categorical, monitored_features
@@ -82,7 +81,7 @@ def dataset_baseline(specs: SpecSet, monitor: Monitor, dataset: Dataset, feature
     if md5 is None:
         raise SpecopsError(f"monitor {monitor.name}: baseline data file {dataset.spec.path} does not exist")
     key = hashlib.sha256(json.dumps([md5, features], sort_keys=True).encode()).hexdigest()[:16]
-    cached = monitor_dir(specs.root, monitor.name) / f"baseline-{key}.npz"
+    cached = specs.paths.monitor(monitor.name) / f"baseline-{key}.npz"
     if cached.exists():
         return BaselineSummary.load(cached)
     summary = summarize_features(load_dataset(specs.root, dataset.spec), features)

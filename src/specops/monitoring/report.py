@@ -19,7 +19,7 @@ from jinja2 import Environment, select_autoescape
 from matplotlib.figure import Figure
 
 from specops.monitoring.drift import BaselineSummary, FeatureDrift
-from specops.monitoring.paths import monitors_dir
+from specops.core.paths import ProjectPaths
 from specops.spec.signals import DATA_QUALITY_METRICS, P_VALUE_METRICS
 
 HISTOGRAM_BINS = 30
@@ -74,7 +74,7 @@ _TEMPLATE = Environment(autoescape=select_autoescape(default=True)).from_string(
 def list_reports(root: Path, monitor: str | None = None) -> list[tuple[Path, dict[str, Any]]]:
     """Every written report (of one monitor, or all), newest window first: (report folder, report.json)."""
     found = [(path.parent, json.loads(path.read_text(encoding="utf-8")))
-             for path in monitors_dir(root).glob(f"{monitor or '*'}/reports/*/report.json")]
+             for path in ProjectPaths(root).monitors.glob(f"{monitor or '*'}/reports/*/report.json")]
     return sorted(found, key=lambda item: (item[1]["window_end"], item[1]["monitor"]), reverse=True)
 
 

@@ -3,10 +3,13 @@
 The run computes data drift and the other declared signals (prediction drift,
 data quality, performance, fairness, feature-attribution drift), reports (JSON,
 HTML, an MLflow run in the monitor's experiment) and, when something alerts,
-acts: queues a retraining (reason `drift`, or `performance`), asks for a
-rollback, posts to the webhook, as each signal's `on_alert` says. The window
-ends at `now`; the controller passes the cron fire time, so a repeated run of
-one fire (after a crash) sees the same window and does not act twice.
+says what it wants done, as each signal's `on_alert` names: a retraining
+(reason `drift`, or `performance`), a rollback, a webhook post. Whoever runs
+the monitor carries those requests out (`act`, from specops.controller, which
+queues retrains and drives rollbacks) and the report records what was done.
+The window ends at `now`; the controller passes the cron fire time, so a
+repeated run of one fire (after a crash) sees the same window and does not act
+twice.
 """
 from __future__ import annotations
 
@@ -17,22 +20,19 @@ import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import mlflow
 import pandas as pd
 
-from specops.apply.audit import AuditLog
-from specops.controller.events import Event, EventQueue
 from specops.errors import SpecopsError
 from specops.registry import connect, use_experiment
 from specops.monitoring.baseline import monitor_baseline
 from specops.monitoring.drift import BaselineSummary, DriftReport, FeatureDrift, detect
 from specops.monitoring.model_signals import Window, run_signals
-from specops.monitoring.paths import reports_dir
 from specops.monitoring.report import write_reports
 from specops.spec.signals import SignalResult
-from specops.serving.config import endpoint_dir
+from specops.core.paths import ProjectPaths
 from specops.serving.inference_log import read_log
 from specops.spec.loader import SpecSet
 from specops.core.durations import parse_duration
@@ -60,6 +60,7 @@ class MonitorResult:
     actions: list[str] = field(default_factory=list)  # what the alert did, in words
     repeat: bool = False  # the actions were taken by an earlier run of this window, not by this one
     report_dir: Path | None = None
+    requests: list[Request] = field(default_factory=list)  # what the alert asks for (empty when nothing alerted)
 
     @property
     def drifted(self) -> list[str]:
@@ -89,13 +90,39 @@ class MonitorResult:
         return self.drift.features if self.drift else []
 
 
-def run_monitor(specs: SpecSet, monitor: Monitor, now: datetime) -> MonitorResult:
+@dataclass(frozen=True)
+class RetrainRequest:
+    pipeline: str
+    reason: Literal["drift", "performance"]
+    event_id: str  # one per monitor window: a repeated run of the window finds it queued
+    detail: str
+    evidence: dict[str, Any]  # what the audit entry records: drifted features and values, or the metrics
+
+
+@dataclass(frozen=True)
+class RollbackRequest:
+    endpoint: str
+    reason: str
+    evidence: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class NotifyRequest:
+    reference: str  # a ${VAR} reference to the webhook URL
+    payload: dict[str, Any]
+
+
+Request = RetrainRequest | RollbackRequest | NotifyRequest
+Act = Callable[[Monitor, MonitorResult], list[str]]  # carries the requests out; returns what was done, in words
+
+
+def run_monitor(specs: SpecSet, monitor: Monitor, now: datetime, act: Act) -> MonitorResult:
     window_start, window_end = monitor_window(monitor, now)
     logged = live_records(specs.root, monitor.spec.target.endpoint)
     records = in_window(logged, window_start, window_end)
     target = pd.DataFrame.from_records([r["inputs"] for r in records])
     result = MonitorResult(monitor.name, monitor.spec.target.endpoint, "inconclusive", window_start, window_end, len(target))
-    result.report_dir = reports_dir(specs.root, monitor.name) / window_end.strftime("%Y%m%dT%H%M%SZ")
+    result.report_dir = specs.paths.monitor_reports(monitor.name) / window_end.strftime("%Y%m%dT%H%M%SZ")
     baseline, compared, minimum = None, target, monitor.spec.min_target_rows
     if len(target) < minimum:
         result.reason = f"only {len(target)} logged rows in the window; at least {minimum} are needed to judge drift"
@@ -111,8 +138,9 @@ def run_monitor(specs: SpecSet, monitor: Monitor, now: datetime) -> MonitorResul
     # A window that already alerted (the run repeats after a crash, or by hand) reports again but does not act again.
     earlier = _earlier_actions(result.report_dir)
     if result.alerted:
+        result.requests = requested(monitor, result)
         result.repeat = bool(earlier)
-        result.actions = earlier or act_on_alert(specs, monitor, result)
+        result.actions = earlier or act(monitor, result)
     write_reports(result.report_dir, result.to_dict(), result.features, baseline, compared)
     log_to_mlflow(specs, result)
     return result
@@ -137,7 +165,7 @@ def monitor_window(monitor: Monitor, now: datetime) -> tuple[datetime, datetime]
 def live_records(root: Path, endpoint: str) -> list[dict[str, Any]]:
     """The endpoint's logged requests, oldest first, with labels joined where feedback arrived."""
     # Shadow (mirror) records repeat inputs the live deployment already logged: counting them would weigh them twice.
-    return [r for r in read_log(endpoint_dir(root, endpoint)) if not r.get("shadow", False)]
+    return [r for r in read_log(ProjectPaths(root).endpoint(endpoint)) if not r.get("shadow", False)]
 
 
 def in_window(records: list[dict[str, Any]], start: datetime, end: datetime) -> list[dict[str, Any]]:
@@ -197,20 +225,22 @@ def _earlier_actions(report_dir: Path) -> list[str]:
 
 # --- actions -----------------------------------------------------------------
 
-def act_on_alert(specs: SpecSet, monitor: Monitor, result: MonitorResult) -> list[str]:
-    """Each alerted signal takes the actions its on_alert names (data drift: all configured); each action once."""
+def requested(monitor: Monitor, result: MonitorResult) -> list[Request]:
+    """Each alerted signal asks for the actions its on_alert names (data drift: all configured); each action once."""
     actions = monitor.spec.actions
     wanted = {signal: alert_actions(monitor, signal) for signal in result.alerted}
-    done = []
+    requests: list[Request] = []
     if any("retrain" in wanted.get(signal, []) for signal in DRIFT_SIGNALS):
-        done.append(queue_retrain(specs, monitor, result, actions.retrain))
+        requests.append(_drift_retrain(monitor, result, actions.retrain))
     if "retrain" in wanted.get("performance", []):
-        done.append(queue_performance_retrain(specs, monitor, result, actions.retrain))
+        requests.append(_performance_retrain(monitor, result, actions.retrain))
     if any("rollback" in names for names in wanted.values()):
-        done.append(request_rollback(specs, monitor, result, actions.rollback))
+        requests.append(RollbackRequest(actions.rollback, f"monitor {monitor.name} alerted: {', '.join(result.alerted)}",
+                                        {"monitor": monitor.name, "features": result.drifted, "signals": result.alerted,
+                                         "window_end": result.window_end.isoformat()}))
     if any("notify" in names for names in wanted.values()):
-        done.append(notify(actions.notify, summary(result)))
-    return done
+        requests.append(NotifyRequest(actions.notify, summary(result)))
+    return requests
 
 
 def drifted_values(result: MonitorResult) -> dict[str, dict[str, float]]:
@@ -226,40 +256,25 @@ def signal_alerts(result: MonitorResult, names: tuple[str, ...] | None = None) -
     return {s.name: s.alerts for s in result.signals if s.alerted and (names is None or s.name in names)}
 
 
-def queue_retrain(specs: SpecSet, monitor: Monitor, result: MonitorResult, pipeline: str) -> str:
+def _drift_retrain(monitor: Monitor, result: MonitorResult, pipeline: str) -> RetrainRequest:
     others = signal_alerts(result, DRIFT_SIGNALS)
     causes = [f"{', '.join(result.drifted)} drifted"] * bool(result.drifted) + [
         f"{name}: {'; '.join(alerts)}" for name, alerts in others.items()]
-    # kpi.py's drift reaction time pairs the drift_alert entry with retrain_started by `pipeline`.
-    return _queue(specs, monitor, result, pipeline, "drift", causes, features=result.drifted,
-                  values=drifted_values(result), signals=others)
+    return _retrain(monitor, result, pipeline, "drift", causes, features=result.drifted, values=drifted_values(result),
+                    signals=others)
 
 
-def queue_performance_retrain(specs: SpecSet, monitor: Monitor, result: MonitorResult, pipeline: str) -> str:
+def _performance_retrain(monitor: Monitor, result: MonitorResult, pipeline: str) -> RetrainRequest:
     performance = result.signal("performance")
-    return _queue(specs, monitor, result, pipeline, "performance", performance.alerts, metrics=performance.metrics,
-                  labelled_rows=performance.details.get("labelled_rows"))
+    return _retrain(monitor, result, pipeline, "performance", performance.alerts, metrics=performance.metrics,
+                    labelled_rows=performance.details.get("labelled_rows"))
 
 
-def _queue(specs: SpecSet, monitor: Monitor, result: MonitorResult, pipeline: str, reason: str, causes: list[str],
-           **audit) -> str:
-    """Queue one retraining for this window (a repeated run finds it queued) and audit `<reason>_alert` once."""
-    event = Event(f"{reason}:{monitor.name}:{result.window_end.isoformat()}", pipeline, reason,
-                  f"monitor {monitor.name}: {'; '.join(causes)}")
-    if not EventQueue(specs.root).offer(event):
-        return f"retrain of {pipeline} already queued ({event.id})"
-    AuditLog(specs.root).record(env=specs.env, action=f"{reason}_alert", resource=monitor.key, pipeline=pipeline,
-                                monitor=monitor.name, event=event.id, window_end=result.window_end.isoformat(), **audit)
-    return f"queued retrain of {pipeline} ({event.id})"
-
-
-def request_rollback(specs: SpecSet, monitor: Monitor, result: MonitorResult, endpoint: str) -> str:
-    # Recorded for the endpoint's operators: the monitor does not move traffic itself (a rollout in progress is
-    # judged by its own analysis; `specops rollout undo` within rollback_window is the manual path).
-    AuditLog(specs.root).record(env=specs.env, action="rollback_requested", resource=f"Endpoint/{endpoint}",
-                                monitor=monitor.name, features=result.drifted, signals=result.alerted,
-                                window_end=result.window_end.isoformat())
-    return f"rollback of endpoint {endpoint} requested (recorded; no rollout controller acts on it yet)"
+def _retrain(monitor: Monitor, result: MonitorResult, pipeline: str, reason: Literal["drift", "performance"],
+             causes: list[str], **evidence: Any) -> RetrainRequest:
+    return RetrainRequest(pipeline, reason, f"{reason}:{monitor.name}:{result.window_end.isoformat()}",
+                          f"monitor {monitor.name}: {'; '.join(causes)}",
+                          {"monitor": monitor.name, "window_end": result.window_end.isoformat(), **evidence})
 
 
 def summary(result: MonitorResult) -> dict[str, Any]:

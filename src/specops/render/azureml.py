@@ -562,7 +562,7 @@ def _rollout_notes(where: str, rollout: Rollout | None) -> Iterable[str]:
             yield (f"{where}: spec.rollout.pre_promotion_load_test runs only on the local backend (locust against "
                    "the local server); on Azure ML the traffic switches without a load test")
         gates = [f for f in ("pre_promotion_analysis", "post_promotion_analysis") if getattr(rollout, f) is not None]
-        yield (f"{where}: spec.rollout blue-green {', '.join([*gates, 'auto_promotion_enabled', 'scale_down_delay'])} "
+        yield (f"{where}: spec.rollout blue-green {', '.join([*gates, 'auto_promotion_enabled'])} "
                "run on the local backend only; on Azure ML the declared traffic switches at once")
 
 

@@ -14,8 +14,8 @@ from jinja2 import Environment, StrictUndefined, select_autoescape
 
 from specops.core.clock import now
 from specops.core.files import atomic_write
-from specops.core.paths import STATE_DIR
-from specops.rollout.state import RolloutRecord
+from specops.core.paths import ProjectPaths
+from specops.state.records import RolloutRecord
 
 TEMPLATE = Path("docs") / "runbooks" / "rollback-incident.md"
 _SHIPPED = Path(__file__).resolve().parents[3] / TEMPLATE
@@ -25,12 +25,8 @@ def new_incident_id() -> str:
     return time.strftime("INC-%Y%m%d-%H%M%S-", time.gmtime()) + secrets.token_hex(2)
 
 
-def incident_path(root: Path, incident: str) -> Path:
-    return root / STATE_DIR / "incidents" / f"{incident}.md"
-
-
-def write_incident(root: Path, record: RolloutRecord, trigger: str, analysis: dict[str, Any] | None) -> Path:
-    template = root / TEMPLATE if (root / TEMPLATE).exists() else _SHIPPED
+def write_incident(paths: ProjectPaths, record: RolloutRecord, trigger: str, analysis: dict[str, Any] | None) -> Path:
+    template = paths.root / TEMPLATE if (paths.root / TEMPLATE).exists() else _SHIPPED
     # A Markdown record: HTML escaping would corrupt it, so only HTML/XML templates would be escaped.
     environment = Environment(undefined=StrictUndefined, keep_trailing_newline=True,
                               autoescape=select_autoescape(default_for_string=False))
@@ -39,6 +35,6 @@ def write_incident(root: Path, record: RolloutRecord, trigger: str, analysis: di
         canary=record.canary, stable=record.stable, model=record.model, canary_version=record.canary_version,
         stable_version=record.stable_version, weights=record.weights, step=record.step, analysis=analysis,
     )
-    path = incident_path(root, record.incident)
+    path = paths.incident(record.incident)
     atomic_write(path, text)
     return path

@@ -35,10 +35,10 @@ from specops.core.clock import now
 from specops.core.files import atomic_write
 from specops.core.locks import exclusive, is_held
 from specops.errors import LockHeld, SpecopsError
-from specops.core.paths import STATE_DIR
+from specops.core.paths import ProjectPaths
 from specops.serving import batch_workers as workers
 from specops.serving.config import DeploymentConfig, resolve_model
-from specops.spec import Dataset, SpecSet, load_specs
+from specops.spec import Dataset, SpecSet
 from specops.spec.endpoints import BatchDeployment, BatchEndpoint
 
 RUNNING, COMPLETED, FAILED, INTERRUPTED = "Running", "Completed", "Failed", "Interrupted"
@@ -103,7 +103,7 @@ Progress = Callable[[JobProgress], None]
 # --- where jobs live -----------------------------------------------------------
 
 def jobs_dir(root: Path, endpoint: str) -> Path:
-    return Path(root) / STATE_DIR / "batch" / endpoint
+    return ProjectPaths(Path(root)).batch_jobs / endpoint
 
 
 def manifest_path(root: Path, endpoint: str, job: str) -> Path:
@@ -135,9 +135,10 @@ def list_jobs(root: Path, endpoint: str) -> list[BatchJob]:
 
 def find_job(root: Path, job: str) -> BatchJob:
     """A job by id alone: ids are hashes, unique across endpoints."""
-    matches = sorted(Path(root, STATE_DIR, "batch").glob(f"*/{job}/manifest.json"))
+    folder = ProjectPaths(Path(root)).batch_jobs
+    matches = sorted(folder.glob(f"*/{job}/manifest.json"))
     if not matches:
-        raise SpecopsError(f"no batch job {job!r} under {Path(root, STATE_DIR, 'batch')}")
+        raise SpecopsError(f"no batch job {job!r} under {folder}")
     found = load_job(root, matches[0].parent.parent.name, job)
     found.status = effective_status(root, found)
     return found
@@ -166,15 +167,14 @@ def _job_lock_file(job_dir: Path) -> Path:
 
 # --- invoke ----------------------------------------------------------------------
 
-def invoke(root: Path | str, endpoint: str, *, input: Path | str | None = None, dataset: str | None = None,
+def invoke(specs: SpecSet, endpoint: str, *, input: Path | str | None = None, dataset: str | None = None,
            deployment: str | None = None, output: Path | str | None = None, resume: str | None = None,
-           env: str | None = None, progress: Progress | None = None) -> BatchJob:
+           progress: Progress | None = None) -> BatchJob:
     """Score a data set with a BatchEndpoint's deployment; returns the finished job's manifest.
 
     Raises SpecopsError for user mistakes and for a job that fails (error_threshold exceeded,
     a model that cannot load); what finished before a failure or crash is kept for a resume.
     """
-    specs = load_specs(root, env)
     spec = specs.require(BatchEndpoint, endpoint).spec
     previous = load_job(specs.root, endpoint, resume) if resume else None
     chosen = _deployment(spec.deployments, previous.deployment if previous else deployment or spec.default_deployment)

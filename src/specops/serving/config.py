@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from specops.core.files import atomic_write
-from specops.core.paths import STATE_DIR
 from specops.spec import Dataset, FeatureSet, Pipeline, SpecSet
 from specops.spec.endpoints import Endpoint, ModelRef
 
@@ -60,10 +59,6 @@ class ServingConfig:
         return cls(**data)
 
 
-def endpoint_dir(root: Path, endpoint: str) -> Path:
-    return Path(root) / STATE_DIR / "endpoints" / endpoint
-
-
 def worker_status_file(state_dir: str | Path, worker: int) -> Path:
     """What one worker of a running server serves: {"revision", "deployments"} (written by the worker)."""
     return Path(state_dir) / "workers" / f"{worker}.json"
@@ -74,7 +69,7 @@ def find_endpoint(specs: SpecSet, name: str) -> Endpoint:
 
 
 def resolve_endpoint(specs: SpecSet, name: str) -> ServingConfig:
-    spec, state_dir = find_endpoint(specs, name).spec, endpoint_dir(specs.root, name)
+    spec, state_dir = find_endpoint(specs, name).spec, specs.paths.endpoint(name)
     from specops.registry import connect  # MLflow is slow to import: only when resolving
 
     client = connect(specs)

@@ -24,11 +24,11 @@ from pathlib import Path
 from specops.core.clock import now
 from specops.core.files import atomic_write
 from specops.errors import SpecopsError
-from specops.serving.config import ServingConfig, endpoint_dir, find_endpoint, first_line, resolve_endpoint
+from specops.serving.config import ServingConfig, find_endpoint, first_line, resolve_endpoint
 from specops.serving.keys import ensure_keys
 from specops.serving.metrics import MAX_DEPLOYMENTS, shared_array
 from specops.serving.traffic import read_traffic, set_traffic
-from specops.spec import load_specs
+from specops.spec import SpecSet
 
 STARTUP_TIMEOUT_S = 120
 DRAIN_SECONDS = 5.0  # how long a stopping worker waits for requests in flight
@@ -36,14 +36,13 @@ CONFIG_FILE = "config.json"
 PID_FILE = "server.pid"  # written once every worker listens: {"pid", "port", "started"}
 
 
-def prepare(root: Path | str, endpoint: str, port: int | None = None, workers: int | None = None,
+def prepare(specs: SpecSet, endpoint: str, port: int | None = None, workers: int | None = None,
             host: str = "127.0.0.1") -> Path:
-    """Resolve the endpoint and write what the workers read; returns the config file.
+    """Resolve the endpoint in `specs` (one environment's) and write what the workers read; returns the config file.
 
     The port is checked first, so a second server started by mistake fails
     before it touches the running one's files.
     """
-    specs = load_specs(root)
     port = port if port is not None else find_endpoint(specs, endpoint).spec.server.port
     _check_port_free(host, port)
     config = resolve_endpoint(specs, endpoint)
@@ -54,17 +53,16 @@ def prepare(root: Path | str, endpoint: str, port: int | None = None, workers: i
     ensure_keys(Path(config.state_dir))
     # The spec's weights are where a new server begins; a rollout moves them with set_traffic.
     set_traffic(config.state_dir, config.slots, config.traffic, config.mirror_traffic)
-    path = endpoint_dir(specs.root, endpoint) / CONFIG_FILE
+    path = specs.paths.endpoint(endpoint) / CONFIG_FILE
     config.save(path)
     return path
 
 
-def stage_reload(root: Path | str, endpoint: str) -> ServingConfig:
+def stage_reload(specs: SpecSet, endpoint: str) -> ServingConfig:
     """Write the config a running server reloads (its workers watch the file): the spec's deployments
     resolved anew, at the next revision. Port, workers and the live traffic weights stay as they are:
     the weights may belong to a rollout, so a new model gets traffic only when something moves it there."""
-    specs = load_specs(root)
-    path = endpoint_dir(specs.root, endpoint) / CONFIG_FILE
+    path = specs.paths.endpoint(endpoint) / CONFIG_FILE
     running = ServingConfig.load(path)
     config = resolve_endpoint(specs, endpoint)
     names = [d.name for d in config.deployments]

@@ -15,11 +15,9 @@ on hand-made records; `evaluate` does the reading.
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from specops.slo import budget as b
@@ -68,7 +66,8 @@ def _availability(objective: Availability, inputs: Inputs, start: float, recent:
     fields = b.event_budget(good=good, bad=bad, target=objective.target, recent=(recent_bad, recent_good + recent_bad))
     notes = list(inputs.notes)  # a failed scrape: the window ends at the last one that worked
     if fields["status"] == b.NO_DATA:
-        notes.append("no requests in the recorded /metrics scrapes of this window (is the endpoint served?)")
+        notes.append("no requests in the recorded /metrics scrapes of this window (is the endpoint served, "
+                     "and the controller running beside it? it records the scrapes)")
     fields["note"] = "; ".join(notes)
     return _percent(objective.target), fields
 
@@ -135,16 +134,15 @@ def _sampling_note(records: list[dict[str, Any]], rates: Mapping[str, float]) ->
 
 # --- reading the data -----------------------------------------------------------------------
 
-def evaluate(specs: SpecSet, slo: SLO, now: float | None = None, *, scrape: bool = True,
-             trained_at: TrainedAt | None = None) -> list[b.ObjectiveStatus]:
-    """Every objective of `slo` over its window ending `now` (default: the current time)."""
-    inputs = gather(specs, slo, scrape=scrape, trained_at=trained_at)
-    now = time.time() if now is None else now  # after gathering: the scrape just taken is in the window
+def evaluate(specs: SpecSet, slo: SLO, now: float | None = None, *, trained_at: TrainedAt | None = None) -> list[b.ObjectiveStatus]:
+    """Every objective of `slo` over its window ending `now` (default: the current time). Reads only: the
+    availability history is recorded by the controller's scraper (history.record_scrapes), not by who asks."""
+    inputs = gather(specs, slo, trained_at=trained_at)
+    now = time.time() if now is None else now
     return [evaluate_objective(slo, objective, inputs, now) for objective in slo.spec.objectives]
 
 
-def gather(specs: SpecSet, slo: SLO, *, scrape: bool = True, trained_at: TrainedAt | None = None) -> Inputs:
-    from specops.serving.config import endpoint_dir
+def gather(specs: SpecSet, slo: SLO, *, trained_at: TrainedAt | None = None) -> Inputs:
     from specops.serving.inference_log import read_log
 
     endpoint = endpoint_of(specs, slo)
@@ -155,29 +153,12 @@ def gather(specs: SpecSet, slo: SLO, *, scrape: bool = True, trained_at: Trained
                         for d in endpoint.spec.deployments}
         inputs.mirrors = frozenset(endpoint.spec.mirror_traffic)
     if kinds & {Latency, Correctness, Fairness}:
-        inputs.records = read_log(endpoint_dir(specs.root, slo.spec.endpoint))
+        inputs.records = read_log(specs.paths.endpoint(slo.spec.endpoint))
     if Availability in kinds:
-        if scrape:
-            _record_scrape(specs.root, slo.spec.endpoint, inputs.notes)
         inputs.samples = history.read_samples(specs.root, slo.spec.endpoint)
     if Freshness in kinds:
         inputs.trained_at = (trained_at or served_versions_trained_at)(specs, slo)
     return inputs
-
-
-def _record_scrape(root: Path, endpoint: str, notes: list[str]) -> None:
-    """Append the running server's counters to the history; a stopped server just adds no sample."""
-    from specops.serving.config import endpoint_dir
-    from specops.serving.server import CONFIG_FILE
-
-    config = endpoint_dir(root, endpoint) / CONFIG_FILE
-    if not config.exists():
-        return
-    url = f"http://127.0.0.1:{json.loads(config.read_text())['port']}/metrics"
-    try:
-        history.append_sample(root, endpoint, history.scrape_counts(url, timeout_s=2.0))
-    except OSError as exc:
-        notes.append(f"could not scrape {url}: {exc}")
 
 
 def served_versions_trained_at(specs: SpecSet, slo: SLO) -> dict[str, float]:

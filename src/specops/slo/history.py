@@ -2,8 +2,9 @@
 
 The inference log holds only answered requests (a failed one is never
 logged), so it cannot count errors; the server's /metrics counts every
-request, but only since the server started. Each `slo status` (and each gate
-that reads an SLO) appends one scrape to .specops/slo/<endpoint>/metrics.jsonl;
+request, but only since the server started. The controller appends one
+scrape per pass (`record_scrapes`) to .specops/slo/<endpoint>/metrics.jsonl,
+whoever reads the SLO or not;
 the count in a window is the sum of the counters' increases between
 consecutive samples whose later sample falls in the window, as Prometheus'
 `increase()` without extrapolation:
@@ -22,9 +23,12 @@ import re
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
-from specops.core.paths import STATE_DIR
+from specops.core.paths import ProjectPaths
+
+if TYPE_CHECKING:
+    from specops.spec import SpecSet
 
 Counts = dict[str, dict[str, float]]  # deployment -> {"good": 2xx, "bad": server failures}
 _REQUESTS = re.compile(r'^specops_requests_total\{deployment="([^"]*)",status="(\dxx)"\} (\S+)$', re.M)
@@ -32,7 +36,7 @@ _ERRORS = re.compile(r'^specops_errors_total\{deployment="([^"]*)"\} (\S+)$', re
 
 
 def history_path(root: Path | str, endpoint: str) -> Path:
-    return Path(root) / STATE_DIR / "slo" / endpoint / "metrics.jsonl"
+    return ProjectPaths(Path(root)).slo_history(endpoint)
 
 
 def parse_counts(text: str) -> Counts:
@@ -90,3 +94,22 @@ def _delta(before: dict[str, float] | None, now: dict[str, float]) -> dict[str, 
     if before is None or now["good"] + now["bad"] < before["good"] + before["bad"]:
         return now
     return {key: max(now[key] - before.get(key, 0.0), 0.0) for key in ("good", "bad")}
+
+
+def record_scrapes(specs: SpecSet) -> list[str]:
+    """One scrape of each served endpoint an SLO measures availability on; returns a line per failed scrape."""
+    from specops.spec.slos import SLO, Availability
+
+    endpoints = sorted({slo.spec.endpoint for slo in specs.of_kind(SLO)
+                        if any(isinstance(o, Availability) for o in slo.spec.objectives)})
+    problems = []
+    for endpoint in endpoints:
+        config = specs.paths.endpoint(endpoint) / "config.json"
+        if not config.exists():
+            continue  # never served: nothing to count
+        url = f"http://127.0.0.1:{json.loads(config.read_text())['port']}/metrics"
+        try:
+            append_sample(specs.root, endpoint, scrape_counts(url, timeout_s=2.0))
+        except OSError as exc:  # a stopped server adds no sample: the window then ends at the last one that worked
+            problems.append(f"SLO history of {endpoint}: could not scrape {url}: {exc}")
+    return problems

@@ -162,7 +162,6 @@ class BlueGreenRollout(RolloutCommon):
     pre_promotion_analysis: Name | None = None
     post_promotion_analysis: Name | None = Field(None, description="a Gate run on live traffic after the switch; Failed switches back")
     auto_promotion_enabled: bool = False
-    scale_down_delay: Duration = Field("30s", description="keep the old deployment this long after the switch")
 
 
 class ABRollout(RolloutCommon):

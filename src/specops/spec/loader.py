@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from jinja2 import StrictUndefined, TemplateError
@@ -27,6 +27,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from pydantic import ValidationError
 from yaml.constructor import ConstructorError, SafeConstructor
 
+from specops.core.paths import ProjectPaths
 from specops.errors import SpecError, SpecErrors, SpecopsError
 from specops.spec.kinds import API_VERSION, KINDS, Document, Project
 
@@ -40,6 +41,7 @@ MAX_DEPTH = 64  # nesting; pydantic and the checks recurse, so far below Python'
 MATCH_BUDGET = 40_000  # changed source lines x rendered lines for difflib, whose worst case is cubic: 0.2 s
 PROJECT_KIND = re.compile(r"^kind:\s*[\"']?Project[\"']?\s*$", re.MULTILINE)
 Path_ = tuple[str | int, ...]
+D = TypeVar("D", bound=Document)
 
 
 @dataclass
@@ -75,16 +77,22 @@ class SpecSet:
     index: dict[str, Document] = field(default_factory=dict)  # doc.key -> document
 
     @property
+    def paths(self) -> ProjectPaths:
+        """Where this project keeps everything (specops.core.paths)."""
+        return ProjectPaths(self.root)
+
+    @property
     def project(self) -> Project:
         return next(d for d in self.documents if isinstance(d, Project))
 
-    def of_kind(self, kind: type[Document]) -> list[Document]:
+    def of_kind(self, kind: type[D]) -> list[D]:
         return [d for d in self.documents if isinstance(d, kind)]
 
-    def get(self, kind: type[Document], name: str) -> Document | None:
-        return self.index.get(f"{kind.__name__}/{name}")
+    def get(self, kind: type[D], name: str) -> D | None:
+        found = self.index.get(f"{kind.__name__}/{name}")
+        return found if isinstance(found, kind) else None
 
-    def require(self, kind: type[Document], name: str) -> Document:
+    def require(self, kind: type[D], name: str) -> D:
         """The named document; a SpecopsError listing the known names when there is none (for commands)."""
         found = self.get(kind, name)
         if found is None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Iterable, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import Field, model_validator
 
 from specops.errors import SpecError
 from specops.spec.signals import (

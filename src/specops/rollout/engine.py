@@ -1,49 +1,53 @@
-"""`Rollout(root, endpoint)`: drive one endpoint's rollout, step by step, on the running server.
+"""`Rollout(project, endpoint)`: drive one endpoint's rollout, step by step, on the running server.
 
-Every transition is written to the rollout record first and then carried out;
-carrying out (set_traffic, moving an alias) is idempotent, so `resume` after a
-crash redoes the step the record names. Traffic moves through
-`serving.traffic.set_traffic`, which a running server follows within 0.1 s.
+Every transition is committed to the rollout record in the environment's
+state first and then carried out; carrying out (set_traffic, moving an alias)
+is idempotent, so `resume` after a crash redoes the step the record names.
+Traffic moves through `serving.traffic.set_traffic`, which a running server
+follows within 0.1 s.
 """
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from specops.apply.audit import AuditLog
-from specops.core.clock import now
+from specops.core.clock import epoch, now
 from specops.core.durations import seconds as duration_seconds
 from specops.errors import SpecopsError
 from specops.rollout import analysis as an
+from specops.registry import CHAMPION, set_alias
 from specops.rollout.incident import new_incident_id, write_incident
 from specops.rollout.loadtest import run_load_test
 from specops.rollout.metrics import Snapshot, scrape, window
-from specops.rollout.state import (ABORTED, ACTIVE, DEGRADED, HEALTHY, PAUSED, PROGRESSING, RecordChanged,
-                                   RolloutRecord, load_record, save_record)
 from specops.rollout.strategies import rewards, thompson_weights
-from specops.serving.config import ServingConfig, endpoint_dir, find_endpoint
+from specops.serving.config import ServingConfig, find_endpoint
 from specops.serving.inference_log import read_log
 from specops.serving.keys import ensure_keys
 from specops.serving.server import CONFIG_FILE
 from specops.serving.traffic import set_traffic
-from specops.spec import SpecSet, load_specs
+from specops.state.audit import AuditAction
+from specops.state.records import ABORTED, ACTIVE, DEGRADED, HEALTHY, PAUSED, PROGRESSING, RolloutRecord
+from specops.state.store import RecordChanged
 from specops.spec.endpoints import ABRollout, BanditRollout, BlueGreenRollout, CanaryRollout, LoadTest, ModelRef
 from specops.spec.kinds import Gate
+
+if TYPE_CHECKING:
+    from specops.project import Project
 
 POLL_S = 0.1  # how often a pause looks for a promote/abort from another process
 PREVIEW_MIRROR_PERCENT = 50  # blue-green: the idle colour sees this share of live requests, answers discarded
 # Blue-green phases, kept in the record's `step` so `resume` knows what is done.
 BG_LOAD_TEST, BG_ANALYSIS, BG_SWITCHED = 0, 1, 2
-CHAMPION = "champion"
 
 
 class Rollout:
-    def __init__(self, root: Path | str, endpoint: str, specs: SpecSet | None = None,
-                 host: str = "127.0.0.1", max_wait_s: float = 60.0, sleep: Callable[[float], None] = time.sleep):
-        self.specs = specs or load_specs(root)
-        self.root = Path(self.specs.root)
+    def __init__(self, project: Project, endpoint: str, host: str = "127.0.0.1", max_wait_s: float = 60.0,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.project = project
+        self.specs = project.specs
+        self.root = project.root
+        self.state_dir = project.paths.endpoint(endpoint)
         self.name = endpoint
         self.endpoint = find_endpoint(self.specs, endpoint)
         if self.endpoint.spec.rollout is None:
@@ -52,18 +56,18 @@ class Rollout:
         self.host = host
         self.max_wait_s = max_wait_s  # longest a blue-green preview waits for min_samples
         self.sleep = sleep
-        self.audit = AuditLog(self.root)
+        self.audit = project.audit
 
     # --- reading state ---------------------------------------------------------------------
 
     def record(self) -> RolloutRecord:
-        record = load_record(self.root, self.name)
+        record = self.project.state.rollout(self.name)
         if record is None:
             raise SpecopsError(f"no rollout recorded for endpoint {self.name!r}; start one first")
         return record
 
     def _server(self) -> ServingConfig:
-        path = endpoint_dir(self.root, self.name) / CONFIG_FILE
+        path = self.state_dir / CONFIG_FILE
         if not path.exists():
             raise SpecopsError(f"endpoint {self.name!r} has no running server (no {path}); start it: specops endpoint serve {self.name}")
         return ServingConfig.load(path)
@@ -98,9 +102,9 @@ class Rollout:
             if ref.version != record.canary_version or not self.endpoint.spec.traffic.get(record.canary, 0):
                 return "the spec no longer sends traffic to the rolled-back deployment"
             return None
-        from specops.registry import connect, version_by_alias  # MLflow is slow to import: aliases only
+        from specops.registry import version_by_alias
 
-        current = version_by_alias(connect(self.specs), ref.name, ref.alias)  # a deleted alias asks for nothing
+        current = version_by_alias(self.project.registry, ref.name, ref.alias)  # a deleted alias asks for nothing
         if current is not None and str(current.version) == record.canary_version:
             return None
         return f"{ref.name}@{ref.alias} no longer points at version {record.canary_version}"
@@ -108,7 +112,7 @@ class Rollout:
     # --- starting and stepping --------------------------------------------------------------
 
     def start(self, canary: str, stable: str | None = None) -> RolloutRecord:
-        existing = load_record(self.root, self.name)
+        existing = self.project.state.rollout(self.name)
         if existing is not None and existing.status in ACTIVE:
             raise SpecopsError(f"a rollout of {self.name} is already {existing.status} ({existing.stable} -> {existing.canary}); "
                                f"promote or abort it first")
@@ -130,7 +134,7 @@ class Rollout:
         record.log("started", stable=stable, canary=canary)
         self._move_traffic(record)
         self._new_window(record)  # analysis and A/B reports count from here
-        self.audit.record(action="rollout_started", resource=f"Endpoint/{self.name}", strategy=record.strategy,
+        self.audit.record(AuditAction.ROLLOUT_STARTED, f"Endpoint/{self.name}", strategy=record.strategy,
                           stable=stable, canary=canary, version=record.canary_version)
         return record
 
@@ -210,7 +214,7 @@ class Rollout:
                 return self._pause(record, f"{what} inconclusive at step {record.step}: {_why(result)}; "
                                            f"`specops rollout resume` re-runs it")
         record.step += 1
-        save_record(self.root, record)
+        self._save(record)
         return record
 
     def _wait(self, seconds: float) -> bool:
@@ -227,14 +231,14 @@ class Rollout:
 
     def _new_window(self, record: RolloutRecord) -> None:
         record.window = {"time": time.time(), "metrics": self._scrape()}
-        save_record(self.root, record)
+        self._save(record)
 
     def _analyse(self, record: RolloutRecord, gate_name: str | None, shadow: bool = False,
                  arms: tuple[tuple[str, bool], tuple[str, bool]] | None = None) -> dict[str, Any]:
         """Analysis over the window; `arms` is ((new, mirrored?), (baseline, mirrored?)), by default canary vs stable."""
         after, since = self._scrape(), record.window.get("time", 0.0)
         before = record.window.get("metrics", {})
-        records = read_log(endpoint_dir(self.root, self.name))
+        records = read_log(self.state_dir)
         arms = [an.Arm(name, window(before, after, name), *an.feedback_counts(records, name, since, is_shadow))
                 for name, is_shadow in (arms or ((record.canary, shadow), (record.stable, False)))]
         gate = self.specs.get(Gate, gate_name) if gate_name else None
@@ -242,7 +246,7 @@ class Rollout:
         result["step"] = record.step
         record.analyses.append(result)
         record.log("analysis", step=record.step, phase=result["phase"], gate=gate_name)
-        save_record(self.root, record)
+        self._save(record)
         return result
 
     def _load_test(self, record: RolloutRecord, spec: LoadTest) -> dict[str, Any]:
@@ -250,7 +254,7 @@ class Rollout:
         server = self._server()
         rows, types = self._load_test_rows(server, record.canary, spec)
         before = self._scrape()
-        measured = run_load_test(f"http://{self.host}:{server.port}", ensure_keys(endpoint_dir(self.root, self.name))["primary"],
+        measured = run_load_test(f"http://{self.host}:{server.port}", ensure_keys(self.state_dir)["primary"],
                                  rows, spec.users, spec.spawn_rate, duration_seconds(spec.duration),
                                  deployment=record.canary, column_types=types)
         if record.window:  # synthetic requests are not live traffic: later analyses of this window skip them
@@ -260,7 +264,7 @@ class Rollout:
         record.analyses.append(result)
         record.log("load test", step=record.step, phase=result["phase"], requests=measured.requests,
                    failures=measured.failures, p95_ms=measured.p95)
-        save_record(self.root, record)
+        self._save(record)
         return result
 
     def _load_test_rows(self, server: ServingConfig, deployment: str, spec: LoadTest) -> tuple[Path, dict[str, str]]:
@@ -289,7 +293,7 @@ class Rollout:
             if result["phase"] == an.INCONCLUSIVE:
                 return self._pause(record, f"pre-promotion load test inconclusive: {_why(result)}; `specops rollout resume` re-runs it")
             record.step = BG_ANALYSIS
-            save_record(self.root, record)
+            self._save(record)
             return record
         self._wait_for_samples(record, record.canary)
         result = self._analyse(record, self.strategy.pre_promotion_analysis, shadow=True)
@@ -336,22 +340,22 @@ class Rollout:
     def _ab_step(self, record: RolloutRecord) -> RolloutRecord:
         """Report each arm's metrics since the start; pause for a decision once the experiment's time is up."""
         after, since = self._scrape(), record.window["time"]
-        records = read_log(endpoint_dir(self.root, self.name))
+        records = read_log(self.state_dir)
         record.extra["arms"] = {name: an.Arm(name, window(record.window["metrics"], after, name),
                                              *an.feedback_counts(records, name, since)).metrics() for name in record.weights}
         record.extra["reported_at"] = now()
         duration = self.strategy.duration
         if duration and time.time() - since >= duration_seconds(duration):
             return self._pause(record, "the A/B experiment is over: promote the winner or abort")
-        save_record(self.root, record)
+        self._save(record)
         return record
 
     def _bandit_step(self, record: RolloutRecord) -> RolloutRecord:
-        """One update (the controller calls this every update_interval): weights from the posterior so far."""
+        """One update (the controller steps a bandit every update_interval): weights from the posterior so far."""
         if self.strategy.reward.metric not in an.FEEDBACK_METRICS:
             raise SpecopsError(f"bandit reward {self.strategy.reward.metric!r} cannot be measured per request "
                                f"(available: {', '.join(an.FEEDBACK_METRICS)})")
-        records = read_log(endpoint_dir(self.root, self.name))
+        records = read_log(self.state_dir)
         counts = rewards(records, list(record.weights), record.window["time"], self.strategy.reward.goal)
         record.weights = thompson_weights(counts, self.strategy.floor)
         record.extra["rewards"] = counts
@@ -380,9 +384,6 @@ class Rollout:
         self._set_champion(record.model, record.canary_version)
         record.previous = {"stable": record.stable, "stable_version": record.stable_version}
         record.stable, record.stable_version = record.canary, record.canary_version
-        if isinstance(self.strategy, BlueGreenRollout):
-            delay = duration_seconds(self.strategy.scale_down_delay)
-            record.extra["scale_down_at"] = (datetime.fromisoformat(now()) + timedelta(seconds=delay)).isoformat()
         record.status, record.message, record.finished_at = HEALTHY, reason, now()
         record.extra.pop("promoting")
         record.log("promoted", reason=reason, version=record.canary_version)
@@ -390,8 +391,8 @@ class Rollout:
             record.status, record.step = PROGRESSING, BG_SWITCHED
             record.message = f"{reason}; switched, post-promotion analysis {self.strategy.post_promotion_analysis} on live traffic"
             record.window = {"time": time.time(), "metrics": self._scrape()}
-        save_record(self.root, record)
-        self.audit.record(action="promote", resource=f"Endpoint/{self.name}", reason=reason,
+        self._save(record)
+        self.audit.record(AuditAction.PROMOTE, f"Endpoint/{self.name}", reason=reason,
                           outputs={"model": record.model, "version": record.canary_version, "aliases": [CHAMPION]})
         return record
 
@@ -411,7 +412,7 @@ class Rollout:
         record = self.record()
         if record.status != HEALTHY or record.previous is None:
             raise SpecopsError(f"nothing to undo: the rollout of {self.name} is {record.status} and was not promoted")
-        elapsed = time.time() - _epoch(record.finished_at)
+        elapsed = time.time() - epoch(record.finished_at)
         allowed = duration_seconds(self.strategy.rollback_window)
         if elapsed > allowed:
             raise SpecopsError(f"the promotion was {elapsed:.0f}s ago, past rollback_window={self.strategy.rollback_window}; "
@@ -443,45 +444,43 @@ class Rollout:
         if record.extra.get("restore_champion"):
             self._set_champion(record.model, record.stable_version)
         analysis = analysis or (record.analyses[-1] if record.analyses and record.analyses[-1]["phase"] == an.FAILED else None)
-        path = write_incident(self.root, record, trigger, analysis)
+        path = write_incident(self.project.paths, record, trigger, analysis)
         resource = f"Endpoint/{self.name}"
-        self.audit.record(action="rollback", resource=resource, incident=record.incident, reason=trigger,
+        self.audit.record(AuditAction.ROLLBACK, resource, incident=record.incident, reason=trigger,
                           stable=record.stable, canary=record.canary)
-        self.audit.record(action="incident", resource=resource, incident=record.incident, record=str(path))
+        self.audit.record(AuditAction.INCIDENT, resource, incident=record.incident, record=str(path))
         record.status, record.finished_at = DEGRADED, now()
         record.extra.pop("restore_champion", None)
         record.log("rolled back", trigger=trigger, incident=record.incident)
-        save_record(self.root, record)
+        self._save(record)
         return record
 
     def _recovered(self, record: RolloutRecord, why: str) -> None:
-        self.audit.record(action="recovered", resource=f"Endpoint/{self.name}", incident=record.incident, reason=why)
+        self.audit.record(AuditAction.RECOVERED, f"Endpoint/{self.name}", incident=record.incident, reason=why)
         record.log("recovered", incident=record.incident, reason=why)
         record.status, record.message, record.incident = HEALTHY, why, None
-        save_record(self.root, record)
+        self._save(record)
 
     # --- helpers --------------------------------------------------------------------------------
 
     def _move_traffic(self, record: RolloutRecord) -> None:
         """Save the record, then publish its weights: the record never lags behind the traffic."""
-        save_record(self.root, record)
+        self._save(record)
         deployments = [d.name for d in self._server().deployments]
-        set_traffic(endpoint_dir(self.root, self.name), deployments, record.weights, record.mirror)
+        set_traffic(self.state_dir, deployments, record.weights, record.mirror)
 
     def _set_champion(self, model: str, version: str) -> None:
-        from specops.registry import connect  # MLflow is slow to import: only when the alias moves
+        set_alias(self.project.registry, model, CHAMPION, version)
 
-        connect(self.specs).set_registered_model_alias(model, CHAMPION, version)  # explicit tracking and registry URIs
+    def _save(self, record: RolloutRecord) -> None:
+        self.project.state.save_rollout(record)
 
     def _pause(self, record: RolloutRecord, message: str) -> RolloutRecord:
         record.status, record.message = PAUSED, message
         record.log("paused", step=record.step, message=message)
-        save_record(self.root, record)
+        self._save(record)
         return record
 
-
-def _epoch(iso: str | None) -> float:
-    return datetime.fromisoformat(iso).timestamp() if iso else 0.0
 
 
 def _why(result: dict[str, Any]) -> str:

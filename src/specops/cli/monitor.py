@@ -1,13 +1,12 @@
-"""`specops monitor run NAME` and `specops monitor report [NAME]` (added to the CLI by specops.cli)."""
+"""`specops monitor run NAME` and `specops monitor report [NAME]`: drift monitors by hand."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from pathlib import Path
 
 import click
 
-from specops import api
-from specops.cli_options import ENV, ROOT, console, friendly
+from specops.cli.options import console, friendly, table, with_project
+from specops.project import Project
 
 
 @click.group("monitor")
@@ -19,18 +18,16 @@ def monitor_group() -> None:
 @click.argument("name")
 @click.option("--at", "at", type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S"]), default=None,
               help="end the look-back window here (UTC unless an offset is given; default: now)")
-@ENV
-@ROOT
+@with_project
 @friendly
-def run(name: str, at: datetime | None, env: str | None, root: Path) -> None:
+def run(name: str, at: datetime | None, project: Project) -> None:
     """Run monitor NAME over its look-back window, write its reports and act on an alert."""
-    from specops.monitoring.runner import run_monitor
+    from specops.controller.monitors import run_monitor
     from specops.spec.monitors import Monitor
 
-    specs = api.validate(root, env)
-    monitor = specs.require(Monitor, name)
+    monitor = project.specs.require(Monitor, name)
     now = at.replace(tzinfo=at.tzinfo or timezone.utc) if at else datetime.now(timezone.utc)
-    result = run_monitor(specs, monitor, now)
+    result = run_monitor(project, monitor, now)
     console.print(f"{name}: {result.status} ({result.target_rows} rows, "
                   f"{result.window_start.isoformat()} to {result.window_end.isoformat()})")
     if result.reason:
@@ -45,17 +42,19 @@ def run(name: str, at: datetime | None, env: str | None, root: Path) -> None:
 
 @monitor_group.command("report")
 @click.argument("name", required=False)
-@ROOT
+@with_project
 @friendly
-def report(name: str | None, root: Path) -> None:
+def report(name: str | None, project: Project) -> None:
     """List monitor reports, newest window first, with what alerted."""
     from specops.monitoring.report import list_reports
 
-    reports = list_reports(root.resolve(), name)
+    reports = list_reports(project.root, name)
     if not reports:
         console.print(f"no reports yet{f' for monitor {name}' if name else ''}")
         return
-    for folder, summary in reports:
-        drifted = ", ".join(summary["drifted"]) or "-"
-        console.print(f"{summary['window_end']}  {summary['monitor']}  {summary['status']}  drifted: {drifted}  "
-                      f"{folder / 'report.html'}")
+    console.print(table(("window end", "monitor", "status", "drifted", "report"),
+                        ([s["window_end"], s["monitor"], s["status"], ", ".join(s["drifted"]) or "-", folder / "report.html"]
+                         for folder, s in reports)))
+
+
+COMMANDS = (monitor_group,)

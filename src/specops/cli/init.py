@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from specops.cli_options import console, err, friendly
+from specops.cli.options import console, friendly, reporter
 
 
 @click.command("init")
@@ -37,9 +37,7 @@ def init_command(directory: Path, data: str | None, force: bool, template: str |
     """Create a new specops project in DIR (or, with --update, update one)."""
     from specops.init.bootstrap import init_project, update_project
 
-    def report(line: str) -> None:
-        err.print(f"[dim]specops init[/dim] {line}", markup=True)
-
+    report = reporter("specops init")
     if update:
         given = sorted(k for k, v in answers.items() if v is not None)
         if given or data or force:
@@ -53,3 +51,6 @@ def init_command(directory: Path, data: str | None, force: bool, template: str |
     project = init_project(directory, answers, data=data, force=force, template=template, vcs_ref=vcs_ref,
                            interactive=interactive, report=report)
     console.print(f"Created {project}. Next: cd {directory} && make demo")
+
+
+COMMANDS = (init_command,)

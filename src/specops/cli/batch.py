@@ -1,12 +1,13 @@
-"""`specops batch invoke|list|show` (added to the CLI by specops.cli)."""
+"""`specops batch invoke|list|show`: batch scoring jobs."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import click
 
-from specops.cli_options import ENV, ROOT, console, friendly
+from specops.cli.options import console, friendly, table, with_project
 from specops.errors import SpecopsError
+from specops.project import Project
 
 
 @click.group("batch")
@@ -22,11 +23,10 @@ def batch() -> None:
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="folder for <job id>/ outputs (default: the endpoint's output_path)")
 @click.option("--resume", "resume", default=None, metavar="JOB_ID", help="continue this job: score only its unfinished mini-batches")
-@ENV
-@ROOT
+@with_project
 @friendly
 def invoke(name: str, input_path: Path | None, dataset: str | None, deployment: str | None, output: Path | None,
-           resume: str | None, env: str | None, root: Path) -> None:
+           resume: str | None, project: Project) -> None:
     """Score a data set with batch endpoint NAME; re-running the same input resumes its job."""
     from specops.serving.batch import invoke as run_job
 
@@ -35,36 +35,37 @@ def invoke(name: str, input_path: Path | None, dataset: str | None, deployment: 
     if resume and (input_path or dataset or deployment):
         raise SpecopsError("--resume continues a job with its own input and deployment: drop --input, --dataset and --deployment")
     with _ProgressBar() as bar:
-        job = run_job(root, name, input=input_path, dataset=dataset, deployment=deployment, output=output,
-                      resume=resume, env=env, progress=bar.update)
+        job = run_job(project.specs, name, input=input_path, dataset=dataset, deployment=deployment, output=output,
+                      resume=resume, progress=bar.update)
     _show(job)
 
 
 @batch.command("list")
 @click.argument("name")
-@ROOT
+@with_project
 @friendly
-def list_(name: str, root: Path) -> None:
+def list_(name: str, project: Project) -> None:
     """Jobs of batch endpoint NAME, newest first."""
     from specops.serving.batch import list_jobs
 
-    jobs = list_jobs(root.resolve(), name)
+    jobs = list_jobs(project.root, name)
     if not jobs:
         console.print(f"no batch jobs for {name}")
-    for job in jobs:
-        console.print(f"{job.job}  {job.status:<11} {job.deployment}  {job.model} v{job.version}  "
-                      f"{len(job.done)}/{job.mini_batches} mini-batches  {job.failed_rows} failed rows  {job.input}")
+        return
+    console.print(table(("job", "status", "deployment", "model", "mini-batches", "failed rows", "input"),
+                        ([j.job, j.status, j.deployment, f"{j.model} v{j.version}", f"{len(j.done)}/{j.mini_batches}",
+                          j.failed_rows, j.input] for j in jobs)))
 
 
 @batch.command("show")
 @click.argument("job_id")
-@ROOT
+@with_project
 @friendly
-def show(job_id: str, root: Path) -> None:
+def show(job_id: str, project: Project) -> None:
     """One job: status, model version, progress, failures, output."""
     from specops.serving.batch import find_job
 
-    _show(find_job(root.resolve(), job_id))
+    _show(find_job(project.root, job_id))
 
 
 def _show(job) -> None:
@@ -103,3 +104,6 @@ class _ProgressBar:
 
     def __exit__(self, *exc) -> None:
         self.progress.__exit__(*exc)
+
+
+COMMANDS = (batch,)

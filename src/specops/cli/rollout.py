@@ -1,18 +1,17 @@
-"""`specops rollout status|promote|abort|undo|resume ENDPOINT` (added to the CLI by specops.cli)."""
+"""`specops rollout status|promote|abort|undo|resume ENDPOINT`: drive an endpoint's rollout by hand."""
 from __future__ import annotations
-
-from pathlib import Path
 
 import click
 
-from specops.cli_options import ROOT, console, friendly
-from specops.rollout.state import RolloutRecord
+from specops.cli.options import console, friendly, with_project
+from specops.project import Project
+from specops.state.records import RolloutRecord
 
 
-def _rollout(root: Path, endpoint: str):
-    from specops.rollout.controller import Rollout  # imports the serving stack: only when a command runs
+def _rollout(project: Project, endpoint: str):
+    from specops.rollout import Rollout  # imports the serving stack: only when a command runs
 
-    return Rollout(root, endpoint)
+    return Rollout(project, endpoint)
 
 
 def show(record: RolloutRecord) -> None:
@@ -47,44 +46,47 @@ def rollout() -> None:
 
 @rollout.command("status")
 @click.argument("endpoint")
-@ROOT
+@with_project
 @friendly
-def status(endpoint: str, root: Path) -> None:
+def status(endpoint: str, project: Project) -> None:
     """Where ENDPOINT's rollout stands: traffic, step, last analysis, open incident."""
-    show(_rollout(root, endpoint).status())
+    show(_rollout(project, endpoint).status())
 
 
 @rollout.command("promote")
 @click.argument("endpoint")
-@ROOT
+@with_project
 @friendly
-def promote(endpoint: str, root: Path) -> None:
+def promote(endpoint: str, project: Project) -> None:
     """Send all traffic to the canary now; it becomes stable and its model version the champion."""
-    show(_rollout(root, endpoint).promote())
+    show(_rollout(project, endpoint).promote())
 
 
 @rollout.command("abort")
 @click.argument("endpoint")
-@ROOT
+@with_project
 @friendly
-def abort(endpoint: str, root: Path) -> None:
+def abort(endpoint: str, project: Project) -> None:
     """Send all traffic back to the stable deployment now and open an incident."""
-    show(_rollout(root, endpoint).abort())
+    show(_rollout(project, endpoint).abort())
 
 
 @rollout.command("undo")
 @click.argument("endpoint")
-@ROOT
+@with_project
 @friendly
-def undo(endpoint: str, root: Path) -> None:
+def undo(endpoint: str, project: Project) -> None:
     """Go back to the deployment stable before the last promotion (within rollback_window, no analysis)."""
-    show(_rollout(root, endpoint).undo())
+    show(_rollout(project, endpoint).undo())
 
 
 @rollout.command("resume")
 @click.argument("endpoint")
-@ROOT
+@with_project
 @friendly
-def resume(endpoint: str, root: Path) -> None:
+def resume(endpoint: str, project: Project) -> None:
     """Continue a paused or interrupted rollout from its recorded step (an interrupted abort is finished)."""
-    show(_rollout(root, endpoint).resume())
+    show(_rollout(project, endpoint).resume())
+
+
+COMMANDS = (rollout,)

@@ -1,12 +1,13 @@
-"""`specops slo status [NAME] [--format text|json|markdown]` (added to the CLI by specops.cli)."""
+"""`specops slo status [NAME] [--format text|json|markdown]`: objectives, error budgets, burn rates."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
-from specops.cli_options import ENV, ROOT, console, friendly
+from specops.cli.options import console, friendly, with_project
+from specops.core.tables import markdown_table
+from specops.project import Project
 from specops.slo.budget import ObjectiveStatus
 
 COLUMNS = ("SLO", "objective", "window", "SLI", "target", "bad / allowed", "remaining", "burn rate", "status")
@@ -21,16 +22,14 @@ def slo_group() -> None:
 @slo_group.command("status")
 @click.argument("name", required=False)
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
-@ENV
-@ROOT
+@with_project
 @friendly
-def status(name: str | None, fmt: str, env: str | None, root: Path) -> None:
+def status(name: str | None, fmt: str, project: Project) -> None:
     """Each objective of NAME (default: every SLO): SLI vs target, error budget left, burn rate."""
     from specops.slo.engine import evaluate
-    from specops.spec import load_specs
     from specops.spec.slos import SLO
 
-    specs = load_specs(root, env)
+    specs = project.specs
     slos = specs.of_kind(SLO)
     if name is not None:
         slos = [specs.require(SLO, name)]
@@ -56,7 +55,14 @@ def _sli(s: ObjectiveStatus) -> str:
 def _budget(s: ObjectiveStatus) -> str:
     if s.events is None or s.budget is None:
         return "-"
-    return f"{s.bad:g} / {s.budget:.4g} of {s.events:g}"
+    return f"{_count(s.bad)} / {_count(s.budget)} of {_count(s.events)}"
+
+
+def _count(value: float | None) -> str:
+    """Event counts as people write them: 11780 and 3.5, never 1.178e+04."""
+    if value is None:
+        return "-"
+    return str(int(value)) if float(value).is_integer() else f"{value:.4g}" if abs(value) < 1000 else f"{value:.0f}"
 
 
 def _fraction(value: float | None) -> str:
@@ -65,19 +71,18 @@ def _fraction(value: float | None) -> str:
 
 def _text(statuses: list[ObjectiveStatus]) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     if not statuses:
         console.print("no SLOs defined")
         return
     table = Table(*COLUMNS)
     for s in statuses:
-        row = cells(s)
-        row[-1] = f"[{_STYLE[s.status]}]{s.status}[/]"
-        table.add_row(*row)
+        table.add_row(*cells(s)[:-1], Text(s.status, style=_STYLE[s.status]))
     console.print(table)
     for s in statuses:
         if s.note:
-            console.print(f"  {s.slo}/{s.objective}: {s.note}", markup=False)
+            console.print(f"  {s.slo}/{s.objective}: {s.note}")
 
 
 def _json(statuses: list[ObjectiveStatus]) -> None:
@@ -85,6 +90,7 @@ def _json(statuses: list[ObjectiveStatus]) -> None:
 
 
 def _markdown(statuses: list[ObjectiveStatus]) -> None:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in cells(s)) + " |" for s in statuses]
-    click.echo("\n".join(lines))
+    click.echo(markdown_table(COLUMNS, map(cells, statuses)), nl=False)
+
+
+COMMANDS = (slo_group,)

@@ -1,4 +1,4 @@
-"""The interface every backend implements; `local` and `azureml` are the two."""
+"""The interface every backend implements; `local` and `azureml` are the two (specops.backends)."""
 from __future__ import annotations
 
 from typing import Any, Callable, Protocol
@@ -30,17 +30,3 @@ class Backend(Protocol):
 
     def notes(self, specs: SpecSet) -> list[str]:
         """Things the plan reader should know (e.g. features this backend lacks)."""
-
-
-def get_backend(name: str, root) -> Backend:
-    from specops.errors import SpecopsError
-
-    if name == "local":
-        from specops.backends.local import LocalBackend
-
-        return LocalBackend(root)
-    if name == "azureml":
-        from specops.backends.azureml import AzureMLBackend
-
-        return AzureMLBackend(root)
-    raise SpecopsError(f"backend {name!r} is not available in this version of specops (available: local, azureml)")
