@@ -91,7 +91,7 @@ class MonitorResult:
 
 def run_monitor(specs: SpecSet, monitor: Monitor, now: datetime) -> MonitorResult:
     window_start, window_end = monitor_window(monitor, now)
-    logged = live_records(specs.root, monitor.spec.target.endpoint)
+    logged = live_records(specs.root, monitor.spec.target.endpoint, since=min(window_start, window_end - parse_duration(getattr(monitor.spec.performance, "lookback_window_size", None) or monitor.spec.target.lookback_window_size)).timestamp())  # both windows' records: drift's and labelled_frame's
     records = in_window(logged, window_start, window_end)
     target = pd.DataFrame.from_records([r["inputs"] for r in records])
     result = MonitorResult(monitor.name, monitor.spec.target.endpoint, "inconclusive", window_start, window_end, len(target))
@@ -134,10 +134,10 @@ def monitor_window(monitor: Monitor, now: datetime) -> tuple[datetime, datetime]
     return end - parse_duration(target.lookback_window_size), end
 
 
-def live_records(root: Path, endpoint: str) -> list[dict[str, Any]]:
+def live_records(root: Path, endpoint: str, since: float | None = None) -> list[dict[str, Any]]:
     """The endpoint's logged requests, oldest first, with labels joined where feedback arrived."""
     # Shadow (mirror) records repeat inputs the live deployment already logged: counting them would weigh them twice.
-    return [r for r in read_log(endpoint_dir(root, endpoint)) if not r.get("shadow", False)]
+    return [r for r in read_log(endpoint_dir(root, endpoint), since) if not r.get("shadow", False)]
 
 
 def in_window(records: list[dict[str, Any]], start: datetime, end: datetime) -> list[dict[str, Any]]:

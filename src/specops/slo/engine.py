@@ -138,12 +138,12 @@ def _sampling_note(records: list[dict[str, Any]], rates: Mapping[str, float]) ->
 def evaluate(specs: SpecSet, slo: SLO, now: float | None = None, *, scrape: bool = True,
              trained_at: TrainedAt | None = None) -> list[b.ObjectiveStatus]:
     """Every objective of `slo` over its window ending `now` (default: the current time)."""
-    inputs = gather(specs, slo, scrape=scrape, trained_at=trained_at)
+    inputs = gather(specs, slo, scrape=scrape, trained_at=trained_at, now=now)
     now = time.time() if now is None else now  # after gathering: the scrape just taken is in the window
     return [evaluate_objective(slo, objective, inputs, now) for objective in slo.spec.objectives]
 
 
-def gather(specs: SpecSet, slo: SLO, *, scrape: bool = True, trained_at: TrainedAt | None = None) -> Inputs:
+def gather(specs: SpecSet, slo: SLO, *, scrape: bool = True, trained_at: TrainedAt | None = None, now: float | None = None) -> Inputs:
     from specops.serving.config import endpoint_dir
     from specops.serving.inference_log import read_log
 
@@ -155,7 +155,7 @@ def gather(specs: SpecSet, slo: SLO, *, scrape: bool = True, trained_at: Trained
                         for d in endpoint.spec.deployments}
         inputs.mirrors = frozenset(endpoint.spec.mirror_traffic)
     if kinds & {Latency, Correctness, Fairness}:
-        inputs.records = read_log(endpoint_dir(specs.root, slo.spec.endpoint))
+        inputs.records = read_log(endpoint_dir(specs.root, slo.spec.endpoint), since=(time.time() if now is None else now) - max(seconds(o.window or slo.spec.window) for o in slo.spec.objectives))  # the longest window's start
     if Availability in kinds:
         if scrape:
             _record_scrape(specs.root, slo.spec.endpoint, inputs.notes)
