@@ -80,3 +80,16 @@ def test_a_labelled_window_below_the_champion_queues_a_performance_retrain_once(
 
     again = run_monitor(Project.of(specs), spec, FIRE)
     assert again.repeat and len(EventQueue(project).statuses()) == 1 and len(webhook.posts) == 1
+
+
+def test_a_performance_window_longer_than_the_drift_window_reads_its_older_labels(registered, webhook):
+    with_signals(registered, "  performance: {lookback_window_size: P3D}\n")  # the drift window is P1D
+    labels = np.zeros(1000, dtype=int)
+    predictions = labels.copy()
+    predictions[:150] = 1
+    write_scored(registered, generate(1000, seed=5), FIRE - timedelta(days=2), predictions, labels)
+    specs = load_specs(registered)
+
+    result = run_monitor(Project.of(specs), specs.get(Monitor, "credit-drift"), FIRE)
+    assert result.target_rows == 0 and result.alerted == ["performance"]  # nothing to judge drift on; 1000 labels
+    assert result.signal("performance").metrics["accuracy"] == 0.85

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -76,15 +77,15 @@ def record(t: float, latency_ms: float = 10.0, *, deployment: str = "blue", pred
 
 
 def write_log(root: Path, records: list[dict[str, Any]]) -> None:
-    """Requests and their feedback, in the server's files."""
+    """Requests and their feedback, in the server's files: each in the file of the hour it was written in."""
     folder = ProjectPaths(root).endpoint(ENDPOINT) / "inference"
     folder.mkdir(parents=True, exist_ok=True)
-    with (folder / "requests-2027011500-0.jsonl").open("a") as out:
-        for r in records:
+    for r in records:
+        hour = time.strftime("%Y%m%d%H", time.gmtime(r["time"]))
+        with (folder / f"requests-{hour}-0.jsonl").open("a") as out:
             out.write(json.dumps({k: v for k, v in r.items() if k != "label"}) + "\n")
-    with (folder / "feedback-0.jsonl").open("a") as out:
-        for r in records:
-            if "label" in r:
+        if "label" in r:
+            with (folder / f"feedback-{hour}-0.jsonl").open("a") as out:
                 out.write(json.dumps({"request_id": r["request_id"], "label": r["label"], "time": r["time"]}) + "\n")
 
 

@@ -118,7 +118,8 @@ Act = Callable[[Monitor, MonitorResult], list[str]]  # carries the requests out;
 
 def run_monitor(specs: SpecSet, monitor: Monitor, now: datetime, act: Act) -> MonitorResult:
     window_start, window_end = monitor_window(monitor, now)
-    logged = live_records(specs.root, monitor.spec.target.endpoint)
+    # Drift reads its window; performance may look further back (labelled_frame): read from the earlier start.
+    logged = live_records(specs.root, monitor.spec.target.endpoint, since=min(window_start, performance_start(monitor, window_end)).timestamp())
     records = in_window(logged, window_start, window_end)
     target = pd.DataFrame.from_records([r["inputs"] for r in records])
     result = MonitorResult(monitor.name, monitor.spec.target.endpoint, "inconclusive", window_start, window_end, len(target))
@@ -162,10 +163,10 @@ def monitor_window(monitor: Monitor, now: datetime) -> tuple[datetime, datetime]
     return end - parse_duration(target.lookback_window_size), end
 
 
-def live_records(root: Path, endpoint: str) -> list[dict[str, Any]]:
+def live_records(root: Path, endpoint: str, since: float | None = None) -> list[dict[str, Any]]:
     """The endpoint's logged requests, oldest first, with labels joined where feedback arrived."""
     # Shadow (mirror) records repeat inputs the live deployment already logged: counting them would weigh them twice.
-    return [r for r in read_log(ProjectPaths(root).endpoint(endpoint)) if not r.get("shadow", False)]
+    return [r for r in read_log(ProjectPaths(root).endpoint(endpoint), since) if not r.get("shadow", False)]
 
 
 def in_window(records: list[dict[str, Any]], start: datetime, end: datetime) -> list[dict[str, Any]]:
@@ -173,17 +174,16 @@ def in_window(records: list[dict[str, Any]], start: datetime, end: datetime) -> 
     return [r for r in records if low < r["time"] <= high]
 
 
-def window_frame(root: Path, endpoint: str, start: datetime, end: datetime) -> pd.DataFrame:
-    """The logged model inputs with start < time <= end, one row per scored row."""
-    return pd.DataFrame.from_records([r["inputs"] for r in in_window(live_records(root, endpoint), start, end)])
+def performance_start(monitor: Monitor, end: datetime) -> datetime:
+    """Where the performance window starts: its own look-back, else the monitor's."""
+    performance = monitor.spec.performance
+    size = performance.lookback_window_size if performance and performance.lookback_window_size else None
+    return end - parse_duration(size or monitor.spec.target.lookback_window_size)
 
 
 def labelled_frame(monitor: Monitor, records: list[dict[str, Any]], end: datetime) -> pd.DataFrame:
     """Prediction and label of the requests in the performance window that got a label by /feedback."""
-    performance = monitor.spec.performance
-    size = performance.lookback_window_size if performance and performance.lookback_window_size else None
-    start = end - parse_duration(size or monitor.spec.target.lookback_window_size)
-    labelled = [(r.get("prediction"), r["label"]) for r in in_window(records, start, end) if "label" in r]
+    labelled = [(r.get("prediction"), r["label"]) for r in in_window(records, performance_start(monitor, end), end) if "label" in r]
     return pd.DataFrame(labelled, columns=["prediction", "label"])
 
 

@@ -238,7 +238,7 @@ class Rollout:
         """Analysis over the window; `arms` is ((new, mirrored?), (baseline, mirrored?)), by default canary vs stable."""
         after, since = self._scrape(), record.window.get("time", 0.0)
         before = record.window.get("metrics", {})
-        records = read_log(self.state_dir)
+        records = read_log(self.state_dir, since=since)
         arms = [an.Arm(name, window(before, after, name), *an.feedback_counts(records, name, since, is_shadow))
                 for name, is_shadow in (arms or ((record.canary, shadow), (record.stable, False)))]
         gate = self.specs.get(Gate, gate_name) if gate_name else None
@@ -340,7 +340,7 @@ class Rollout:
     def _ab_step(self, record: RolloutRecord) -> RolloutRecord:
         """Report each arm's metrics since the start; pause for a decision once the experiment's time is up."""
         after, since = self._scrape(), record.window["time"]
-        records = read_log(self.state_dir)
+        records = read_log(self.state_dir, since=since)
         record.extra["arms"] = {name: an.Arm(name, window(record.window["metrics"], after, name),
                                              *an.feedback_counts(records, name, since)).metrics() for name in record.weights}
         record.extra["reported_at"] = now()
@@ -355,7 +355,7 @@ class Rollout:
         if self.strategy.reward.metric not in an.FEEDBACK_METRICS:
             raise SpecopsError(f"bandit reward {self.strategy.reward.metric!r} cannot be measured per request "
                                f"(available: {', '.join(an.FEEDBACK_METRICS)})")
-        records = read_log(self.state_dir)
+        records = read_log(self.state_dir, since=record.window["time"])
         counts = rewards(records, list(record.weights), record.window["time"], self.strategy.reward.goal)
         record.weights = thompson_weights(counts, self.strategy.floor)
         record.extra["rewards"] = counts

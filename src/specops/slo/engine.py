@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping
 from specops.slo import budget as b
 from specops.slo import history, sli
 from specops.spec.loader import SpecSet
-from specops.core.durations import parse_duration
+from specops.core.durations import seconds
 from specops.spec.slos import SLO, Availability, Correctness, Fairness, Freshness, Latency, endpoint_of, sensitive_column
 
 TrainedAt = Callable[[SpecSet, SLO], dict[str, float]]  # served model (name vN) -> training start, epoch seconds
@@ -40,10 +40,6 @@ class Inputs:
     trained_at: Mapping[str, float] = field(default_factory=dict)
     sensitive: Mapping[str, str | None] = field(default_factory=dict)  # fairness objective -> column
     notes: list[str] = field(default_factory=list)  # problems gathering the data
-
-
-def seconds(duration: str) -> float:
-    return parse_duration(duration).total_seconds()
 
 
 def evaluate_objective(slo: SLO, objective, inputs: Inputs, now: float) -> b.ObjectiveStatus:
@@ -137,12 +133,12 @@ def _sampling_note(records: list[dict[str, Any]], rates: Mapping[str, float]) ->
 def evaluate(specs: SpecSet, slo: SLO, now: float | None = None, *, trained_at: TrainedAt | None = None) -> list[b.ObjectiveStatus]:
     """Every objective of `slo` over its window ending `now` (default: the current time). Reads only: the
     availability history is recorded by the controller's scraper (history.record_scrapes), not by who asks."""
-    inputs = gather(specs, slo, trained_at=trained_at)
     now = time.time() if now is None else now
+    inputs = gather(specs, slo, now, trained_at=trained_at)
     return [evaluate_objective(slo, objective, inputs, now) for objective in slo.spec.objectives]
 
 
-def gather(specs: SpecSet, slo: SLO, *, trained_at: TrainedAt | None = None) -> Inputs:
+def gather(specs: SpecSet, slo: SLO, now: float, *, trained_at: TrainedAt | None = None) -> Inputs:
     from specops.serving.inference_log import read_log
 
     endpoint = endpoint_of(specs, slo)
@@ -153,7 +149,9 @@ def gather(specs: SpecSet, slo: SLO, *, trained_at: TrainedAt | None = None) -> 
                         for d in endpoint.spec.deployments}
         inputs.mirrors = frozenset(endpoint.spec.mirror_traffic)
     if kinds & {Latency, Correctness, Fairness}:
-        inputs.records = read_log(specs.paths.endpoint(slo.spec.endpoint))
+        # Only the log that the longest window can see: older hourly files are never opened.
+        since = now - max(seconds(o.window or slo.spec.window) for o in slo.spec.objectives)
+        inputs.records = read_log(specs.paths.endpoint(slo.spec.endpoint), since=since)
     if Availability in kinds:
         inputs.samples = history.read_samples(specs.root, slo.spec.endpoint)
     if Freshness in kinds:
