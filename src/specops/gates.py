@@ -12,9 +12,6 @@ from typing import Any, Mapping
 
 from specops.spec.kinds import Check, Selection
 
-CHAMPION = "champion"  # Check.compare_to's one value: the registry's champion, or a rollout's stable deployment
-
-
 @dataclass(frozen=True)
 class Baseline:
     """What `compare_to: champion` compares with: a label for notes (a version, a deployment) and its metrics."""
@@ -58,7 +55,7 @@ def check_metric(check: Check, metrics: Mapping[str, float], baseline: Baseline 
         return result(None, False, f"the candidate has no metric {check.metric!r}")
     value = metrics[check.metric]
     note = ""
-    if check.compare_to == CHAMPION:
+    if check.compare_to is not None:  # its one value, `champion`: the registry's champion, or a rollout's stable deployment
         if baseline is None:
             return result(None, True, "no champion yet")
         if check.metric not in baseline.metrics:

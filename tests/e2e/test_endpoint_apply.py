@@ -16,12 +16,13 @@ import pytest
 import requests
 
 from specops.project import Project
+from specops.state.records import DEGRADED, HEALTHY
 from specops.errors import SpecopsError
 from specops.serving import daemon
 from specops.core.paths import ProjectPaths
 from specops.serving.keys import ensure_keys
 from specops.serving.traffic import read_traffic
-from tests.conftest import make_project
+from tests.conftest import make_project, specops
 from tests.serving.conftest import free_port
 
 pytestmark = pytest.mark.xdist_group("endpoint-apply")
@@ -137,6 +138,13 @@ def test_rollouts_driven_by_apply(project: Path):
         assert read_traffic(ProjectPaths(project).endpoint(ENDPOINT))[0] == {"green": 100}
         assert connect(load_specs(project)).get_model_version_by_alias("credit-risk", "champion").version in (2, "2")
         assert Project(project).plan().empty
+        # One record says what is deployed: the rollout, and the endpoint's traffic, as the rollout left them.
+        status = Project(project).status()
+        assert status.rollouts[ENDPOINT].status == HEALTHY and status.rollouts[ENDPOINT].stable == "green"
+        served = {r.key: r for r in status.resources}[f"Endpoint/{ENDPOINT}"]
+        assert served.outputs["traffic"] == {"green": 100} and served.live == {"serving": "running"}
+        shown = specops("status", cwd=project, check=True).stdout
+        assert f"rollout of {ENDPOINT}: Healthy (canary): green v2, promoted from blue v1; traffic green 100%" in shown
 
         # The next PR rolls out the bad version: analysis fails, traffic goes back, apply fails, the change stays planned.
         write_spec(project, original, *with_good, ("bad", "credit-risk@3"), traffic={"bad": 100})
@@ -144,6 +152,9 @@ def test_rollouts_driven_by_apply(project: Path):
             Project(project).apply()
         assert read_traffic(ProjectPaths(project).endpoint(ENDPOINT))[0] == {"green": 100}
         assert list((project / ".specops" / "incidents").glob("*.md"))
+        degraded = Project(project).status()  # the failed apply committed nothing, the rollback did
+        assert degraded.rollouts[ENDPOINT].status == DEGRADED and degraded.rollouts[ENDPOINT].incident
+        assert {r.key: r for r in degraded.resources}[f"Endpoint/{ENDPOINT}"].outputs["rollout"] == DEGRADED
         (operation,) = Project(project).plan().operations
         assert operation.before["serving"].startswith("rollout Degraded (incident ")
 

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from specops.project import Project
-from specops.state.audit import AuditLog
+from specops.core.paths import ProjectPaths
+from specops.state.audit import AuditAction, AuditLog
+from specops.state.store import StateStore
 from specops.errors import LockHeld, SpecErrors
 from specops.plan.format import MARKER, to_json, to_markdown, to_text
 from specops.plan.model import Action
@@ -35,6 +37,26 @@ def test_apply_is_idempotent_and_audited(declarations: Path):
     for entry in entries:
         assert entry["action"] == "create" and entry["before"] is None and len(entry["after"]) == 16
         assert entry["commit"] and entry["actor"] and entry["env"] == "local"
+    # One commit path: each change bumped the state serial once, and its audit line names the serial it made.
+    assert [e["serial"] for e in entries] == [1, 2, 3, 4] and Project(declarations).status().serial == 4
+
+
+def test_audit_actions_are_typed(declarations: Path):
+    with pytest.raises(ValueError, match="'promoted' is not a valid AuditAction"):
+        AuditLog(declarations).record("promoted", "Endpoint/x")
+    assert AuditLog(declarations).record(AuditAction.PROMOTE, "Endpoint/x")["action"] == "promote"
+
+
+def test_concurrent_writers_never_lose_each_others_commits(declarations: Path):
+    """Apply, the controller and rollouts write state from different processes: each commit is kept."""
+    ctx = multiprocessing.get_context("spawn")
+    writers = [ctx.Process(target=_commit_many, args=(str(declarations), w)) for w in range(3)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(60)
+    state = StateStore(ProjectPaths(declarations), "local").read()
+    assert state.serial == 3 * COMMITS and len(state.resources) == 3 * COMMITS
 
 
 def test_changing_one_gate_threshold_plans_exactly_that_change(declarations: Path):
@@ -88,6 +110,15 @@ def test_references_are_never_resolved_in_plans(declarations: Path, monkeypatch)
     monkeypatch.setenv("AZURE_SUBSCRIPTION_ID", "11111111-2222-3333-4444-555555555555")
     text = to_json(Project(declarations).plan())
     assert "${AZURE_SUBSCRIPTION_ID}" in text and "11111111" not in text
+
+
+COMMITS = 20
+
+
+def _commit_many(root: str, writer: int) -> None:
+    store = StateStore(ProjectPaths(Path(root)), "local")
+    for i in range(COMMITS):
+        store.put(f"Gate/w{writer}-{i}", {"spec": {}}, {})
 
 
 def _hold_lock(root: str, ready, release) -> None:

@@ -147,3 +147,22 @@ def _wait_for(condition, timeout_s: float):
             return found
         time.sleep(0.05)
     raise AssertionError(f"condition not met within {timeout_s}s")
+
+
+def test_a_monitors_rollback_aborts_a_rollout_under_way(fresh: Server):
+    """A Monitor's `actions.rollback` moves traffic back, through the same engine, with an incident (issue #9, item 6)."""
+    from specops.controller.monitors import roll_back
+    from specops.monitoring.runner import RollbackRequest
+
+    project = Project(fresh.root)
+    Rollout(project, "live").start("green", "blue")
+    Rollout(project, "live").step()  # 30% on green
+    assert read_traffic(fresh.state_dir)[0] == {"blue": 100 - CANARY_WEIGHT, "green": CANARY_WEIGHT}
+    said = roll_back(project, RollbackRequest("live", "monitor credit-drift alerted: data_drift", {"monitor": "credit-drift"}))
+    record = project.state.rollout("live")
+    assert record.status == DEGRADED and record.incident and read_traffic(fresh.state_dir)[0] == {"blue": 100}
+    assert said == f"rollback of endpoint live: rollout aborted, traffic back on blue (incident {record.incident})"
+    [entry] = audit(fresh, "rollback_requested")
+    assert entry["outcome"].startswith("rollout aborted") and entry["monitor"] == "credit-drift"
+    assert roll_back(project, RollbackRequest("live", "again", {})).endswith(
+        "nothing to roll back (the rollout is Degraded, past its rollback_window or never promoted)")

@@ -16,6 +16,7 @@ import click
 from specops.cli.options import console, friendly, reporter, table, with_project
 from specops.errors import SpecopsError
 from specops.project import Project, Status
+from specops.state.records import HEALTHY
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -109,9 +110,13 @@ def _plain(value: Any) -> str:
 def _rollouts(state: Status) -> None:
     for name, record in sorted(state.rollouts.items()):
         weights = ", ".join(f"{d} {w}%" for d, w in record.weights.items())
-        console.print(f"rollout of {name}: {record.status} ({record.strategy}, {record.stable} v{record.stable_version} "
-                      f"-> {record.canary} v{record.canary_version}; traffic {weights})"
-                      + (f"; incident {record.incident}" if record.incident else ""))
+        if record.status == HEALTHY and record.previous:
+            where = (f"{record.stable} v{record.stable_version}, promoted from {record.previous['stable']} "
+                     f"v{record.previous['stable_version']}")
+        else:
+            where = f"{record.stable} v{record.stable_version} -> {record.canary} v{record.canary_version}"
+        incident = f"; incident {record.incident}" if record.incident else ""
+        console.print(f"rollout of {name}: {record.status} ({record.strategy}): {where}; traffic {weights}{incident}")
 
 
 @main.command()

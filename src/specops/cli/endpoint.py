@@ -42,6 +42,7 @@ def stop(name: str, project: Project) -> None:
     """Stop the background server `specops apply` started for NAME (requests in flight finish)."""
     from specops.serving.daemon import stop as stop_server
 
+    project.validate()  # the environment named must exist, whatever server is found
     stopped = stop_server(project.paths, name)
     console.print(f"endpoint {name}: {'stopped' if stopped else 'no server was running'}")
 

@@ -15,6 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
+from specops.registry import CHAMPION
 from specops.state.audit import AuditAction, AuditLog
 from specops.spec import Pipeline, SpecSet
 
@@ -44,7 +45,7 @@ def when(entry: dict[str, Any]) -> datetime:
 
 def releases(entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Audit entries that put a new model version in production (the champion alias)."""
-    return [e for e in entries if "champion" in (e.get("outputs") or {}).get("aliases", [])]
+    return [e for e in entries if CHAMPION in (e.get("outputs") or {}).get("aliases", [])]
 
 
 @lru_cache(maxsize=256)

@@ -3,14 +3,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mlflow.exceptions import MlflowException
-
 from specops.core.tables import markdown_table
-from specops.registry import connect, run_metrics
+from specops.registry import CHALLENGER, CHAMPION, connect, run_metrics
 from specops.spec import Pipeline, SpecSet
 
 # Aliases that name a role, strongest first; a version with none of them is retired.
-ROLES = (("champion", "champion"), ("canary", "canary"), ("shadow", "shadow"), ("challenger", "candidate"))
+ROLES = ((CHAMPION, "champion"), ("canary", "canary"), ("shadow", "shadow"), (CHALLENGER, "candidate"))
 COLUMNS = ("model", "version", "accuracy", "parity_diff", "avg_psi", "p95_latency_ms", "status")
 
 
@@ -26,6 +24,8 @@ class Row:
 
 
 def scoreboard(specs: SpecSet) -> list[Row]:
+    from mlflow.exceptions import MlflowException
+
     client = connect(specs)
     rows = []
     for name in sorted({p.spec.model_name for p in specs.of_kind(Pipeline)}):
