@@ -68,7 +68,7 @@ def register_versions(root: Path) -> None:
     mlflow.register_model(info.model_uri, "credit-risk", tags={"lineage.feature_set": "credit-features@v1"})
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def project(tmp_path_factory):
     root = make_project(tmp_path_factory.mktemp("endpoint-apply") / "proj", endpoint_port=free_port())
     Project(root).apply()  # trains, registers v1 and starts the server

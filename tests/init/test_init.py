@@ -38,7 +38,7 @@ def make(target: str, project: Path) -> subprocess.CompletedProcess:
     return run(["make", "--no-print-directory", target, f"VENV={VENV}"], project, check=False, timeout=600)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def demo(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     """A project with example data, a sensitive attribute and both CI providers, after its own `make demo`.
 

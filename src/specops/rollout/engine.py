@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from specops.core.clock import epoch, now
 from specops.core.durations import seconds as duration_seconds
@@ -29,7 +29,7 @@ from specops.serving.traffic import set_traffic
 from specops.state.audit import AuditAction
 from specops.state.records import ABORTED, ACTIVE, DEGRADED, HEALTHY, PAUSED, PROGRESSING, RolloutRecord
 from specops.state.store import RecordChanged
-from specops.spec.endpoints import ABRollout, BanditRollout, BlueGreenRollout, CanaryRollout, LoadTest, ModelRef
+from specops.spec.endpoints import ABRollout, BanditRollout, BlueGreenRollout, CanaryRollout, Deployment, LoadTest, ModelRef
 from specops.spec.kinds import Gate
 
 if TYPE_CHECKING:
@@ -39,6 +39,7 @@ POLL_S = 0.1  # how often a pause looks for a promote/abort from another process
 PREVIEW_MIRROR_PERCENT = 50  # blue-green: the idle colour sees this share of live requests, answers discarded
 # Blue-green phases, kept in the record's `step` so `resume` knows what is done.
 BG_LOAD_TEST, BG_ANALYSIS, BG_SWITCHED = 0, 1, 2
+S = TypeVar("S", CanaryRollout, BlueGreenRollout, ABRollout, BanditRollout)
 
 
 class Rollout:
@@ -57,6 +58,11 @@ class Rollout:
         self.max_wait_s = max_wait_s  # longest a blue-green preview waits for min_samples
         self.sleep = sleep
         self.audit = project.audit
+
+    def _as(self, kind: type[S]) -> S:
+        """The strategy as the kind a strategy-specific step knows it is (the dispatch in `step` chose it)."""
+        assert isinstance(self.strategy, kind), f"{type(self.strategy).__name__} is not {kind.__name__}"
+        return self.strategy
 
     # --- reading state ---------------------------------------------------------------------
 
@@ -120,13 +126,13 @@ class Rollout:
             self.status()  # a reverted spec closes the old incident before a new rollout opens
         server = self._server()
         versions = {d.name: d.version for d in server.deployments}
-        stable = stable or max(server.traffic, key=server.traffic.get)
+        stable = stable or max(server.traffic, key=server.traffic.__getitem__)
         for name in (canary, stable):
             if name not in versions:
                 raise SpecopsError(f"no deployment named {name!r} on endpoint {self.name} (deployments: {', '.join(versions)})")
         if canary == stable:
             raise SpecopsError(f"the canary and the stable deployment are both {canary!r}")
-        model = ModelRef.parse(self.endpoint.spec.deployment(canary).model).name
+        model = ModelRef.parse(self._deployment(canary).model).name
         record = RolloutRecord(endpoint=self.name, strategy=self.strategy.strategy, stable=stable, canary=canary, model=model,
                                stable_version=versions[stable], canary_version=versions[canary],
                                weights=self._initial_weights(stable), mirror=self._initial_mirror(canary),
@@ -190,7 +196,7 @@ class Rollout:
     # --- canary -----------------------------------------------------------------------------
 
     def _canary_step(self, record: RolloutRecord) -> RolloutRecord:
-        steps = self.strategy.steps
+        steps = self._as(CanaryRollout).steps
         if record.step >= len(steps):
             return self._promote(record, "all steps passed")
         step = steps[record.step]
@@ -202,12 +208,16 @@ class Rollout:
         elif step.pause is not None and step.pause.duration is None:
             record.step += 1  # `resume` goes on past the pause
             return self._pause(record, f"paused at step {record.step - 1} until `specops rollout resume` or `promote`")
-        elif step.pause is not None:
+        elif step.pause is not None and step.pause.duration is not None:
             if not self._wait(duration_seconds(step.pause.duration)):
                 return self.record()  # someone promoted or aborted meanwhile
         else:
             what = f"analysis {step.analysis}" if step.analysis is not None else "load test"
-            result = self._analyse(record, step.analysis) if step.analysis is not None else self._load_test(record, step.load_test)
+            if step.analysis is not None:
+                result = self._analyse(record, step.analysis)
+            else:
+                assert step.load_test is not None  # a step is exactly one of weight, pause, analysis, load_test
+                result = self._load_test(record, step.load_test)
             if result["phase"] == an.FAILED:
                 return self.abort(trigger=f"{what} failed at step {record.step}", analysis=result)
             if result["phase"] == an.INCONCLUSIVE:
@@ -239,10 +249,10 @@ class Rollout:
         after, since = self._scrape(), record.window.get("time", 0.0)
         before = record.window.get("metrics", {})
         records = read_log(self.state_dir, since=since)
-        arms = [an.Arm(name, window(before, after, name), *an.feedback_counts(records, name, since, is_shadow))
-                for name, is_shadow in (arms or ((record.canary, shadow), (record.stable, False)))]
+        new, baseline = [an.Arm(name, window(before, after, name), *an.feedback_counts(records, name, since, is_shadow))
+                         for name, is_shadow in (arms or ((record.canary, shadow), (record.stable, False)))]
         gate = self.specs.get(Gate, gate_name) if gate_name else None
-        result = an.analyse(arms[0], arms[1], self.strategy, gate, an.slo_budgets(self.specs, gate))  # SLO freeze
+        result = an.analyse(new, baseline, self.strategy, gate, an.slo_budgets(self.specs, gate))  # SLO freeze
         result["step"] = record.step
         record.analyses.append(result)
         record.log("analysis", step=record.step, phase=result["phase"], gate=gate_name)
@@ -285,7 +295,8 @@ class Rollout:
         for a person); after the switch, the post-promotion analysis watches it on live traffic."""
         if record.step == BG_SWITCHED:
             return self._post_promotion_step(record)
-        load_test = self.strategy.pre_promotion_load_test
+        strategy = self._as(BlueGreenRollout)
+        load_test = strategy.pre_promotion_load_test
         if load_test is not None and record.step < BG_ANALYSIS:
             result = self._load_test(record, load_test)
             if result["phase"] == an.FAILED:
@@ -296,12 +307,12 @@ class Rollout:
             self._save(record)
             return record
         self._wait_for_samples(record, record.canary)
-        result = self._analyse(record, self.strategy.pre_promotion_analysis, shadow=True)
+        result = self._analyse(record, strategy.pre_promotion_analysis, shadow=True)
         if result["phase"] == an.FAILED:
             return self.abort(trigger="pre-promotion analysis failed on the preview", analysis=result)
         if result["phase"] == an.INCONCLUSIVE:
             return self._pause(record, f"pre-promotion analysis inconclusive: {_why(result)}; `specops rollout resume` re-runs it")
-        if not self.strategy.auto_promotion_enabled:
+        if not strategy.auto_promotion_enabled:
             return self._pause(record, "the preview passed analysis; `specops rollout promote` switches traffic to it")
         return self._promote(record, "pre-promotion analysis passed (auto-promotion)")
 
@@ -317,9 +328,10 @@ class Rollout:
 
     def _post_promotion_step(self, record: RolloutRecord) -> RolloutRecord:
         """The new stable on live traffic against the previous colour on mirrored requests; Failed switches back."""
-        previous = record.previous["stable"]
+        previous = self._previous(record)["stable"]
         self._wait_for_samples(record, previous)
-        result = self._analyse(record, self.strategy.post_promotion_analysis, arms=((record.stable, False), (previous, True)))
+        result = self._analyse(record, self._as(BlueGreenRollout).post_promotion_analysis,
+                               arms=((record.stable, False), (previous, True)))
         if result["phase"] == an.FAILED:
             return self._switch_back(record, f"post-promotion analysis failed on {record.stable}", result)
         if result["phase"] == an.INCONCLUSIVE:
@@ -344,7 +356,7 @@ class Rollout:
         record.extra["arms"] = {name: an.Arm(name, window(record.window["metrics"], after, name),
                                              *an.feedback_counts(records, name, since)).metrics() for name in record.weights}
         record.extra["reported_at"] = now()
-        duration = self.strategy.duration
+        duration = self._as(ABRollout).duration
         if duration and time.time() - since >= duration_seconds(duration):
             return self._pause(record, "the A/B experiment is over: promote the winner or abort")
         self._save(record)
@@ -352,12 +364,13 @@ class Rollout:
 
     def _bandit_step(self, record: RolloutRecord) -> RolloutRecord:
         """One update (the controller steps a bandit every update_interval): weights from the posterior so far."""
-        if self.strategy.reward.metric not in an.FEEDBACK_METRICS:
-            raise SpecopsError(f"bandit reward {self.strategy.reward.metric!r} cannot be measured per request "
+        strategy = self._as(BanditRollout)
+        if strategy.reward.metric not in an.FEEDBACK_METRICS:
+            raise SpecopsError(f"bandit reward {strategy.reward.metric!r} cannot be measured per request "
                                f"(available: {', '.join(an.FEEDBACK_METRICS)})")
         records = read_log(self.state_dir, since=record.window["time"])
-        counts = rewards(records, list(record.weights), record.window["time"], self.strategy.reward.goal)
-        record.weights = thompson_weights(counts, self.strategy.floor)
+        counts = rewards(records, list(record.weights), record.window["time"], strategy.reward.goal)
+        record.weights = thompson_weights(counts, strategy.floor)
         record.extra["rewards"] = counts
         record.log("bandit", weights=record.weights)
         self._move_traffic(record)
@@ -377,7 +390,8 @@ class Rollout:
 
     def _promote(self, record: RolloutRecord, reason: str) -> RolloutRecord:
         record.status, record.extra["promoting"] = PROGRESSING, reason  # a crash from here on re-runs this method
-        watch = isinstance(self.strategy, BlueGreenRollout) and self.strategy.post_promotion_analysis is not None
+        analysis = self.strategy.post_promotion_analysis if isinstance(self.strategy, BlueGreenRollout) else None
+        watch = analysis is not None
         # Watched: the previous colour keeps a mirrored share, the baseline the post-promotion analysis compares with.
         record.weights, record.mirror = {record.canary: 100}, {record.stable: PREVIEW_MIRROR_PERCENT} if watch else {}
         self._move_traffic(record)
@@ -389,7 +403,7 @@ class Rollout:
         record.log("promoted", reason=reason, version=record.canary_version)
         if watch:  # Argo's blue-green: Progressing until the post-promotion analysis passes
             record.status, record.step = PROGRESSING, BG_SWITCHED
-            record.message = f"{reason}; switched, post-promotion analysis {self.strategy.post_promotion_analysis} on live traffic"
+            record.message = f"{reason}; switched, post-promotion analysis {analysis} on live traffic"
             record.window = {"time": time.time(), "metrics": self._scrape()}
         self._save(record)
         self.audit.record(AuditAction.PROMOTE, f"Endpoint/{self.name}", reason=reason,
@@ -426,7 +440,8 @@ class Rollout:
     def _switch_back(self, record: RolloutRecord, trigger: str, analysis: dict[str, Any] | None) -> RolloutRecord:
         """Undo a promotion: the previous stable takes all traffic again and its version the champion alias."""
         record.canary, record.canary_version = record.stable, record.stable_version
-        record.stable, record.stable_version = record.previous["stable"], record.previous["stable_version"]
+        previous = self._previous(record)
+        record.stable, record.stable_version = previous["stable"], previous["stable_version"]
         record.previous = None
         record.extra["restore_champion"] = True  # done once the record says Aborted, so resume redoes it
         return self._rollback(record, trigger, analysis)
@@ -469,8 +484,21 @@ class Rollout:
         deployments = [d.name for d in self._server().deployments]
         set_traffic(self.state_dir, deployments, record.weights, record.mirror)
 
-    def _set_champion(self, model: str, version: str) -> None:
+    def _set_champion(self, model: str, version: str | None) -> None:
+        if version is None:
+            raise SpecopsError(f"the rollout of {self.name} does not know which version of {model} to make champion")
         set_alias(self.project.registry, model, CHAMPION, version)
+
+    def _deployment(self, name: str) -> Deployment:
+        found = self.endpoint.spec.deployment(name)
+        if found is None:
+            raise SpecopsError(f"no deployment named {name!r} on endpoint {self.name}")
+        return found
+
+    def _previous(self, record: RolloutRecord) -> dict[str, Any]:
+        if record.previous is None:
+            raise SpecopsError(f"the rollout of {self.name} records no previous stable deployment")
+        return record.previous
 
     def _save(self, record: RolloutRecord) -> None:
         self.project.state.save_rollout(record)
