@@ -32,11 +32,12 @@ import os
 import sys
 import tempfile
 
-# The library picks its value class (mmap files or not) when first imported: this must come first.
-if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="specops-bench-prom-")
 LIBRARY_VARIANT = "SPECOPS_BENCH_LIBRARY_METRICS"  # set in a server's environment: its workers use the competitor
 TIMINGS = "SPECOPS_BENCH_OBSERVE_TIMINGS"  # a folder: each server process writes how long its observe() calls took
+# The library picks its value class (mmap files or not) when first imported: this must come first. The bench's
+# own process needs a folder for its microbenchmark; a server process finds one in its environment, or none.
+if TIMINGS not in os.environ:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="specops-bench-prom-")
 
 import argparse
 import platform
@@ -52,7 +53,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.multiprocess import MultiProcessCollector
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
+if TIMINGS not in os.environ:  # a server process runs the src/ its PYTHONPATH names (--before: another tree)
+    sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "bench"))
 
 from specops.serving import metrics as specops_metrics
@@ -113,6 +115,8 @@ def timed(cls: type) -> None:
 
 if os.environ.get(TIMINGS):  # a server process (spawn runs this file's top level in each worker): set it up
     import specops.serving.app as _app
+
+    (Path(os.environ[TIMINGS]) / "served-from").write_text(_app.__file__)  # checked: the variant's own tree
 
     if os.environ.get(LIBRARY_VARIANT):
         _app.Metrics = LibraryMetrics
@@ -205,6 +209,9 @@ def run_server(root: Path, name: str, variant: dict, workers: int, seconds: int)
     try:
         url = f"http://127.0.0.1:{port}"
         wait_until_up(f"{url}/readiness", process)
+        served_from = Path((timings / "served-from").read_text())
+        if not served_from.is_relative_to(variant["src"]):
+            raise SystemExit(f"{variant['label']}: the server ran {served_from}, not the code under {variant['src']}")
         key = ensure_keys(endpoint_dir(root, name))["primary"]
         raw_row = variant["row"]
         scoring = load(url, process.pid, {"input_data": {"columns": list(raw_row.columns), "data": raw_row.values.tolist()}},
@@ -254,6 +261,8 @@ def servers(args) -> list[str]:
                   f"p95 {ok['p95']:.1f} ms; 400s {bad['rps']:.0f} req/s, {bad['cpu_us']:.0f} us CPU/request; "
                   f"scrape {result['scrape_ms']:.2f} ms; observe {result['observe_ns']:.0f} ns", flush=True)
     shutil.rmtree(root, ignore_errors=True)
+    if args.before:
+        shutil.rmtree(Path(variants[0]["src"]).parent, ignore_errors=True)
     return table(results, variants[-2]["label"], variants[-1]["label"])
 
 
@@ -300,6 +309,7 @@ def main() -> None:
     if not args.micro_only:
         lines += ["", *servers(args)]
     print("\n" + "\n".join([*head, *lines]))
+    shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 
 
 def _version(package: str) -> str:

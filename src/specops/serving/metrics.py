@@ -8,7 +8,7 @@ the client's), and a latency histogram.
 prometheus_client renders the text format: this module is a custom collector
 over the array (the scrapers parse it with core.http.scrape_metrics). The
 library's own multiprocess mode (mmap files) would replace the array, but its
-`observe`, on every request, costs 7-12x the array's in a microbenchmark and
+`observe`, on every request, costs 4-12x the array's in a microbenchmark and
 about 4x inside a loaded worker: bench/RESULTS.md, "Metrics".
 """
 from __future__ import annotations
