@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv tools lock schema bench clean
+.PHONY: demo test lint venv tools lock schema bench clean
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,12 @@ tools: $(TOOLS)
 demo: $(STAMP)
 	$(BIN)/python -m credit_risk.demo
 
-test: $(STAMP) $(TOOLS)
+# The linters first: they take seconds, the suite minutes.
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+test: lint $(TOOLS)
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=15
 
 schema: $(STAMP)

@@ -87,6 +87,6 @@ def test_a_failed_webhook_is_reported_not_raised(monkeypatch):
     monkeypatch.setenv("TEST_DRIFT_WEBHOOK", "file:///etc/passwd")
     assert notify("${TEST_DRIFT_WEBHOOK}", {}) == "notify ${TEST_DRIFT_WEBHOOK} failed: not an http(s) URL"
     monkeypatch.setenv("TEST_DRIFT_WEBHOOK", "http://[bad")
-    assert notify("${TEST_DRIFT_WEBHOOK}", {}) == "notify ${TEST_DRIFT_WEBHOOK} failed: ValueError"
+    assert notify("${TEST_DRIFT_WEBHOOK}", {}) == "notify ${TEST_DRIFT_WEBHOOK} failed: not a valid URL"
     monkeypatch.delenv("TEST_DRIFT_WEBHOOK")
     assert "TEST_DRIFT_WEBHOOK" in notify("${TEST_DRIFT_WEBHOOK}", {})

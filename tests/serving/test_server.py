@@ -1,6 +1,7 @@
 """The endpoint server over real HTTP: protocol, routing, mirroring, probes, metrics, log and feedback."""
 from __future__ import annotations
 
+import json
 import math
 import re
 import subprocess
@@ -8,9 +9,11 @@ import sys
 import time
 
 import pytest
+import requests
 
-from specops.serving.inference_log import read_log
 from specops.errors import SpecopsError
+from specops.rollout.metrics import scrape, window
+from specops.serving.inference_log import log_dir, read_log
 from specops.serving.keys import regenerate_key
 from specops.serving.traffic import read_traffic, set_traffic
 from tests.serving.conftest import Server, rows
@@ -116,6 +119,34 @@ def test_metrics_count_requests_errors_and_latency(server: Server):
     assert counter(server, "specops_request_duration_seconds_count", deployment="blue") == before_count + 6
     assert counter(server, "specops_errors_total", deployment="blue") == 0
     assert counter(server, "specops_request_duration_seconds_bucket", deployment="blue", le="+Inf") == before_count + 6
+
+
+def test_counts_are_summed_over_both_workers_whichever_answers_the_scrape(server: Server):
+    url = server.url + "/metrics"
+    before = scrape(url)
+    ids = [f"spread-{i}" for i in range(20)]
+    headers = {"Authorization": f"Bearer {server.key}", "azureml-model-deployment": "blue"}
+    for request_id in ids:  # a new connection each: the kernel spreads them over the workers (SO_REUSEPORT)
+        response = requests.post(server.url + "/score", json=split_body(), headers={**headers, "x-request-id": request_id}, timeout=30)
+        assert response.status_code == 200
+    assert _answered_by(server, ids) == {0, 1}  # all 20 on one worker: about once in 500,000 runs
+    for _ in range(6):  # new connections again: whichever worker answers must count both workers' requests
+        assert window(before, scrape(url), "blue").requests == len(ids)
+
+
+def _answered_by(server: Server, ids: list[str], timeout_s: float = 10) -> set[int]:
+    """The workers whose inference log files (requests-<hour>-<worker>.jsonl) hold these requests."""
+    deadline, wanted = time.monotonic() + timeout_s, set(ids)
+    while True:
+        found = {}
+        for path in log_dir(server.state_dir).glob("requests-*.jsonl"):
+            for line in path.read_text().split("\n")[:-1]:  # complete lines: a worker may be writing the last
+                request_id = json.loads(line)["request_id"]
+                if request_id in wanted:
+                    found[request_id] = int(path.stem.rsplit("-", 1)[1])
+        if len(found) == len(wanted) or time.monotonic() > deadline:
+            return set(found.values())
+        time.sleep(0.1)
 
 
 def test_feedback_joins_the_logged_request(server: Server):

@@ -2,16 +2,20 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from specops.core.http import metric_samples
+from specops.rollout.metrics import parse as parse_scrape
 from specops.serving.fastpath import fast_predict
 from specops.serving.keys import KeyChecker, ensure_keys, regenerate_key
-from specops.serving.metrics import Metrics, shared_array
+from specops.serving.metrics import BUCKETS, Metrics, shared_array
 from specops.serving.schema import BadRequest, InputSchema
+from specops.slo.history import parse_counts
 from specops.spec.kinds import DatasetSpec, FeatureSetSpec
 
 DATASET = DatasetSpec.model_validate({"path": "d.csv", "target": "y", "columns": {
@@ -95,19 +99,40 @@ def test_keys_are_private_rotated_and_both_accepted(tmp_path: Path):
     assert ensure_keys(tmp_path) == rotated
 
 
-def test_metrics_sum_over_workers_with_cumulative_buckets():
-    array = shared_array(2, 1)
-    first, second = Metrics(array, ["blue"], 0), Metrics(array, ["blue"], 1)
+def cumulative(observations: list[float]) -> list[list[float]]:
+    """The histogram's buckets as a scraper reads them: [le, observations <= le], +Inf last."""
+    return [[bound, float(sum(o <= bound for o in observations))] for bound in (*BUCKETS, math.inf)]
+
+
+def test_metrics_sum_over_workers_and_parse_back_to_the_same_snapshot():
+    array = shared_array(2, 2)
+    first, second = Metrics(array, ["blue"], 0, capacity=2), Metrics(array, ["blue"], 1, capacity=2)
     first.observe("blue", 200, 0.002)
     second.observe("blue", 200, 0.2)
     second.observe("blue", 503, 0.02)
-    text = first.exposition()
-    assert 'specops_requests_total{deployment="blue",status="2xx"} 2' in text
-    assert 'specops_requests_total{deployment="blue",status="5xx"} 1' in text
-    assert 'specops_errors_total{deployment="blue"} 1' in text
-    assert 'specops_request_duration_seconds_bucket{deployment="blue",le="0.0025"} 1' in text
-    assert 'specops_request_duration_seconds_bucket{deployment="blue",le="0.25"} 3' in text
-    assert 'specops_request_duration_seconds_count{deployment="blue"} 3' in text
+    second.observe("blue", 408, 9.0)  # a timeout: a server error, counted among 4xx, beyond the last bucket
+    for worker in (first, second):
+        worker.set_slots(["blue", "green"])  # a reload added green; blue keeps its slot and counts
+    first.observe("green", 400, 0.001)
+    expected = {"blue": {"requests": 4.0, "errors": 2.0, "buckets": cumulative([0.002, 0.2, 0.02, 9.0])},
+                "green": {"requests": 1.0, "errors": 0.0, "buckets": cumulative([0.001])}}
+    for text in (first.exposition().decode(), second.exposition().decode()):  # whichever worker answers the scrape
+        assert parse_scrape(text) == expected
+        assert parse_counts(text) == {"blue": {"good": 2.0, "bad": 2.0}, "green": {"good": 0.0, "bad": 0.0}}
+        assert 'specops_requests_total{deployment="blue",status="4xx"} 1.0\n' in text
+        read = {(s.name, s.labels["deployment"]): s.value for s in metric_samples(text) if s.name.endswith(("_sum", "_count"))}
+        assert read["specops_request_duration_seconds_sum", "blue"] == pytest.approx(9.222)
+        assert read["specops_request_duration_seconds_count", "green"] == 1.0
+
+
+def test_the_exposition_keeps_the_dashboards_names_and_labels():
+    metrics = Metrics(shared_array(1, 1), ["blue"], 0)
+    metrics.observe("blue", 200, 0.01)
+    found = {(s.name, tuple(sorted(s.labels))) for s in metric_samples(metrics.exposition().decode())}
+    assert found == {("specops_requests_total", ("deployment", "status")), ("specops_errors_total", ("deployment",)),
+                     ("specops_request_duration_seconds_bucket", ("deployment", "le")),
+                     ("specops_request_duration_seconds_sum", ("deployment",)),
+                     ("specops_request_duration_seconds_count", ("deployment",))}
 
 
 def test_a_model_without_the_sklearn_flavor_is_served_through_pyfunc(tmp_path: Path):

@@ -89,7 +89,7 @@ def test_the_server_s_own_exposition_parses():
     metrics = Metrics(shared_array(1, 1), ["blue"], 0)
     for status in (200, 200, 200, 500, 408, 400):
         metrics.observe("blue", status, 0.01)
-    assert history.parse_counts(metrics.exposition()) == {"blue": {"good": 3.0, "bad": 2.0}}
+    assert history.parse_counts(metrics.exposition().decode()) == {"blue": {"good": 3.0, "bad": 2.0}}
 
 
 def test_latency_counts_requests_within_the_threshold_from_the_log():

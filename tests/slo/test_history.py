@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from specops.core import http
 from specops.core.paths import ProjectPaths
 from specops.slo import budget as b
 from specops.slo import history
@@ -16,13 +17,15 @@ from specops.spec import load_specs
 from specops.spec.slos import SLO
 from tests.slo.conftest import ENDPOINT
 
-COUNTERS = {"text": ""}
+COUNTERS = {"text": "", "failures": 0}  # failures: how many GETs still to answer 503
 
 
 class FakeMetrics(BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802 -- http.server's name
         body = COUNTERS["text"].encode()
-        self.send_response(200)
+        status = 503 if COUNTERS["failures"] > 0 else 200
+        COUNTERS["failures"] -= status == 503
+        self.send_response(status)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -34,6 +37,7 @@ class FakeMetrics(BaseHTTPRequestHandler):
 @pytest.fixture
 def served(project: Path):
     """A /metrics answering on loopback, and the endpoint's config.json pointing at it, as a running server leaves it."""
+    COUNTERS["failures"] = 0
     server = HTTPServer(("127.0.0.1", 0), FakeMetrics)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -79,3 +83,47 @@ def test_a_line_still_being_written_is_skipped(project: Path):
     with history.history_path(project, ENDPOINT).open("a") as out:
         out.write('{"time": 2.0, "coun')
     assert [s["time"] for s in history.read_samples(project, ENDPOINT)] == [1.0]
+
+
+def metrics_url(project: Path) -> str:
+    return f"http://127.0.0.1:{json.loads((ProjectPaths(project).endpoint(ENDPOINT) / 'config.json').read_text())['port']}/metrics"
+
+
+def test_a_scrape_answered_503_is_retried(served: Path):
+    COUNTERS["text"], COUNTERS["failures"] = counters(7, 1), 2
+    assert history.scrape_counts(metrics_url(served)) == {"blue": {"good": 7.0, "bad": 1.0}}
+    assert COUNTERS["failures"] == 0  # both 503s were answered, the third GET got the counts
+
+
+def test_a_scrape_is_retried_after_a_refused_connection(monkeypatch):
+    server = HTTPServer(("127.0.0.1", 0), FakeMetrics, bind_and_activate=False)
+    server.server_bind()  # bound but not listening: a connection is refused
+    COUNTERS["text"], COUNTERS["failures"] = counters(7, 1), 0
+    listening: list[threading.Thread] = []
+    sleep = http._CappedRetry.sleep
+
+    def listen_then_sleep(retry, response=None):  # urllib3 sleeps before each retry: start listening then
+        if not listening:
+            server.server_activate()
+            listening.append(threading.Thread(target=server.serve_forever, daemon=True))
+            listening[0].start()
+        sleep(retry, response)
+
+    monkeypatch.setattr(http._CappedRetry, "sleep", listen_then_sleep)
+    try:
+        counts = history.scrape_counts(f"http://127.0.0.1:{server.server_address[1]}/metrics")
+    finally:
+        if listening:
+            server.shutdown()
+        server.server_close()
+    assert counts == {"blue": {"good": 7.0, "bad": 1.0}} and len(listening) == 1
+
+
+def test_an_answer_that_is_not_metrics_adds_no_sample(served: Path):
+    COUNTERS["text"] = "<html><body>some other program on the port</body></html>\n"
+    specs = load_specs(served)
+    [problem] = history.record_scrapes(specs)
+    assert problem.startswith(f"SLO history of {ENDPOINT}: could not scrape {metrics_url(served)}: ")
+    assert "did not answer in the Prometheus text format" in problem
+    [availability, _] = evaluate(specs, specs.get(SLO, "scoring-slo"))
+    assert availability.status == b.NO_DATA and history.read_samples(served, ENDPOINT) == []

@@ -14,9 +14,6 @@ twice.
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,6 +22,8 @@ from typing import Any, Callable, Literal
 import mlflow
 import pandas as pd
 
+from specops.core import http
+from specops.core.durations import parse_duration
 from specops.errors import SpecopsError
 from specops.registry import connect, use_experiment
 from specops.monitoring.baseline import monitor_baseline
@@ -35,11 +34,9 @@ from specops.spec.signals import SignalResult
 from specops.core.paths import ProjectPaths
 from specops.serving.inference_log import read_log
 from specops.spec.loader import SpecSet
-from specops.core.durations import parse_duration
 from specops.spec.monitors import MIN_TARGET_ROWS, Monitor, alert_actions  # noqa: F401 (the default)
 from specops.spec.refs import resolve
 
-WEBHOOK_TIMEOUT_S = 10
 # drift: features drifted; alert: no feature drifted but another signal alerted.
 Status = Literal["ok", "drift", "alert", "inconclusive"]
 # Signals whose retraining is a drift retraining; performance queues its own reason.
@@ -288,25 +285,17 @@ def notify(reference: str, payload: dict[str, Any]) -> str:
     """POST the summary to the webhook; a failure is reported, never raised. Only `reference` is ever printed."""
     try:
         status = _post(resolve(reference), payload)
-    except SpecopsError as exc:
+    except SpecopsError as exc:  # an unset variable, or RequestFailed: neither quotes the URL
         return f"notify {reference} failed: {exc}"
-    except urllib.error.HTTPError as exc:
-        return f"notify {reference} failed: HTTP {exc.code}"
-    except urllib.error.URLError as exc:
-        return f"notify {reference} failed: {exc.reason}"
-    except (ValueError, OSError) as exc:  # a malformed URL's message would quote it: name only the kind of failure
+    except Exception as exc:  # noqa: BLE001 -- an alert that cannot go out must not fail the run; the text may quote the URL
         return f"notify {reference} failed: {type(exc).__name__}"
     return f"posted to {reference} (HTTP {status})"
 
 
 def _post(url: str, payload: dict[str, Any]) -> int:
-    # urllib would also open file:// and ftp:// URLs; a webhook is http(s) only.
-    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-        raise SpecopsError("not an http(s) URL")
-    request = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_S) as response:
-        return response.status
+    # Retried on refused connections, 429 and 5xx (Retry-After obeyed, capped), http(s) only, credentials
+    # in the URL sent as basic auth: core.http.WEBHOOK bounds the whole at worst_case_s.
+    return http.post_json(url, payload, http.WEBHOOK)
 
 
 # --- MLflow ------------------------------------------------------------------

@@ -6,38 +6,41 @@ the window then counts from zero (what the new server has seen).
 """
 from __future__ import annotations
 
-import re
-import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from prometheus_client.samples import Sample
+
+from specops.core.http import metric_samples, scrape_metrics
+
 Snapshot = dict[str, dict[str, Any]]  # deployment -> {"requests", "errors", "buckets": [[le, cumulative], ...]}
-_LINE = re.compile(r'^(?P<name>specops_\w+)\{(?P<labels>[^}]*)\} (?P<value>\S+)$', re.M)
-_LABEL = re.compile(r'(\w+)="([^"]*)"')
+# The samples read, by their names in the exposition (serving/metrics.py; dashboards read the same).
+REQUESTS, ERRORS, BUCKET = "specops_requests_total", "specops_errors_total", "specops_request_duration_seconds_bucket"
 
 
 def scrape(url: str, timeout_s: float = 5.0) -> Snapshot:
-    with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 -- our own server's URL
-        return parse(response.read().decode())
+    return _snapshot(scrape_metrics(url, timeout_s))
 
 
 def parse(text: str) -> Snapshot:
+    return _snapshot(metric_samples(text))
+
+
+def _snapshot(samples: Iterable[Sample]) -> Snapshot:
     snapshot: Snapshot = {}
-    for match in _LINE.finditer(text):
-        labels = dict(_LABEL.findall(match["labels"]))
-        row = snapshot.setdefault(labels["deployment"], {"requests": 0.0, "errors": 0.0, "buckets": []})
-        value = float(match["value"])
-        if match["name"] == "specops_requests_total":
-            row["requests"] += value
-        elif match["name"] == "specops_errors_total":
-            row["errors"] = value
-        elif match["name"] == "specops_request_duration_seconds_bucket":
-            row["buckets"].append([_bound(labels["le"]), value])
+    for sample in samples:
+        deployment = sample.labels.get("deployment")
+        if deployment is None or sample.name not in (REQUESTS, ERRORS, BUCKET):
+            continue
+        row = snapshot.setdefault(deployment, {"requests": 0.0, "errors": 0.0, "buckets": []})
+        if sample.name == REQUESTS:  # summed over the status classes
+            row["requests"] += sample.value
+        elif sample.name == ERRORS:
+            row["errors"] = sample.value
+        else:
+            row["buckets"].append([float(sample.labels["le"]), sample.value])  # float("+Inf") is inf
     return snapshot
-
-
-def _bound(text: str) -> float:
-    return float("inf") if text == "+Inf" else float(text)
 
 
 @dataclass(frozen=True)

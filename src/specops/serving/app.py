@@ -23,7 +23,7 @@ from specops.serving.batching import MicroBatcher
 from specops.serving.config import DeploymentConfig, ServingConfig, first_line, worker_status_file
 from specops.serving.inference_log import InferenceLog
 from specops.serving.keys import KeyChecker
-from specops.serving.metrics import MAX_DEPLOYMENTS, Metrics
+from specops.serving.metrics import CONTENT_TYPE, MAX_DEPLOYMENTS, Metrics
 from specops.serving.schema import BadRequest
 from specops.serving.scorer import Scorer
 from specops.serving.traffic import watch_file, watch_traffic
@@ -308,8 +308,7 @@ async def readiness(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     endpoint: LiveEndpoint = request.app["endpoint"]
-    return web.Response(text=endpoint.metrics.exposition(), content_type="text/plain", charset="utf-8",
-                        headers={"X-Prometheus-Format": "0.0.4"})
+    return web.Response(body=endpoint.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
 
 
 def _statuses(endpoint: LiveEndpoint) -> dict[str, Any]:

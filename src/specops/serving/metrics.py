@@ -1,17 +1,36 @@
 """Prometheus metrics per deployment, summed over the server's worker processes.
 
 Each worker owns one slice of a shared array (single writer, so no locks);
-a scrape, which any worker may answer, sums the slices. Three families, in the
-text exposition format: requests by status class, errors (5xx and timeouts:
-the server's fault, not the client's), and a latency histogram.
+a scrape, which any worker may answer, sums the slices. Three families:
+requests by status class, errors (5xx and timeouts: the server's fault, not
+the client's), and a latency histogram.
+
+prometheus_client renders the text format: this module is a custom collector
+over the array (the scrapers parse it with core.http.scrape_metrics). The
+library's own multiprocess mode (mmap files) would replace the array, but its
+`observe`, on every request, costs 4-12x the array's in a microbenchmark and
+about 4x inside a loaded worker: bench/RESULTS.md, "Metrics".
 """
 from __future__ import annotations
 
 import multiprocessing
+from collections.abc import Iterator
+from itertools import accumulate
 from multiprocessing.sharedctypes import SynchronizedArray
+
+from prometheus_client import generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.utils import floatToGoString
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 STATUS_CLASSES = ("2xx", "4xx", "5xx")
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4  # what generate_latest writes
+_LE = [*map(floatToGoString, BUCKETS), "+Inf"]
 _CLASS_INDEX = {2: 0, 4: 1, 5: 2}  # status // 100 -> position in STATUS_CLASSES
 # Per deployment: one counter per status class, errors, one count per bucket (+Inf last), latency sum.
 _ERRORS = len(STATUS_CLASSES)
@@ -53,26 +72,24 @@ class Metrics:
         a[base + _BUCKET0 + _bucket(seconds)] += 1
         a[base + _SUM] += seconds
 
-    def exposition(self) -> str:
-        """The text format, summed over workers (histogram buckets made cumulative here)."""
-        totals = self._totals()
-        lines = ["# HELP specops_requests_total Scoring requests answered, by deployment and status class.",
-                 "# TYPE specops_requests_total counter"]
-        for name, row in totals.items():
-            lines += [f'specops_requests_total{{deployment="{name}",status="{cls}"}} {row[i]:g}' for i, cls in enumerate(STATUS_CLASSES)]
-        lines += ["# HELP specops_errors_total Requests that failed on the server side (5xx, timeouts).",
-                  "# TYPE specops_errors_total counter"]
-        lines += [f'specops_errors_total{{deployment="{name}"}} {row[_ERRORS]:g}' for name, row in totals.items()]
-        lines += ["# HELP specops_request_duration_seconds Time from request read to answer.",
-                  "# TYPE specops_request_duration_seconds histogram"]
-        for name, row in totals.items():
-            cumulative = 0.0
-            for bound, count in zip((*map(str, BUCKETS), "+Inf"), row[_BUCKET0:_SUM]):
-                cumulative += count
-                lines.append(f'specops_request_duration_seconds_bucket{{deployment="{name}",le="{bound}"}} {cumulative:g}')
-            lines.append(f'specops_request_duration_seconds_sum{{deployment="{name}"}} {row[_SUM]:.6f}')
-            lines.append(f'specops_request_duration_seconds_count{{deployment="{name}"}} {cumulative:g}')
-        return "\n".join(lines) + "\n"
+    def exposition(self) -> bytes:
+        """The text format (version 0.0.4, CONTENT_TYPE), summed over workers."""
+        return generate_latest(self)  # any object with collect() will do as the registry
+
+    def collect(self) -> Iterator[Metric]:
+        """The three families, as a prometheus_client collector (histogram buckets made cumulative here)."""
+        requests = CounterMetricFamily("specops_requests", "Scoring requests answered, by deployment and status class.",
+                                       labels=["deployment", "status"])
+        errors = CounterMetricFamily("specops_errors", "Requests that failed on the server side (5xx, timeouts).",
+                                     labels=["deployment"])
+        latency = HistogramMetricFamily("specops_request_duration_seconds", "Time from request read to answer.",
+                                        labels=["deployment"])
+        for name, row in self._totals().items():
+            for i, status_class in enumerate(STATUS_CLASSES):
+                requests.add_metric([name, status_class], row[i])
+            errors.add_metric([name], row[_ERRORS])
+            latency.add_metric([name], list(zip(_LE, accumulate(row[_BUCKET0:_SUM]))), row[_SUM])
+        yield from (requests, errors, latency)
 
     def _totals(self) -> dict[str, list[float]]:
         values = self.array[:]

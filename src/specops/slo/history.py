@@ -19,20 +19,22 @@ consecutive samples whose later sample falls in the window, as Prometheus'
 from __future__ import annotations
 
 import json
-import re
 import time
-import urllib.request
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
+from prometheus_client.samples import Sample
+
+from specops.core.http import metric_samples, scrape_metrics
 from specops.core.paths import ProjectPaths
 
 if TYPE_CHECKING:
     from specops.spec import SpecSet
 
 Counts = dict[str, dict[str, float]]  # deployment -> {"good": 2xx, "bad": server failures}
-_REQUESTS = re.compile(r'^specops_requests_total\{deployment="([^"]*)",status="(\dxx)"\} (\S+)$', re.M)
-_ERRORS = re.compile(r'^specops_errors_total\{deployment="([^"]*)"\} (\S+)$', re.M)
+# The samples read, by their names in the exposition (serving/metrics.py; dashboards read the same).
+REQUESTS, ERRORS = "specops_requests_total", "specops_errors_total"
 
 
 def history_path(root: Path | str, endpoint: str) -> Path:
@@ -41,19 +43,25 @@ def history_path(root: Path | str, endpoint: str) -> Path:
 
 def parse_counts(text: str) -> Counts:
     """Good (2xx) and bad (5xx and timeouts: the server's errors counter) requests per deployment."""
-    counts: Counts = {}
-    for deployment, status, value in _REQUESTS.findall(text):
-        row = counts.setdefault(deployment, {"good": 0.0, "bad": 0.0})
-        if status == "2xx":
-            row["good"] = float(value)
-    for deployment, value in _ERRORS.findall(text):
-        counts.setdefault(deployment, {"good": 0.0, "bad": 0.0})["bad"] = float(value)
-    return counts
+    return _counts(metric_samples(text))
 
 
 def scrape_counts(url: str, timeout_s: float = 5.0) -> Counts:
-    with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 -- our own server's URL
-        return parse_counts(response.read().decode())
+    return _counts(scrape_metrics(url, timeout_s))
+
+
+def _counts(samples: Iterable[Sample]) -> Counts:
+    counts: Counts = {}
+    for sample in samples:
+        deployment = sample.labels.get("deployment")
+        if deployment is None or sample.name not in (REQUESTS, ERRORS):
+            continue
+        row = counts.setdefault(deployment, {"good": 0.0, "bad": 0.0})
+        if sample.name == ERRORS:
+            row["bad"] = sample.value
+        elif sample.labels.get("status") == "2xx":
+            row["good"] = sample.value
+    return counts
 
 
 def append_sample(root: Path | str, endpoint: str, counts: Counts, at: float | None = None) -> None:
