@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -193,7 +193,7 @@ def main() -> None:
         raise SystemExit("bench_serving needs wrk: apt-get install wrk")
     root = make_project(Path(tempfile.mkdtemp(prefix="specops-bench-serving-")))
     raw_row = generate(1, 11).drop(columns=["default", "gender"])
-    lines = [f"### Serving: specops vs mlflow models serve ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)", "",
+    lines = [f"### Serving: specops vs mlflow models serve ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)", "",
              f"{platform.node()}: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, Python {platform.python_version()}, "
              f"load average at start {os.getloadavg()[0]:.1f}; wrk, 16 connections, single-row requests, {args.seconds} s per run; "
              f"specops: {args.workers} workers, 90/10 over two deployments, inference log on (every request).", "",

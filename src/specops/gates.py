@@ -7,8 +7,9 @@ specops.slo, which reads the error budget.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from specops.spec.kinds import Check, Selection
 

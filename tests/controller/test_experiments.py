@@ -1,7 +1,7 @@
 """The controller steps experiment rollouts by their own clock: a bandit every `update_interval` (issue #9, item 6)."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,7 @@ from specops.project import Project
 from specops.state.records import PAUSED, PROGRESSING, RolloutRecord
 from tests.slo.conftest import project  # noqa: F401 -- the fixture: example specs plus an endpoint
 
-T0 = datetime(2027, 1, 15, 12, tzinfo=timezone.utc)
+T0 = datetime(2027, 1, 15, 12, tzinfo=UTC)
 
 
 def bandit(root: Path, interval: str) -> Project:
@@ -45,7 +45,7 @@ def steps(monkeypatch) -> list[str]:
     return taken
 
 
-def test_a_bandit_is_stepped_once_per_update_interval(project: Path, steps: list[str]):  # noqa: F811
+def test_a_bandit_is_stepped_once_per_update_interval(project: Path, steps: list[str]):
     session = bandit(project, "2m")
     progressing(session)
     ctl = Controller(session)
@@ -54,7 +54,7 @@ def test_a_bandit_is_stepped_once_per_update_interval(project: Path, steps: list
     assert steps == ["scoring"] * 3  # at 0, 2 and 4 minutes
 
 
-def test_only_a_progressing_rollout_is_stepped(project: Path, steps: list[str]):  # noqa: F811
+def test_only_a_progressing_rollout_is_stepped(project: Path, steps: list[str]):
     session = bandit(project, "1m")
     ctl = Controller(session)
     ctl.step_experiments(session.specs, T0)  # no rollout recorded yet
@@ -63,7 +63,7 @@ def test_only_a_progressing_rollout_is_stepped(project: Path, steps: list[str]):
     assert steps == []
 
 
-def test_a_field_that_did_nothing_is_refused(project: Path):  # noqa: F811
+def test_a_field_that_did_nothing_is_refused(project: Path):
     spec = project / "specs" / "slo.yaml"
     spec.write_text(spec.read_text().replace("    min_samples: 5\n", "    min_samples: 5\n    scale_down_delay: 30s\n"))
     with pytest.raises(SpecErrors, match=r"spec\.rollout\.scale_down_delay: unknown field"):

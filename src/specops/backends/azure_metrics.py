@@ -20,8 +20,9 @@ and 424 when the model container answers non-200, so both count with the 5xx.
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable, Protocol
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
 from specops.errors import SpecopsError
 from specops.rollout.metrics import Traffic
@@ -160,7 +161,7 @@ def _next_minute(instant: datetime) -> datetime:
 
 
 def _iso(instant: datetime) -> str:
-    return instant.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _message(response: Any) -> str:

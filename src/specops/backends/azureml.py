@@ -19,9 +19,10 @@ import json
 import logging
 import re
 import time
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from specops.backends.azure_metrics import GRAIN, AzureMonitorMetrics, EndpointMetrics, combined, workspace_id
 from specops.plan.backend import Reporter
@@ -76,7 +77,7 @@ class AzureMLBackend:
         self.client_options = client_options
         self.analysis_wait = analysis_wait
         self._sleep = sleep
-        self._clock = clock or (lambda: datetime.now(timezone.utc))
+        self._clock = clock or (lambda: datetime.now(UTC))
         self._metrics = metrics
         self._client = None
         # Rendering builds many SDK objects (slow): done once per loaded SpecSet and kept for observe and apply.

@@ -87,7 +87,7 @@ def _show(job) -> None:
 class _ProgressBar:
     """rich's progress bar: mini-batches done of total, rows per second of this run."""
 
-    def __enter__(self) -> "_ProgressBar":
+    def __enter__(self) -> _ProgressBar:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.progress = Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("mini-batches"),

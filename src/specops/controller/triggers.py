@@ -5,8 +5,8 @@ asking twice harmless.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Mapping
 
 from croniter import croniter
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 import statistics
 import subprocess
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from specops.registry import CHAMPION
 from specops.state.audit import AuditAction, AuditLog
@@ -183,7 +184,7 @@ def registry_versions(specs: SpecSet) -> list[dict[str, Any]]:
 
 
 def compute(specs: SpecSet, now: datetime | None = None) -> list[Kpi]:
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     entries = sorted(AuditLog(specs.root).entries(), key=when)
     released = releases(entries)
     versions = registry_versions(specs)

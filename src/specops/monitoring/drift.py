@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -85,7 +86,7 @@ class BaselineSummary:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "BaselineSummary":
+    def load(cls, path: str | Path) -> BaselineSummary:
         with np.load(path, allow_pickle=False) as data:
             header = json.loads(str(data["header"]))
             if header["format"] != FORMAT_VERSION:

@@ -5,7 +5,7 @@ Binary classification, as the evaluate stage: the positive class is the larger o
 """
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd

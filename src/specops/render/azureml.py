@@ -14,9 +14,10 @@ import json
 import math
 import os
 import posixpath
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 from azure.ai.ml import Input, Output

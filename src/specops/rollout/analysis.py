@@ -10,8 +10,9 @@ endpoint pauses for a person instead of promoting on no evidence.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from specops.gates import Baseline, check_metric
 from specops.rollout.loadtest import LoadTestResult

@@ -117,7 +117,7 @@ class EndpointUser(FastHttpUser):
             self.headers[DEPLOYMENT_HEADER] = self.deployment
         self.label_column = options.label_column
         self.labels: list[dict] = []
-        self.answers = open(options.answers_log, "a", buffering=1) if options.answers_log else None  # noqa: SIM115
+        self.answers = open(options.answers_log, "a", buffering=1) if options.answers_log else None
 
     def on_stop(self) -> None:
         self._send_labels()

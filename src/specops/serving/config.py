@@ -53,7 +53,7 @@ class ServingConfig:
         atomic_write(path, json.dumps(asdict(self), indent=2))  # running workers reload it: never half a file
 
     @classmethod
-    def load(cls, path: Path) -> "ServingConfig":
+    def load(cls, path: Path) -> ServingConfig:
         data = json.loads(path.read_text())
         data["deployments"] = [DeploymentConfig(**d) for d in data["deployments"]]
         return cls(**data)
@@ -108,7 +108,7 @@ def resolve_model(specs: SpecSet, client, state_dir: Path, config: DeploymentCon
         config.version = str(found.version)  # MLflow returns an int or a str depending on the store
         config.error = _feature_set_mismatch(found.tags, feature_set)
         config.model_path = None if config.error else _download(state_dir, ref.name, config.version)
-    except Exception as exc:  # noqa: BLE001 -- any registry failure makes this deployment unready, not the server dead
+    except Exception as exc:
         config.error = f"cannot load model {config.model}: {first_line(exc)}"
     return config
 

@@ -38,7 +38,7 @@ class InputSchema:
     sensitive: tuple[str, ...] = ()  # logged when a caller sends them (fairness monitors), never given to the model
 
     @classmethod
-    def of(cls, feature_set: FeatureSetSpec, dataset: DatasetSpec) -> "InputSchema":
+    def of(cls, feature_set: FeatureSetSpec, dataset: DatasetSpec) -> InputSchema:
         names = tuple(dict.fromkeys(src for f in feature_set.features for src in f.sources))
         return cls(names, tuple(dataset.columns[n] for n in names), tuple(dataset.sensitive))
 

@@ -16,9 +16,10 @@ on hand-made records; `evaluate` does the reading.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from specops.slo import budget as b
 from specops.slo import history, sli
@@ -100,7 +101,7 @@ def _freshness(objective: Freshness, inputs: Inputs, start: float, recent: float
         return target, {"note": "; ".join(inputs.notes) or "no served model version found in the registry"}
     model, trained = min(inputs.trained_at.items(), key=lambda item: item[1])  # the oldest served model decides
     fields = b.threshold_budget(value=sli.age_days(trained, now), bound=bound)
-    fields["note"] = f"{model} trained {datetime.fromtimestamp(trained, timezone.utc):%Y-%m-%d %H:%M} UTC"
+    fields["note"] = f"{model} trained {datetime.fromtimestamp(trained, UTC):%Y-%m-%d %H:%M} UTC"
     return target, fields
 
 
@@ -174,7 +175,7 @@ def served_versions_trained_at(specs: SpecSet, slo: SLO) -> dict[str, float]:
         ref = deployment.model_ref
         try:
             version = client.get_model_version(ref.name, ref.version) if ref.version else version_by_alias(client, ref.name, ref.alias)
-        except Exception:  # noqa: BLE001 -- a version the registry does not have is simply not served
+        except Exception:
             version = None
         if version is None:
             continue

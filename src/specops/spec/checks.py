@@ -5,7 +5,7 @@ kinds add their own without touching the loader.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from specops.errors import SpecError
 from specops.spec.kinds import (

@@ -12,8 +12,9 @@ or other documents (models, gates, datasets) are `@check`s at the bottom.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Annotated, Iterable, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
@@ -36,7 +37,7 @@ class ModelRef:
     alias: str | None
 
     @classmethod
-    def parse(cls, text: str) -> "ModelRef":
+    def parse(cls, text: str) -> ModelRef:
         match = MODEL_REF.match(text)
         if match is None:
             raise ValueError(f"model reference {text!r} must be name@version or name@alias, e.g. credit-risk@champion")
@@ -129,7 +130,7 @@ class CanaryStep(Strict):
     load_test: LoadTest | None = Field(None, description="fails (and rolls back) on any failed request or p95 over the latency SLO")
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> "CanaryStep":
+    def _exactly_one(self) -> CanaryStep:
         if sum(x is not None for x in (self.weight, self.pause, self.analysis, self.load_test)) != 1:
             raise ValueError("a canary step is exactly one of weight, pause, analysis or load_test")
         return self
@@ -184,7 +185,7 @@ class BanditRollout(RolloutCommon):
 
 
 Rollout = Annotated[
-    Union[CanaryRollout, BlueGreenRollout, ABRollout, BanditRollout], Field(discriminator="strategy")
+    CanaryRollout | BlueGreenRollout | ABRollout | BanditRollout, Field(discriminator="strategy")
 ]
 
 

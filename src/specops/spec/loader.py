@@ -272,7 +272,7 @@ def _render(rel: str, text: str, context: dict, errors: list[SpecError]) -> str 
     except TemplateError as exc:
         line = getattr(exc, "lineno", None) or _template_line(exc)  # runtime errors carry no line of their own
         errors.append(SpecError(rel, line, 1, "", f"template: {exc.message or type(exc).__name__}"))
-    except Exception as exc:  # noqa: BLE001 (an expression in the spec failed, e.g. 1/0 or nesting Jinja cannot parse: the author's error)
+    except Exception as exc:
         errors.append(SpecError(rel, _template_line(exc), 1, "", f"template: {type(exc).__name__}: {exc}"))
     return None
 

@@ -6,7 +6,8 @@ so the same spec renders to an Azure ML monitor schedule later.
 """
 from __future__ import annotations
 
-from typing import Annotated, Iterable, Literal
+from collections.abc import Iterable
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -48,7 +49,7 @@ class Baseline(Strict):
     champion: Name | None = Field(None, description="registered model name; its champion's training data is the baseline")
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> "Baseline":
+    def _exactly_one(self) -> Baseline:
         if (self.dataset is None) == (self.champion is None):
             raise ValueError("baseline needs exactly one of dataset or champion")
         return self
@@ -65,7 +66,7 @@ class MetricThresholds(Strict):
     categorical: dict[CategoricalMetric, float] = {}
 
     @model_validator(mode="after")
-    def _in_range(self) -> "MetricThresholds":
+    def _in_range(self) -> MetricThresholds:
         for metric, value in [*self.numerical.items(), *self.categorical.items()]:
             if metric in P_VALUE_METRICS and not 0 < value < 1:
                 raise ValueError(f"{metric} is a significance level: expected 0 < threshold < 1, got {value:g}")
@@ -140,7 +141,7 @@ class Performance(Strict):
         None, description="default: all of spec.actions; a retrain is queued with reason `performance`")
 
     @model_validator(mode="after")
-    def _some_metric(self) -> "Performance":
+    def _some_metric(self) -> Performance:
         if not self.max_drop:
             raise ValueError("max_drop needs at least one metric")
         return self

@@ -5,8 +5,9 @@ there unchanged. No numpy here: the spec loader imports this module.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Mapping
+from typing import Literal
 
 FeatureType = Literal["numerical", "categorical"]
 
@@ -109,11 +110,11 @@ class SignalResult:
         return self.status == "alert"
 
     @classmethod
-    def judged(cls, name: str, metrics: dict[str, float], alerts: list[str], **details) -> "SignalResult":
+    def judged(cls, name: str, metrics: dict[str, float], alerts: list[str], **details) -> SignalResult:
         return cls(name, "alert" if alerts else "ok", metrics, alerts, details)
 
     @classmethod
-    def inconclusive(cls, name: str, reason: str, **details) -> "SignalResult":
+    def inconclusive(cls, name: str, reason: str, **details) -> SignalResult:
         return cls(name, "inconclusive", {}, [], details, reason)
 
     def to_dict(self) -> dict:

@@ -13,7 +13,8 @@ The engine that computes them is `specops.slo`; Gate checks with `slo:` read it.
 """
 from __future__ import annotations
 
-from typing import Annotated, Iterable, Literal, Union
+from collections.abc import Iterable
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field
 
@@ -82,7 +83,7 @@ class Fairness(ObjectiveCommon):
     min_samples: int = Field(30, ge=1, description="logged rows a group needs to count")
 
 
-Objective = Annotated[Union[Availability, Latency, Correctness, Freshness, Fairness], Field(discriminator="sli")]
+Objective = Annotated[Availability | Latency | Correctness | Freshness | Fairness, Field(discriminator="sli")]
 
 
 class SLOSpec(Strict):

@@ -11,9 +11,10 @@ import getpass
 import json
 import os
 import subprocess
+from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from specops.core.clock import now
 from specops.core.files import append_line
