@@ -202,7 +202,8 @@ class Controller:
         specs = self.project.specs
         backend = self.project.environment.backend
         if backend != "local":
-            raise SpecopsError(f"the controller drives local environments; {specs.env!r} uses {backend}, where schedules run in the workspace")
+            raise SpecopsError(f"the controller drives local environments; {specs.env!r} uses {backend}, "
+                               "where schedules run in the workspace")
         now = now or utcnow()
         for line in record_scrapes(specs):
             self.report(line)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,7 +96,7 @@ class InputSchema:
             if not isinstance(row, list) or len(row) != len(columns):
                 raise BadRequest(f"{key}.data[{r}]", f"expected a list of {len(columns)} values, like columns")
             values = [row[i] for i in picks]
-            self._check(values, lambda c: f"{key}.data[{r}][{position[c]}] ({c})")
+            self._check(values, lambda c, r=r: f"{key}.data[{r}][{position[c]}] ({c})")
             rows.append(values)
         return rows
 
@@ -112,11 +113,11 @@ class InputSchema:
             if missing:
                 raise BadRequest(f"{key}[{r}]", f"missing column(s) {', '.join(missing)}")
             values = [record[c] for c in self.columns]
-            self._check(values, lambda c: f"{key}[{r}].{c}")
+            self._check(values, lambda c, r=r: f"{key}[{r}].{c}")
             rows.append(values)
         return rows
 
-    def _check(self, values: list[Any], where) -> None:
+    def _check(self, values: list[Any], where: Callable[[str], str]) -> None:
         found = self.row_problem(values)
         if found:
             raise BadRequest(where(found[0]), found[1])
@@ -149,7 +150,8 @@ class InputSchema:
                     {"type": "object", "required": ["data"], "properties": {"data": {"type": "array", "items": record}}},
                 ]}}}},
                 "responses": {
-                    "200": {"description": "one prediction per row", "content": {"application/json": {"schema": {"type": "array", "items": output}}}},
+                    "200": {"description": "one prediction per row",
+                            "content": {"application/json": {"schema": {"type": "array", "items": output}}}},
                     "400": {"description": "malformed body; the message names the field"},
                     "401": {"description": "missing or wrong key"},
                     "404": {"description": "no such deployment"},

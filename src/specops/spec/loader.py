@@ -306,7 +306,8 @@ _TAG = "tag:yaml.org,2002:"
 # Constructors for plain values only: a collection tag on a scalar (`!!set a`) would build a set or a
 # half-built generator, and `value` (a bare "=") has none of its own.
 _CONSTRUCTORS = {
-    **{_TAG + name: SafeConstructor.yaml_constructors[_TAG + name] for name in ("null", "bool", "int", "float", "binary", "timestamp", "str")},
+    **{_TAG + name: SafeConstructor.yaml_constructors[_TAG + name]
+       for name in ("null", "bool", "int", "float", "binary", "timestamp", "str")},
     _TAG + "value": SafeConstructor.construct_yaml_str,
 }
 _COLLECTION_TAGS = {None, "!", _TAG + "map", _TAG + "seq"}
@@ -465,8 +466,17 @@ def _document_path(node: Any, loc: tuple) -> Path_:
         if isinstance(node, dict) and part not in node and i + 1 < len(loc) and loc[i + 1] in node:
             continue
         path.append(part)
-        node = node.get(part) if isinstance(node, dict) else node[part] if isinstance(node, list) and isinstance(part, int) and part < len(node) else None
+        node = _child(node, part)
     return tuple(path)
+
+
+def _child(node: Any, part: str | int) -> Any:
+    """The value at `part` in `node`, or None where the document has none."""
+    if isinstance(node, dict):
+        return node.get(part)
+    if isinstance(node, list) and isinstance(part, int) and part < len(node):
+        return node[part]
+    return None
 
 
 def _pydantic_message(err: dict) -> str:

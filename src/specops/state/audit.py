@@ -12,7 +12,7 @@ import json
 import os
 import subprocess
 from collections.abc import Iterator
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from specops.core.files import append_line
 from specops.core.paths import ProjectPaths
 
 
-class AuditAction(str, Enum):
+class AuditAction(StrEnum):
     """Every kind of line the log holds; KPIs and reports match on these, never on free strings."""
 
     CREATE = "create"
