@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from specops.errors import SpecopsError
+
 
 def digest(fields: dict[str, Any] | None) -> str | None:
     if fields is None:
@@ -64,6 +66,13 @@ class Operation:
     @property
     def key(self) -> str:
         return f"{self.kind}/{self.name}"
+
+    @property
+    def desired(self) -> dict[str, Any]:
+        """The fields a create or update brings about (`after`, which only a delete lacks)."""
+        if self.after is None:
+            raise SpecopsError(f"{self.key}: a delete has no desired fields")
+        return self.after
 
 
 @dataclass

@@ -12,11 +12,12 @@ from specops.spec.kinds import (
     EVALUATION_METRICS,
     FAIRNESS_METRICS,
     Dataset,
+    Document,
     FeatureSet,
     Gate,
     Pipeline,
 )
-from specops.spec.loader import SpecSet
+from specops.spec.loader import Path_, SpecSet
 from specops.spec.secrets import ADVICE, find_secrets
 
 Check = Callable[[SpecSet], Iterable[SpecError]]
@@ -47,7 +48,7 @@ def registered_models(specs: SpecSet) -> set[str]:
     return {p.spec.model_name for p in specs.of_kind(Pipeline)}
 
 
-def missing_reference(specs: SpecSet, doc, path, kind, name) -> list[SpecError]:
+def missing_reference(specs: SpecSet, doc: Document, path: Path_, kind: type[Document], name: str) -> list[SpecError]:
     if specs.get(kind, name) is not None or f"{kind.__name__}/{name}" in specs.broken:
         return []
     return [specs.error(doc, path, specs.unknown(kind, name))]

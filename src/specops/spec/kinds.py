@@ -7,7 +7,7 @@ loader, validator and JSON Schema writer pick them up.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, get_args
 
 from croniter import croniter
 from specops.core.durations import parse_duration
@@ -69,6 +69,11 @@ class Document(Strict):
     api_version: ClassVar[str] = API_VERSION
     apiVersion: Literal["specops/v1"]
     metadata: Metadata
+    if TYPE_CHECKING:
+        # Every kind declares both as fields (`kind` a Literal of its name). Declared here for the type
+        # checker only: as fields of the base they would move `kind` before `metadata` in every kind.
+        kind: str
+        spec: BaseModel
 
     @property
     def name(self) -> str:
@@ -76,11 +81,11 @@ class Document(Strict):
 
     @property
     def key(self) -> str:
-        return f"{self.kind}/{self.metadata.name}"  # type: ignore[attr-defined]
+        return f"{self.kind}/{self.metadata.name}"
 
 
 def register_kind(cls: type[Document]) -> type[Document]:
-    kind = cls.model_fields["kind"].annotation.__args__[0]  # type: ignore[union-attr]
+    kind = get_args(cls.model_fields["kind"].annotation)[0]
     KINDS[kind] = cls
     return cls
 

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from specops.errors import SpecError
+from specops.errors import SpecError, SpecopsError
 from specops.spec.signals import (
     AZUREML,
     CATEGORICAL_METRICS,
@@ -200,8 +200,16 @@ def is_categorical(column: Column) -> bool:
     return column.type in ("str", "bool") or column.allowed is not None
 
 
-def baseline_dataset(specs: SpecSet, monitor: Monitor) -> Dataset | None:
+def baseline_dataset(specs: SpecSet, monitor: Monitor) -> Dataset:
     """The Dataset the baseline is drawn from: named directly, or the one the champion's pipeline trains on."""
+    dataset = _baseline_dataset(specs, monitor)
+    if dataset is None:  # checked specs have one: the checks below say what is missing
+        raise SpecopsError(f"monitor {monitor.name}: no Dataset for its baseline (run `specops validate`)")
+    return dataset
+
+
+def _baseline_dataset(specs: SpecSet, monitor: Monitor) -> Dataset | None:
+    """baseline_dataset, or None for specs that lack it (the checks run on specs not yet checked)."""
     baseline = monitor.spec.baseline
     if baseline.dataset is not None:
         return specs.get(Dataset, baseline.dataset)
@@ -271,7 +279,7 @@ def _baseline_exists(specs: SpecSet, monitor: Monitor) -> Iterable[SpecError]:
 
 
 def _features_exist(specs: SpecSet, monitor: Monitor) -> Iterable[SpecError]:
-    dataset = baseline_dataset(specs, monitor)
+    dataset = _baseline_dataset(specs, monitor)
     if dataset is None or monitor.spec.features == "all":
         return
     for i, name in enumerate(monitor.spec.features):
@@ -307,7 +315,7 @@ def _signals_make_sense(specs: SpecSet, monitor: Monitor) -> Iterable[SpecError]
 
 
 def _fairness_column(specs: SpecSet, monitor: Monitor) -> Iterable[SpecError]:
-    dataset = baseline_dataset(specs, monitor)
+    dataset = _baseline_dataset(specs, monitor)
     if monitor.spec.fairness is None or dataset is None:
         return
     column = sensitive_column(dataset, monitor)
