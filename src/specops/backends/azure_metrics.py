@@ -22,10 +22,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from specops.errors import SpecopsError
 from specops.rollout.metrics import Traffic
+
+if TYPE_CHECKING:
+    from azure.core import PipelineClient
+    from azure.core.rest import HttpRequest, HttpResponse
 
 ARM = "https://management.azure.com"
 SCOPE = "https://management.azure.com/.default"
@@ -57,7 +61,7 @@ class AzureMonitorMetrics:
         # RetryPolicy retries 408/429/5xx and waits what a 429's Retry-After asks (through the transport's sleep).
         policies = [HeadersPolicy({"Accept": "application/json"}), RetryPolicy(**retry),
                     BearerTokenCredentialPolicy(credential, SCOPE)]
-        self._client = PipelineClient(ARM, policies=policies, transport=transport)
+        self._client: PipelineClient[HttpRequest, HttpResponse] = PipelineClient(ARM, policies=policies, transport=transport)
 
     def window(self, endpoint: str, deployment: str, start: datetime, end: datetime) -> Traffic:
         # Points are whole minutes: one begun before `start` would mix in traffic from before the window.

@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from specops.cli.options import console, friendly, table, with_project
 from specops.errors import SpecopsError
 from specops.project import Project
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 
 @click.group("batch")
@@ -92,7 +96,7 @@ class _ProgressBar:
 
         self.progress = Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("mini-batches"),
                                  TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=console, transient=False)
-        self.task = None
+        self.task: TaskID | None = None  # added on the first update, which knows the total
         self.progress.__enter__()
         return self
 

@@ -37,7 +37,8 @@ def run(name: str, at: datetime | None, project: Project) -> None:
             console.print(f"  {feature.name}: {alert}")
     for action in result.actions:
         console.print(f"  action{' (by an earlier run of this window)' if result.repeat else ''}: {action}")
-    console.print(f"  report: {result.report_dir / 'report.html'}")
+    if result.report_dir is not None:
+        console.print(f"  report: {result.report_dir / 'report.html'}")
 
 
 @monitor_group.command("report")

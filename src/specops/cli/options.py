@@ -58,8 +58,8 @@ def reporter(prefix: str) -> Callable[[str], None]:
     return lambda line: err.print(f"[dim]{prefix}[/dim] {escape(line)}", markup=True)
 
 
-def table(columns: Sequence[str], rows: Iterable[Sequence[str]]) -> Table:
-    """A plain table for the terminal: a header, aligned columns, no box (copy-paste friendly)."""
+def table(columns: Sequence[str], rows: Iterable[Sequence[object]]) -> Table:
+    """A plain table for the terminal: a header, aligned columns, no box (copy-paste friendly); cells as str() gives them."""
     out = Table(*columns, box=None, show_edge=False, pad_edge=False, header_style="bold")
     for row in rows:
         out.add_row(*(escape(str(cell)) for cell in row))

@@ -79,10 +79,10 @@ class BaselineSummary:
         arrays = {"header": np.array(json.dumps(header))}
         for i, base in enumerate(self.numeric.values()):
             arrays |= {f"n{i}_edges": base.edges, f"n{i}_proportions": base.proportions, f"n{i}_sample": base.sample}
-        for i, base in enumerate(self.categorical.values()):
-            arrays[f"c{i}_counts"] = base.counts
+        for i, counted in enumerate(self.categorical.values()):
+            arrays[f"c{i}_counts"] = counted.counts
         with path.open("wb") as out:  # a file object: np.savez would otherwise append ".npz"
-            np.savez(out, **arrays)
+            np.savez(out, allow_pickle=False, **arrays)  # plain arrays only, as load() reads them
         return path
 
     @classmethod

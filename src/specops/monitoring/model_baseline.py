@@ -37,7 +37,7 @@ class Attribution:
     rows: int
 
     def ranking(self) -> list[str]:
-        return sorted(self.importance, key=self.importance.get, reverse=True)
+        return sorted(self.importance, key=self.importance.__getitem__, reverse=True)
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, "rows": self.rows, "importance": self.importance}

@@ -100,9 +100,9 @@ def resolve_model(specs: SpecSet, client, state_dir: Path, config: DeploymentCon
     """
     ref = ModelRef.parse(config.model)
     pipeline = next(p for p in specs.of_kind(Pipeline) if p.spec.model_name == ref.name)  # the checks guarantee one
-    feature_set = specs.get(FeatureSet, pipeline.spec.feature_set)
+    feature_set = specs.require(FeatureSet, pipeline.spec.feature_set)
     config.feature_set = feature_set.spec.model_dump(mode="json")
-    config.dataset = specs.get(Dataset, pipeline.spec.dataset).spec.model_dump(mode="json")
+    config.dataset = specs.require(Dataset, pipeline.spec.dataset).spec.model_dump(mode="json")
     try:
         found = client.get_model_version_by_alias(ref.name, ref.alias) if ref.alias else client.get_model_version(ref.name, ref.version)
         config.version = str(found.version)  # MLflow returns an int or a str depending on the store

@@ -96,7 +96,7 @@ class InputSchema:
             if not isinstance(row, list) or len(row) != len(columns):
                 raise BadRequest(f"{key}.data[{r}]", f"expected a list of {len(columns)} values, like columns")
             values = [row[i] for i in picks]
-            self._check(values, lambda c, r=r: f"{key}.data[{r}][{position[c]}] ({c})")
+            self._check(values, f"{key}.data[{r}]", lambda c: f"[{position[c]}] ({c})")
             rows.append(values)
         return rows
 
@@ -113,14 +113,15 @@ class InputSchema:
             if missing:
                 raise BadRequest(f"{key}[{r}]", f"missing column(s) {', '.join(missing)}")
             values = [record[c] for c in self.columns]
-            self._check(values, lambda c, r=r: f"{key}[{r}].{c}")
+            self._check(values, f"{key}[{r}]", lambda c: f".{c}")
             rows.append(values)
         return rows
 
-    def _check(self, values: list[Any], where: Callable[[str], str]) -> None:
+    def _check(self, values: list[Any], row: str, column: Callable[[str], str]) -> None:
+        """A BadRequest at `row` + `column(name)` (where the request holds the value) for a row that breaks the contract."""
         found = self.row_problem(values)
         if found:
-            raise BadRequest(where(found[0]), found[1])
+            raise BadRequest(row + column(found[0]), found[1])
 
     def row_problem(self, values: list[Any]) -> tuple[str, str] | None:
         """(column, what is wrong) for the first value of a row (in `columns` order) that breaks the contract."""
