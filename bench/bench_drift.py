@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -192,7 +192,7 @@ def main() -> None:
         print(json.dumps(child_scale(int(arg)) if role == "scale" else CHILDREN[role](Path(arg))))
         return
     load = os.getloadavg()[0]
-    print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.processor() or platform.machine()}, "
+    print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores, load average {load:.1f}, python {platform.python_version()}")
     if not args.skip_evidently:
         with tempfile.TemporaryDirectory(prefix="bench-drift-") as data:

@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,7 +73,7 @@ class Server:
             if self.process.poll() is not None:
                 raise SystemExit(f"the endpoint server exited {self.process.returncode}:\n" + "\n".join(log.read_text().splitlines()[-5:]))
             try:
-                urllib.request.urlopen(self.url + "/readiness", timeout=1).close()  # noqa: S310 -- our own server
+                urllib.request.urlopen(self.url + "/readiness", timeout=1).close()
                 return
             except OSError:
                 time.sleep(0.02)
@@ -105,7 +105,7 @@ class Load:
         env = {**os.environ, KEY_VARIABLE: ensure_keys(root / ".specops" / "endpoints" / "live")["primary"]}
         self.process = subprocess.Popen(command, cwd=log.parent, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    def __enter__(self) -> "Load":
+    def __enter__(self) -> Load:
         deadline = time.monotonic() + 30
         while not (self.log.exists() and self.log.stat().st_size > 0):
             if time.monotonic() > deadline:
@@ -175,7 +175,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--users", type=int, default=4)
     args = parser.parse_args()
-    print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores ({platform.machine()}), Python "
+    print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores ({platform.machine()}), Python "
           f"{platform.python_version()}, load average {os.getloadavg()[0]:.1f}; server workers {args.workers}, locust users {args.users}")
     with tempfile.TemporaryDirectory(prefix="bench-rollback-") as tmp:
         root = make_project(Path(tmp) / "proj")

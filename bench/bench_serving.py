@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +40,8 @@ from specops.spec import Dataset, FeatureSet, load_specs  # noqa: E402
 
 MODELS = {
     "logistic regression": ("sklearn.linear_model", "LogisticRegression", {"max_iter": 1000}),
-    "random forest (100 trees)": ("sklearn.ensemble", "RandomForestClassifier", {"n_estimators": 100, "min_samples_leaf": 5, "random_state": 0}),
+    "random forest (100 trees)": ("sklearn.ensemble", "RandomForestClassifier",
+                                  {"n_estimators": 100, "min_samples_leaf": 5, "random_state": 0}),
 }
 ENDPOINT = """apiVersion: specops/v1
 kind: Endpoint
@@ -193,8 +194,9 @@ def main() -> None:
         raise SystemExit("bench_serving needs wrk: apt-get install wrk")
     root = make_project(Path(tempfile.mkdtemp(prefix="specops-bench-serving-")))
     raw_row = generate(1, 11).drop(columns=["default", "gender"])
-    lines = [f"### Serving: specops vs mlflow models serve ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)", "",
-             f"{platform.node()}: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, Python {platform.python_version()}, "
+    lines = [f"### Serving: specops vs mlflow models serve ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)", "",
+             f"{platform.node()}: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
+             f"Python {platform.python_version()}, "
              f"load average at start {os.getloadavg()[0]:.1f}; wrk, 16 connections, single-row requests, {args.seconds} s per run; "
              f"specops: {args.workers} workers, 90/10 over two deployments, inference log on (every request).", "",
              "| model | server | req/s | p50 ms | p95 ms | p99 ms | failed |", "|---|---|---:|---:|---:|---:|---:|"]
@@ -204,7 +206,8 @@ def main() -> None:
         ours, single = run_specops(root, version, raw_row, args.workers, args.seconds)
         for server, r in (("mlflow models serve", theirs), ("specops", ours)):
             lines.append(f"| {label} | {server} | {r['rps']:.0f} | {r['p50']:.1f} | {r['p95']:.1f} | {r['p99']:.1f} | {r['failed']} |")
-        lines.append(f"| {label} | **specops / mlflow** | **{ours['rps'] / theirs['rps']:.1f}x** | | **{ours['p95'] / theirs['p95']:.2f}x** | | |")
+        lines.append(f"| {label} | **specops / mlflow** | **{ours['rps'] / theirs['rps']:.1f}x** | "
+                     f"| **{ours['p95'] / theirs['p95']:.2f}x** | | |")
         bare = bare_predict_ms(model, feature_row)
         overheads.append(f"- {label}, one client: specops p50 {single['p50']:.2f} ms vs bare `predict` {bare:.2f} ms "
                          f"(overhead {single['p50'] - bare:.2f} ms, including the feature computation)")

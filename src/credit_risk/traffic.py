@@ -47,17 +47,17 @@ class Traffic:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def start(self) -> "Traffic":
+    def start(self) -> Traffic:
         self._thread.start()
         return self
 
-    def __enter__(self) -> "Traffic":
+    def __enter__(self) -> Traffic:
         return self if self._thread.is_alive() else self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    def stop(self) -> "Traffic":
+    def stop(self) -> Traffic:
         self._stop.set()
         self._thread.join(timeout=30)
         return self

@@ -7,8 +7,9 @@ specops.slo, which reads the error budget.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from specops.spec.kinds import Check, Selection
 
@@ -51,16 +52,17 @@ def check_metric(check: Check, metrics: Mapping[str, float], baseline: Baseline 
     def result(value: float | None, passed: bool, note: str = "") -> CheckResult:
         return CheckResult(check.describe(), check.metric, check.compare_to, check.min, check.max, value, passed, note)
 
-    if check.metric not in metrics:
-        return result(None, False, f"the candidate has no metric {check.metric!r}")
-    value = metrics[check.metric]
+    metric = check.metric  # set on every validated check (an SLO check defaults it)
+    if metric is None or metric not in metrics:
+        return result(None, False, f"the candidate has no metric {metric!r}")
+    value = metrics[metric]
     note = ""
     if check.compare_to is not None:  # its one value, `champion`: the registry's champion, or a rollout's stable deployment
         if baseline is None:
             return result(None, True, "no champion yet")
-        if check.metric not in baseline.metrics:
-            return result(None, True, f"champion {baseline.label} has no metric {check.metric!r}")
-        value -= baseline.metrics[check.metric]
+        if metric not in baseline.metrics:
+            return result(None, True, f"champion {baseline.label} has no metric {metric!r}")
+        value -= baseline.metrics[metric]
         note = f"vs champion {baseline.label}"
     return result(value, within(check, value), note)
 

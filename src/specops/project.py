@@ -44,7 +44,8 @@ def create_backend(project: Project) -> Backend:
     if name not in BACKENDS:
         raise SpecopsError(f"backend {name!r} is not available in this version of specops (available: {', '.join(BACKENDS)})")
     module, cls = BACKENDS[name].split(":")
-    return getattr(importlib.import_module(module), cls).from_project(project)
+    backend: Backend = getattr(importlib.import_module(module), cls).from_project(project)  # named in BACKENDS above
+    return backend
 
 
 @dataclass

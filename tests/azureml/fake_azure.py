@@ -107,7 +107,7 @@ class FakeAzureML(HttpTransport):
         return [f"{m} {p}" for m, p in self.requests if OPERATION not in p]
 
     # -- HttpTransport -------------------------------------------------------------
-    def __enter__(self) -> "FakeAzureML":
+    def __enter__(self) -> FakeAzureML:
         return self
 
     def __exit__(self, *args: Any) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 import socket
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -27,7 +27,7 @@ class FakeClock:
     """Time that passes only when the backend sleeps: pauses and analysis waits cost no real time."""
 
     def __init__(self) -> None:
-        self.now = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
+        self.now = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
         self.sleeps: list[float] = []
 
     def __call__(self) -> datetime:
@@ -374,7 +374,7 @@ def test_azure_monitor_window_counts_whole_ingested_minutes_and_server_side_fail
     fake = FakeAzureML()
     fake.series["green"] = Series(requests=60, errors=6, p95_ms=120, error_code=code)
     metrics = AzureMonitorMetrics(StaticTokenCredential(), PREFIX, transport=fake)
-    start = datetime(2026, 1, 5, 9, 0, 30, tzinfo=timezone.utc)  # mid-minute: that minute also holds earlier traffic
+    start = datetime(2026, 1, 5, 9, 0, 30, tzinfo=UTC)  # mid-minute: that minute also holds earlier traffic
     # 09:01 and 09:02 ingested, 09:03 not yet: two minutes' worth.
     assert metrics.window("credit-online", "green", start, start + timedelta(minutes=3, seconds=30)) == Traffic(120, 12, 120.0)
     assert metrics.window("credit-online", "green", start, start + timedelta(seconds=50)) == Traffic(0, 0, None)
@@ -384,7 +384,7 @@ def test_azure_monitor_window_counts_whole_ingested_minutes_and_server_side_fail
 def test_a_client_error_is_not_a_server_failure():
     fake = FakeAzureML()
     fake.series["green"] = Series(requests=60, errors=6, error_code="400")
-    start = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
+    start = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
     traffic = AzureMonitorMetrics(StaticTokenCredential(), PREFIX, transport=fake).window(
         "credit-online", "green", start, start + timedelta(minutes=2))
     assert (traffic.requests, traffic.errors) == (60, 0)

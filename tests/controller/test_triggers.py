@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,7 +14,7 @@ from specops.project import Project
 from specops.spec import Pipeline, load_specs
 from tests.conftest import REPO
 
-NOW = datetime(2026, 11, 30, 3, 30, tzinfo=timezone.utc)  # a Monday, after the example's "0 3 * * 1"
+NOW = datetime(2026, 11, 30, 3, 30, tzinfo=UTC)  # a Monday, after the example's "0 3 * * 1"
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """KPIs from audit entries and registry versions: each computed on known inputs."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from specops.governance.kpi import (
     change_failure_rate, deployment_frequency, drift_reaction_time, fairness_regression, mttr, releases, reproducibility,
@@ -11,7 +11,7 @@ from rich.console import Console
 from specops.cli.options import table
 from specops.governance.scoreboard import COLUMNS, Row, cells, role, to_markdown
 
-T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def entry(hours: float, action: str = "update", **fields) -> dict:

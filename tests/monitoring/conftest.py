@@ -4,10 +4,10 @@ from __future__ import annotations
 import json
 import shutil
 import threading
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pandas as pd
 import pytest
@@ -18,7 +18,7 @@ from specops.serving.inference_log import InferenceLog
 from tests.conftest import SERVING_SPECS
 
 REPO = Path(__file__).resolve().parents[2]
-FIRE = datetime(2026, 11, 30, 3, 0, tzinfo=timezone.utc)  # a cron fire time of the monitor below
+FIRE = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)  # a cron fire time of the monitor below
 MONITOR = """\
 apiVersion: specops/v1
 kind: Monitor
@@ -100,7 +100,7 @@ class Receiver:
         posts = self.posts
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_POST(self) -> None:
                 posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
                 self.send_response(204)
                 self.end_headers()

@@ -143,7 +143,7 @@ class Load:
         data = rows(500, seed=7)
         self._rows = [({c: row[c] for c in COLUMNS}, int(row["y"])) for _, row in data.iterrows()]
 
-    def __enter__(self) -> "Load":
+    def __enter__(self) -> Load:
         self._thread.start()
         return self
 

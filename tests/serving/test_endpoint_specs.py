@@ -119,7 +119,8 @@ def test_model_must_be_registered_by_a_pipeline_and_well_formed(project: Path):
         "specs/endpoint.yaml:16:7: spec.deployments[1].model: no Pipeline registers model 'fraud' (registered: credit-risk)"]
     write(project, CANARY.replace("credit-risk@3", "credit-risk"))
     [error] = errors_of(project)
-    assert error.startswith("specs/endpoint.yaml:18:14: spec.deployments[2].model: model reference 'credit-risk' must be name@version or name@alias")
+    assert error.startswith("specs/endpoint.yaml:18:14: spec.deployments[2].model: "
+                            "model reference 'credit-risk' must be name@version or name@alias")
 
 
 def test_analysis_gate_must_exist_and_steps_are_single_actions(project: Path):
@@ -139,7 +140,8 @@ def test_duplicate_deployments_unknown_fields_and_bad_durations(project: Path):
 
 
 def test_batch_endpoint_default_deployment_and_dataset_must_exist(project: Path):
-    write(project, BATCH.replace("default_deployment: main", "default_deployment: other").replace("dataset: credit-applications", "dataset: loans"), "batch.yaml")
+    write(project, BATCH.replace("default_deployment: main", "default_deployment: other")
+                        .replace("dataset: credit-applications", "dataset: loans"), "batch.yaml")
     errors = errors_of(project)
     assert any("spec.default_deployment: no deployment named 'other' (deployments: main)" in e for e in errors)
     assert any("spec.dataset: no Dataset named 'loans'" in e for e in errors)

@@ -26,7 +26,8 @@ def test_json_gives_every_objective_with_its_budget(project: Path):
     result = run("--root", str(seeded(project)), "--format", "json")
     assert result.exit_code == 0, result.output
     availability, latency = json.loads(result.output)
-    assert (availability["objective"], availability["status"], availability["bad"], availability["budget"]) == ("availability", "exhausted", 7, 5)
+    assert (availability["objective"], availability["status"], availability["bad"], availability["budget"]) == \
+        ("availability", "exhausted", 7, 5)
     assert (latency["events"], latency["bad"], latency["remaining"], latency["status"]) == (100, 2, 0.6, "ok")
 
 

@@ -44,15 +44,18 @@ def test_unknown_key_wrong_type_and_bad_cron_are_all_reported_with_positions(pro
     edit(data, "  version: 1\n", "  version: one\n  colour: red\n")
     edit(data, 'refresh: "0 2 * * *"', 'refresh: "0 25 * * *"')
     errors = errors_of(project)
-    assert "specs/data/credit-applications.yaml:31:12: spec.version: Input should be a valid integer, unable to parse string as an integer (got 'one')" in errors
+    assert ("specs/data/credit-applications.yaml:31:12: spec.version: "
+            "Input should be a valid integer, unable to parse string as an integer (got 'one')") in errors
     assert "specs/data/credit-applications.yaml:32:3: spec.colour: unknown field" in errors
-    assert any(e.startswith("specs/data/credit-applications.yaml:34:12: spec.refresh: invalid cron expression '0 25 * * *'") for e in errors)
+    assert any(e.startswith("specs/data/credit-applications.yaml:34:12: spec.refresh: invalid cron expression '0 25 * * *'")
+               for e in errors)
 
 
 def test_dangling_gate_metric_names_the_check(project: Path):
     edit(project / "specs/gates/promotion.yaml", "metric: roc_auc", "metric: roc_auc_score")
     [error] = errors_of(project)
-    assert error.startswith("specs/gates/promotion.yaml:11:7: spec.checks[1].metric: no step of pipeline 'credit-risk-training' produces metric 'roc_auc_score'")
+    assert error.startswith("specs/gates/promotion.yaml:11:7: spec.checks[1].metric: "
+                            "no step of pipeline 'credit-risk-training' produces metric 'roc_auc_score'")
 
 
 def test_dangling_reference_to_a_missing_gate(project: Path):
@@ -237,7 +240,8 @@ def test_a_huge_file_and_a_long_flat_one_end_in_one_error_each(project: Path):
 
 def test_a_document_with_thousands_of_schema_errors_lists_the_first_hundred(project: Path):
     checks = ", ".join(["1"] * 5_000)
-    (project / "specs/many.yaml").write_text(f"apiVersion: specops/v1\nkind: Gate\nmetadata: {{name: many}}\nspec: {{checks: [{checks}]}}\n")
+    (project / "specs/many.yaml").write_text(
+        f"apiVersion: specops/v1\nkind: Gate\nmetadata: {{name: many}}\nspec: {{checks: [{checks}]}}\n")
     errors = [e for e in errors_of(project) if e.startswith("specs/many.yaml:")]
     assert len(errors) == 101
     assert "specs/many.yaml:1:1: 4,900 more errors in this document (the first 100 are listed)" in errors

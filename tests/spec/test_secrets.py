@@ -116,7 +116,7 @@ def test_a_secret_in_a_list_and_in_a_command_line(project):
     text = training.read_text()
     assert "--seed 7" in text
     training.write_text(text.replace("--seed 7", f"--seed 7 --hub-token {GITHUB}", 1))
-    command_line = next(i for i, l in enumerate(text.splitlines(), 1) if "--seed 7" in l)
+    command_line = next(i for i, text_line in enumerate(text.splitlines(), 1) if "--seed 7" in text_line)
     errors = errors_of(project)
     assert any(e.startswith(f"specs/project.yaml:{line + 1}:13: spec.environments.local.values.headers[0]: 'headers' "
                             "looks like a bearer token") for e in errors), errors

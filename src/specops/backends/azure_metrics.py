@@ -20,11 +20,16 @@ and 424 when the model container answers non-200, so both count with the 5xx.
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable, Protocol
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
 
 from specops.errors import SpecopsError
 from specops.rollout.metrics import Traffic
+
+if TYPE_CHECKING:
+    from azure.core import PipelineClient
+    from azure.core.rest import HttpRequest, HttpResponse
 
 ARM = "https://management.azure.com"
 SCOPE = "https://management.azure.com/.default"
@@ -56,7 +61,7 @@ class AzureMonitorMetrics:
         # RetryPolicy retries 408/429/5xx and waits what a 429's Retry-After asks (through the transport's sleep).
         policies = [HeadersPolicy({"Accept": "application/json"}), RetryPolicy(**retry),
                     BearerTokenCredentialPolicy(credential, SCOPE)]
-        self._client = PipelineClient(ARM, policies=policies, transport=transport)
+        self._client: PipelineClient[HttpRequest, HttpResponse] = PipelineClient(ARM, policies=policies, transport=transport)
 
     def window(self, endpoint: str, deployment: str, start: datetime, end: datetime) -> Traffic:
         # Points are whole minutes: one begun before `start` would mix in traffic from before the window.
@@ -160,7 +165,7 @@ def _next_minute(instant: datetime) -> datetime:
 
 
 def _iso(instant: datetime) -> str:
-    return instant.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _message(response: Any) -> str:

@@ -19,9 +19,10 @@ import json
 import logging
 import re
 import time
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from specops.backends.azure_metrics import GRAIN, AzureMonitorMetrics, EndpointMetrics, combined, workspace_id
 from specops.plan.backend import Reporter
@@ -37,6 +38,8 @@ from specops.spec.endpoints import CanaryRollout, Endpoint
 from specops.spec.refs import resolve
 
 if TYPE_CHECKING:
+    from azure.ai.ml import MLClient
+
     from specops.project import Project as Session
 
 DEFAULT_TIMEOUT = 1800.0  # seconds an apply waits for one long-running operation
@@ -76,9 +79,9 @@ class AzureMLBackend:
         self.client_options = client_options
         self.analysis_wait = analysis_wait
         self._sleep = sleep
-        self._clock = clock or (lambda: datetime.now(timezone.utc))
+        self._clock = clock or (lambda: datetime.now(UTC))
         self._metrics = metrics
-        self._client = None
+        self._client: MLClient | None = None
         # Rendering builds many SDK objects (slow): done once per loaded SpecSet and kept for observe and apply.
         self._rendered_for: SpecSet | None = None
         self._entities: dict[str, Rendered] = {}
@@ -222,7 +225,7 @@ class AzureMLBackend:
         if op.kind == "BatchEndpoint":
             entity.defaults = None
         if op.kind == "PipelineJob":
-            entity.name = op.after["name"]
+            entity.name = op.desired["name"]
             job = self._call(op.kind, op.name, lambda: client.jobs.create_or_update(entity))
             return {"job": job.name}
         create = {
@@ -246,13 +249,14 @@ class AzureMLBackend:
     def _shift_traffic(self, op: Operation, specs: SpecSet, report: Reporter) -> dict[str, Any]:
         """A canary rollout walks its steps (weights, timed pauses, analyses on live metrics); others switch at once."""
         current = (op.before or {}).get("traffic") or {}
-        target = op.after
+        target = op.desired
         endpoint = specs.get(Endpoint, op.name)
         canary = canary_of(current, target["traffic"], endpoint)
-        if canary is None:
+        rollout = endpoint.spec.rollout if endpoint is not None else None
+        if canary is None or not isinstance(rollout, CanaryRollout):  # canary_of finds one only under a canary rollout
             self._set_traffic(op, specs, target["traffic"], target["mirror_traffic"], report)
         else:
-            self._roll_out(op, specs, endpoint.spec.rollout, canary, report)
+            self._roll_out(op, specs, rollout, canary, report)
         return {"traffic": target["traffic"]}
 
     def _set_traffic(self, op: Operation, specs: SpecSet, traffic: dict[str, int], mirror: dict[str, int],
@@ -271,7 +275,7 @@ class AzureMLBackend:
         pre-rollout traffic back in one update before the error is raised: a canary half rolled out must
         not be left serving unwatched, and the next apply would take its weight as already analysed.
         """
-        before, target = op.before or {}, op.after
+        before, target = op.before or {}, op.desired
         try:
             self._walk(op, specs, rollout, canary, report)
             self._set_traffic(op, specs, target["traffic"], target["mirror_traffic"], report)
@@ -281,7 +285,7 @@ class AzureMLBackend:
                                "shows the change") from exc
 
     def _walk(self, op: Operation, specs: SpecSet, rollout: CanaryRollout, canary: str, report: Reporter) -> None:
-        current, target = op.before["traffic"], op.after
+        current, target = (op.before or {}).get("traffic") or {}, op.desired  # as _shift_traffic found the canary
         stable = {name: weight for name, weight in current.items() if name != canary and weight > 0}
         since = self._clock()  # the analysis window starts at the last weight change
         for number, step in enumerate(rollout.steps, 1):
@@ -347,7 +351,7 @@ class AzureMLBackend:
     def _set_batch_default(self, op: Operation, specs: SpecSet) -> dict[str, Any]:
         client = self.client(specs)
         endpoint = self._call(op.kind, op.name, lambda: client.batch_endpoints.get(op.name))
-        endpoint.defaults = op.after["defaults"]
+        endpoint.defaults = op.desired["defaults"]
         self._wait(op.kind, op.name, lambda: client.batch_endpoints.begin_create_or_update(endpoint))
         return {}
 
@@ -369,7 +373,7 @@ class AzureMLBackend:
         return {}
 
     # -- the client and its calls ----------------------------------------------------
-    def client(self, specs: SpecSet):
+    def client(self, specs: SpecSet) -> MLClient:
         if self._client is None:
             from azure.ai.ml import MLClient
 

@@ -46,7 +46,7 @@ class LocalBackend:
         project = f"Project/{specs.project.name}"
         resources = []
         for doc in specs.documents:
-            fields = {"spec": doc.spec.model_dump(mode="json")}
+            fields: dict[str, Any] = {"spec": doc.spec.model_dump(mode="json")}
             deps: tuple[str, ...] = () if isinstance(doc, Project) else (project,)
             live: tuple[str, ...] = ()
             if isinstance(doc, FeatureSet):

@@ -56,15 +56,14 @@ def observe(project: Project, endpoint: Endpoint) -> str:
 
 def _moved_aliases(project: Project, endpoint: Endpoint) -> dict[str, tuple[str | None, str]]:
     """Deployments naming an alias that now points at another version than the one served."""
-    aliased = [d for d in endpoint.spec.deployments if d.model_ref.alias]
+    aliased = {d.name: (d.model_ref.name, d.model_ref.alias) for d in endpoint.spec.deployments if d.model_ref.alias}
     if not aliased:
         return {}  # pinned versions: the spec's own diff says everything, and MLflow need not be imported
     client, served, moved = project.registry, _served_versions(project, endpoint.name), {}
-    for deployment in aliased:
-        ref = deployment.model_ref
-        current = version_by_alias(client, ref.name, ref.alias)  # None: not set yet, the deployment is not ready
-        if current is not None and served.get(deployment.name) != str(current.version):
-            moved[deployment.name] = (served.get(deployment.name), str(current.version))
+    for deployment, (model, alias) in aliased.items():
+        current = version_by_alias(client, model, alias)  # None: not set yet, the deployment is not ready
+        if current is not None and served.get(deployment) != str(current.version):
+            moved[deployment] = (served.get(deployment), str(current.version))
     return moved
 
 
@@ -100,15 +99,15 @@ def _move_traffic(project: Project, endpoint: Endpoint, before: dict, after: dic
     if record is not None and record.status in ACTIVE:
         report(f"Endpoint/{endpoint.name}: resuming the {record.strategy} rollout {record.stable} -> {record.canary}")
         return _finish(project, endpoint, Rollout(project, endpoint.name).resume(), report)
-    stable = max(live, key=live.get)
+    stable = max(live, key=live.__getitem__)
     challenger = _new_version_without_traffic(live, before, after, after.get(stable))
     if challenger and spec.rollout is not None:
-        return _start_rollout(project, endpoint, challenger, stable, after, report)
+        return _start_rollout(project, endpoint, spec.rollout.strategy, challenger, stable, after, report)
     if _same(live, spec.traffic) and live_mirror == spec.mirror_traffic:
         return None
     canary = _canary(live, spec.traffic)
     if spec.rollout is not None and before and canary != stable:
-        return _start_rollout(project, endpoint, canary, stable, after, report)
+        return _start_rollout(project, endpoint, spec.rollout.strategy, canary, stable, after, report)
     # A first deployment (nothing to roll out from), or no strategy declared: the spec's weights now.
     set_traffic(state_dir, list(after), spec.traffic, spec.mirror_traffic)
     report(f"Endpoint/{endpoint.name}: traffic {spec.traffic}")
@@ -125,9 +124,9 @@ def _new_version_without_traffic(live: dict[str, int], before: dict, after: dict
                  and not live.get(name)), None)
 
 
-def _start_rollout(project: Project, endpoint: Endpoint, canary: str, stable: str, versions: dict,
+def _start_rollout(project: Project, endpoint: Endpoint, strategy: str, canary: str, stable: str, versions: dict,
                    report: Reporter) -> str:
-    report(f"Endpoint/{endpoint.name}: {endpoint.spec.rollout.strategy} rollout {stable} (v{versions.get(stable)}) -> "
+    report(f"Endpoint/{endpoint.name}: {strategy} rollout {stable} (v{versions.get(stable)}) -> "
            f"{canary} (v{versions.get(canary)})")
     rollout = Rollout(project, endpoint.name)
     rollout.start(canary, stable)
@@ -163,7 +162,7 @@ def _settle(project: Project, endpoint: Endpoint, report: Reporter) -> None:
     report(f"Endpoint/{endpoint.name}: traffic {spec.traffic}")
     record, versions = project.state.rollout(endpoint.name), _served_versions(project, endpoint.name)
     if record is not None and record.status == HEALTHY:  # the record shows where traffic now is
-        record.stable = max(spec.traffic, key=spec.traffic.get)
+        record.stable = max(spec.traffic, key=spec.traffic.__getitem__)
         record.stable_version, record.weights = versions.get(record.stable), dict(spec.traffic)
         record.log("settled", traffic=spec.traffic, versions=versions)
         project.state.save_rollout(record)

@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from specops.cli.options import console, friendly, table, with_project
 from specops.errors import SpecopsError
 from specops.project import Project
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 
 @click.group("batch")
@@ -87,12 +91,12 @@ def _show(job) -> None:
 class _ProgressBar:
     """rich's progress bar: mini-batches done of total, rows per second of this run."""
 
-    def __enter__(self) -> "_ProgressBar":
+    def __enter__(self) -> _ProgressBar:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.progress = Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("mini-batches"),
                                  TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=console, transient=False)
-        self.task = None
+        self.task: TaskID | None = None  # added on the first update, which knows the total
         self.progress.__enter__()
         return self
 

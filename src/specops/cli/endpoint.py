@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from specops.cli.options import console, err, friendly, reporter, with_project
 from specops.project import Project
+
+if TYPE_CHECKING:
+    from specops.serving.keys import KeyType
 
 
 @click.group()
@@ -52,7 +56,7 @@ def stop(name: str, project: Project) -> None:
 @with_project
 @click.option("--regenerate", type=click.Choice(["primary", "secondary"]), default=None, help="replace this key")
 @friendly
-def keys(name: str, project: Project, regenerate: str | None) -> None:
+def keys(name: str, project: Project, regenerate: KeyType | None) -> None:  # click.Choice admits only a KeyType
     """Show where NAME's keys are kept, or rotate one. Keys are never printed into logs or plans."""
     from specops.serving.keys import ensure_keys, keys_file, regenerate_key
     from specops.spec.endpoints import Endpoint

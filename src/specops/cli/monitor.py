@@ -1,7 +1,7 @@
 """`specops monitor run NAME` and `specops monitor report [NAME]`: drift monitors by hand."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import click
 
@@ -26,7 +26,7 @@ def run(name: str, at: datetime | None, project: Project) -> None:
     from specops.spec.monitors import Monitor
 
     monitor = project.specs.require(Monitor, name)
-    now = at.replace(tzinfo=at.tzinfo or timezone.utc) if at else datetime.now(timezone.utc)
+    now = at.replace(tzinfo=at.tzinfo or UTC) if at else datetime.now(UTC)
     result = run_monitor(project, monitor, now)
     console.print(f"{name}: {result.status} ({result.target_rows} rows, "
                   f"{result.window_start.isoformat()} to {result.window_end.isoformat()})")
@@ -37,7 +37,8 @@ def run(name: str, at: datetime | None, project: Project) -> None:
             console.print(f"  {feature.name}: {alert}")
     for action in result.actions:
         console.print(f"  action{' (by an earlier run of this window)' if result.repeat else ''}: {action}")
-    console.print(f"  report: {result.report_dir / 'report.html'}")
+    if result.report_dir is not None:
+        console.print(f"  report: {result.report_dir / 'report.html'}")
 
 
 @monitor_group.command("report")

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import functools
 import sys
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import click
 from rich.console import Console
@@ -57,8 +58,8 @@ def reporter(prefix: str) -> Callable[[str], None]:
     return lambda line: err.print(f"[dim]{prefix}[/dim] {escape(line)}", markup=True)
 
 
-def table(columns: Sequence[str], rows: Iterable[Sequence[str]]) -> Table:
-    """A plain table for the terminal: a header, aligned columns, no box (copy-paste friendly)."""
+def table(columns: Sequence[str], rows: Iterable[Sequence[object]]) -> Table:
+    """A plain table for the terminal: a header, aligned columns, no box (copy-paste friendly); cells as str() gives them."""
     out = Table(*columns, box=None, show_edge=False, pad_edge=False, header_style="bold")
     for row in rows:
         out.add_row(*(escape(str(cell)) for cell in row))

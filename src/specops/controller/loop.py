@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import threading
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from specops.controller.events import COALESCED, DONE, FAILED, STARTED, Event, EventQueue
 from specops.controller.monitors import run_monitor
@@ -32,6 +32,9 @@ from specops.spec.monitors import Monitor
 from specops.state.audit import AuditAction
 from specops.state.records import PROGRESSING
 from specops.state.store import StateStore
+
+if TYPE_CHECKING:
+    from specops.backends.local import LocalBackend
 
 
 class Controller:
@@ -161,7 +164,7 @@ class Controller:
             project.audit.record(AuditAction.RETRAIN_STARTED, pipeline.key, **detail, detail=event.detail)
             self.report(f"{pipeline.key}: retraining ({event.reason}: {event.detail})")
             try:
-                outputs = project.backend.run_pipeline(pipeline, project.specs, self.report, retrain_reason=event.reason)
+                outputs = self._local_backend().run_pipeline(pipeline, project.specs, self.report, retrain_reason=event.reason)
             except SpecopsError as exc:
                 self.queue.mark(event, FAILED, str(exc))
                 project.audit.record(AuditAction.RETRAIN_FAILED, pipeline.key, **detail, error=str(exc))
@@ -170,6 +173,15 @@ class Controller:
             self.queue.mark(event, DONE)
             self._roll_out(pipeline)
             return DONE
+
+    def _local_backend(self) -> LocalBackend:
+        """The backend that runs a pipeline on demand; tick refuses other environments before it gets here."""
+        from specops.backends.local import LocalBackend
+
+        backend = self.project.backend
+        if not isinstance(backend, LocalBackend):
+            raise SpecopsError(f"the controller drives local environments; {self.project.env!r} uses {backend.name}")
+        return backend
 
     def _commit_training(self, pipeline: Pipeline, outputs: dict[str, Any], detail: dict[str, str]) -> None:
         """The pipeline ran to completion: state says so (its age for `stale` starts again), through the one commit path."""
@@ -202,7 +214,8 @@ class Controller:
         specs = self.project.specs
         backend = self.project.environment.backend
         if backend != "local":
-            raise SpecopsError(f"the controller drives local environments; {specs.env!r} uses {backend}, where schedules run in the workspace")
+            raise SpecopsError(f"the controller drives local environments; {specs.env!r} uses {backend}, "
+                               "where schedules run in the workspace")
         now = now or utcnow()
         for line in record_scrapes(specs):
             self.report(line)

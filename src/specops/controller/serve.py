@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from specops.controller.loop import Controller
 from specops.plan.backend import Reporter, quiet

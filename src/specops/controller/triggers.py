@@ -5,8 +5,8 @@ asking twice harmless.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Mapping
 
 from croniter import croniter
 
@@ -36,7 +36,7 @@ def data_change_events(specs: SpecSet, pipeline: Pipeline, trained_on: str | Non
     """The dataset's file no longer has the hash the pipeline last trained on."""
     if not pipeline.spec.triggers.data_change or trained_on is None:
         return []
-    path = specs.root / specs.get(Dataset, pipeline.spec.dataset).spec.path
+    path = specs.root / specs.require(Dataset, pipeline.spec.dataset).spec.path
     current = file_digest(path, "md5") if path.exists() else None
     if current is None or current == trained_on:
         return []
@@ -55,6 +55,6 @@ def last_training(specs: SpecSet, pipeline: Pipeline, state: Mapping[str, Applie
     entry = state.get(pipeline.key)
     if entry is None:
         return None, None
-    path = specs.get(Dataset, pipeline.spec.dataset).spec.path
+    path = specs.require(Dataset, pipeline.spec.dataset).spec.path
     recorded = data_hash(specs.root, path)
     return datetime.fromisoformat(entry.applied_at), recorded["md5"] if recorded["source"] == "dvc.lock" else None

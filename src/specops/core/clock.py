@@ -1,11 +1,11 @@
 """One clock for every record specops writes: UTC, ISO 8601, whole seconds."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def now() -> str:

@@ -7,11 +7,18 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any, TypedDict
 
 from ruamel.yaml import YAML
 
 
-def data_hash(root: Path, relative: str) -> dict[str, str]:
+class DataHash(TypedDict):
+    path: str
+    md5: str | None  # None: computed for a file that is not there
+    source: str  # dvc.lock, <file>.dvc or computed
+
+
+def data_hash(root: Path, relative: str) -> DataHash:
     """The md5 DVC recorded for a data file (dvc.lock, then <file>.dvc), else one computed now."""
     for source, md5 in (("dvc.lock", _md5_in_dvc_lock(root, relative)), (f"{relative}.dvc", _md5_in_dvc_file(root, relative))):
         if md5:
@@ -24,7 +31,7 @@ def _md5_in_dvc_lock(root: Path, relative: str) -> str | None:
     for stage in (lock.get("stages") or {}).values():
         for entry in [*(stage.get("outs") or []), *(stage.get("deps") or [])]:
             if entry.get("path") == relative and entry.get("md5"):
-                return entry["md5"]
+                return str(entry["md5"])
     return None
 
 
@@ -34,7 +41,7 @@ def _md5_in_dvc_file(root: Path, relative: str) -> str | None:
     return next((o["md5"] for o in tracked.get("outs") or [] if o.get("path") == name and o.get("md5")), None)
 
 
-def _yaml_file(path: Path) -> dict:
+def _yaml_file(path: Path) -> dict[str, Any]:
     return (YAML(typ="safe").load(path.read_text(encoding="utf-8")) or {}) if path.is_file() else {}
 
 

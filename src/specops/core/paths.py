@@ -73,7 +73,7 @@ class ProjectPaths:
     def batch_jobs(self) -> Path:
         return self.state_dir / "batch"
 
-    def run(self, pipeline: str) -> "RunPaths":
+    def run(self, pipeline: str) -> RunPaths:
         return RunPaths(self.root, pipeline)
 
 

@@ -1,7 +1,7 @@
 """Markdown tables, for the outputs that end up in pull-request comments and reports."""
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 
 def markdown_table(columns: Sequence[str], rows: Iterable[Sequence[object]]) -> str:

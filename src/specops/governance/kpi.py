@@ -9,11 +9,12 @@ from __future__ import annotations
 import statistics
 import subprocess
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from specops.registry import CHAMPION
 from specops.state.audit import AuditAction, AuditLog
@@ -122,8 +123,8 @@ def deterministic(metrics: dict[str, float]) -> dict[str, float]:
 
 
 def fairness_regression(released: list[dict[str, Any]], metrics_of: dict[tuple[str, str], dict[str, float]]) -> Kpi:
-    parity = [metrics_of.get((e["outputs"]["model"], str(e["outputs"]["version"])), {}).get("parity_diff") for e in released]
-    parity = [p for p in parity if p is not None]
+    recorded = [metrics_of.get((e["outputs"]["model"], str(e["outputs"]["version"])), {}).get("parity_diff") for e in released]
+    parity = [p for p in recorded if p is not None]
     if len(parity) < 2:
         return Kpi("fairness regression", None, "", "<= 0.02", "needs two releases with a parity metric")
     return Kpi("fairness regression", parity[-1] - parity[-2], "", "<= 0.02", "parity diff, champion minus previous champion")
@@ -175,6 +176,8 @@ def registry_versions(specs: SpecSet) -> list[dict[str, Any]]:
         except MlflowException:
             continue
         for v in versions:
+            if v.run_id is None:  # registered outside a run: no metrics or inputs to compare
+                continue
             run = client.get_run(v.run_id).data
             tags = [v.tags.get(tag) for tag in INPUT_TAGS]
             inputs = repr([tags, sorted(run.params.items())]) if all(tags) else None
@@ -183,7 +186,7 @@ def registry_versions(specs: SpecSet) -> list[dict[str, Any]]:
 
 
 def compute(specs: SpecSet, now: datetime | None = None) -> list[Kpi]:
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     entries = sorted(AuditLog(specs.root).entries(), key=when)
     released = releases(entries)
     versions = registry_versions(specs)

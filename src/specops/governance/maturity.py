@@ -6,8 +6,8 @@ so the report always names the next practices to adopt.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from specops.spec import SpecSet
 

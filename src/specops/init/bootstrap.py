@@ -195,7 +195,7 @@ def plan_data(data: str | None, answers: dict[str, Any]) -> DataPlan:
         dataset_path = answers.get("dataset_path") or f"data/{_safe_file_name(source.name)}"
         columns, features, rows, skipped = infer_contract(source, target, sensitive)
         return DataPlan(dataset_path, False, columns, features, source.resolve(), rows, skipped)
-    if data:
+    if data and source is not None:  # named, but not there
         if source.is_absolute() or data.startswith("~"):
             raise InitError(f"--data {data}: no such file (a path that does not exist yet must be relative to the "
                             "project, where the example generator will write)")
@@ -224,9 +224,9 @@ def infer_contract(path: Path, target: str, sensitive: str = "") -> tuple[dict, 
     names = [str(c) for c in frame.columns]
     if frame.empty:
         raise InitError(f"--data {path}: has a header but no rows")
-    for flag, column in (("--target", target), ("--sensitive", sensitive)):
-        if column and column not in names:
-            raise InitError(f"{flag} {column!r} is not a column of {path.name} (columns: {', '.join(names)})")
+    for flag, given in (("--target", target), ("--sensitive", sensitive)):
+        if given and given not in names:
+            raise InitError(f"{flag} {given!r} is not a column of {path.name} (columns: {', '.join(names)})")
     columns = {name: infer_column(frame[name]) for name in names}
     labels = frame[target]
     if labels.isna().any():

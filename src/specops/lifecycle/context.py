@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +27,7 @@ class StageContext:
     overrides: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, specs: SpecSet, pipeline: Pipeline, overrides: Mapping[str, Any] | None = None) -> "StageContext":
+    def of(cls, specs: SpecSet, pipeline: Pipeline, overrides: Mapping[str, Any] | None = None) -> StageContext:
         return cls(
             specs=specs,
             pipeline=pipeline,

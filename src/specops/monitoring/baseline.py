@@ -49,8 +49,6 @@ def restrict(summary: BaselineSummary, features: FeatureTypes) -> BaselineSummar
 
 def monitor_baseline(specs: SpecSet, monitor: Monitor) -> BaselineSummary:
     dataset = baseline_dataset(specs, monitor)
-    if dataset is None:
-        raise SpecopsError(f"monitor {monitor.name}: no Dataset for its baseline (run `specops validate`)")
     features = monitored_features(dataset, monitor)
     champion_model = monitor.spec.baseline.champion
     if champion_model is not None:
@@ -65,12 +63,15 @@ def champion_baseline(specs: SpecSet, model_name: str) -> BaselineSummary:
     if champion is None:
         raise SpecopsError(f"model {model_name!r} has no champion yet: nothing to compare production data with")
     artifact = f"{artifact_dir(champion.version)}/{BASELINE_FILE}"
+    missing = SpecopsError(f"{model_name} champion v{champion.version} has no stored baseline summary ({artifact}): "
+                           f"retrain it, or give the monitor a dataset baseline")
+    if champion.run_id is None:  # registered outside a run: nothing stored with it
+        raise missing
     with tempfile.TemporaryDirectory() as folder:
         try:
             local = client.download_artifacts(champion.run_id, artifact, folder)
         except Exception as exc:  # MLflow raises several types for a missing artifact
-            raise SpecopsError(f"{model_name} champion v{champion.version} has no stored baseline summary ({artifact}): "
-                               f"retrain it, or give the monitor a dataset baseline") from exc
+            raise missing from exc
         return BaselineSummary.load(local)
 
 

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -78,14 +79,14 @@ class BaselineSummary:
         arrays = {"header": np.array(json.dumps(header))}
         for i, base in enumerate(self.numeric.values()):
             arrays |= {f"n{i}_edges": base.edges, f"n{i}_proportions": base.proportions, f"n{i}_sample": base.sample}
-        for i, base in enumerate(self.categorical.values()):
-            arrays[f"c{i}_counts"] = base.counts
+        for i, counted in enumerate(self.categorical.values()):
+            arrays[f"c{i}_counts"] = counted.counts
         with path.open("wb") as out:  # a file object: np.savez would otherwise append ".npz"
-            np.savez(out, **arrays)
+            np.savez(out, allow_pickle=False, **arrays)  # plain arrays only, as load() reads them
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "BaselineSummary":
+    def load(cls, path: str | Path) -> BaselineSummary:
         with np.load(path, allow_pickle=False) as data:
             header = json.loads(str(data["header"]))
             if header["format"] != FORMAT_VERSION:

@@ -37,7 +37,7 @@ class Attribution:
     rows: int
 
     def ranking(self) -> list[str]:
-        return sorted(self.importance, key=self.importance.get, reverse=True)
+        return sorted(self.importance, key=self.importance.__getitem__, reverse=True)
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, "rows": self.rows, "importance": self.importance}
@@ -55,7 +55,7 @@ class ModelBaseline:
         return [self.predictions.save(folder / PREDICTIONS_FILE), attribution]
 
     @classmethod
-    def load(cls, folder: Path) -> "ModelBaseline":
+    def load(cls, folder: Path) -> ModelBaseline:
         stored = json.loads((folder / ATTRIBUTION_FILE).read_text(encoding="utf-8"))
         return cls(BaselineSummary.load(folder / PREDICTIONS_FILE),
                    Attribution(stored["importance"], stored["method"], stored["rows"]))
@@ -96,7 +96,7 @@ def _tree_shap(model: Any, sample: pd.DataFrame) -> np.ndarray | None:
 
     try:
         explainer = shap.TreeExplainer(model)
-    except Exception:  # noqa: BLE001 -- shap raises several types for "not a tree model I know"
+    except Exception:
         return None
     values = np.abs(np.asarray(explainer.shap_values(sample, check_additivity=False)))
     # Classifiers give (rows, features, classes): average over rows and classes alike.
@@ -124,6 +124,6 @@ def load_from_run(client, run_id: str, artifact_folder: str) -> ModelBaseline | 
         try:
             local = [Path(client.download_artifacts(run_id, f"{artifact_folder}/{name}", folder))
                      for name in (PREDICTIONS_FILE, ATTRIBUTION_FILE)]
-        except Exception:  # noqa: BLE001 -- MLflow raises several types for a missing artifact
+        except Exception:
             return None
         return ModelBaseline.load(local[0].parent)

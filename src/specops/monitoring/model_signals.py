@@ -6,8 +6,9 @@ run, so one missing input does not hide the other signals.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 
@@ -76,10 +77,13 @@ def _prediction_drift(specs: SpecSet, monitor: Monitor, block, window: Window, m
 
 
 def _data_quality(specs: SpecSet, monitor: Monitor, block, window: Window, models: Models) -> SignalResult:
+    baseline = window.baseline
+    if baseline is None:  # only a window too small to judge has none, and run_signals passes no such window here
+        raise SpecopsError(window.too_small or "the window has no baseline to judge its inputs against")
     columns = baseline_dataset(specs, monitor).spec.columns
-    types = {name: columns[name].type for name in [*window.baseline.numeric, *window.baseline.categorical]}
+    types = {name: columns[name].type for name in [*baseline.numeric, *baseline.categorical]}
     thresholds = block.metric_thresholds
-    return data_quality(window.baseline, window.inputs, types,
+    return data_quality(baseline, window.inputs, types,
                         {"numerical": thresholds.numerical, "categorical": thresholds.categorical})
 
 
@@ -89,7 +93,10 @@ def _performance(specs: SpecSet, monitor: Monitor, block, window: Window, models
 
 
 def _fairness(specs: SpecSet, monitor: Monitor, block, window: Window, models: Models) -> SignalResult:
-    column = sensitive_column(baseline_dataset(specs, monitor), monitor)
+    dataset = baseline_dataset(specs, monitor)
+    column = sensitive_column(dataset, monitor)
+    if column is None:  # the checks refuse such a monitor
+        raise SpecopsError(f"dataset {dataset.name!r} declares no sensitive column: name one in spec.fairness.sensitive")
     groups = pd.Series([sensitive_value(r, column) for r in window.records], dtype=object)
     if groups.isna().all():
         raise SpecopsError(f"the window's logged requests carry no {column!r}: log it with each request "

@@ -5,7 +5,7 @@ Binary classification, as the evaluate stage: the positive class is the larger o
 """
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -41,7 +41,8 @@ def performance(labelled: pd.DataFrame, champion: Mapping[str, float], max_drop:
                                                       f"{', '.join(EVALUATED_NAME[m] for m in missing)}")
     positive = positive_class(labelled["label"], labelled["prediction"])
     truth, predicted = (labelled["label"] == positive).astype(int), (labelled["prediction"] == positive).astype(int)
-    metrics, alerts = {}, []
+    metrics: dict[str, float] = {}
+    alerts: list[str] = []
     for metric, tolerated in max_drop.items():
         value, reference = float(SCORES[metric](truth, predicted)), champion[EVALUATED_NAME[metric]]
         drop = round(reference - value, 12)  # 0.90 - 0.87 is 0.030000000000000027 in floats

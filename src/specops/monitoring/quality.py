@@ -13,7 +13,7 @@ pandas could not give one dtype (mixed types, so the log held something odd) is 
 """
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd

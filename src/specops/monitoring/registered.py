@@ -21,7 +21,7 @@ class RegisteredModel:
     name: str
     alias: str
     version: str
-    run_id: str
+    run_id: str | None  # None: registered outside a run, so nothing is stored with it
     client: MlflowClient
     pipeline: Pipeline
 
@@ -30,7 +30,7 @@ class RegisteredModel:
         return run_metrics(self.client, self.client.get_model_version(self.name, self.version))
 
     def baseline(self) -> ModelBaseline:
-        stored = load_from_run(self.client, self.run_id, artifact_dir(self.version))
+        stored = load_from_run(self.client, self.run_id, artifact_dir(self.version)) if self.run_id else None
         if stored is None:
             raise SpecopsError(f"{self.name} v{self.version} has no stored prediction and attribution baseline "
                                f"(registered before specops kept one): retrain it")
@@ -41,13 +41,13 @@ class RegisteredModel:
 
         try:
             return mlflow.sklearn.load_model(f"models:/{self.name}/{self.version}")
-        except Exception as exc:  # noqa: BLE001 -- MLflow and the flavor raise many types; the signal reports it
+        except Exception as exc:
             raise SpecopsError(f"cannot load {self.name} v{self.version} as a scikit-learn model: {exc}") from exc
 
     def features(self, specs: SpecSet, inputs: pd.DataFrame) -> pd.DataFrame:
         """The model's inputs computed from logged raw rows, as serving computes them; incomplete rows dropped."""
-        feature_set = specs.get(FeatureSet, self.pipeline.spec.feature_set)
-        dataset = specs.get(Dataset, self.pipeline.spec.dataset)
+        feature_set = specs.require(FeatureSet, self.pipeline.spec.feature_set)
+        dataset = specs.require(Dataset, self.pipeline.spec.dataset)
         features = compute_features(inputs.reset_index(drop=True), feature_set.spec, dataset.spec)
         return features[np.isfinite(features.to_numpy()).all(axis=1)]
 

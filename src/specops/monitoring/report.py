@@ -27,6 +27,7 @@ HISTOGRAM_BINS = 30
 PLOT_QUANTILES = (0.005, 0.995)
 BASELINE_COLOUR, TARGET_COLOUR = "#4C72B0", "#DD8452"
 
+# A line ending in a backslash continues on the next without a newline in the page.
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{{ r.monitor }}: {{ r.status }}</title>
 <style>
@@ -49,15 +50,19 @@ th { background: #f4f4f4; } td.name { text-align: left; } .alert { color: #b0002
 {% if s.name == "data_quality" %}<table><tr><th>feature</th><th>type</th>{% for m in quality_metrics %}<th>{{ m }}</th>{% endfor %}</tr>
 {% for row in s.details.features %}<tr><td class="name">{{ row.feature }}</td><td>{{ row.type }}</td>
 {% for m in quality_metrics %}<td>{{ number(row[m]) }}</td>{% endfor %}</tr>{% endfor %}</table>
-{% elif s.metrics %}<table>{% for name, value in s.metrics.items() %}<tr><td class="name">{{ name }}</td><td>{{ number(value) }}</td></tr>{% endfor %}</table>{% endif %}
+{% elif s.metrics %}<table>{% for name, value in s.metrics.items() %}\
+<tr><td class="name">{{ name }}</td><td>{{ number(value) }}</td></tr>{% endfor %}</table>{% endif %}
 {% if s.details.by_group %}<table><tr><th>{{ s.details.sensitive }}</th><th>selection rate</th><th>rows</th></tr>
-{% for group, row in s.details.by_group.items() %}<tr><td class="name">{{ group }}</td><td>{{ number(row.selection_rate) }}</td><td>{{ number(row.count) }}</td></tr>{% endfor %}</table>{% endif %}
+{% for group, row in s.details.by_group.items() %}\
+<tr><td class="name">{{ group }}</td><td>{{ number(row.selection_rate) }}</td>\
+<td>{{ number(row.count) }}</td></tr>{% endfor %}</table>{% endif %}
 {% if s.details.baseline_top %}<p>Top features, baseline (champion on its training rows): {{ s.details.baseline_top | join(", ") }};
 window ({{ s.details.model }}, {{ s.details.method }}): {{ s.details.target_top | join(", ") }}.</p>{% endif %}
 {% endfor %}
 {% if features %}<h2>Statistics</h2>
 <p>Deciding thresholds: {{ thresholds }}</p>
-<table><tr><th>feature</th><th>type</th>{% for m in metrics %}<th>{{ m }}{{ " (p-value)" if m in p_values }}</th>{% endfor %}<th>baseline mean</th><th>target mean</th><th>target null rate</th></tr>
+<table><tr><th>feature</th><th>type</th>{% for m in metrics %}<th>{{ m }}{{ " (p-value)" if m in p_values }}</th>{% endfor %}\
+<th>baseline mean</th><th>target mean</th><th>target null rate</th></tr>
 {% for f in features %}<tr><td class="name{{ ' alert' if f.alerts }}">{{ f.name }}</td><td>{{ f.type }}</td>
 {% for m in metrics %}<td>{{ number(f.metrics.get(m)) }}</td>{% endfor %}
 <td>{{ number(f.statistics.get("baseline_mean")) }}</td><td>{{ number(f.statistics.get("target_mean")) }}</td>

@@ -1,7 +1,8 @@
 """The interface every backend implements; `local` and `azureml` are the two (specops.backends)."""
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from specops.plan.model import Operation, Resource
 from specops.spec import SpecSet

@@ -1,7 +1,8 @@
 """Desired vs actual -> an ordered Plan."""
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from specops.plan.model import Action, Change, Operation, Plan, Resource
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
+
+from specops.errors import SpecopsError
 
 
 def digest(fields: dict[str, Any] | None) -> str | None:
@@ -34,7 +36,7 @@ class Resource:
         return {k: v for k, v in self.fields.items() if k not in self.live}
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     CREATE = "create"
     UPDATE = "update"
     DELETE = "delete"
@@ -64,6 +66,13 @@ class Operation:
     @property
     def key(self) -> str:
         return f"{self.kind}/{self.name}"
+
+    @property
+    def desired(self) -> dict[str, Any]:
+        """The fields a create or update brings about (`after`, which only a delete lacks)."""
+        if self.after is None:
+            raise SpecopsError(f"{self.key}: a delete has no desired fields")
+        return self.after
 
 
 @dataclass

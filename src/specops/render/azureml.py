@@ -14,12 +14,14 @@ import json
 import math
 import os
 import posixpath
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 from azure.ai.ml import Input, Output
+from azure.ai.ml.constants import MonitorDatasetContext
 from azure.ai.ml.entities import (
     BaselineDataRange,
     BatchEndpoint as AzureBatchEndpoint,
@@ -52,6 +54,7 @@ from azure.ai.ml.entities import (
     NumericalDriftMetrics,
     OnlineRequestSettings,
     PipelineJob,
+    PipelineJobSettings,
     PredictionDriftMetricThreshold,
     PredictionDriftSignal,
     ProbeSettings as AzureProbeSettings,
@@ -65,7 +68,7 @@ from azure.ai.ml.sweep import Choice
 from specops.errors import SpecopsError
 from specops.core.durations import iso
 from specops.core.paths import STAGES
-from specops.spec.signals import NDCG, Signals
+from specops.spec.signals import JSD, KS, NDCG, NWD, PSI, Signals
 from specops.spec import Dataset, FeatureSet, Gate, Pipeline, SpecSet
 from specops.spec.endpoints import (
     ABRollout, BanditRollout, BatchEndpoint, BlueGreenRollout, CanaryRollout, Endpoint, ModelRef, ProbeSettings,
@@ -197,14 +200,14 @@ def _step_commands(specs: SpecSet, pipeline: Pipeline) -> list[tuple[str, str]]:
 
 def _state_folders(specs: SpecSet, pipeline: Pipeline) -> list[str]:
     """Top-level folders the steps write, handed from node to node (each node runs in a fresh container)."""
-    dataset = specs.get(Dataset, pipeline.spec.dataset)
+    dataset = specs.require(Dataset, pipeline.spec.dataset)
     paths = [dataset.spec.path, "artifacts/", *(out for step in pipeline.spec.steps for out in step.outs)]
     return sorted({p.split("/", 1)[0] for p in paths if "/" in p})
 
 
 def _component(specs: SpecSet, pipeline: Pipeline, index: int, node: str, command: str,
                sweep: dict[str, list[Any]], environment: str) -> CommandComponent:
-    dataset = specs.get(Dataset, pipeline.spec.dataset)
+    dataset = specs.require(Dataset, pipeline.spec.dataset)
     folders = " ".join(_state_folders(specs, pipeline))
     inputs: dict[str, Input] = {}
     if index == 0:
@@ -220,10 +223,14 @@ def _component(specs: SpecSet, pipeline: Pipeline, index: int, node: str, comman
     # The code snapshot is the repository: src/ on the path, so `python -m specops` finds the package.
     script = f"export PYTHONPATH=src && {restore} && {command} && mkdir -p {folders} && cp -r {folders} ${{{{outputs.{STATE}}}}}/"
     return CommandComponent(
-        name=f"{pipeline.name.replace('-', '_')}_{node}", version=short_hash(script), display_name=node,
+        name=component_name(pipeline, node), version=short_hash(script), display_name=node,
         command=script, code=".", base_path=str(specs.root), environment=environment,
         inputs=inputs, outputs={STATE: Output(type="uri_folder")},
     )
+
+
+def component_name(pipeline: Pipeline, node: str) -> str:
+    return f"{pipeline.name.replace('-', '_')}_{node}"
 
 
 def _input_type(values: list[Any]) -> str:
@@ -252,7 +259,7 @@ def render_components(specs: SpecSet, pipeline: Pipeline, files: ProjectFiles) -
 def render_pipeline_job(specs: SpecSet, pipeline: Pipeline, files: ProjectFiles) -> PipelineJob:
     components = render_components(specs, pipeline, files)
     sweep = sweep_grid(files.params, pipeline)
-    dataset = specs.get(Dataset, pipeline.spec.dataset)
+    dataset = specs.require(Dataset, pipeline.spec.dataset)
     jobs, previous = {}, None
     for node, component in components.items():
         bindings = {"data": "${{parent.inputs.data}}"} if previous is None else {
@@ -263,7 +270,7 @@ def render_pipeline_job(specs: SpecSet, pipeline: Pipeline, files: ProjectFiles)
     return PipelineJob(
         display_name=pipeline.name, experiment_name=pipeline.name, description=pipeline.spec.description or None,
         inputs={"data": Input(type="uri_file", path=data_ref(dataset))},
-        jobs=jobs, settings={"default_compute": compute_name(specs)},
+        jobs=jobs, settings=PipelineJobSettings(default_compute=compute_name(specs)),
         tags={"specops.pipeline": pipeline.name, "specops.model": pipeline.spec.model_name},
     )
 
@@ -277,11 +284,15 @@ def _sweep(job: Any, pipeline: Pipeline, grid: dict[str, list[Any]]) -> Any:
     return node
 
 
+def job_schedule_name(pipeline: Pipeline) -> str:
+    return f"{pipeline.name}-schedule"
+
+
 def render_job_schedule(specs: SpecSet, pipeline: Pipeline, files: ProjectFiles) -> JobSchedule | None:
     cron = pipeline.spec.triggers.schedule
     if cron is None:
         return None
-    return JobSchedule(name=f"{pipeline.name}-schedule", trigger=CronTrigger(expression=cron, time_zone="UTC"),
+    return JobSchedule(name=job_schedule_name(pipeline), trigger=CronTrigger(expression=cron, time_zone="UTC"),
                        create_job=render_pipeline_job(specs, pipeline, files))
 
 
@@ -351,9 +362,7 @@ def monitored_deployment(endpoint: Endpoint) -> str:
 
 def render_monitor_schedule(specs: SpecSet, monitor: Monitor) -> MonitorSchedule:
     dataset = baseline_dataset(specs, monitor)
-    endpoint = specs.get(Endpoint, monitor.spec.target.endpoint)
-    if dataset is None or endpoint is None:
-        raise SpecopsError(f"Monitor/{monitor.name}: spec.baseline and spec.target.endpoint must name existing specs")
+    endpoint = specs.require(Endpoint, monitor.spec.target.endpoint)
     deployment = monitored_deployment(endpoint)
     definition = MonitorDefinition(
         compute=MONITOR_COMPUTE,
@@ -382,16 +391,16 @@ class MonitorData:
     target: Target  # the Monitor's spec.target: its lookback window
 
     def reference(self) -> ReferenceData:
-        return ReferenceData(input_data=Input(type="uri_file", path=data_ref(self.dataset)), data_context="training",
+        return ReferenceData(input_data=Input(type="uri_file", path=data_ref(self.dataset)), data_context=MonitorDatasetContext.TRAINING,
                              data_column_names={"target_column": self.dataset.spec.target})
 
     def production(self, collection: str) -> ProductionData:
-        return ProductionData(input_data=self._collected(collection), data_context=collection,
+        return ProductionData(input_data=self._collected(collection), data_context=MonitorDatasetContext(collection),
                               data_window=self._window())
 
     def attribution_production(self) -> list[FADProductionData]:
         # Feature attribution reads inputs and predictions together, each collection on its own.
-        return [FADProductionData(input_data=self._collected(c), data_context=c, data_window=self._window())
+        return [FADProductionData(input_data=self._collected(c), data_context=MonitorDatasetContext(c), data_window=self._window())
                 for c in COLLECTIONS]
 
     def _collected(self, collection: str) -> Input:
@@ -417,15 +426,22 @@ def _monitor_signals(monitor: Monitor, data: MonitorData) -> dict[str, Any]:
 
 def _drift_metrics(signals: Signals) -> dict[str, Any]:
     """The spec's thresholds per feature type, in Azure ML's own metric classes (same metric names)."""
-    return {"numerical": NumericalDriftMetrics(**signals.numerical) if signals.numerical else None,
+    return {"numerical": _numerical_drift(signals.numerical) if signals.numerical else None,
             "categorical": CategoricalDriftMetrics(**signals.categorical) if signals.categorical else None}
 
 
-def _categorical_overrides(features: dict[str, str]) -> dict[str, str] | None:
+def _numerical_drift(thresholds: Mapping[str, float]) -> NumericalDriftMetrics:
+    # Each metric by keyword, not **thresholds: the class also takes a `metric` name, which no threshold fits.
+    return NumericalDriftMetrics(jensen_shannon_distance=thresholds.get(JSD), normalized_wasserstein_distance=thresholds.get(NWD),
+                                 population_stability_index=thresholds.get(PSI),
+                                 two_sample_kolmogorov_smirnov_test=thresholds.get(KS))
+
+
+def _categorical_overrides(features: Mapping[str, str]) -> dict[str, str] | None:
     return {name: kind for name, kind in features.items() if kind == "categorical"} or None
 
 
-def _data_drift_signal(block: DataDrift, data: MonitorData, features: dict[str, str]) -> DataDriftSignal:
+def _data_drift_signal(block: DataDrift, data: MonitorData, features: Mapping[str, str]) -> DataDriftSignal:
     return DataDriftSignal(
         production_data=data.production("model_inputs"), reference_data=data.reference(), alert_enabled=True,
         features=list(features), feature_type_override=_categorical_overrides(features),
@@ -439,7 +455,7 @@ def _prediction_drift_signal(block: PredictionDrift, data: MonitorData) -> Predi
         metric_thresholds=PredictionDriftMetricThreshold(**_drift_metrics(block.signals())))
 
 
-def _data_quality_signal(block: DataQuality, data: MonitorData, features: dict[str, str]) -> DataQualitySignal:
+def _data_quality_signal(block: DataQuality, data: MonitorData, features: Mapping[str, str]) -> DataQualitySignal:
     rates = block.metric_thresholds
     return DataQualitySignal(
         production_data=data.production("model_inputs"), reference_data=data.reference(), alert_enabled=True,
@@ -464,15 +480,15 @@ def render_entities(specs: SpecSet, files: ProjectFiles) -> list[Rendered]:
     `OnlineTraffic/<endpoint>` is the backend's name for an endpoint's traffic, applied after its deployments.
     """
     environment = render_environment(specs, files.lock)
-    out = [Rendered("Environment", environment.name, environment, specs.project.key)]
+    out = [Rendered("Environment", environment_name(specs), environment, specs.project.key)]
     env_key = out[0].key
     out += [Rendered("Data", d.name, render_data(d), d.key) for d in specs.of_kind(Dataset)]
     for pipeline in specs.of_kind(Pipeline):
         out += _pipeline_entities(specs, pipeline, files, env_key)
     for endpoint in specs.of_kind(Endpoint):
         out += _online_entities(endpoint)
-    for endpoint in specs.of_kind(BatchEndpoint):
-        out += _batch_entities(specs, endpoint)
+    for batch in specs.of_kind(BatchEndpoint):
+        out += _batch_entities(specs, batch)
     for monitor in specs.of_kind(Monitor):
         schedule = render_monitor_schedule(specs, monitor)
         # After the endpoint's traffic: the monitored deployment is the one taking the most of it.
@@ -483,13 +499,13 @@ def render_entities(specs: SpecSet, files: ProjectFiles) -> list[Rendered]:
 
 def _pipeline_entities(specs: SpecSet, pipeline: Pipeline, files: ProjectFiles, env_key: str) -> list[Rendered]:
     deps = (env_key, f"Data/{pipeline.spec.dataset}")
-    out = [Rendered("CommandComponent", c.name, c, pipeline.key, deps)
-           for c in render_components(specs, pipeline, files).values()]
+    out = [Rendered("CommandComponent", component_name(pipeline, node), c, pipeline.key, deps)
+           for node, c in render_components(specs, pipeline, files).items()]
     out.append(Rendered("PipelineJob", pipeline.name, render_pipeline_job(specs, pipeline, files), pipeline.key, deps))
     out.append(Rendered("Model", pipeline.spec.model_name, render_model(pipeline), pipeline.key, (f"PipelineJob/{pipeline.name}",)))
     schedule = render_job_schedule(specs, pipeline, files)
     if schedule is not None:
-        out.append(Rendered("JobSchedule", schedule.name, schedule, pipeline.key, deps))
+        out.append(Rendered("JobSchedule", job_schedule_name(pipeline), schedule, pipeline.key, deps))
     return out
 
 
@@ -536,8 +552,8 @@ def _endpoint_notes(specs: SpecSet) -> Iterable[str]:
             if d.model_ref.alias:
                 yield (f"{where}: deployment {d.name} uses {d.model}; Azure ML has no model aliases, "
                        f"so it deploys azureml:{d.model_ref.name}@latest")
-    for endpoint in specs.of_kind(BatchEndpoint):
-        yield (f"BatchEndpoint/{endpoint.name}: spec.dataset and spec.output_path are inputs of each "
+    for batch in specs.of_kind(BatchEndpoint):
+        yield (f"BatchEndpoint/{batch.name}: spec.dataset and spec.output_path are inputs of each "
                "batch invocation on Azure ML, not part of the endpoint")
 
 

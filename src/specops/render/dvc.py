@@ -54,8 +54,8 @@ def _custom_steps(pipeline: Pipeline) -> dict[str, Any]:
 
 def _lifecycle_stages(specs: SpecSet, pipeline: Pipeline) -> dict[str, Any]:
     paths = RunPaths(specs.root, pipeline.name)
-    dataset = specs.get(Dataset, pipeline.spec.dataset)
-    feature_set = specs.get(FeatureSet, pipeline.spec.feature_set)
+    dataset = specs.require(Dataset, pipeline.spec.dataset)
+    feature_set = specs.require(FeatureSet, pipeline.spec.feature_set)
     # What a stage reads besides earlier stages' outputs: the data and the spec that shapes it.
     extra_deps = {
         "validate": [dataset.spec.path, specs.sources[dataset.key].file],

@@ -10,8 +10,9 @@ endpoint pauses for a person instead of promoting on no evidence.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from specops.gates import Baseline, check_metric
 from specops.rollout.loadtest import LoadTestResult
@@ -85,7 +86,7 @@ def load_test_analysis(result: LoadTestResult, rollout: RolloutCommon) -> dict[s
               _check("load test failures", FAILED if result.failures else SUCCESSFUL, result.failures, 0,
                      "; ".join(f"{n} x {error}" for error, n in list(result.errors.items())[:3]))]
     slo = rollout.rollback.latency_slo_ms
-    if slo is not None and result.requests:
+    if slo is not None and result.p95 is not None:  # None: no requests to time
         limit = slo * (1 + rollout.rollback.latency_margin)
         checks.append(_check("load test p95 latency ms", FAILED if result.p95 > limit else SUCCESSFUL, result.p95, limit,
                              f"client-side; SLO {slo:g} ms + {rollout.rollback.latency_margin:.0%}"))
@@ -124,24 +125,24 @@ def _regression(canary: Arm, stable: Arm, rollout: RolloutCommon) -> dict[str, A
     name = f"{metric} regression"
     if metric not in FEEDBACK_METRICS:
         return _check(name, INCONCLUSIVE, note=f"{metric!r} cannot be measured from feedback (only {', '.join(FEEDBACK_METRICS)})")
-    if min(canary.labelled, stable.labelled) < rollout.min_samples:
+    canary_accuracy, stable_accuracy = canary.accuracy, stable.accuracy  # None without labels
+    if canary_accuracy is None or stable_accuracy is None or min(canary.labelled, stable.labelled) < rollout.min_samples:
         return _check(name, INCONCLUSIVE, note=f"labelled answers: canary {canary.labelled}, stable {stable.labelled}, "
                                                f"need {rollout.min_samples} each")
-    drop = (stable.accuracy - canary.accuracy) / stable.accuracy if stable.accuracy else 0.0
+    drop = (stable_accuracy - canary_accuracy) / stable_accuracy if stable_accuracy else 0.0
     # Fail on evidence, not on noise: two equal models' accuracies on 300 labels each differ by more than
     # 2% about half the time. The drop must exceed `allowed` at its one-sided 95% lower confidence bound.
-    evidence = drop - Z_95 * _drop_standard_error(canary, stable)
+    evidence = drop - Z_95 * _drop_standard_error(canary_accuracy, canary.labelled, stable_accuracy, stable.labelled)
     return _check(name, FAILED if evidence > allowed else SUCCESSFUL, drop, allowed,
                   f"relative drop vs stable; its 95% lower bound {evidence:.3g} must stay within {allowed:g}")
 
 
-def _drop_standard_error(canary: Arm, stable: Arm) -> float:
+def _drop_standard_error(canary: float, canary_labelled: int, stable: float, stable_labelled: int) -> float:
     """Standard error of (stable - canary) / stable accuracy, two independent proportions (delta method, stable fixed)."""
-    if not stable.accuracy:
+    if not stable:
         return 0.0
-    variance = (canary.accuracy * (1 - canary.accuracy) / canary.labelled
-                + stable.accuracy * (1 - stable.accuracy) / stable.labelled)
-    return variance ** 0.5 / stable.accuracy
+    variance = canary * (1 - canary) / canary_labelled + stable * (1 - stable) / stable_labelled
+    return variance ** 0.5 / stable
 
 
 def slo_budgets(specs, gate: Gate | None) -> dict[str, list]:

@@ -9,8 +9,9 @@ follows within 0.1 s.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from specops.core.clock import epoch, now
 from specops.core.durations import seconds as duration_seconds

@@ -15,6 +15,7 @@ from jinja2 import Environment, StrictUndefined, select_autoescape
 from specops.core.clock import now
 from specops.core.files import atomic_write
 from specops.core.paths import ProjectPaths
+from specops.errors import SpecopsError
 from specops.state.records import RolloutRecord
 
 TEMPLATE = Path("docs") / "runbooks" / "rollback-incident.md"
@@ -26,6 +27,8 @@ def new_incident_id() -> str:
 
 
 def write_incident(paths: ProjectPaths, record: RolloutRecord, trigger: str, analysis: dict[str, Any] | None) -> Path:
+    if record.incident is None:  # a rollback opens the incident before it writes the record
+        raise SpecopsError(f"the rollback of {record.endpoint} has no incident id to write its record under")
     template = paths.root / TEMPLATE if (paths.root / TEMPLATE).exists() else _SHIPPED
     # A Markdown record: HTML escaping would corrupt it, so only HTML/XML templates would be escaped.
     environment = Environment(undefined=StrictUndefined, keep_trailing_newline=True,

@@ -91,7 +91,7 @@ def _load_rows(environment, **_) -> None:
 def _write_errors(**_) -> None:
     """--json-file has counts, not reasons: a failed load test should say why its requests failed."""
     options = _environment.parsed_options if _environment is not None else None
-    if options is None or not options.errors_file:
+    if _environment is None or options is None or not options.errors_file:
         return
     errors: dict[str, int] = {}
     for error in _environment.runner.stats.errors.values():
@@ -117,7 +117,7 @@ class EndpointUser(FastHttpUser):
             self.headers[DEPLOYMENT_HEADER] = self.deployment
         self.label_column = options.label_column
         self.labels: list[dict] = []
-        self.answers = open(options.answers_log, "a", buffering=1) if options.answers_log else None  # noqa: SIM115
+        self.answers = open(options.answers_log, "a", buffering=1) if options.answers_log else None
 
     def on_stop(self) -> None:
         self._send_labels()
@@ -126,6 +126,7 @@ class EndpointUser(FastHttpUser):
 
     @task
     def score(self) -> None:
+        assert _rows is not None, "_load_rows reads them before any user starts (or exits)"
         body, label = random.choice(_rows.bodies)
         request_id = uuid.uuid4().hex
         headers = {**self.headers, "x-request-id": request_id}

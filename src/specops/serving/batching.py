@@ -14,8 +14,9 @@ client never waits.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 Score = Callable[[list[list[Any]]], list[Any]]
 
@@ -57,7 +58,7 @@ class MicroBatcher:
     def _score_batch(self, batch: list[Pending]) -> None:
         try:
             predictions = self._score([row for pending in batch for row in pending.rows])
-        except Exception as exc:  # noqa: BLE001 -- a model error fails this batch's requests, not the loop
+        except Exception as exc:
             for pending in batch:
                 if not pending.future.done():
                     pending.future.set_exception(exc)

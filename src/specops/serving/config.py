@@ -53,7 +53,7 @@ class ServingConfig:
         atomic_write(path, json.dumps(asdict(self), indent=2))  # running workers reload it: never half a file
 
     @classmethod
-    def load(cls, path: Path) -> "ServingConfig":
+    def load(cls, path: Path) -> ServingConfig:
         data = json.loads(path.read_text())
         data["deployments"] = [DeploymentConfig(**d) for d in data["deployments"]]
         return cls(**data)
@@ -100,15 +100,15 @@ def resolve_model(specs: SpecSet, client, state_dir: Path, config: DeploymentCon
     """
     ref = ModelRef.parse(config.model)
     pipeline = next(p for p in specs.of_kind(Pipeline) if p.spec.model_name == ref.name)  # the checks guarantee one
-    feature_set = specs.get(FeatureSet, pipeline.spec.feature_set)
+    feature_set = specs.require(FeatureSet, pipeline.spec.feature_set)
     config.feature_set = feature_set.spec.model_dump(mode="json")
-    config.dataset = specs.get(Dataset, pipeline.spec.dataset).spec.model_dump(mode="json")
+    config.dataset = specs.require(Dataset, pipeline.spec.dataset).spec.model_dump(mode="json")
     try:
         found = client.get_model_version_by_alias(ref.name, ref.alias) if ref.alias else client.get_model_version(ref.name, ref.version)
         config.version = str(found.version)  # MLflow returns an int or a str depending on the store
         config.error = _feature_set_mismatch(found.tags, feature_set)
         config.model_path = None if config.error else _download(state_dir, ref.name, config.version)
-    except Exception as exc:  # noqa: BLE001 -- any registry failure makes this deployment unready, not the server dead
+    except Exception as exc:
         config.error = f"cannot load model {config.model}: {first_line(exc)}"
     return config
 

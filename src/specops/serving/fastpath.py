@@ -11,7 +11,8 @@ model's own path, so its handling of them (or refusal) is unchanged.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +39,7 @@ class InputSchema:
     sensitive: tuple[str, ...] = ()  # logged when a caller sends them (fairness monitors), never given to the model
 
     @classmethod
-    def of(cls, feature_set: FeatureSetSpec, dataset: DatasetSpec) -> "InputSchema":
+    def of(cls, feature_set: FeatureSetSpec, dataset: DatasetSpec) -> InputSchema:
         names = tuple(dict.fromkeys(src for f in feature_set.features for src in f.sources))
         return cls(names, tuple(dataset.columns[n] for n in names), tuple(dataset.sensitive))
 
@@ -95,7 +96,7 @@ class InputSchema:
             if not isinstance(row, list) or len(row) != len(columns):
                 raise BadRequest(f"{key}.data[{r}]", f"expected a list of {len(columns)} values, like columns")
             values = [row[i] for i in picks]
-            self._check(values, lambda c: f"{key}.data[{r}][{position[c]}] ({c})")
+            self._check(values, f"{key}.data[{r}]", lambda c: f"[{position[c]}] ({c})")
             rows.append(values)
         return rows
 
@@ -112,14 +113,15 @@ class InputSchema:
             if missing:
                 raise BadRequest(f"{key}[{r}]", f"missing column(s) {', '.join(missing)}")
             values = [record[c] for c in self.columns]
-            self._check(values, lambda c: f"{key}[{r}].{c}")
+            self._check(values, f"{key}[{r}]", lambda c: f".{c}")
             rows.append(values)
         return rows
 
-    def _check(self, values: list[Any], where) -> None:
+    def _check(self, values: list[Any], row: str, column: Callable[[str], str]) -> None:
+        """A BadRequest at `row` + `column(name)` (where the request holds the value) for a row that breaks the contract."""
         found = self.row_problem(values)
         if found:
-            raise BadRequest(where(found[0]), found[1])
+            raise BadRequest(row + column(found[0]), found[1])
 
     def row_problem(self, values: list[Any]) -> tuple[str, str] | None:
         """(column, what is wrong) for the first value of a row (in `columns` order) that breaks the contract."""
@@ -149,7 +151,8 @@ class InputSchema:
                     {"type": "object", "required": ["data"], "properties": {"data": {"type": "array", "items": record}}},
                 ]}}}},
                 "responses": {
-                    "200": {"description": "one prediction per row", "content": {"application/json": {"schema": {"type": "array", "items": output}}}},
+                    "200": {"description": "one prediction per row",
+                            "content": {"application/json": {"schema": {"type": "array", "items": output}}}},
                     "400": {"description": "malformed body; the message names the field"},
                     "401": {"description": "missing or wrong key"},
                     "404": {"description": "no such deployment"},

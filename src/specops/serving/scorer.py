@@ -30,6 +30,8 @@ class Scorer:
         self.feature_set = FeatureSetSpec.model_validate(config.feature_set)
         self.dataset = DatasetSpec.model_validate(config.dataset)
         self.schema = InputSchema.of(self.feature_set, self.dataset)
+        if config.model_path is None:  # resolve_model sets it for every model it accepts
+            raise SpecopsError(f"deployment {config.name}: model {config.model} has no local copy")
         self.model, self.signature, self._sklearn = _load(Path(config.model_path))
         self._check_features()
         # Follows from scoring bare arrays, whose column order _check_features just proved right.

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Awaitable, Callable
 
 from specops.errors import SpecopsError
 from specops.spec.endpoints import MAX_MIRROR_PERCENT

@@ -16,17 +16,21 @@ on hand-made records; `evaluate` does the reading.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from specops.slo import budget as b
 from specops.slo import history, sli
 from specops.spec.loader import SpecSet
 from specops.core.durations import seconds
-from specops.spec.slos import SLO, Availability, Correctness, Fairness, Freshness, Latency, endpoint_of, sensitive_column
+from specops.spec.slos import (
+    SLO, Availability, Correctness, Fairness, Freshness, Latency, Objective, endpoint_of, sensitive_column,
+)
 
 TrainedAt = Callable[[SpecSet, SLO], dict[str, float]]  # served model (name vN) -> training start, epoch seconds
+Measured = tuple[str, dict[str, Any]]  # the target as people read it, and the ObjectiveStatus fields
 
 
 @dataclass
@@ -42,12 +46,10 @@ class Inputs:
     notes: list[str] = field(default_factory=list)  # problems gathering the data
 
 
-def evaluate_objective(slo: SLO, objective, inputs: Inputs, now: float) -> b.ObjectiveStatus:
+def evaluate_objective(slo: SLO, objective: Objective, inputs: Inputs, now: float) -> b.ObjectiveStatus:
     window = objective.window or slo.spec.window
     start, recent = now - seconds(window), now - min(seconds(slo.spec.burn_window), seconds(window))
-    handler = {Availability: _availability, Latency: _latency, Correctness: _correctness,
-               Freshness: _freshness, Fairness: _fairness}[type(objective)]
-    target, fields = handler(objective, inputs, start, recent, now)
+    target, fields = _HANDLERS[type(objective)](objective, inputs, start, recent, now)
     return b.ObjectiveStatus(slo=slo.name, objective=objective.key, sli_kind=objective.sli, window=window,
                              target=target, **{"sli": None, **fields})
 
@@ -56,7 +58,7 @@ def _percent(target: float) -> str:
     return f">= {target * 100:g}%"
 
 
-def _availability(objective: Availability, inputs: Inputs, start: float, recent: float, now: float):
+def _availability(objective: Availability, inputs: Inputs, start: float, recent: float, now: float) -> Measured:
     good, bad = history.increase(inputs.samples, start, now, inputs.mirrors)
     recent_good, recent_bad = history.increase(inputs.samples, recent, now, inputs.mirrors)
     fields = b.event_budget(good=good, bad=bad, target=objective.target, recent=(recent_bad, recent_good + recent_bad))
@@ -68,7 +70,7 @@ def _availability(objective: Availability, inputs: Inputs, start: float, recent:
     return _percent(objective.target), fields
 
 
-def _latency(objective: Latency, inputs: Inputs, start: float, recent: float, now: float):
+def _latency(objective: Latency, inputs: Inputs, start: float, recent: float, now: float) -> Measured:
     records = sli.in_window(inputs.records, start, now)
     good, bad = sli.latency_counts(records, objective.threshold_ms, inputs.rates)
     recent_good, recent_bad = sli.latency_counts(sli.in_window(records, recent, now), objective.threshold_ms, inputs.rates)
@@ -79,7 +81,7 @@ def _latency(objective: Latency, inputs: Inputs, start: float, recent: float, no
     return f"{_percent(objective.target)} within {objective.threshold_ms:g} ms", fields
 
 
-def _correctness(objective: Correctness, inputs: Inputs, start: float, recent: float, now: float):
+def _correctness(objective: Correctness, inputs: Inputs, start: float, recent: float, now: float) -> Measured:
     records = sli.in_window(inputs.records, start, now)
     good, bad, labelled = sli.correctness_counts(records, inputs.rates)
     target = f"accuracy {_percent(objective.target)}"
@@ -93,18 +95,18 @@ def _correctness(objective: Correctness, inputs: Inputs, start: float, recent: f
     return target, fields
 
 
-def _freshness(objective: Freshness, inputs: Inputs, start: float, recent: float, now: float):
+def _freshness(objective: Freshness, inputs: Inputs, start: float, recent: float, now: float) -> Measured:
     bound = seconds(objective.max_age) / 86400
     target = f"model age <= {bound:g} days"
     if not inputs.trained_at:
         return target, {"note": "; ".join(inputs.notes) or "no served model version found in the registry"}
     model, trained = min(inputs.trained_at.items(), key=lambda item: item[1])  # the oldest served model decides
     fields = b.threshold_budget(value=sli.age_days(trained, now), bound=bound)
-    fields["note"] = f"{model} trained {datetime.fromtimestamp(trained, timezone.utc):%Y-%m-%d %H:%M} UTC"
+    fields["note"] = f"{model} trained {datetime.fromtimestamp(trained, UTC):%Y-%m-%d %H:%M} UTC"
     return target, fields
 
 
-def _fairness(objective: Fairness, inputs: Inputs, start: float, recent: float, now: float):
+def _fairness(objective: Fairness, inputs: Inputs, start: float, recent: float, now: float) -> Measured:
     target = f"parity difference <= {objective.max_parity_diff:g}"
     column = inputs.sensitive.get(objective.key) or objective.sensitive
     if column is None:
@@ -118,6 +120,12 @@ def _fairness(objective: Fairness, inputs: Inputs, start: float, recent: float, 
     else:
         fields["note"] = ", ".join(f"{g}: {v['selection_rate']:.3f} of {int(v['rows'])}" for g, v in sorted(groups.items()))
     return target, fields
+
+
+# By the objective's class; each handler takes its own kind of objective.
+_HANDLERS: dict[type[Objective], Callable[..., Measured]] = {
+    Availability: _availability, Latency: _latency, Correctness: _correctness, Freshness: _freshness, Fairness: _fairness,
+}
 
 
 def _sampling_note(records: list[dict[str, Any]], rates: Mapping[str, float]) -> list[str]:
@@ -173,8 +181,9 @@ def served_versions_trained_at(specs: SpecSet, slo: SLO) -> dict[str, float]:
             continue
         ref = deployment.model_ref
         try:
-            version = client.get_model_version(ref.name, ref.version) if ref.version else version_by_alias(client, ref.name, ref.alias)
-        except Exception:  # noqa: BLE001 -- a version the registry does not have is simply not served
+            version = (client.get_model_version(ref.name, ref.version) if ref.version
+                       else version_by_alias(client, ref.name, ref.alias) if ref.alias else None)
+        except Exception:
             version = None
         if version is None:
             continue

@@ -37,19 +37,18 @@ def judge(check: Check, budgets: Budgets) -> dict[str, Any]:
         return {"passed": False, "value": None, "note": f"SLO {check.slo!r} was not evaluated (is it defined?)"}
     statuses = [s for s in budgets[check.slo] if check.objective in (None, s.objective)]
     exhausted = [s for s in statuses if s.exhausted]
-    measured = [s for s in statuses if s.remaining is not None]
-    value = min((s.remaining for s in measured), default=None)
+    measured = [(s.remaining, s) for s in statuses if s.remaining is not None]
+    lowest = min(measured, key=lambda m: m[0], default=None)  # (remaining, status) of the worst objective
     if exhausted:
         spent = "; ".join(_spent(s) for s in exhausted)
-        return {"passed": False, "value": value,
+        return {"passed": False, "value": lowest[0] if lowest else None,
                 "note": f"release freeze: error budget exhausted ({spent}); promotions resume when it recovers"}
-    if value is not None and not _within(check, value):
-        worst = min(measured, key=lambda s: s.remaining)
-        return {"passed": False, "value": value, "note": f"release freeze: {_spent(worst)}, outside the check's bounds"}
-    if value is None:
+    if lowest is None:
         return {"passed": True, "value": None, "note": "no data for " + ", ".join(s.objective for s in statuses) + ": no freeze"}
-    worst = min(measured, key=lambda s: s.remaining)
-    return {"passed": True, "value": value, "note": f"lowest remaining: {worst.objective} {worst.remaining:.0%}"}
+    value, worst = lowest
+    if not _within(check, value):
+        return {"passed": False, "value": value, "note": f"release freeze: {_spent(worst)}, outside the check's bounds"}
+    return {"passed": True, "value": value, "note": f"lowest remaining: {worst.objective} {value:.0%}"}
 
 
 def _within(check: Check, value: float) -> bool:

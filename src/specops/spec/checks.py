@@ -5,18 +5,19 @@ kinds add their own without touching the loader.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from specops.errors import SpecError
 from specops.spec.kinds import (
     EVALUATION_METRICS,
     FAIRNESS_METRICS,
     Dataset,
+    Document,
     FeatureSet,
     Gate,
     Pipeline,
 )
-from specops.spec.loader import SpecSet
+from specops.spec.loader import Path_, SpecSet
 from specops.spec.secrets import ADVICE, find_secrets
 
 Check = Callable[[SpecSet], Iterable[SpecError]]
@@ -47,7 +48,7 @@ def registered_models(specs: SpecSet) -> set[str]:
     return {p.spec.model_name for p in specs.of_kind(Pipeline)}
 
 
-def missing_reference(specs: SpecSet, doc, path, kind, name) -> list[SpecError]:
+def missing_reference(specs: SpecSet, doc: Document, path: Path_, kind: type[Document], name: str) -> list[SpecError]:
     if specs.get(kind, name) is not None or f"{kind.__name__}/{name}" in specs.broken:
         return []
     return [specs.error(doc, path, specs.unknown(kind, name))]
@@ -80,7 +81,8 @@ def feature_sets(specs: SpecSet) -> Iterable[SpecError]:
                 if src not in ds.columns:
                     yield specs.error(fs, ("spec", "features", i, "inputs"), f"column {src!r} is not in dataset {fs.spec.dataset!r}")
                 elif src in forbidden:
-                    yield specs.error(fs, ("spec", "features", i, "inputs"), f"column {src!r} is the target or a sensitive attribute; it cannot be a model input")
+                    yield specs.error(fs, ("spec", "features", i, "inputs"),
+                                      f"column {src!r} is the target or a sensitive attribute; it cannot be a model input")
             if feature.transform in ("ratio", "difference", "product") and len(feature.sources) != 2:
                 yield specs.error(fs, ("spec", "features", i, "inputs"), f"transform {feature.transform} needs exactly two inputs")
             if feature.transform == "bucketize" and "edges" not in feature.params:
@@ -101,19 +103,23 @@ def pipelines(specs: SpecSet) -> Iterable[SpecError]:
         yield from missing_reference(specs, p, ("spec", "gate"), Gate, s.gate)
         fs = specs.get(FeatureSet, s.feature_set)
         if fs is not None and fs.spec.dataset != s.dataset:
-            yield specs.error(p, ("spec", "feature_set"), f"feature set {fs.name!r} is built on dataset {fs.spec.dataset!r}, not {s.dataset!r}")
+            yield specs.error(p, ("spec", "feature_set"),
+                              f"feature set {fs.name!r} is built on dataset {fs.spec.dataset!r}, not {s.dataset!r}")
         if s.model_name in owners:
-            yield specs.error(p, ("spec", "model_name"), f"model {s.model_name!r} is already registered by pipeline {owners[s.model_name]!r}")
+            yield specs.error(p, ("spec", "model_name"),
+                              f"model {s.model_name!r} is already registered by pipeline {owners[s.model_name]!r}")
         owners.setdefault(s.model_name, p.name)
         produced = produced_metrics(specs, p)
         if s.selection.metric not in produced:
-            yield specs.error(p, ("spec", "selection", "metric"), f"no step produces metric {s.selection.metric!r} (produced: {', '.join(sorted(produced))})")
+            yield specs.error(p, ("spec", "selection", "metric"),
+                              f"no step produces metric {s.selection.metric!r} (produced: {', '.join(sorted(produced))})")
         gate = specs.get(Gate, s.gate)
         if gate is not None:
             for i, c in enumerate(gate.spec.checks):
                 if c.slo is None and c.metric not in produced:  # an SLO check reads its budget, not a run
                     yield specs.error(gate, ("spec", "checks", i, "metric"),
-                                      f"no step of pipeline {p.name!r} produces metric {c.metric!r} (produced: {', '.join(sorted(produced))})")
+                                      f"no step of pipeline {p.name!r} produces metric {c.metric!r} "
+                                      f"(produced: {', '.join(sorted(produced))})")
         yield from _steps(specs, p)
 
 

@@ -12,8 +12,9 @@ or other documents (models, gates, datasets) are `@check`s at the bottom.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Iterable, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
@@ -21,7 +22,7 @@ from specops.core.durations import seconds
 from specops.errors import SpecError
 from specops.spec.checks import missing_reference, check, registered_models
 from specops.spec.kinds import Dataset, Document, Duration, Gate, Name, Strict, register_kind
-from specops.spec.loader import SpecSet
+from specops.spec.loader import Path_, SpecSet
 
 MODEL_REF = re.compile(r"^(?P<name>[a-z0-9]([-a-z0-9]*[a-z0-9])?)@(?P<selector>[0-9]+|[A-Za-z][-\w]*)$")
 MAX_MIRROR_PERCENT = 50  # Azure ML's limit on mirrored (shadow) traffic
@@ -36,7 +37,7 @@ class ModelRef:
     alias: str | None
 
     @classmethod
-    def parse(cls, text: str) -> "ModelRef":
+    def parse(cls, text: str) -> ModelRef:
         match = MODEL_REF.match(text)
         if match is None:
             raise ValueError(f"model reference {text!r} must be name@version or name@alias, e.g. credit-risk@champion")
@@ -129,7 +130,7 @@ class CanaryStep(Strict):
     load_test: LoadTest | None = Field(None, description="fails (and rolls back) on any failed request or p95 over the latency SLO")
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> "CanaryStep":
+    def _exactly_one(self) -> CanaryStep:
         if sum(x is not None for x in (self.weight, self.pause, self.analysis, self.load_test)) != 1:
             raise ValueError("a canary step is exactly one of weight, pause, analysis or load_test")
         return self
@@ -184,7 +185,7 @@ class BanditRollout(RolloutCommon):
 
 
 Rollout = Annotated[
-    Union[CanaryRollout, BlueGreenRollout, ABRollout, BanditRollout], Field(discriminator="strategy")
+    CanaryRollout | BlueGreenRollout | ABRollout | BanditRollout, Field(discriminator="strategy")
 ]
 
 
@@ -283,18 +284,18 @@ def batch_endpoints(specs: SpecSet) -> Iterable[SpecError]:
             yield from missing_reference(specs, endpoint, ("spec", "dataset"), Dataset, spec.dataset)
 
 
-def _unknown_deployment(name: str, deployments: list[ModelDeployment]) -> str:
+def _unknown_deployment(name: str, deployments: Sequence[ModelDeployment]) -> str:
     return f"no deployment named {name!r} (deployments: {', '.join(d.name for d in deployments)})"
 
 
-def _unique_deployments(specs: SpecSet, doc: Document, deployments: list[ModelDeployment]) -> Iterable[SpecError]:
+def _unique_deployments(specs: SpecSet, doc: Document, deployments: Sequence[ModelDeployment]) -> Iterable[SpecError]:
     names = [d.name for d in deployments]
     for i, name in enumerate(names):
         if name in names[:i]:
             yield specs.error(doc, ("spec", "deployments", i, "name"), f"duplicate deployment {name!r}")
 
 
-def _model_refs(specs: SpecSet, doc: Document, deployments: list[ModelDeployment]) -> Iterable[SpecError]:
+def _model_refs(specs: SpecSet, doc: Document, deployments: Sequence[ModelDeployment]) -> Iterable[SpecError]:
     models = registered_models(specs)
     for i, deployment in enumerate(deployments):
         name = deployment.model_ref.name
@@ -348,6 +349,6 @@ def _rollout(specs: SpecSet, endpoint: Endpoint, spec: EndpointSpec) -> Iterable
             yield specs.error(endpoint, (*base, "floor"), f"a floor of {rollout.floor}% for {len(arms)} arms exceeds 100%")
 
 
-def _load_test_rows(specs: SpecSet, endpoint: Endpoint, path: tuple, load_test: LoadTest | None) -> Iterable[SpecError]:
+def _load_test_rows(specs: SpecSet, endpoint: Endpoint, path: Path_, load_test: LoadTest | None) -> Iterable[SpecError]:
     if load_test is not None and load_test.rows is not None and not (specs.root / load_test.rows).is_file():
         yield specs.error(endpoint, path, f"rows file {load_test.rows!r} does not exist (a CSV relative to the project root)")

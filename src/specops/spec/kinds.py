@@ -7,14 +7,14 @@ loader, validator and JSON Schema writer pick them up.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, get_args
 
 from croniter import croniter
 from specops.core.durations import parse_duration
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 API_VERSION = "specops/v1"
-KINDS: dict[str, type["Document"]] = {}
+KINDS: dict[str, type[Document]] = {}
 
 Name = Annotated[
     str,
@@ -69,6 +69,11 @@ class Document(Strict):
     api_version: ClassVar[str] = API_VERSION
     apiVersion: Literal["specops/v1"]
     metadata: Metadata
+    if TYPE_CHECKING:
+        # Every kind declares both as fields (`kind` a Literal of its name). Declared here for the type
+        # checker only: as fields of the base they would move `kind` before `metadata` in every kind.
+        kind: str
+        spec: BaseModel
 
     @property
     def name(self) -> str:
@@ -76,11 +81,11 @@ class Document(Strict):
 
     @property
     def key(self) -> str:
-        return f"{self.kind}/{self.metadata.name}"  # type: ignore[attr-defined]
+        return f"{self.kind}/{self.metadata.name}"
 
 
 def register_kind(cls: type[Document]) -> type[Document]:
-    kind = cls.model_fields["kind"].annotation.__args__[0]  # type: ignore[union-attr]
+    kind = get_args(cls.model_fields["kind"].annotation)[0]
     KINDS[kind] = cls
     return cls
 
@@ -99,7 +104,7 @@ class Environment(Strict):
     values: dict[str, Any] = Field({}, description="variables for Jinja2 overlays: {{ values.x }}")
 
     @model_validator(mode="after")
-    def _azure_needs_target(self) -> "Environment":
+    def _azure_needs_target(self) -> Environment:
         if self.backend == "azureml" and self.target is None:
             raise ValueError("an azureml environment needs a target (subscription_id, resource_group, workspace)")
         return self
@@ -116,7 +121,7 @@ class ProjectSpec(Strict):
         {}, description="instance type -> price per instance-hour (your currency); `specops kpi` prices predictions with it")
 
     @model_validator(mode="after")
-    def _default_exists(self) -> "ProjectSpec":
+    def _default_exists(self) -> ProjectSpec:
         if self.default_environment not in self.environments:
             raise ValueError(f"default_environment {self.default_environment!r} is not one of {sorted(self.environments)}")
         return self
@@ -155,7 +160,7 @@ class DatasetSpec(Strict):
     description: str = ""
 
     @model_validator(mode="after")
-    def _expectations_are_single_keyed(self) -> "DatasetSpec":
+    def _expectations_are_single_keyed(self) -> DatasetSpec:
         for item in self.expectations:
             if len(item) != 1 or not next(iter(item)).startswith("expect_"):
                 raise ValueError("each expectation is one key, the expectation's name (expect_...), with its arguments")
@@ -225,7 +230,7 @@ class Check(Strict):
         return data
 
     @model_validator(mode="after")
-    def _has_bound(self) -> "Check":
+    def _has_bound(self) -> Check:
         if self.slo is not None:
             return self._slo_check()
         if self.metric is None:
@@ -236,7 +241,7 @@ class Check(Strict):
             raise ValueError("a check needs min, max or both")
         return self
 
-    def _slo_check(self) -> "Check":
+    def _slo_check(self) -> Check:
         # An SLO check needs no bound: an exhausted budget fails it by itself.
         if self.metric != ERROR_BUDGET_METRIC:
             raise ValueError(f"a check naming an slo bounds {ERROR_BUDGET_METRIC}, not {self.metric!r}")
@@ -312,7 +317,7 @@ class PipelineSpec(Strict):
     description: str = ""
 
     @model_validator(mode="after")
-    def _estimator_is_dotted(self) -> "PipelineSpec":
+    def _estimator_is_dotted(self) -> PipelineSpec:
         if not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_]\w*)+", self.estimator):
             raise ValueError(f"estimator {self.estimator!r} must be a dotted import path like sklearn.tree.DecisionTreeClassifier")
         return self

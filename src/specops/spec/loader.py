@@ -25,6 +25,7 @@ import yaml
 from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 from yaml.constructor import ConstructorError, SafeConstructor
 
 from specops.core.paths import ProjectPaths
@@ -210,7 +211,7 @@ def _byte_position(data: bytes, index: int) -> tuple[int, int]:
     return data.count(b"\n", 0, index) + 1, len(before.decode("utf-8", "replace")) + 1
 
 
-def _environment(raw: list[tuple[str, str]], env: str | None, errors: list[SpecError]) -> tuple[dict, str]:
+def _environment(raw: list[tuple[str, str]], env: str | None, errors: list[SpecError]) -> tuple[dict[str, Any], str]:
     """Find the Project document (never templated) to learn the environments and their values."""
     for rel, text in raw:
         if not PROJECT_KIND.search(text):
@@ -234,14 +235,14 @@ _template = functools.lru_cache(maxsize=64)(_jinja.from_string)
 
 
 def _documents(
-    rel: str, text: str, context: dict | None, errors: list[SpecError], broken: set[str] | None = None
+    rel: str, text: str, context: dict[str, Any] | None, errors: list[SpecError], broken: set[str] | None = None
 ) -> Iterator[tuple[Document, Source]]:
     rendered, line_map = text, list(range(1, text.count("\n") + 2))
     if context is not None and ("{{" in text or "{%" in text):
-        rendered = _render(rel, text, context, errors)
-        if rendered is None:
+        templated = _render(rel, text, context, errors)
+        if templated is None:
             return
-        line_map = _line_map(text, rendered)
+        rendered, line_map = templated, _line_map(text, templated)
     try:
         parsed = _parse(rendered)
     except yaml.MarkedYAMLError as exc:
@@ -263,7 +264,7 @@ def _documents(
             broken.add(f"{value.get('kind')}/{value['metadata'].get('name')}")
 
 
-def _render(rel: str, text: str, context: dict, errors: list[SpecError]) -> str | None:
+def _render(rel: str, text: str, context: dict[str, Any], errors: list[SpecError]) -> str | None:
     if (tags := text.count("{{") + text.count("{%")) > MAX_TEMPLATE_TAGS:
         errors.append(SpecError(rel, 1, 1, "", f"template: {tags:,} tags, more than the limit of {MAX_TEMPLATE_TAGS:,}"))
         return None
@@ -272,7 +273,7 @@ def _render(rel: str, text: str, context: dict, errors: list[SpecError]) -> str 
     except TemplateError as exc:
         line = getattr(exc, "lineno", None) or _template_line(exc)  # runtime errors carry no line of their own
         errors.append(SpecError(rel, line, 1, "", f"template: {exc.message or type(exc).__name__}"))
-    except Exception as exc:  # noqa: BLE001 (an expression in the spec failed, e.g. 1/0 or nesting Jinja cannot parse: the author's error)
+    except Exception as exc:
         errors.append(SpecError(rel, _template_line(exc), 1, "", f"template: {type(exc).__name__}: {exc}"))
     return None
 
@@ -287,7 +288,7 @@ def _template_line(exc: BaseException) -> int:
     return line
 
 
-def _character_error(rel: str, rendered: str, line_map: list[int], exc: ValueError | yaml.YAMLError) -> SpecError:
+def _character_error(rel: str, rendered: str, line_map: list[int], exc: UnicodeEncodeError | yaml.reader.ReaderError) -> SpecError:
     """A character YAML does not allow (a control character), or that cannot be encoded (a template's lone surrogate)."""
     if isinstance(exc, UnicodeEncodeError):
         character, index = exc.object[exc.start], exc.start
@@ -306,7 +307,8 @@ _TAG = "tag:yaml.org,2002:"
 # Constructors for plain values only: a collection tag on a scalar (`!!set a`) would build a set or a
 # half-built generator, and `value` (a bare "=") has none of its own.
 _CONSTRUCTORS = {
-    **{_TAG + name: SafeConstructor.yaml_constructors[_TAG + name] for name in ("null", "bool", "int", "float", "binary", "timestamp", "str")},
+    **{_TAG + name: SafeConstructor.yaml_constructors[_TAG + name]
+       for name in ("null", "bool", "int", "float", "binary", "timestamp", "str")},
     _TAG + "value": SafeConstructor.construct_yaml_str,
 }
 _COLLECTION_TAGS = {None, "!", _TAG + "map", _TAG + "seq"}
@@ -317,7 +319,7 @@ Positions = dict[Path_, tuple[int, int, int, int]]
 class _Open:
     """A mapping or sequence being filled, and for a mapping the key waiting for its value."""
 
-    value: dict | list
+    value: dict[Any, Any] | list[Any]
     path: Path_
     key: Any = None
     key_mark: Any = None  # the key's start mark; None while the mapping waits for a key
@@ -454,7 +456,7 @@ def _validate(node: Any, source: Source, errors: list[SpecError]) -> Document | 
         return None
 
 
-def _document_path(node: Any, loc: tuple) -> Path_:
+def _document_path(node: Any, loc: tuple[str | int, ...]) -> Path_:
     """pydantic's error location as a path in the document.
 
     Tagged unions add the tag (e.g. `canary`) to the location; it is not a key
@@ -465,11 +467,20 @@ def _document_path(node: Any, loc: tuple) -> Path_:
         if isinstance(node, dict) and part not in node and i + 1 < len(loc) and loc[i + 1] in node:
             continue
         path.append(part)
-        node = node.get(part) if isinstance(node, dict) else node[part] if isinstance(node, list) and isinstance(part, int) and part < len(node) else None
+        node = _child(node, part)
     return tuple(path)
 
 
-def _pydantic_message(err: dict) -> str:
+def _child(node: Any, part: str | int) -> Any:
+    """The value at `part` in `node`, or None where the document has none."""
+    if isinstance(node, dict):
+        return node.get(part)
+    if isinstance(node, list) and isinstance(part, int) and part < len(node):
+        return node[part]
+    return None
+
+
+def _pydantic_message(err: ErrorDetails) -> str:
     if err["type"] == "extra_forbidden":
         return "unknown field"
     if err["type"] == "missing":

@@ -6,11 +6,12 @@ so the same spec renders to an Azure ML monitor schedule later.
 """
 from __future__ import annotations
 
-from typing import Annotated, Iterable, Literal
+from collections.abc import Iterable
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from specops.errors import SpecError
+from specops.errors import SpecError, SpecopsError
 from specops.spec.signals import (
     AZUREML,
     CATEGORICAL_METRICS,
@@ -48,7 +49,7 @@ class Baseline(Strict):
     champion: Name | None = Field(None, description="registered model name; its champion's training data is the baseline")
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> "Baseline":
+    def _exactly_one(self) -> Baseline:
         if (self.dataset is None) == (self.champion is None):
             raise ValueError("baseline needs exactly one of dataset or champion")
         return self
@@ -65,7 +66,7 @@ class MetricThresholds(Strict):
     categorical: dict[CategoricalMetric, float] = {}
 
     @model_validator(mode="after")
-    def _in_range(self) -> "MetricThresholds":
+    def _in_range(self) -> MetricThresholds:
         for metric, value in [*self.numerical.items(), *self.categorical.items()]:
             if metric in P_VALUE_METRICS and not 0 < value < 1:
                 raise ValueError(f"{metric} is a significance level: expected 0 < threshold < 1, got {value:g}")
@@ -140,7 +141,7 @@ class Performance(Strict):
         None, description="default: all of spec.actions; a retrain is queued with reason `performance`")
 
     @model_validator(mode="after")
-    def _some_metric(self) -> "Performance":
+    def _some_metric(self) -> Performance:
         if not self.max_drop:
             raise ValueError("max_drop needs at least one metric")
         return self
@@ -199,8 +200,16 @@ def is_categorical(column: Column) -> bool:
     return column.type in ("str", "bool") or column.allowed is not None
 
 
-def baseline_dataset(specs: SpecSet, monitor: Monitor) -> Dataset | None:
+def baseline_dataset(specs: SpecSet, monitor: Monitor) -> Dataset:
     """The Dataset the baseline is drawn from: named directly, or the one the champion's pipeline trains on."""
+    dataset = _baseline_dataset(specs, monitor)
+    if dataset is None:  # checked specs have one: the checks below say what is missing
+        raise SpecopsError(f"monitor {monitor.name}: no Dataset for its baseline (run `specops validate`)")
+    return dataset
+
+
+def _baseline_dataset(specs: SpecSet, monitor: Monitor) -> Dataset | None:
+    """baseline_dataset, or None for specs that lack it (the checks run on specs not yet checked)."""
     baseline = monitor.spec.baseline
     if baseline.dataset is not None:
         return specs.get(Dataset, baseline.dataset)
@@ -270,7 +279,7 @@ def _baseline_exists(specs: SpecSet, monitor: Monitor) -> Iterable[SpecError]:
 
 
 def _features_exist(specs: SpecSet, monitor: Monitor) -> Iterable[SpecError]:
-    dataset = baseline_dataset(specs, monitor)
+    dataset = _baseline_dataset(specs, monitor)
     if dataset is None or monitor.spec.features == "all":
         return
     for i, name in enumerate(monitor.spec.features):
@@ -306,7 +315,7 @@ def _signals_make_sense(specs: SpecSet, monitor: Monitor) -> Iterable[SpecError]
 
 
 def _fairness_column(specs: SpecSet, monitor: Monitor) -> Iterable[SpecError]:
-    dataset = baseline_dataset(specs, monitor)
+    dataset = _baseline_dataset(specs, monitor)
     if monitor.spec.fairness is None or dataset is None:
         return
     column = sensitive_column(dataset, monitor)

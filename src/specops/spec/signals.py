@@ -5,8 +5,9 @@ there unchanged. No numpy here: the spec loader imports this module.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Mapping
+from typing import Any, Literal
 
 FeatureType = Literal["numerical", "categorical"]
 
@@ -46,10 +47,10 @@ class Signals:
     categorical: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for feature_type, thresholds in (("numerical", self.numerical), ("categorical", self.categorical)):
-            unknown = sorted(set(thresholds) - set(METRICS[feature_type]))
+        for feature_type, known in METRICS.items():
+            unknown = sorted(set(self.for_type(feature_type)) - set(known))
             if unknown:
-                raise ValueError(f"not {feature_type} drift metrics: {', '.join(unknown)} (known: {', '.join(METRICS[feature_type])})")
+                raise ValueError(f"not {feature_type} drift metrics: {', '.join(unknown)} (known: {', '.join(known)})")
 
     def for_type(self, feature_type: FeatureType) -> Mapping[str, float]:
         return self.numerical if feature_type == "numerical" else self.categorical
@@ -101,7 +102,7 @@ class SignalResult:
     status: SignalStatus
     metrics: dict[str, float] = field(default_factory=dict)  # flat names, e.g. "income.null_value_rate"
     alerts: list[str] = field(default_factory=list)
-    details: dict = field(default_factory=dict)  # per-feature tables, group rates, rankings
+    details: dict[str, Any] = field(default_factory=dict)  # per-feature tables, group rates, rankings
     reason: str = ""  # why the signal is inconclusive
 
     @property
@@ -109,13 +110,13 @@ class SignalResult:
         return self.status == "alert"
 
     @classmethod
-    def judged(cls, name: str, metrics: dict[str, float], alerts: list[str], **details) -> "SignalResult":
+    def judged(cls, name: str, metrics: dict[str, float], alerts: list[str], **details: Any) -> SignalResult:
         return cls(name, "alert" if alerts else "ok", metrics, alerts, details)
 
     @classmethod
-    def inconclusive(cls, name: str, reason: str, **details) -> "SignalResult":
+    def inconclusive(cls, name: str, reason: str, **details: Any) -> SignalResult:
         return cls(name, "inconclusive", {}, [], details, reason)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "status": self.status, "metrics": self.metrics, "alerts": self.alerts,
                 "details": self.details, "reason": self.reason}

@@ -13,13 +13,15 @@ The engine that computes them is `specops.slo`; Gate checks with `slo:` read it.
 """
 from __future__ import annotations
 
-from typing import Annotated, Iterable, Literal, Union
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AfterValidator, Field
 
 from specops.errors import SpecError
 from specops.spec.checks import check, missing_reference
-from specops.spec.kinds import KINDS, Dataset, Document, Gate, Name, Pipeline, PositiveDuration, Strict, register_kind
+from specops.spec.endpoints import Endpoint
+from specops.spec.kinds import Dataset, Document, Gate, Name, Pipeline, PositiveDuration, Strict, register_kind
 from specops.spec.loader import SpecSet
 
 
@@ -37,10 +39,12 @@ class ObjectiveCommon(Strict):
     name: Name | None = Field(None, description="default: the sli's name")
     window: PositiveDuration | None = Field(None, description="default: the SLO's window")
     description: str = ""
+    if TYPE_CHECKING:
+        sli: str  # every objective declares it, as a Literal of its name (the discriminator)
 
     @property
     def key(self) -> str:
-        return self.name or self.sli  # type: ignore[attr-defined]
+        return self.name or self.sli
 
 
 class Availability(ObjectiveCommon):
@@ -82,7 +86,7 @@ class Fairness(ObjectiveCommon):
     min_samples: int = Field(30, ge=1, description="logged rows a group needs to count")
 
 
-Objective = Annotated[Union[Availability, Latency, Correctness, Freshness, Fairness], Field(discriminator="sli")]
+Objective = Annotated[Availability | Latency | Correctness | Freshness | Fairness, Field(discriminator="sli")]
 
 
 class SLOSpec(Strict):
@@ -98,15 +102,14 @@ class SLO(Document):
     kind: Literal["SLO"]
     spec: SLOSpec
 
-    def objective(self, name: str):
+    def objective(self, name: str) -> Objective | None:
         return next((o for o in self.spec.objectives if o.key == name), None)
 
 
 # --- what the engine needs from other documents ---------------------------------------------
 
-def endpoint_of(specs: SpecSet, slo: SLO):
-    kind = KINDS.get("Endpoint")
-    return specs.get(kind, slo.spec.endpoint) if kind else None
+def endpoint_of(specs: SpecSet, slo: SLO) -> Endpoint | None:
+    return specs.get(Endpoint, slo.spec.endpoint)
 
 
 def served_model(specs: SpecSet, slo: SLO) -> str | None:
@@ -114,7 +117,7 @@ def served_model(specs: SpecSet, slo: SLO) -> str | None:
     endpoint = endpoint_of(specs, slo)
     if endpoint is None:
         return None
-    main = max(endpoint.spec.traffic, key=endpoint.spec.traffic.get, default=None)
+    main = max(endpoint.spec.traffic, key=endpoint.spec.traffic.__getitem__, default=None)
     deployment = endpoint.spec.deployment(main) if main else None
     return deployment.model_ref.name if deployment else None
 
@@ -137,9 +140,7 @@ def sensitive_column(specs: SpecSet, slo: SLO, objective: Fairness) -> str | Non
 @check
 def slos(specs: SpecSet) -> Iterable[SpecError]:
     for slo in specs.of_kind(SLO):
-        endpoint_kind = KINDS.get("Endpoint")
-        if endpoint_kind is not None:
-            yield from missing_reference(specs, slo, ("spec", "endpoint"), endpoint_kind, slo.spec.endpoint)
+        yield from missing_reference(specs, slo, ("spec", "endpoint"), Endpoint, slo.spec.endpoint)
         yield from _unique_objectives(specs, slo)
         for i, objective in enumerate(slo.spec.objectives):
             if isinstance(objective, Fairness):

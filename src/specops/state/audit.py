@@ -11,16 +11,17 @@ import getpass
 import json
 import os
 import subprocess
-from enum import Enum
+from collections.abc import Iterator
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from specops.core.clock import now
 from specops.core.files import append_line
 from specops.core.paths import ProjectPaths
 
 
-class AuditAction(str, Enum):
+class AuditAction(StrEnum):
     """Every kind of line the log holds; KPIs and reports match on these, never on free strings."""
 
     CREATE = "create"

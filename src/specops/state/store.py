@@ -12,9 +12,10 @@ exactly as true as the commits that finished; it is validated on every read.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from specops.core.files import atomic_write
 from specops.core.locks import serialized
