@@ -39,26 +39,26 @@ TIMINGS = "SPECOPS_BENCH_OBSERVE_TIMINGS"  # a folder: each server process write
 if TIMINGS not in os.environ:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="specops-bench-prom-")
 
-import argparse
-import platform
-import shutil
-import statistics
-import subprocess
-import time
-from array import array
-from datetime import UTC, datetime
-from pathlib import Path
+import argparse  # noqa: E402 -- after PROMETHEUS_MULTIPROC_DIR is set
+import platform  # noqa: E402 -- after PROMETHEUS_MULTIPROC_DIR is set
+import shutil  # noqa: E402 -- after PROMETHEUS_MULTIPROC_DIR is set
+import statistics  # noqa: E402 -- after PROMETHEUS_MULTIPROC_DIR is set
+import subprocess  # noqa: E402 -- after PROMETHEUS_MULTIPROC_DIR is set
+import time  # noqa: E402 -- after PROMETHEUS_MULTIPROC_DIR is set
+from array import array  # noqa: E402 -- after PROMETHEUS_MULTIPROC_DIR is set
+from datetime import UTC, datetime  # noqa: E402 -- after PROMETHEUS_MULTIPROC_DIR is set
+from pathlib import Path  # noqa: E402 -- after PROMETHEUS_MULTIPROC_DIR is set
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest  # noqa: E402 -- after PROMETHEUS_MULTIPROC_DIR is set
+from prometheus_client.multiprocess import MultiProcessCollector  # noqa: E402 -- after PROMETHEUS_MULTIPROC_DIR is set
 
 REPO = Path(__file__).resolve().parents[1]
 if TIMINGS not in os.environ:  # a server process runs the src/ its PYTHONPATH names (--before: another tree)
     sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "bench"))
 
-from specops.serving import metrics as specops_metrics
-from specops.serving.metrics import BUCKETS, STATUS_CLASSES
+from specops.serving import metrics as specops_metrics  # noqa: E402
+from specops.serving.metrics import BUCKETS, STATUS_CLASSES  # noqa: E402
 
 CLASS = {2: "2xx", 4: "4xx", 5: "5xx"}
 

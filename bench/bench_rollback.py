@@ -73,7 +73,7 @@ class Server:
             if self.process.poll() is not None:
                 raise SystemExit(f"the endpoint server exited {self.process.returncode}:\n" + "\n".join(log.read_text().splitlines()[-5:]))
             try:
-                urllib.request.urlopen(self.url + "/readiness", timeout=1).close()
+                urllib.request.urlopen(self.url + "/readiness", timeout=1).close()  # our own server
                 return
             except OSError:
                 time.sleep(0.02)

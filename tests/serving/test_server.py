@@ -199,7 +199,8 @@ def test_set_traffic_shifts_a_running_server_and_refuses_bad_weights(server: Ser
 
 
 def test_unknown_endpoint_and_taken_port_are_clear_errors(server: Server):
-    unknown = subprocess.run([sys.executable, "-m", "specops.serving", str(server.root), "nosuch"], capture_output=True, text=True, timeout=120)
+    unknown = subprocess.run([sys.executable, "-m", "specops.serving", str(server.root), "nosuch"], capture_output=True, text=True,
+                             timeout=120)
     assert unknown.returncode == 1 and "error: no Endpoint named 'nosuch' (known: scoring)" in unknown.stderr
     taken = subprocess.run([sys.executable, "-m", "specops.serving", str(server.root), "scoring", "--port", str(server.port)],
                            capture_output=True, text=True, timeout=120)

@@ -1,4 +1,5 @@
-"""Recording the server's counters: each controller pass appends one scrape (reading an SLO adds none), and a window counts their increases."""
+"""Recording the server's counters: each controller pass appends one scrape (reading an SLO adds none),
+and a window counts their increases."""
 from __future__ import annotations
 
 import json
@@ -21,7 +22,7 @@ COUNTERS = {"text": "", "failures": 0}  # failures: how many GETs still to answe
 
 
 class FakeMetrics(BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 -- http.server's name
+    def do_GET(self):  # http.server's name
         body = COUNTERS["text"].encode()
         status = 503 if COUNTERS["failures"] > 0 else 200
         COUNTERS["failures"] -= status == 503

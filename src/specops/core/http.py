@@ -22,6 +22,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from requests.adapters import HTTPAdapter
+from urllib3 import BaseHTTPResponse
 from urllib3.exceptions import LocationParseError
 from urllib3.util import Retry, parse_url
 
@@ -59,7 +60,7 @@ class _CappedRetry(Retry):
     """urllib3's Retry, but a Retry-After is obeyed only up to backoff_max: a server asking for an hour
     must not hold the caller for an hour."""
 
-    def get_retry_after(self, response) -> float | None:
+    def get_retry_after(self, response: BaseHTTPResponse) -> float | None:
         seconds = super().get_retry_after(response)
         return None if seconds is None else min(seconds, self.backoff_max)
 

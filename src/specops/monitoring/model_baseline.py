@@ -96,7 +96,7 @@ def _tree_shap(model: Any, sample: pd.DataFrame) -> np.ndarray | None:
 
     try:
         explainer = shap.TreeExplainer(model)
-    except Exception:
+    except Exception:  # shap raises several types for "not a tree model I know"
         return None
     values = np.abs(np.asarray(explainer.shap_values(sample, check_additivity=False)))
     # Classifiers give (rows, features, classes): average over rows and classes alike.
@@ -124,6 +124,6 @@ def load_from_run(client, run_id: str, artifact_folder: str) -> ModelBaseline | 
         try:
             local = [Path(client.download_artifacts(run_id, f"{artifact_folder}/{name}", folder))
                      for name in (PREDICTIONS_FILE, ATTRIBUTION_FILE)]
-        except Exception:
+        except Exception:  # MLflow raises several types for a missing artifact
             return None
         return ModelBaseline.load(local[0].parent)

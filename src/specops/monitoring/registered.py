@@ -41,7 +41,7 @@ class RegisteredModel:
 
         try:
             return mlflow.sklearn.load_model(f"models:/{self.name}/{self.version}")
-        except Exception as exc:
+        except Exception as exc:  # MLflow and the flavor raise many types; the signal reports it
             raise SpecopsError(f"cannot load {self.name} v{self.version} as a scikit-learn model: {exc}") from exc
 
     def features(self, specs: SpecSet, inputs: pd.DataFrame) -> pd.DataFrame:

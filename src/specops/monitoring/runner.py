@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
+from collections.abc import Callable
 
 import mlflow
 import pandas as pd
@@ -51,12 +52,12 @@ class MonitorResult:
     window_start: datetime
     window_end: datetime
     target_rows: int
+    report_dir: Path  # reports/<window end>/ under the monitor's folder
     drift: DriftReport | None = None
     signals: list[SignalResult] = field(default_factory=list)  # the declared signals besides data drift
     reason: str = ""  # why a run is inconclusive
     actions: list[str] = field(default_factory=list)  # what the alert did, in words
     repeat: bool = False  # the actions were taken by an earlier run of this window, not by this one
-    report_dir: Path | None = None
     requests: list[Request] = field(default_factory=list)  # what the alert asks for (empty when nothing alerted)
 
     @property
@@ -116,11 +117,13 @@ Act = Callable[[Monitor, MonitorResult], list[str]]  # carries the requests out;
 def run_monitor(specs: SpecSet, monitor: Monitor, now: datetime, act: Act) -> MonitorResult:
     window_start, window_end = monitor_window(monitor, now)
     # Drift reads its window; performance may look further back (labelled_frame): read from the earlier start.
-    logged = live_records(specs.root, monitor.spec.target.endpoint, since=min(window_start, performance_start(monitor, window_end)).timestamp())
+    since = min(window_start, performance_start(monitor, window_end)).timestamp()
+    logged = live_records(specs.root, monitor.spec.target.endpoint, since=since)
     records = in_window(logged, window_start, window_end)
     target = pd.DataFrame.from_records([r["inputs"] for r in records])
-    result = MonitorResult(monitor.name, monitor.spec.target.endpoint, "inconclusive", window_start, window_end, len(target))
-    result.report_dir = specs.paths.monitor_reports(monitor.name) / window_end.strftime("%Y%m%dT%H%M%SZ")
+    report_dir = specs.paths.monitor_reports(monitor.name) / window_end.strftime("%Y%m%dT%H%M%SZ")
+    result = MonitorResult(monitor.name, monitor.spec.target.endpoint, "inconclusive", window_start, window_end, len(target),
+                           report_dir)
     baseline, compared, minimum = None, target, monitor.spec.min_target_rows
     if len(target) < minimum:
         result.reason = f"only {len(target)} logged rows in the window; at least {minimum} are needed to judge drift"
@@ -154,7 +157,7 @@ def _status(result: MonitorResult) -> Status:
 
 def monitor_window(monitor: Monitor, now: datetime) -> tuple[datetime, datetime]:
     target = monitor.spec.target
-    end = now.astimezone(timezone.utc)
+    end = now.astimezone(UTC)
     if target.lookback_window_offset:
         end -= parse_duration(target.lookback_window_offset)
     return end - parse_duration(target.lookback_window_size), end
@@ -225,17 +228,21 @@ def _earlier_actions(report_dir: Path) -> list[str]:
 def requested(monitor: Monitor, result: MonitorResult) -> list[Request]:
     """Each alerted signal asks for the actions its on_alert names (data drift: all configured); each action once."""
     actions = monitor.spec.actions
-    wanted = {signal: alert_actions(monitor, signal) for signal in result.alerted}
+    wanted = {signal: alert_actions(monitor, signal) for signal in result.alerted}  # configured actions only
+
+    def asked(action: str, signals: tuple[str, ...] | None = None) -> bool:
+        return any(action in names for signal, names in wanted.items() if signals is None or signal in signals)
+
     requests: list[Request] = []
-    if any("retrain" in wanted.get(signal, []) for signal in DRIFT_SIGNALS):
+    if actions.retrain is not None and asked("retrain", DRIFT_SIGNALS):
         requests.append(_drift_retrain(monitor, result, actions.retrain))
-    if "retrain" in wanted.get("performance", []):
+    if actions.retrain is not None and asked("retrain", ("performance",)):
         requests.append(_performance_retrain(monitor, result, actions.retrain))
-    if any("rollback" in names for names in wanted.values()):
+    if actions.rollback is not None and asked("rollback"):
         requests.append(RollbackRequest(actions.rollback, f"monitor {monitor.name} alerted: {', '.join(result.alerted)}",
                                         {"monitor": monitor.name, "features": result.drifted, "signals": result.alerted,
                                          "window_end": result.window_end.isoformat()}))
-    if any("notify" in names for names in wanted.values()):
+    if actions.notify is not None and asked("notify"):
         requests.append(NotifyRequest(actions.notify, summary(result)))
     return requests
 
@@ -287,7 +294,7 @@ def notify(reference: str, payload: dict[str, Any]) -> str:
         status = _post(resolve(reference), payload)
     except SpecopsError as exc:  # an unset variable, or RequestFailed: neither quotes the URL
         return f"notify {reference} failed: {exc}"
-    except Exception as exc:  # noqa: BLE001 -- an alert that cannot go out must not fail the run; the text may quote the URL
+    except Exception as exc:
         return f"notify {reference} failed: {type(exc).__name__}"
     return f"posted to {reference} (HTTP {status})"
 

@@ -14,7 +14,8 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -24,7 +25,7 @@ from specops.serving.config import DeploymentConfig, ServingConfig, first_line, 
 from specops.serving.inference_log import InferenceLog
 from specops.serving.keys import KeyChecker
 from specops.serving.metrics import CONTENT_TYPE, MAX_DEPLOYMENTS, Metrics
-from specops.serving.schema import BadRequest
+from specops.serving.schema import BadRequest, InputSchema
 from specops.serving.scorer import Scorer
 from specops.serving.traffic import watch_file, watch_traffic
 
@@ -46,6 +47,17 @@ class Deployment:
     @property
     def ready(self) -> bool:
         return self.batcher is not None
+
+    @property
+    def schema(self) -> InputSchema:
+        return self.loaded[0].schema
+
+    @property
+    def loaded(self) -> tuple[Scorer, MicroBatcher]:
+        """The model and its batcher; requests are routed to ready deployments only."""
+        if self.scorer is None or self.batcher is None:
+            raise RuntimeError(f"deployment {self.config.name} is not ready: {self.error}")
+        return self.scorer, self.batcher
 
     def status(self) -> dict[str, Any]:
         return {"ready": self.ready, "model": self.config.model, "version": self.config.version, "error": self.error}
@@ -211,7 +223,7 @@ async def score(request: web.Request) -> web.Response:
     _record(endpoint, deployment, request_id, rows, body, payload, seconds, shadow=False)
     # Only routed traffic is mirrored: a request naming its deployment is a deliberate test of that one.
     shadow = endpoint.mirror() if DEPLOYMENT_HEADER not in request.headers else None
-    if shadow is not None and shadow.scorer.schema == deployment.scorer.schema:
+    if shadow is not None and shadow.schema == deployment.schema:
         _shadow(endpoint, shadow, request_id, rows, body)
     return web.json_response(payload, headers=headers)
 
@@ -219,19 +231,21 @@ async def score(request: web.Request) -> web.Response:
 async def _predict(deployment: Deployment, body: bytes) -> tuple[int, Any, list]:
     """(status, JSON payload, parsed rows) for one request on one deployment."""
     config = deployment.config
+    scorer, batcher = deployment.loaded
     if config.max_concurrent_requests is not None and deployment.in_flight >= config.max_concurrent_requests:
-        return 429, {"error": f"deployment {config.name!r} has {deployment.in_flight} requests in flight (max_concurrent_requests_per_instance)"}, []
+        return 429, {"error": f"deployment {config.name!r} has {deployment.in_flight} requests in flight "
+                              f"(max_concurrent_requests_per_instance)"}, []
     try:
-        rows = deployment.scorer.schema.parse(body)
+        rows = scorer.schema.parse(body)
     except BadRequest as exc:
         return 400, {"error": exc.message, "field": exc.field}, []
     deployment.in_flight += 1
     try:
-        predictions = await asyncio.wait_for(deployment.batcher.submit(rows), config.request_timeout_ms / 1000)
+        predictions = await asyncio.wait_for(batcher.submit(rows), config.request_timeout_ms / 1000)
         return 200, predictions, rows
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return 408, {"error": f"no answer within request_timeout_ms={config.request_timeout_ms}"}, rows
-    except Exception as exc:  # noqa: BLE001 -- the model failed on this batch: a 500 naming why, the server lives on
+    except Exception as exc:  # the model failed on this batch: a 500 naming why, the server lives on
         return 500, {"error": f"deployment {config.name!r} failed to score: {exc}"}, rows
     finally:
         deployment.in_flight -= 1
@@ -248,14 +262,14 @@ def _shadow(endpoint: LiveEndpoint, shadow: Deployment, request_id: str, rows: l
         if not failed:
             _record(endpoint, shadow, request_id, rows, body, future.result(), seconds, shadow=True)
 
-    shadow.batcher.submit(rows).add_done_callback(done)
+    shadow.loaded[1].submit(rows).add_done_callback(done)
 
 
 def _record(endpoint: LiveEndpoint, deployment: Deployment, request_id: str, rows: list, body: bytes, predictions: list,
             seconds: float, shadow: bool) -> None:
     if not InferenceLog.sampled(deployment.config.sampling_rate):
         return
-    schema = deployment.scorer.schema
+    schema = deployment.schema
     now = time.time()
     endpoint.log.write_requests([
         {"time": now, "request_id": request_id, "row": i, "deployment": deployment.config.name,
@@ -293,7 +307,8 @@ async def swagger(request: web.Request) -> web.Response:
         return _error(503, "no deployment is ready to take traffic", deployments=_statuses(endpoint))
     if isinstance(deployment, web.Response):
         return deployment
-    spec = deployment.scorer.schema.openapi(endpoint.config.endpoint, list(endpoint.deployments), deployment.scorer.output_schema())
+    scorer = deployment.loaded[0]
+    spec = scorer.schema.openapi(endpoint.config.endpoint, list(endpoint.deployments), scorer.output_schema())
     return web.json_response(spec)
 
 
@@ -328,6 +343,6 @@ def _load_scorer(config: DeploymentConfig) -> Scorer | str | None:
         return None
     try:
         return Scorer(config)
-    except Exception as exc:  # noqa: BLE001 -- whatever broke the load, this deployment must get no traffic
+    except Exception as exc:  # whatever broke the load, this deployment must get no traffic
         return f"cannot load model {config.model}: {first_line(exc)}"
 

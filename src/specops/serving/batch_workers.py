@@ -67,7 +67,7 @@ def worker_main(conn: Connection, config: dict[str, Any], parts_dir: str | None)
 
     try:
         scorer = Scorer(DeploymentConfig(**config))
-    except Exception as exc:
+    except Exception as exc:  # reported to the parent, which fails the job with it
         conn.send(("load_failed", first_line(exc)))
         return
     conn.send(("ready", os.getpid()))
@@ -86,7 +86,7 @@ def _serve(conn: Connection, scorer, parts_dir: str | None, model: str, version:
             lines, scored, failed, first_error = _score(scorer, first_row, rows, model, version)
             if parts_dir is not None:
                 atomic_write(part_path(parts_dir, index), lines)
-        except Exception as exc:
+        except Exception as exc:  # one failed attempt; the parent retries or counts the rows
             conn.send(("error", index, first_line(exc)))
             continue
         conn.send(("done", index, scored, failed, first_error, round(time.perf_counter() - started, 4)))

@@ -58,7 +58,7 @@ class MicroBatcher:
     def _score_batch(self, batch: list[Pending]) -> None:
         try:
             predictions = self._score([row for pending in batch for row in pending.rows])
-        except Exception as exc:
+        except Exception as exc:  # a model error fails this batch's requests, not the loop
             for pending in batch:
                 if not pending.future.done():
                     pending.future.set_exception(exc)

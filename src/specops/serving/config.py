@@ -108,7 +108,7 @@ def resolve_model(specs: SpecSet, client, state_dir: Path, config: DeploymentCon
         config.version = str(found.version)  # MLflow returns an int or a str depending on the store
         config.error = _feature_set_mismatch(found.tags, feature_set)
         config.model_path = None if config.error else _download(state_dir, ref.name, config.version)
-    except Exception as exc:
+    except Exception as exc:  # any registry failure makes this deployment unready, not the server dead
         config.error = f"cannot load model {config.model}: {first_line(exc)}"
     return config
 

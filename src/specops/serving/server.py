@@ -188,7 +188,7 @@ def worker_main(config_path: str, worker: int, host: str, array, started) -> Non
     except OSError as exc:  # e.g. the port is taken by another program
         started.put(f"worker {worker} cannot listen on {host}: {exc}")
         raise SystemExit(1) from None
-    except Exception as exc:  # noqa: BLE001 -- reported to the parent, which prints it without a traceback
+    except Exception as exc:  # reported to the parent, which prints it without a traceback
         started.put(f"worker {worker} failed to start: {first_line(exc)}")
         raise SystemExit(1) from None
 

@@ -183,7 +183,7 @@ def served_versions_trained_at(specs: SpecSet, slo: SLO) -> dict[str, float]:
         try:
             version = (client.get_model_version(ref.name, ref.version) if ref.version
                        else version_by_alias(client, ref.name, ref.alias) if ref.alias else None)
-        except Exception:
+        except Exception:  # a version the registry does not have is simply not served
             version = None
         if version is None:
             continue
