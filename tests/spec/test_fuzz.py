@@ -53,15 +53,20 @@ class Edits:
 
 def load_with(name: str, data: bytes) -> None:
     note(f"{name}:\n{data!r}")
-    files = {PROJECT: SPECS[PROJECT], name: data}
+    elapsed = timed_load(name, data)
+    if elapsed >= CASE_SECONDS:  # once more: a hole in the limits is slow every time, a collector pause once
+        elapsed = min(elapsed, timed_load(name, data))
+    assert elapsed < CASE_SECONDS, f"{name} took {elapsed:.2f} CPU seconds to load, twice"
+
+
+def timed_load(name: str, data: bytes) -> float:
     start = time.process_time()
     try:
-        load_files(REPO, files)
+        load_files(REPO, {PROJECT: SPECS[PROJECT], name: data})
     except SpecErrors as exc:
         unplaced = [e for e in exc.errors if not (e.file and e.line >= 1 and e.column >= 1 and e.message)]
         assert exc.errors and not unplaced, f"errors without a place: {unplaced}"
-    elapsed = time.process_time() - start
-    assert elapsed < CASE_SECONDS, f"{name} took {elapsed:.2f} CPU seconds to load"
+    return time.process_time() - start
 
 
 # --- bytes: what a wrong encoding, a bad merge or a binary file saved as .yaml leave
