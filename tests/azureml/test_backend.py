@@ -159,6 +159,35 @@ def test_changing_one_field_updates_exactly_that_resource(project: Path, fake: F
     assert Project(project, "dev").plan().empty
 
 
+def test_changing_only_an_endpoints_description_leaves_its_traffic(project: Path, fake: FakeAzureML):
+    """The endpoint is updated the SDK's way (get, modify, begin_create_or_update): a PUT of the freshly
+    rendered endpoint would carry no traffic and take every deployment out of service."""
+    Project(project, "dev").apply()
+    spec = project / "specs" / "serving.yaml"
+    spec.write_text(spec.read_text().replace("metadata: {name: credit-online}\nspec:\n",
+                                             "metadata: {name: credit-online}\nspec:\n  description: scores applicants\n", 1))
+    [op] = Project(project, "dev").plan().operations
+    assert (op.key, [(c.path, c.new) for c in op.changes]) == ("OnlineEndpoint/credit-online", [("description", "scores applicants")])
+    fake.bodies.clear()
+    Project(project, "dev").apply()
+    [put] = [body for path, body in fake.bodies if path == "/onlineEndpoints/credit-online"]
+    assert put["properties"]["traffic"] == {"blue": 90, "green": 10}
+    assert put["properties"]["mirrorTraffic"] == {"shadow": 20}
+    assert put["properties"]["description"] == "scores applicants"
+    assert Project(project, "dev").plan().empty
+
+
+def test_a_new_instance_type_is_refused_at_plan_time_with_the_way_to_do_it(project: Path, fake: FakeAzureML):
+    Project(project, "dev").apply()
+    spec = project / "specs" / "serving.yaml"
+    spec.write_text(spec.read_text().replace("instance_count: 2", "instance_count: 2\n      instance_type: Standard_F4s_v2"))
+    fake.requests.clear()
+    with pytest.raises(SpecopsError, match="deployment blue runs on Standard_DS3_v2, and Azure ML cannot change the "
+                                           "instance type.*Add a deployment on Standard_F4s_v2 beside it"):
+        Project(project, "dev").apply()
+    assert {m for m, _ in fake.requests} == {"GET"}  # nothing applied
+
+
 def test_a_changed_signal_threshold_updates_the_monitor_schedule(project: Path, fake: FakeAzureML):
     Project(project, "dev").apply()
     spec = project / "specs" / "serving.yaml"
@@ -368,9 +397,10 @@ def test_a_rollback_that_fails_says_so_and_what_to_set(project: Path, fake: Fake
     assert fake.calls().count("PUT /onlineEndpoints/credit-online") == 6
 
 
-@pytest.mark.parametrize("code", ["500", "503", "424", "408"])
+@pytest.mark.parametrize("code", ["500", "503", "424", "408", "429"])
 def test_azure_monitor_window_counts_whole_ingested_minutes_and_server_side_failures(code: str):
-    """424 (the model container failed) and 408 (scoring timed out) are Azure ML's codes for the server's fault."""
+    """424 (the model container failed), 408 (scoring timed out) and 429 (the deployment throttled) are
+    Azure ML's codes for the deployment's fault."""
     fake = FakeAzureML()
     fake.series["green"] = Series(requests=60, errors=6, p95_ms=120, error_code=code)
     metrics = AzureMonitorMetrics(StaticTokenCredential(), PREFIX, transport=fake)

@@ -12,8 +12,10 @@ from azure.ai.ml import (
 from azure.ai.ml.entities._load_functions import load_model_batch_deployment, load_schedule
 
 from specops.backends.azureml import RECORD_KINDS
-from specops.render.azureml import YAML_FOLDERS, azureml_notes, read_project_files, render_azureml, render_entities
+from specops.render.azureml import MAX_CONCURRENT_REQUESTS, YAML_FOLDERS, azureml_notes, read_project_files, render_azureml, render_entities
+from specops.errors import SpecErrors
 from specops.spec import KINDS, load_specs
+from tests.azureml.conftest import ENDPOINT
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -68,9 +70,13 @@ def test_serving_and_monitor_specs_render_and_load(project: Path, tmp_path: Path
     assert (blue.request_settings.request_timeout_ms, blue.request_settings.max_concurrent_requests_per_instance) == (3000, 4)
     assert (blue.liveness_probe.initial_delay, blue.liveness_probe.period, blue.readiness_probe.period) == (5, 15, 10)
     assert blue.data_collector.collections["model_inputs"].enabled == "true" and blue.data_collector.sampling_rate == 0.5
-    assert loaded["online-deployments/credit-online.green"].model == "credit-risk@latest"
+    green = loaded["online-deployments/credit-online.green"]
+    assert green.model == "credit-risk@latest"
+    # Unset in the spec: specops' default, not Azure's 1 (a second concurrent request would get 429).
+    assert green.request_settings.max_concurrent_requests_per_instance == MAX_CONCURRENT_REQUESTS > 1
     assert loaded["batch-endpoints/credit-batch"].defaults.deployment_name == "main"
     batch = loaded["batch-deployments/credit-batch.main"]
+    assert batch.compute == "cpu-cluster"  # the environment's cluster: batch deployments take no serverless
     assert (batch.settings.mini_batch_size, batch.settings.max_concurrency_per_instance) == (500, 2)
     assert batch.settings.retry_settings.max_retries == 2
     monitor = loaded["schedules/credit-drift"]
@@ -194,3 +200,42 @@ def test_every_kind_is_rendered_recorded_or_noted(every_feature: Path):
 
 def test_every_kind_has_a_folder():
     assert set(YAML_FOLDERS.values()) == set(LOADERS)
+
+
+def test_a_batch_endpoint_on_azure_needs_the_environments_compute_cluster(project: Path):
+    project_spec = project / "specs" / "project.yaml"
+    project_spec.write_text(project_spec.read_text().replace("      compute: cpu-cluster", "      # no cluster"))
+    load_specs(project, "local")  # the local backend needs none
+    with pytest.raises(SpecErrors) as caught:
+        load_specs(project, "dev")
+    [error] = caught.value.errors
+    assert (error.file, error.path) == ("specs/serving.yaml", "spec")
+    assert "set spec.environments.dev.compute" in error.message
+    (project / "specs" / "serving.yaml").write_text(ENDPOINT.split("---")[0])  # no batch endpoint: serverless jobs
+    notes = azureml_notes(load_specs(project, "dev"))
+    assert "Project/credit-risk: spec.environments.dev.compute is not set: pipeline jobs run on serverless compute" in notes
+
+
+def test_the_azure_ml_environment_installs_the_runtime_not_the_dev_tools():
+    from specops.render.azureml import BASE_IMAGE, dev_tools, locked_requirements
+
+    lock = (REPO / "requirements.lock").read_text()
+    names = {pin.split("==")[0].lower() for pin in locked_requirements(lock, dev_tools())}
+    assert {"ruff", "mypy", "hypothesis", "pytest-xdist", "bandit", "pip-audit", "import-linter"}.isdisjoint(names)
+    assert "pytest" in names  # a dev tool, but locust (the load tests) depends on it: the graph keeps it
+    assert {"mlflow", "scikit-learn", "azure-ai-ml", "dvc", "great-expectations", "pyyaml", "packaging"} <= names
+    assert len(names) < len(locked_requirements(lock))
+    assert not BASE_IMAGE.endswith(":latest")
+
+
+def test_a_package_a_dev_tool_shares_with_the_runtime_stays():
+    lock = "\n".join([
+        "attrs==25.1.0 \\", "    --hash=sha256:aa", "    # via", "    #   hypothesis", "    #   jsonschema",
+        "hypothesis==6.1 \\", "    --hash=sha256:bb", "    # via specops (pyproject.toml)",
+        "jsonschema==4.0 \\", "    --hash=sha256:cc", "    # via specops (pyproject.toml)",
+        "sortedcontainers==2.4.0 \\", "    --hash=sha256:dd", "    # via hypothesis",
+    ])
+    from specops.render.azureml import locked_requirements
+
+    assert locked_requirements(lock, {"hypothesis"}) == ["attrs==25.1.0", "jsonschema==4.0"]
+    assert len(locked_requirements(lock)) == 4

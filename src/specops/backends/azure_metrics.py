@@ -16,7 +16,9 @@ used here (Azure Monitor's supported-metrics reference; 1-minute grain, aggregat
 
 Errors are what the local server counts as failed on the server side (5xx
 and timeouts): Azure ML answers 408 when scoring exceeds `request_timeout_ms`
-and 424 when the model container answers non-200, so both count with the 5xx.
+and 424 when the model container answers non-200, so both count with the 5xx;
+429 (the deployment's `max_concurrent_requests_per_instance` reached) counts
+too: a canary that throttles its share of the traffic fails those users.
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ SCOPE = "https://management.azure.com/.default"
 API_VERSION = "2023-10-01"
 GRAIN = timedelta(minutes=1)  # the finest interval these metrics have
 REQUESTS, P95 = "RequestsPerMinute", "RequestLatency_P95"
-ERROR_CODES = frozenset({408, 424})  # request timeout, model error: Azure ML's 4xx for what is the server's fault
+ERROR_CODES = frozenset({408, 424, 429})  # timeout, model error, throttled: Azure ML's 4xx for the deployment's fault
 
 
 class EndpointMetrics(Protocol):

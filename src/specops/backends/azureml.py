@@ -50,6 +50,7 @@ RECORDS = (Project, Gate, FeatureSet)  # kinds Azure ML has no resource for: kep
 RECORD_KINDS = frozenset(kind.__name__ for kind in RECORDS)
 NOT_APPLIED = ("CommandComponent", "Model")  # inline in the pipeline job / registered by its register step
 TRAFFIC_FIELDS = ("traffic", "mirror_traffic")
+ENDPOINT_FIELDS = ("auth_mode", "description", "tags")  # what an OnlineEndpoint update sets on the live endpoint
 KEPT_ON_DELETE = ("Environment", "Data", "PipelineJob")  # immutable history: never deleted by a plan
 ARM_ID = re.compile(r"^(?:azureml:)?/subscriptions/[^/]+/resourceGroups/[^/]+/providers/"
                     r"Microsoft\.MachineLearningServices/workspaces/[^/]+/(?P<path>.+)$", re.IGNORECASE)
@@ -189,6 +190,8 @@ class AzureMLBackend:
             _model_batch_shape(found, desired)
         if kind in ("OnlineDeployment", "BatchDeployment"):
             self._same_model(specs, found, desired)
+        if kind == "OnlineDeployment":
+            _instance_type_kept(name, found, desired)
         return found
 
     def _same_model(self, specs: SpecSet, found: dict[str, Any], desired: dict[str, Any]) -> None:
@@ -221,7 +224,7 @@ class AzureMLBackend:
         client = self.client(specs)
         entity = self._entities[op.key].entity  # rendered for this apply's specs: changing it here is safe
         if op.kind == "OnlineEndpoint":
-            entity.traffic, entity.mirror_traffic = {}, {}  # traffic comes once the deployments exist
+            entity = self._endpoint_update(op, specs, entity)
         if op.kind == "BatchEndpoint":
             entity.defaults = None
         if op.kind == "PipelineJob":
@@ -245,6 +248,19 @@ class AzureMLBackend:
         }[op.kind]
         self._wait(op.kind, op.name, lambda: begin(entity))
         return {}
+
+    def _endpoint_update(self, op: Operation, specs: SpecSet, rendered: Any) -> Any:
+        """The endpoint to send: on create, the rendered one without traffic (its deployments come after);
+        on update, the live one with the spec's fields set on it (the SDK's get, modify, create_or_update),
+        so the traffic its deployments take now is kept."""
+        if op.action is Action.CREATE:
+            rendered.traffic, rendered.mirror_traffic = {}, {}
+            return rendered
+        client = self.client(specs)
+        live = self._call(op.kind, op.name, lambda: client.online_endpoints.get(op.name))
+        for field in ENDPOINT_FIELDS:
+            setattr(live, field, getattr(rendered, field))
+        return live
 
     def _shift_traffic(self, op: Operation, specs: SpecSet, report: Reporter) -> dict[str, Any]:
         """A canary rollout walks its steps (weights, timed pauses, analyses on live metrics); others switch at once."""
@@ -448,6 +464,18 @@ def _model_batch_shape(found: dict[str, Any], desired: dict[str, Any]) -> None:
     if found.get("model"):
         found["type"] = "model"
     found["settings"] = {key: found[key] for key in desired.get("settings", {}) if key in found}
+
+
+def _instance_type_kept(name: str, found: dict[str, Any], desired: dict[str, Any]) -> None:
+    """Azure ML refuses to change an existing online deployment's instance type: say so at plan time,
+    before anything is applied, with the way to do it."""
+    live, wanted = found.get("instance_type"), desired.get("instance_type")
+    if live and wanted and str(live).lower() != str(wanted).lower():
+        endpoint, _, deployment = name.partition(".")
+        raise SpecopsError(
+            f"Endpoint/{endpoint}: deployment {deployment} runs on {live}, and Azure ML cannot change the instance "
+            f"type of an existing deployment (the spec asks for {wanted}). Add a deployment on {wanted} beside it "
+            f"and move the traffic to it (the rollout walks it), then remove {deployment}")
 
 
 def _same_job(found: dict[str, Any], desired: dict[str, Any]) -> None:

@@ -21,7 +21,7 @@ from pydantic import AfterValidator, Field, model_validator
 from specops.core.durations import seconds
 from specops.errors import SpecError
 from specops.spec.checks import missing_reference, check, registered_models
-from specops.spec.kinds import Dataset, Document, Duration, Gate, Name, Strict, register_kind
+from specops.spec.kinds import Dataset, Document, Duration, Gate, Name, Project, Strict, register_kind
 from specops.spec.loader import Path_, SpecSet
 
 MODEL_REF = re.compile(r"^(?P<name>[a-z0-9]([-a-z0-9]*[a-z0-9])?)@(?P<selector>[0-9]+|[A-Za-z][-\w]*)$")
@@ -282,6 +282,12 @@ def batch_endpoints(specs: SpecSet) -> Iterable[SpecError]:
             yield specs.error(endpoint, ("spec", "default_deployment"), _unknown_deployment(spec.default_deployment, spec.deployments))
         if spec.dataset is not None:
             yield from missing_reference(specs, endpoint, ("spec", "dataset"), Dataset, spec.dataset)
+        projects = specs.of_kind(Project)
+        environment = projects[0].spec.environments.get(specs.env) if projects else None
+        if environment is not None and environment.backend == "azureml" and environment.compute is None:
+            yield specs.error(endpoint, ("spec",), f"a batch endpoint on Azure ML runs on a compute cluster, and "
+                              f"environment {specs.env!r} names none: set spec.environments.{specs.env}.compute "
+                              "in the Project (batch deployments do not take serverless compute)")
 
 
 def _unknown_deployment(name: str, deployments: Sequence[ModelDeployment]) -> str:

@@ -101,6 +101,8 @@ class AzureTarget(Strict):
 class Environment(Strict):
     backend: Literal["local", "azureml"] = "local"
     target: AzureTarget | None = None
+    compute: str | None = Field(None, description="Azure ML compute cluster for pipeline jobs and batch deployments "
+                                "(the infra's cpu-cluster); unset: pipeline jobs run on serverless compute")
     values: dict[str, Any] = Field({}, description="variables for Jinja2 overlays: {{ values.x }}")
 
     @model_validator(mode="after")
@@ -116,7 +118,6 @@ class ProjectSpec(Strict):
     default_environment: str = "local"
     tracking_uri: str = "sqlite:///.specops/mlflow/mlflow.db"
     artifact_location: str = ".specops/mlflow/artifacts"
-    compute: str = "local"
     instance_prices: dict[str, Annotated[float, Field(ge=0)]] = Field(
         {}, description="instance type -> price per instance-hour (your currency); `specops kpi` prices predictions with it")
 
