@@ -188,6 +188,25 @@ def test_a_new_instance_type_is_refused_at_plan_time_with_the_way_to_do_it(proje
     assert {m for m, _ in fake.requests} == {"GET"}  # nothing applied
 
 
+def test_a_retraining_submits_a_new_job_with_its_reason_each_time(project: Path, fake: FakeAzureML, clock: FakeClock,
+                                                                  monkeypatch):
+    Project(project, "dev").apply()
+    monkeypatch.setenv("SPECOPS_TRIGGER_REASON", "drift")
+    names = []
+    for _ in range(2):
+        [op] = Project(project, "dev").plan().operations
+        assert op.key == "PipelineJob/credit-risk-training"
+        fake.bodies.clear()
+        Project(project, "dev").apply()
+        [(path, body)] = [(p, b) for p, b in fake.bodies if p.startswith("/jobs/")]
+        assert body["properties"]["tags"]["specops.trigger_reason"] == "drift"
+        names.append(path.removeprefix("/jobs/"))
+        clock.sleep(60)
+    assert names[0] != names[1] and all("-drift-" in n for n in names)
+    monkeypatch.delenv("SPECOPS_TRIGGER_REASON")
+    assert Project(project, "dev").plan().empty
+
+
 def test_a_changed_signal_threshold_updates_the_monitor_schedule(project: Path, fake: FakeAzureML):
     Project(project, "dev").apply()
     spec = project / "specs" / "serving.yaml"

@@ -49,6 +49,15 @@ def test_repository_specs_render_and_load(tmp_path: Path):
     assert sweep.limits.max_concurrent_trials == 4  # dev's max_parallel
     assert "python -m specops stage gate --pipeline credit-risk-training" in job.jobs["gate"].component.command
     assert loaded["schedules/credit-risk-training-schedule"].trigger.expression == "0 3 * * 1"
+    # Why it runs reaches every step (train tags the model with it); a retraining is never a cached result.
+    assert {n["inputs"]["trigger_reason"]["path"] for n in nodes.values()} == {"${{parent.inputs.trigger_reason}}"}
+    assert all("SPECOPS_TRIGGER_REASON=${{inputs.trigger_reason}}" in command for command in
+               (job.jobs["gate"].component.command, job.jobs["train"].trial.command))
+    # (as plain data: the SDK's pipeline inputs overload == to build pipeline expressions)
+    assert (job._to_dict()["inputs"]["trigger_reason"], job.tags["specops.trigger_reason"]) == ("apply", "apply")
+    scheduled = loaded["schedules/credit-risk-training-schedule"].create_job
+    assert scheduled._to_dict()["inputs"]["trigger_reason"] == scheduled.tags["specops.trigger_reason"] == "schedule"
+    assert not any(load_component(p).is_deterministic for p in (tmp_path / "components").glob("*.yaml"))
     env = loaded["environments/credit-risk-env"]
     assert env.image.startswith("mcr.microsoft.com/azureml/") and "azure-ai-ml==1.35.2" in env.conda_file["dependencies"][-1]["pip"]
     assert loaded["data/credit-applications"].type == "uri_file"

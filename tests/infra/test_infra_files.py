@@ -250,9 +250,13 @@ def test_main_workflow_promotes_dev_then_prod_behind_approval():
 def test_retrain_workflow():
     from croniter import croniter
 
+    from specops.spec import Pipeline, load_specs
+
     doc = workflow("retrain.yml")
-    schedules = doc["on"]["schedule"]
-    assert schedules and all(croniter.is_valid(s["cron"]) for s in schedules)
+    # The calendar is the Pipeline's triggers.schedule (an Azure ML job schedule): one, not two at the same minute.
+    assert "schedule" not in doc["on"]
+    calendars = [p.spec.triggers.schedule for p in load_specs(REPO, "dev").of_kind(Pipeline) if p.spec.triggers.schedule]
+    assert calendars and all(croniter.is_valid(cron) for cron in calendars)
     inputs = doc["on"]["workflow_dispatch"]["inputs"]
     assert "reason" in inputs
     (job_name,) = jobs_running(doc["jobs"], r"specops apply --env dev\b")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Callable
@@ -29,7 +30,7 @@ from specops.plan.backend import Reporter
 from specops.errors import SpecopsError
 from specops.plan.model import Action, Operation, Resource
 from specops.render.azureml import (
-    Rendered, azureml_notes, entity_dict, read_project_files, render_entities, short_hash,
+    TRIGGER_VARIABLE, Rendered, azureml_notes, entity_dict, read_project_files, render_entities, short_hash, slug,
 )
 from specops.spec import FeatureSet, Gate, Project, SpecSet
 from specops.rollout.analysis import FAILED, INCONCLUSIVE, SUCCESSFUL, Arm, analyse
@@ -83,6 +84,9 @@ class AzureMLBackend:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._metrics = metrics
         self._client: MLClient | None = None
+        # Why pipelines run in this apply: `specops retrain`, the retrain workflow and monitors set it.
+        self.trigger_reason = os.environ.get(TRIGGER_VARIABLE) or "apply"
+        self._asked_at = self._clock()
         # Rendering builds many SDK objects (slow): done once per loaded SpecSet and kept for observe and apply.
         self._rendered_for: SpecSet | None = None
         self._entities: dict[str, Rendered] = {}
@@ -102,7 +106,7 @@ class AzureMLBackend:
         project = specs.project.key
         resources = [Resource(d.kind, d.name, {"spec": d.spec.model_dump(mode="json")}, () if d is specs.project else (project,))
                      for d in specs.documents if isinstance(d, RECORDS)]
-        rendered = render_entities(specs, read_project_files(specs.root))
+        rendered = render_entities(specs, read_project_files(specs.root), self.trigger_reason)
         self._entities = {r.key: r for r in rendered if r.kind not in NOT_APPLIED}
         for r in self._entities.values():
             resources.extend(self._resources(r, project))
@@ -116,8 +120,11 @@ class AzureMLBackend:
             r.entity.tags = {**(r.entity.tags or {}), JOB_DIGEST: short_hash(fields["create_job"])}
             fields = entity_dict(r, self.root)
         if r.kind == "PipelineJob":
-            # A job is a run, not a resource: its name is its content, so an unchanged pipeline is not re-run.
+            # A job is a run, not a resource: its name is its content, so an unchanged pipeline is not re-run;
+            # a retraining is a new run whatever the content, named for when it was asked for.
             fields["name"] = f"{r.name}-{short_hash(fields)}"
+            if self.trigger_reason != "apply":
+                fields["name"] += f"-{slug(self.trigger_reason)}-{self._asked_at:%Y%m%d%H%M%S}"
         if r.kind == "OnlineEndpoint":
             traffic = {k: live_weights(fields.pop(k, {})) for k in TRAFFIC_FIELDS}
             deployments = tuple(f"OnlineDeployment/{r.name}.{name}" for name in self._deployments_of(r.name, "OnlineDeployment"))
