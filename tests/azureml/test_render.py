@@ -12,7 +12,9 @@ from azure.ai.ml import (
 from azure.ai.ml.entities._load_functions import load_model_batch_deployment, load_schedule
 
 from specops.backends.azureml import RECORD_KINDS
-from specops.render.azureml import MAX_CONCURRENT_REQUESTS, YAML_FOLDERS, azureml_notes, read_project_files, render_azureml, render_entities
+from specops.render.azureml import (
+    MAX_CONCURRENT_REQUESTS, YAML_FOLDERS, azureml_notes, read_project_files, render_azureml, render_entities, runs_per_day,
+)
 from specops.errors import SpecErrors
 from specops.spec import KINDS, load_specs
 from tests.azureml.conftest import ENDPOINT
@@ -248,3 +250,20 @@ def test_a_package_a_dev_tool_shares_with_the_runtime_stays():
 
     assert locked_requirements(lock, {"hypothesis"}) == ["attrs==25.1.0", "jsonschema==4.0"]
     assert len(locked_requirements(lock)) == 4
+
+
+def test_a_monitor_scheduled_more_often_than_its_window_is_named_in_the_plan(project: Path):
+    def spark_notes() -> list[str]:
+        return [n for n in azureml_notes(load_specs(project, "dev")) if "serverless Spark jobs" in n]
+
+    serving = project / "specs" / "serving.yaml"
+    [note] = spark_notes()  # hourly over a day's window
+    assert note.startswith("Monitor/credit-drift: spec.schedule runs 24 times a day over a P1D window")
+    serving.write_text(serving.read_text().replace('schedule: "0 * * * *"', 'schedule: "30 2 * * *"'))
+    assert spark_notes() == []
+
+
+def test_the_example_monitor_runs_once_a_day_on_azure():
+    monitor = next(m for m in load_specs(REPO, "dev").documents if m.kind == "Monitor")
+    assert runs_per_day(monitor.spec.schedule) == 1
+    assert not [n for n in azureml_notes(load_specs(REPO, "dev")) if "serverless Spark jobs" in n]

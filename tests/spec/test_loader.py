@@ -87,6 +87,12 @@ def test_missing_data_file_that_no_step_produces(project: Path):
     assert any("spec.path: data file 'data/nowhere.csv' does not exist and no pipeline step produces it" in e for e in errors)
 
 
+def test_a_data_path_the_file_system_cannot_hold_is_an_error_not_a_crash(project: Path):
+    edit(project / "specs/data/credit-applications.yaml", "path: data/credit.csv", f"path: data/{'9' * 5000}.csv")
+    errors = errors_of(project)
+    assert any("spec.path: data file path cannot be used: File name too long" in e for e in errors)
+
+
 def test_unknown_kind_and_environment(project: Path):
     (project / "specs/x.yaml").write_text("apiVersion: specops/v1\nkind: Gizmo\nmetadata: {name: g}\nspec: {}\n")
     assert any("unknown kind 'Gizmo'" in e for e in errors_of(project))

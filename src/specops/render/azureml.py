@@ -17,6 +17,7 @@ import posixpath
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +68,7 @@ from azure.ai.ml.entities import (
 from azure.ai.ml.sweep import Choice
 
 from specops.errors import SpecopsError
-from specops.core.durations import iso
+from specops.core.durations import iso, seconds as duration_seconds
 from specops.core.paths import STAGES
 from specops.spec.signals import JSD, KS, NDCG, NWD, PSI, Signals
 from specops.spec import Dataset, FeatureSet, Gate, Pipeline, SpecSet
@@ -673,10 +674,28 @@ def _monitor_notes(specs: SpecSet) -> Iterable[str]:
         yield from _local_only_signals(specs, where, monitor)
         yield (f"{where}: spec.min_target_rows ({monitor.spec.min_target_rows}) runs only on the local backend; "
                "Azure ML judges a window of any size")
+        runs = runs_per_day(monitor.spec.schedule)
+        window = duration_seconds(monitor.spec.target.lookback_window_size)
+        if runs > 1 and runs * window > 86400 * 1.5:
+            yield (f"{where}: spec.schedule runs {runs} times a day over a {monitor.spec.target.lookback_window_size} "
+                   f"window: on Azure ML that is {runs} serverless Spark jobs a day over overlapping data; "
+                   "schedule it once per window")
         if monitor.spec.baseline.champion is not None:
             yield (f"{where}: spec.baseline.champion: Azure ML compares against the champion's whole training Dataset "
                    f"({baseline_dataset(specs, monitor).name}), not only its training rows")
         yield from _alert_action_notes(where, monitor)
+
+
+def runs_per_day(cron: str) -> int:
+    """How often a cron expression fires in one day (a fixed UTC day: the count, not the date, matters)."""
+    from croniter import croniter
+
+    start = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday
+    fires = croniter(cron, start - timedelta(microseconds=1))
+    count = 0
+    while fires.get_next(datetime) < start + timedelta(days=1) and count <= 1440:
+        count += 1
+    return count
 
 
 def _local_only_signals(specs: SpecSet, where: str, monitor: Monitor) -> Iterable[str]:

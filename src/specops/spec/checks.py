@@ -63,7 +63,14 @@ def datasets(specs: SpecSet) -> Iterable[SpecError]:
         for i, col in enumerate(ds.spec.sensitive):
             if col not in ds.spec.columns:
                 yield specs.error(ds, ("spec", "sensitive", i), f"column {col!r} is not declared in spec.columns")
-        if not (specs.root / ds.spec.path).exists() and ds.spec.path not in produced:
+        if ds.spec.path in produced:
+            continue
+        try:
+            found = (specs.root / ds.spec.path).exists()
+        except OSError as exc:  # a name too long for the file system, say
+            yield specs.error(ds, ("spec", "path"), f"data file path cannot be used: {exc.strerror or exc}")
+            continue
+        if not found:
             yield specs.error(ds, ("spec", "path"), f"data file {ds.spec.path!r} does not exist and no pipeline step produces it")
 
 
