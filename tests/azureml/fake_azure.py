@@ -162,9 +162,12 @@ class FakeAzureML(HttpTransport):
         sent = json.loads(request.body or b"{}")
         self.bodies.append((path, sent))
         existing = self.store.get(path.lower())
-        if "/versions/" in path and existing is not None and existing["properties"] != _stored(full, sent)["properties"]:
+        if "/versions/" in path and existing is not None and _immutable(existing) != _immutable(_stored(full, sent)):
             return FakeResponse(request, 409, _error(409, path))
         body = _stored(full, sent)
+        if "/versions/" in path and existing is not None:  # an update of what a version may change
+            body = json.loads(json.dumps(existing))
+            body["properties"].update({k: v for k, v in sent.get("properties", {}).items() if k in MUTABLE})
         self.store[path.lower()] = body
         if ONLINE_ENDPOINT.search(path):
             self.timeline.append(f"traffic {body['properties'].get('traffic')}")
@@ -232,6 +235,15 @@ class FakeAzureML(HttpTransport):
         # Retry-After 0: poll at once (the SDK would otherwise wait the service's usual seconds).
         url = f"https://{HOST}{PREFIX}{OPERATION}{next(self._operations)}?api-version=2024-01-01-preview"
         return {name: url, "Retry-After": "0"}
+
+
+MUTABLE = frozenset({"tags", "description", "isArchived", "stage"})  # what `az ml model update` may change on a version
+
+
+def _immutable(body: dict[str, Any]) -> dict[str, Any]:
+    """What an asset version may not change; empty values left out (the SDK sends `properties: {}` and
+    `isAnonymous: false` where the service holds none)."""
+    return {k: v for k, v in body["properties"].items() if k not in MUTABLE and v not in ({}, [], None, False)}
 
 
 def _stored(full: str, sent: dict[str, Any]) -> dict[str, Any]:

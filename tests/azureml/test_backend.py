@@ -12,6 +12,8 @@ from specops import project as project_module
 from specops.project import Project
 from specops.backends.azure_metrics import AzureMonitorMetrics
 from specops.backends.azureml import AzureMLBackend, canary_of
+from specops.rollout.engine import Rollout
+from specops.state import records
 from specops.errors import SpecopsError
 from specops.rollout.metrics import Traffic
 from tests.azureml.fake_azure import (
@@ -58,7 +60,7 @@ def fake(monkeypatch, project: Path, clock: FakeClock) -> FakeAzureML:
         workspace.seed_model("credit-risk", version)  # registered by earlier pipeline runs
     # Fresh backend per plan, as the CLI makes one per command; retries kept short for the tests.
     monkeypatch.setattr(project_module, "create_backend", lambda project: AzureMLBackend(
-        project.root, credential=StaticTokenCredential(), transport=workspace, retry_total=2, retry_backoff_factor=0,
+        project, credential=StaticTokenCredential(), transport=workspace, retry_total=2, retry_backoff_factor=0,
         sleep=clock.sleep, clock=clock, analysis_wait=300))
     yield workspace
     assert workspace.hosts <= {HOST}
@@ -295,6 +297,11 @@ def use_canary(project: Path, steps: str, traffic: str) -> Path:
     return spec
 
 
+def engine(project: Path, clock: FakeClock) -> Rollout:
+    """The rollout engine as `specops rollout ...` builds it for dev, on the fake clock."""
+    return Rollout(Project(project, "dev"), "credit-online", sleep=clock.sleep, clock=lambda: clock().timestamp())
+
+
 def test_canary_rollout_shifts_traffic_step_by_step(project: Path, fake: FakeAzureML, clock: FakeClock):
     steps = "[{weight: 10}, {pause: {duration: 5m}}, {pause: {}}, {load_test: {users: 2}}, {weight: 50}]"
     spec = use_canary(project, steps, "{blue: 100}")
@@ -302,18 +309,24 @@ def test_canary_rollout_shifts_traffic_step_by_step(project: Path, fake: FakeAzu
     spec.write_text(spec.read_text().replace("traffic: {blue: 100}", "traffic: {green: 100}"))
     plan = Project(project, "dev").plan()
     assert keys(plan) == ["~ OnlineTraffic/credit-online", "~ MonitorSchedule/credit-drift"]  # green is monitored next
-    assert any(note.startswith("Endpoint/credit-online: spec.rollout") for note in plan.notes)  # `pause: {}` is local only
     fake.bodies.clear()
     lines: list[str] = []
     Project(project, "dev").apply(report=lines.append)
     shifts = [body["properties"]["traffic"] for path, body in fake.bodies if path == "/onlineEndpoints/credit-online"]
+    assert shifts == [{"blue": 90, "green": 10}]
+    assert sum(clock.sleeps) == 300  # the timed pause, on the injected clock
+    # A pause without a duration waits for a person, as on the local backend; the change stays planned.
+    assert any("rollout Paused: paused at step 2" in line for line in lines)
+    assert Project(project, "dev").state.rollout("credit-online").status == records.PAUSED
+    assert [op.key for op in Project(project, "dev").plan().operations] == ["OnlineTraffic/credit-online"]
+    fake.bodies.clear()
+    record = engine(project, clock).resume()  # `specops rollout resume credit-online --env dev`
+    assert record.status == records.HEALTHY
+    assert [e["reason"] for e in record.history if e["event"] == "skipped"] == ["load tests run on the local backend only"]
+    shifts = [body["properties"]["traffic"] for path, body in fake.bodies if path == "/onlineEndpoints/credit-online"]
     assert shifts == [{"blue": 90, "green": 10}, {"blue": 50, "green": 50}, {"green": 100}]
     assert not any("/metrics" in path for _, path in fake.requests)  # no analysis step: no metrics read
-    assert clock.sleeps == [300]  # the timed pause, on the injected clock
-    assert [line.split(": ", 1)[1] for line in lines if "local backend only" in line] == [
-        "step 3: pause without a duration (waits for `rollout promote`) runs on the local backend only; skipped",
-        "step 4: load_test runs on the local backend only; skipped",
-    ]
+    assert Project(project, "dev").plan().empty
 
 
 GATE = """\
@@ -350,40 +363,52 @@ def test_a_healthy_canary_is_analysed_on_azure_monitor_between_its_weights(proje
     start_analysed_canary(project, fake, HEALTHY)
     lines: list[str] = []
     Project(project, "dev").apply(report=lines.append)
-    # Each analysis waits for a full minute, finds it not yet ingested (Inconclusive: no requests),
-    # re-queries a minute later and passes on the first ingested minute.
+    # Each analysis waits a full minute for the first point, finds it not yet ingested (no requests: fewer
+    # than min_samples), looks again a minute later, then judges canary and stable on the same window.
     assert fake.timeline == [
-        "traffic {'blue': 80, 'green': 20}", *QUERY, *QUERY,
-        "traffic {'blue': 50, 'green': 50}", *QUERY, *QUERY,
+        "traffic {'blue': 80, 'green': 20}", *QUERY[:2], *QUERY[:2], *QUERY,
+        "traffic {'blue': 50, 'green': 50}", *QUERY[:2], *QUERY[:2], *QUERY,
         "traffic {'green': 100}",
     ]
-    assert clock.sleeps == [60, 60, 60, 60]
-    analyses = [line for line in lines if ": analysis canary-health: " in line]
-    assert [line.split(": ")[2].split(" ")[0] for line in analyses] == ["Inconclusive", "Successful"] * 2
-    assert "error rate 0.008333" in analyses[1] and "p95_latency_ms <= 300 90" in analyses[1]
+    assert sum(clock.sleeps) == pytest.approx(4 * 60)
+    record = Project(project, "dev").state.rollout("credit-online")
+    assert record.status == records.HEALTHY and [a["phase"] for a in record.analyses] == ["Successful", "Successful"]
+    checks = {c["check"]: c["value"] for c in record.analyses[0]["checks"]}
+    assert round(checks["error rate"], 6) == 0.008333 and checks["p95_latency_ms <= 300"] == 90
     # No labels on Azure: feedback checks are skipped (and said so), not left Inconclusive.
-    assert analyses[1].endswith("; skipped, local only: accuracy regression, accuracy >= 0.7)")
+    assert record.analyses[0]["skipped"] == ["accuracy regression", "accuracy >= 0.7"]
     assert Project(project, "dev").plan().empty
+    promoted = [line for line in lines if ": promoted " in line]
+    assert promoted and "version=4" in promoted[0]
+    assert fake.store["/models/credit-risk/versions/4"]["properties"]["tags"]["specops.champion"] == "true"
 
 
-def test_a_canary_failing_analysis_is_rolled_back_and_stays_planned(project: Path, fake: FakeAzureML):
+def test_a_canary_failing_analysis_is_rolled_back_with_an_incident_and_stays_planned(project: Path, fake: FakeAzureML):
     start_analysed_canary(project, fake, {**HEALTHY, "green": Series(requests=120, errors=12, p95_ms=90)})
-    with pytest.raises(SpecopsError, match=r"OnlineTraffic/credit-online: analysis canary-health Failed: error rate 0\.1 "
-                                           r"\(limit 0\.0125\).*rolled back: all traffic on \{'blue': 100\} again"):
+    with pytest.raises(SpecopsError, match=r"OnlineTraffic/credit-online: analysis canary-health failed at step 1: error "
+                                           r"rate 0\.1 \(limit 0\.0125\).*rolled back: all traffic on \{'blue': 100\} again"):
         Project(project, "dev").apply()
-    assert fake.timeline == ["traffic {'blue': 80, 'green': 20}", *QUERY, *QUERY, "traffic {'blue': 100}"]
+    assert fake.timeline == ["traffic {'blue': 80, 'green': 20}", *QUERY[:2], *QUERY[:2], *QUERY, "traffic {'blue': 100}"]
     plan = Project(project, "dev").plan()
     [traffic] = [op for op in plan.operations if op.kind == "OnlineTraffic"]
     assert [(c.path, c.old, c.new) for c in traffic.changes] == [("traffic.blue", 100, None), ("traffic.green", None, 100)]
+    # The same trail as a local rollback: the record, the incident file, the audit entries the KPIs count.
+    session = Project(project, "dev")
+    record = session.state.rollout("credit-online")
+    assert record.status == records.DEGRADED and session.paths.incident(record.incident).exists()
+    actions = [entry["action"] for entry in session.audit.entries()]
+    assert actions[-3:] == ["rollout_started", "rollback", "incident"] or actions[-2:] == ["rollback", "incident"]
 
 
-def test_a_canary_without_enough_requests_is_rolled_back_after_the_analysis_wait(project: Path, fake: FakeAzureML,
-                                                                                   clock: FakeClock):
+def test_a_canary_without_enough_requests_pauses_after_the_analysis_wait(project: Path, fake: FakeAzureML,
+                                                                          clock: FakeClock):
     start_analysed_canary(project, fake, {**HEALTHY, "green": Series(requests=10)})
-    with pytest.raises(SpecopsError, match=r"still Inconclusive after 300s: samples 40 \(limit 100\).*rolled back"):
-        Project(project, "dev").apply()
-    assert fake.timeline == ["traffic {'blue': 80, 'green': 20}", *QUERY * 5, "traffic {'blue': 100}"]
-    assert sum(clock.sleeps) == 300  # the fake backend's analysis_wait, measured on the injected clock
+    lines: list[str] = []
+    Project(project, "dev").apply(report=lines.append)
+    assert any("rollout Paused: analysis canary-health inconclusive at step 1" in line for line in lines)
+    assert fake.timeline[0] == "traffic {'blue': 80, 'green': 20}" and fake.timeline[-1].startswith("metrics")
+    assert 299 < sum(clock.sleeps) <= 360  # the fake backend's analysis_wait, measured on the injected clock
+    assert Project(project, "dev").state.rollout("credit-online").status == records.PAUSED
 
 
 def test_throttled_metrics_queries_are_retried_after_the_time_asked(project: Path, fake: FakeAzureML):
@@ -391,7 +416,7 @@ def test_throttled_metrics_queries_are_retried_after_the_time_asked(project: Pat
     fake.faults.append(Fault("GET", r"/providers/Microsoft\.Insights/metrics$", 429, headers={"Retry-After": "7"}))
     Project(project, "dev").apply()
     metric_reads = [path for method, path in fake.requests if path.endswith("/metrics")]
-    assert len(metric_reads) == 4 * len(QUERY) + 1  # the throttled read, then the same read again
+    assert len(metric_reads) == 2 * (len(QUERY) + 4) + 1  # the throttled read, then the same read again
     assert fake.retry_sleeps == [7]  # azure-core honoured Retry-After, through the transport (no real sleep)
     assert fake.timeline[-1] == "traffic {'green': 100}"
 
@@ -404,6 +429,7 @@ def test_metrics_that_cannot_be_read_roll_the_canary_back(project: Path, fake: F
                                            r"Reader.*rolled back"):
         Project(project, "dev").apply()
     assert fake.timeline == ["traffic {'blue': 80, 'green': 20}", "traffic {'blue': 100}"]
+    assert Project(project, "dev").state.rollout("credit-online").status == records.DEGRADED
 
 
 def test_a_rollback_that_fails_says_so_and_what_to_set(project: Path, fake: FakeAzureML):

@@ -14,7 +14,7 @@ from specops.core.paths import ProjectPaths
 from specops.project import Project
 from specops.rollout import Rollout
 from specops.rollout.analysis import FAILED, SUCCESSFUL, load_test_analysis
-from specops.rollout.engine import _skip
+from specops.rollout.local import _skip
 from specops.rollout.loadtest import LoadTestResult, percentile, run_load_test, summarize
 from specops.rollout.metrics import parse, window
 from specops.state.records import DEGRADED, HEALTHY

@@ -105,7 +105,7 @@ def test_a_killed_driver_leaves_a_record_and_resume_finishes_the_rollout(fresh: 
 
 def test_a_quiet_endpoint_pauses_inconclusive_and_can_be_aborted(fresh: Server):
     Rollout(Project(fresh.root), "live").start("green", "blue")
-    record = Rollout(Project(fresh.root), "live").run()  # no load: the canary sees no requests
+    record = Rollout(Project(fresh.root), "live", max_wait_s=1).run()  # no load: the canary sees no requests
     assert record.status == PAUSED and record.analyses[-1]["phase"] == INCONCLUSIVE
     assert "of the 30 requests analysis needs" in record.message
     assert read_traffic(fresh.state_dir)[0] == {"blue": 100 - CANARY_WEIGHT, "green": CANARY_WEIGHT}  # held, not promoted
@@ -119,7 +119,7 @@ def test_a_quiet_endpoint_pauses_inconclusive_and_can_be_aborted(fresh: Server):
 
 def test_a_restarted_server_gets_the_rollout_weights_back_on_resume(fresh: Server):
     Rollout(Project(fresh.root), "live").start("green", "blue")
-    paused = Rollout(Project(fresh.root), "live").run()  # quiet: paused at the first analysis, 30% on green
+    paused = Rollout(Project(fresh.root), "live", max_wait_s=1).run()  # quiet: paused at the first analysis, 30% on green
     assert paused.status == PAUSED
     restart(fresh)
     assert read_traffic(fresh.state_dir)[0] == {"blue": 100}  # a new server starts from the spec

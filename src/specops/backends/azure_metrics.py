@@ -22,7 +22,6 @@ too: a canary that throttles its share of the traffic fails those users.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -132,15 +131,6 @@ def weighted_p95(p95s: dict[str, float], requests: dict[str, float]) -> float | 
     if not sum(weights.values()):
         weights = dict.fromkeys(p95s, 1.0)
     return sum(p95s[s] * w for s, w in weights.items()) / sum(weights.values())
-
-
-def combined(traffic: Iterable[Traffic]) -> Traffic:
-    """Several deployments as one arm (the stable side may be a split)."""
-    arms = list(traffic)
-    requests = sum(t.requests for t in arms)
-    timed = [(t.p95_ms, t.requests or 1) for t in arms if t.p95_ms is not None]
-    p95 = sum(p * n for p, n in timed) / sum(n for _, n in timed) if timed else None
-    return Traffic(requests, sum(t.errors for t in arms), p95)
 
 
 def _is_error(status: str) -> bool:

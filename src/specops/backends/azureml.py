@@ -21,11 +21,11 @@ import os
 import re
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from specops.backends.azure_metrics import GRAIN, AzureMonitorMetrics, EndpointMetrics, combined, workspace_id
+from specops.backends.azure_metrics import AzureMonitorMetrics, EndpointMetrics, workspace_id
+from specops.backends.azure_rollout import AzureLiveMetrics, AzureRouter
 from specops.plan.backend import Reporter
 from specops.errors import SpecopsError
 from specops.plan.model import Action, Operation, Resource
@@ -33,8 +33,10 @@ from specops.render.azureml import (
     TRIGGER_VARIABLE, Rendered, azureml_notes, entity_dict, read_project_files, render_entities, short_hash, slug,
 )
 from specops.spec import FeatureSet, Gate, Project, SpecSet
-from specops.rollout.analysis import FAILED, INCONCLUSIVE, SUCCESSFUL, Arm, analyse
-from specops.core.durations import seconds as duration_seconds
+from specops.rollout.analysis import FAILED
+from specops.rollout.engine import Rollout
+from specops.rollout.ports import RolloutPorts
+from specops.state.records import ACTIVE, DEGRADED, HEALTHY, RolloutRecord
 from specops.spec.endpoints import CanaryRollout, Endpoint
 from specops.spec.refs import resolve
 
@@ -44,9 +46,8 @@ if TYPE_CHECKING:
     from specops.project import Project as Session
 
 DEFAULT_TIMEOUT = 1800.0  # seconds an apply waits for one long-running operation
-# Seconds an Inconclusive analysis (too few requests yet) keeps re-querying before the canary is rolled back.
+# Seconds an analysis waits for min_samples (re-querying each minute) before it judges; Inconclusive pauses.
 DEFAULT_ANALYSIS_WAIT = 900.0
-LIVE_METRICS = ("requests", "error_rate", "p95_latency_ms")  # what Azure Monitor measures; a gate's other checks are local only
 RECORDS = (Project, Gate, FeatureSet)  # kinds Azure ML has no resource for: kept in specops' state only
 RECORD_KINDS = frozenset(kind.__name__ for kind in RECORDS)
 NOT_APPLIED = ("CommandComponent", "Model")  # inline in the pipeline job / registered by its register step
@@ -68,14 +69,15 @@ JOB_DIGEST = "specops.job"  # tag on a JobSchedule: the service rewrites its job
 class AzureMLBackend:
     name = "azureml"
 
-    def __init__(self, root: Path, credential: Any = None, timeout: float = DEFAULT_TIMEOUT, *,
+    def __init__(self, project: Session, credential: Any = None, timeout: float = DEFAULT_TIMEOUT, *,
                  metrics: EndpointMetrics | None = None, analysis_wait: float = DEFAULT_ANALYSIS_WAIT,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], datetime] | None = None,
                  **client_options: Any):
         """`credential` defaults to DefaultAzureCredential (OIDC in CI); `client_options` go to MLClient
         (e.g. `transport=` for tests, retry settings) and to the Azure Monitor client. `metrics` defaults
         to Azure Monitor; `sleep` and `clock` are what canary pauses and analyses wait with."""
-        self.root = Path(root)
+        self.project = project
+        self.root = project.root
         self.credential = credential
         self.timeout = timeout
         self.client_options = client_options
@@ -94,7 +96,7 @@ class AzureMLBackend:
 
     @classmethod
     def from_project(cls, project: Session) -> AzureMLBackend:
-        return cls(project.root)
+        return cls(project)
 
     # -- desired ---------------------------------------------------------------
     def desired(self, specs: SpecSet) -> list[Resource]:
@@ -183,7 +185,7 @@ class AzureMLBackend:
             "BatchDeployment": lambda: client.batch_deployments.get(deployment, endpoint_name=endpoint),
         }
         try:
-            entity = self._call(kind, name, getters[kind])
+            entity = self.call(kind, name, getters[kind])
         except ResourceNotFoundError:
             return None
         if kind == "PipelineJob":
@@ -207,7 +209,7 @@ class AzureMLBackend:
         if not label:
             return
         client = self.client(specs)
-        latest = self._call("Model", name, lambda: client.models.get(name, label=label))
+        latest = self.call("Model", name, lambda: client.models.get(name, label=label))
         if found.get("model") == f"azureml:{name}:{latest.version}":
             found["model"] = desired["model"]
 
@@ -236,14 +238,14 @@ class AzureMLBackend:
             entity.defaults = None
         if op.kind == "PipelineJob":
             entity.name = op.desired["name"]
-            job = self._call(op.kind, op.name, lambda: client.jobs.create_or_update(entity))
+            job = self.call(op.kind, op.name, lambda: client.jobs.create_or_update(entity))
             return {"job": job.name}
         create = {
             "Environment": client.environments.create_or_update,
             "Data": client.data.create_or_update,
         }.get(op.kind)
         if create is not None:
-            result = self._call(op.kind, op.name, lambda: create(entity))
+            result = self.call(op.kind, op.name, lambda: create(entity))
             return {"version": result.version}
         begin = {
             "JobSchedule": client.schedules.begin_create_or_update,
@@ -264,116 +266,84 @@ class AzureMLBackend:
             rendered.traffic, rendered.mirror_traffic = {}, {}
             return rendered
         client = self.client(specs)
-        live = self._call(op.kind, op.name, lambda: client.online_endpoints.get(op.name))
+        live = self.call(op.kind, op.name, lambda: client.online_endpoints.get(op.name))
         for field in ENDPOINT_FIELDS:
             setattr(live, field, getattr(rendered, field))
         return live
 
     def _shift_traffic(self, op: Operation, specs: SpecSet, report: Reporter) -> dict[str, Any]:
-        """A canary rollout walks its steps (weights, timed pauses, analyses on live metrics); others switch at once."""
-        current = (op.before or {}).get("traffic") or {}
+        """The declared traffic: through the endpoint's canary rollout when one deployment new to live traffic
+        gains it (walked by the rollout engine every backend shares), at once otherwise."""
         target = op.desired
         endpoint = specs.get(Endpoint, op.name)
-        canary = canary_of(current, target["traffic"], endpoint)
-        rollout = endpoint.spec.rollout if endpoint is not None else None
-        if canary is None or not isinstance(rollout, CanaryRollout):  # canary_of finds one only under a canary rollout
-            self._set_traffic(op, specs, target["traffic"], target["mirror_traffic"], report)
-        else:
-            self._roll_out(op, specs, rollout, canary, report)
+        if endpoint is not None and isinstance(endpoint.spec.rollout, CanaryRollout):
+            record = self.project.state.rollout(op.name)
+            if record is not None and record.status in ACTIVE:
+                report(f"{op.key}: resuming the canary rollout {record.stable} -> {record.canary}")
+                return self._walk(op, lambda engine: engine.resume(), report)
+            current = (op.before or {}).get("traffic") or {}
+            canary = canary_of(current, target["traffic"], endpoint)
+            if canary is not None:
+                stable = max(current, key=current.__getitem__)
+                report(f"{op.key}: canary rollout {stable} -> {canary}")
+
+                def start_and_run(engine: Rollout) -> RolloutRecord:
+                    engine.start(canary, stable, target["traffic"])
+                    return engine.run()
+
+                return self._walk(op, start_and_run, report)
+        report(f"{op.key}: traffic {target['traffic']}")
+        self.set_traffic(specs, op.name, target["traffic"], target["mirror_traffic"])
         return {"traffic": target["traffic"]}
 
-    def _set_traffic(self, op: Operation, specs: SpecSet, traffic: dict[str, int], mirror: dict[str, int],
-                     report: Reporter) -> None:
+    def _walk(self, op: Operation, drive: Callable[[Rollout], RolloutRecord], report: Reporter) -> dict[str, Any]:
+        """Drive the rollout; whatever stops it short of a decision (an error from Azure, metrics that cannot be
+        read) aborts it, so a canary half rolled out is never left serving unwatched."""
+        engine = Rollout(self.project, op.name, ports=self.rollout_ports(op.name), sleep=self._sleep,
+                         clock=lambda: self._clock().timestamp())
+        try:
+            record = drive(engine)
+        except SpecopsError as exc:
+            report(f"{op.key}: rolling back ({exc})")
+            try:
+                record = engine.abort(trigger=str(exc))
+            except SpecopsError as rollback_error:
+                raise SpecopsError(f"{exc}; ROLLBACK FAILED, the canary may still take traffic "
+                                   f"(set {self._before(op)} by hand): {rollback_error}") from rollback_error
+        for event in record.history:
+            if event["event"] in ("weight", "analysis", "skipped", "target reached", "paused", "promoted", "rolled back"):
+                detail = ", ".join(f"{k}={v}" for k, v in event.items() if k not in ("time", "event"))
+                report(f"{op.key}: {event['event']} {detail}")
+        if record.status == DEGRADED:
+            failed = record.analyses[-1] if record.analyses and record.analyses[-1]["phase"] == FAILED else None
+            why = f": {_summary(failed, FAILED)}" if failed else ""
+            raise SpecopsError(f"{op.key}: {record.message}{why}; rolled back: all traffic on {record.weights} again "
+                               f"(incident {record.incident}), and the plan still shows the change")
+        if record.status != HEALTHY:
+            report(f"{op.key}: rollout {record.status}: {record.message}")
+        elif record.mirror != op.desired["mirror_traffic"]:  # the rollout kept the shadows it found; the spec may differ
+            self.set_traffic(self.project.specs, op.name, record.weights, op.desired["mirror_traffic"])
+        return {"traffic": record.weights}
+
+    def _before(self, op: Operation) -> dict[str, int]:
+        return dict((op.before or {}).get("traffic") or {})
+
+    def rollout_ports(self, endpoint: str) -> RolloutPorts:
+        specs = self.project.specs
+        metrics = AzureLiveMetrics(self.metrics(specs), endpoint, self._clock, self._sleep)
+        return RolloutPorts(router=AzureRouter(self, specs, endpoint), metrics=metrics, where=self.name,
+                            max_wait_s=self.analysis_wait)
+
+    def set_traffic(self, specs: SpecSet, name: str, traffic: dict[str, int], mirror: dict[str, int]) -> None:
+        """The endpoint's live weights, the SDK's way: get the endpoint, set its traffic, send it back."""
         client = self.client(specs)
-        report(f"{op.key}: traffic {traffic}")
-        endpoint = self._call(op.kind, op.name, lambda: client.online_endpoints.get(op.name))
+        endpoint = self.call("OnlineTraffic", name, lambda: client.online_endpoints.get(name))
         endpoint.traffic, endpoint.mirror_traffic = traffic, mirror
-        self._wait(op.kind, op.name, lambda: client.online_endpoints.begin_create_or_update(endpoint))
-
-    # -- canary rollouts ---------------------------------------------------------
-    def _roll_out(self, op: Operation, specs: SpecSet, rollout: CanaryRollout, canary: str, report: Reporter) -> None:
-        """The canary's steps in order, then the declared traffic.
-
-        Whatever stops the walk (a Failed or still-Inconclusive analysis, an error from Azure) puts the
-        pre-rollout traffic back in one update before the error is raised: a canary half rolled out must
-        not be left serving unwatched, and the next apply would take its weight as already analysed.
-        """
-        before, target = op.before or {}, op.desired
-        try:
-            self._walk(op, specs, rollout, canary, report)
-            self._set_traffic(op, specs, target["traffic"], target["mirror_traffic"], report)
-        except SpecopsError as exc:
-            self._roll_back(op, specs, before, exc, report)
-            raise SpecopsError(f"{exc}; rolled back: all traffic on {before['traffic']} again, and the plan still "
-                               "shows the change") from exc
-
-    def _walk(self, op: Operation, specs: SpecSet, rollout: CanaryRollout, canary: str, report: Reporter) -> None:
-        current, target = (op.before or {}).get("traffic") or {}, op.desired  # as _shift_traffic found the canary
-        stable = {name: weight for name, weight in current.items() if name != canary and weight > 0}
-        since = self._clock()  # the analysis window starts at the last weight change
-        for number, step in enumerate(rollout.steps, 1):
-            where = f"{op.key}: step {number}"
-            if step.weight is not None and step.weight >= target["traffic"][canary]:
-                if number < len(rollout.steps):  # the spec's traffic is where this rollout ends
-                    report(f"{where}: weight {step.weight} reaches the declared {target['traffic'][canary]}; "
-                           f"the {len(rollout.steps) - number} steps after it are not run")
-                return
-            if step.weight is not None:
-                self._set_traffic(op, specs, canary_split(stable, canary, step.weight), target["mirror_traffic"], report)
-                since = self._clock()
-            elif step.pause is not None and step.pause.duration is not None:
-                report(f"{where}: pause {step.pause.duration}")
-                self._sleep(duration_seconds(step.pause.duration))
-            elif step.analysis is not None:
-                self._analyse(op, specs, rollout, step.analysis, canary, list(stable), since, report)
-            else:
-                kind = "pause without a duration (waits for `rollout promote`)" if step.pause else "load_test"
-                report(f"{where}: {kind} runs on the local backend only; skipped")
-
-    def _analyse(self, op: Operation, specs: SpecSet, rollout: CanaryRollout, gate_name: str, canary: str,
-                 stable: list[str], since: datetime, report: Reporter) -> None:
-        """Analysis on Azure Monitor's metrics; Inconclusive re-queries each minute for up to `analysis_wait` s."""
-        gate = specs.get(Gate, gate_name)
-        deadline = self._clock() + timedelta(seconds=self.analysis_wait)
-        while True:
-            self._wait_for_a_minute(since)  # the metrics have a 1-minute grain: a shorter window holds nothing
-            result = self._analysis_run(specs, op.name, rollout, gate, canary, stable, since)
-            skipped = f"; skipped, local only: {', '.join(result['skipped'])}" if result["skipped"] else ""
-            report(f"{op.key}: analysis {gate_name}: {result['phase']} ({_summary(result)}{skipped})")
-            if result["phase"] == SUCCESSFUL:
-                return
-            if result["phase"] == FAILED:
-                raise SpecopsError(f"{op.key}: analysis {gate_name} Failed: {_summary(result, FAILED)}")
-            if self._clock() >= deadline:
-                raise SpecopsError(f"{op.key}: analysis {gate_name} still Inconclusive after {self.analysis_wait:g}s: "
-                                   f"{_summary(result, INCONCLUSIVE)}; no evidence is no promotion")
-            self._sleep(GRAIN.total_seconds())
-
-    def _wait_for_a_minute(self, since: datetime) -> None:
-        short = GRAIN - (self._clock() - since)
-        if short > timedelta(0):
-            self._sleep(short.total_seconds())
-
-    def _analysis_run(self, specs: SpecSet, endpoint: str, rollout: CanaryRollout, gate: Gate | None, canary: str,
-                      stable: list[str], since: datetime) -> dict[str, Any]:
-        metrics, end = self.metrics(specs), self._clock()
-        canary_arm = Arm(canary, metrics.window(endpoint, canary, since, end), 0, 0)
-        stable_traffic = combined(metrics.window(endpoint, name, since, end) for name in stable)
-        return live_analysis(canary_arm, Arm("+".join(stable), stable_traffic, 0, 0), rollout, gate)
-
-    def _roll_back(self, op: Operation, specs: SpecSet, before: dict[str, Any], cause: SpecopsError,
-                   report: Reporter) -> None:
-        """The pre-rollout traffic (and mirror) in one update."""
-        report(f"{op.key}: rolling back ({cause})")
-        try:
-            self._set_traffic(op, specs, before["traffic"], before.get("mirror_traffic") or {}, report)
-        except SpecopsError as exc:
-            raise SpecopsError(f"{cause}; ROLLBACK FAILED, the canary may still take traffic "
-                               f"(set {before['traffic']} by hand): {exc}") from exc
+        self._wait("OnlineTraffic", name, lambda: client.online_endpoints.begin_create_or_update(endpoint))
 
     def _set_batch_default(self, op: Operation, specs: SpecSet) -> dict[str, Any]:
         client = self.client(specs)
-        endpoint = self._call(op.kind, op.name, lambda: client.batch_endpoints.get(op.name))
+        endpoint = self.call(op.kind, op.name, lambda: client.batch_endpoints.get(op.name))
         endpoint.defaults = op.desired["defaults"]
         self._wait(op.kind, op.name, lambda: client.batch_endpoints.begin_create_or_update(endpoint))
         return {}
@@ -431,7 +401,7 @@ class AzureMLBackend:
             self.credential = DefaultAzureCredential()
         return self.credential
 
-    def _call(self, kind: str, name: str, call: Callable[[], Any]) -> Any:
+    def call(self, kind: str, name: str, call: Callable[[], Any]) -> Any:
         """Run one SDK call; Azure's errors become messages naming the resource."""
         from azure.core.exceptions import (
             ClientAuthenticationError, HttpResponseError, ResourceExistsError, ResourceNotFoundError,
@@ -453,8 +423,8 @@ class AzureMLBackend:
             raise SpecopsError(f"{kind}/{name}: Azure ML answered {exc.status_code}: {exc.message}") from exc
 
     def _wait(self, kind: str, name: str, begin: Callable[[], Any]) -> Any:
-        poller = self._call(kind, name, begin)
-        result = self._call(kind, name, lambda: poller.result(timeout=self.timeout))
+        poller = self.call(kind, name, begin)
+        result = self.call(kind, name, lambda: poller.result(timeout=self.timeout))
         if not poller.done():
             raise SpecopsError(f"{kind}/{name}: still running after {self.timeout:g}s; apply again to converge")
         return result
@@ -502,36 +472,6 @@ def canary_of(current: dict[str, int], target: dict[str, int], endpoint: Endpoin
     if not isinstance(rollout, CanaryRollout) or not current or len(gaining) != 1 or current.get(gaining[0], 0):
         return None
     return gaining[0]
-
-
-def canary_split(stable: dict[str, int], canary: str, weight: int) -> dict[str, int]:
-    """`weight`% on the canary, the rest shared by the stable deployments as they shared it before."""
-    rest = 100 - weight
-    total = sum(stable.values()) or 1
-    shares = {name: rest * share // total for name, share in stable.items()}
-    first = next(iter(shares), None)
-    if first is not None:
-        shares[first] += rest - sum(shares.values())  # integer weights still sum to 100
-    return {**shares, canary: weight}
-
-
-def live_analysis(canary: Arm, stable: Arm, rollout: CanaryRollout, gate: Gate | None) -> dict[str, Any]:
-    """`analyse` restricted to what Azure Monitor measures.
-
-    Azure ML has no feedback labels and no specops inference log, so the accuracy regression check
-    and a gate's checks on other metrics or on SLO budgets are left out (listed under `skipped`)
-    rather than run: they would make every analysis Inconclusive, and a rollout could never finish.
-    """
-    live = [c for c in gate.spec.checks if c.slo is None and c.metric in LIVE_METRICS] if gate else []
-    skipped = [c.describe() for c in gate.spec.checks if c not in live] if gate else []
-    live_gate = gate.model_copy(update={"spec": gate.spec.model_copy(update={"checks": live})}) if gate else None
-    result = analyse(canary, stable, rollout, live_gate, budgets={})
-    regression = f"{rollout.rollback.metric} regression"
-    result["checks"] = [c for c in result["checks"] if c["check"] != regression]
-    result["skipped"] = [regression, *skipped]
-    phases = {c["phase"] for c in result["checks"]}
-    result["phase"] = FAILED if FAILED in phases else INCONCLUSIVE if INCONCLUSIVE in phases else SUCCESSFUL
-    return result
 
 
 def _summary(result: dict[str, Any], phase: str | None = None) -> str:

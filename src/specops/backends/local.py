@@ -18,6 +18,8 @@ from specops.backends import local_endpoint
 from specops.plan.backend import Reporter
 from specops.errors import SpecopsError
 from specops.plan.model import Action, Operation, Resource
+from specops.rollout.local import local_ports
+from specops.rollout.ports import RolloutPorts
 from specops.render.dvc import dump_dvc, final_stage, render_dvc, stage_name
 from specops.spec import KINDS, FeatureSet, Pipeline, Project, SpecSet
 from specops.spec.endpoints import Endpoint
@@ -40,6 +42,9 @@ class LocalBackend:
     @classmethod
     def from_project(cls, project: Session) -> LocalBackend:
         return cls(project)
+
+    def rollout_ports(self, endpoint: str) -> RolloutPorts:
+        return local_ports(self.project, endpoint)
 
     # -- desired ---------------------------------------------------------------
     def desired(self, specs: SpecSet) -> list[Resource]:

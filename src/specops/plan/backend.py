@@ -31,3 +31,7 @@ class Backend(Protocol):
 
     def notes(self, specs: SpecSet) -> list[str]:
         """Things the plan reader should know (e.g. features this backend lacks)."""
+
+    def rollout_ports(self, endpoint: str) -> Any:
+        """The traffic router and live metrics the rollout engine drives on this backend
+        (a specops.rollout.ports.RolloutPorts; typed there, a layer up)."""

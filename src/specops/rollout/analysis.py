@@ -16,7 +16,7 @@ from typing import Any
 
 from specops.gates import Baseline, check_metric
 from specops.rollout.loadtest import LoadTestResult
-from specops.rollout.metrics import Traffic
+from specops.rollout.metrics import Traffic, combined as combined_traffic
 from specops.spec.endpoints import RolloutCommon
 from specops.spec.kinds import Gate
 
@@ -44,6 +44,14 @@ class Arm:
         return {name: value for name, value in values.items() if value is not None}
 
 
+def combined(arms: list[Arm]) -> Arm:
+    """Several deployments as one arm: traffic and labels summed."""
+    if len(arms) == 1:
+        return arms[0]
+    return Arm("+".join(a.deployment for a in arms), combined_traffic(a.traffic for a in arms),
+               sum(a.labelled for a in arms), sum(a.correct for a in arms))
+
+
 def feedback_counts(records: Iterable[dict[str, Any]], deployment: str, since: float, shadow: bool = False) -> tuple[int, int]:
     """(labelled, correct) for one deployment's logged answers since `since`."""
     labelled = correct = 0
@@ -59,19 +67,30 @@ def _check(name: str, phase: str, value: Any = None, limit: Any = None, note: st
 
 
 def analyse(canary: Arm, stable: Arm, rollout: RolloutCommon, gate: Gate | None,
-            budgets: dict[str, list] | None = None) -> dict[str, Any]:
+            budgets: dict[str, list] | None = None, measured: frozenset[str] | None = None) -> dict[str, Any]:
     """The analysis run: overall phase (Failed beats Inconclusive beats Successful) and every check.
 
     `budgets` holds the SLOs the gate names (`slo_budgets`); an exhausted one is a release freeze.
+    `measured` is what the platform's metrics measure (None: everything). Checks on anything else
+    (labelled accuracy and SLO budgets on Azure ML, which has neither) are listed under `skipped`
+    rather than run: they would leave every analysis Inconclusive, and no rollout could finish.
     """
+    skipped: list[str] = []
+    regression = measured is None or rollout.rollback.metric in measured
+    if not regression:
+        skipped.append(f"{rollout.rollback.metric} regression")
+    gate_checks = list(gate.spec.checks) if gate is not None else []
+    if measured is not None:
+        skipped += [c.describe() for c in gate_checks if c.slo is not None or c.metric not in measured]
+        gate_checks = [c for c in gate_checks if c.slo is None and c.metric in measured]
     checks = [_samples(canary, rollout.min_samples)]
     if checks[0]["phase"] == SUCCESSFUL:
-        checks += [_error_rate(canary, stable, rollout), *_latency(canary, rollout), _regression(canary, stable, rollout)]
-        if gate is not None:
-            checks += [_slo_check(check, budgets) if check.slo else _gate_check(check, canary, stable, rollout.min_samples)
-                       for check in gate.spec.checks]
+        checks += [_error_rate(canary, stable, rollout), *_latency(canary, rollout)]
+        checks += [_regression(canary, stable, rollout)] if regression else []
+        checks += [_slo_check(check, budgets) if check.slo else _gate_check(check, canary, stable, rollout.min_samples)
+                   for check in gate_checks]
     return {"time": time.time(), "phase": _phase(checks), "gate": gate.name if gate else None, "checks": checks,
-            "canary": canary.metrics(), "stable": stable.metrics()}
+            "canary": canary.metrics(), "stable": stable.metrics(), "skipped": skipped}
 
 
 def _phase(checks: list[dict[str, Any]]) -> str:

@@ -1,32 +1,28 @@
-"""`Rollout(project, endpoint)`: drive one endpoint's rollout, step by step, on the running server.
+"""`Rollout(project, endpoint)`: drive one endpoint's rollout, step by step, on any backend.
 
 Every transition is committed to the rollout record in the environment's
-state first and then carried out; carrying out (set_traffic, moving an alias)
-is idempotent, so `resume` after a crash redoes the step the record names.
-Traffic moves through `serving.traffic.set_traffic`, which a running server
-follows within 0.1 s.
+state first and then carried out; carrying out (routing traffic, moving the
+champion) is idempotent, so `resume` after a crash redoes the step the record
+names. The platform is behind two ports (specops.rollout.ports), which the
+environment's backend hands out: the local server and Azure ML run this same
+state machine, incidents and audit trail included.
 """
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from specops.core.clock import epoch, now
 from specops.core.durations import seconds as duration_seconds
 from specops.errors import SpecopsError
 from specops.rollout import analysis as an
-from specops.registry import CHAMPION, set_alias
+from specops.registry import CHAMPION
 from specops.rollout.incident import new_incident_id, write_incident
-from specops.rollout.loadtest import run_load_test
-from specops.rollout.metrics import Snapshot, scrape, window
+from specops.rollout.ports import RolloutPorts, Window
 from specops.rollout.strategies import rewards, thompson_weights
-from specops.serving.config import ServingConfig, find_endpoint
+from specops.serving.config import find_endpoint
 from specops.serving.inference_log import read_log
-from specops.serving.keys import ensure_keys
-from specops.serving.server import CONFIG_FILE
-from specops.serving.traffic import set_traffic
 from specops.state.audit import AuditAction
 from specops.state.records import ABORTED, ACTIVE, DEGRADED, HEALTHY, PAUSED, PROGRESSING, RolloutRecord
 from specops.state.store import RecordChanged
@@ -44,20 +40,22 @@ S = TypeVar("S", CanaryRollout, BlueGreenRollout, ABRollout, BanditRollout)
 
 
 class Rollout:
-    def __init__(self, project: Project, endpoint: str, host: str = "127.0.0.1", max_wait_s: float = 60.0,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(self, project: Project, endpoint: str, max_wait_s: float | None = None, *, ports: RolloutPorts | None = None,
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time):
+        """`ports` default to what the environment's backend hands out; `sleep` and `clock` are what pauses
+        and waits use (tests give fakes)."""
         self.project = project
         self.specs = project.specs
-        self.root = project.root
         self.state_dir = project.paths.endpoint(endpoint)
         self.name = endpoint
         self.endpoint = find_endpoint(self.specs, endpoint)
         if self.endpoint.spec.rollout is None:
             raise SpecopsError(f"Endpoint {endpoint!r} declares no spec.rollout strategy")
         self.strategy = self.endpoint.spec.rollout
-        self.host = host
-        self.max_wait_s = max_wait_s  # longest a blue-green preview waits for min_samples
-        self.sleep = sleep
+        resolved: RolloutPorts = ports or project.backend.rollout_ports(endpoint)
+        self.router, self.metrics, self.load_tester = resolved.router, resolved.metrics, resolved.load_tester
+        self.max_wait_s = resolved.max_wait_s if max_wait_s is None else max_wait_s
+        self.sleep, self.clock = sleep, clock
         self.audit = project.audit
 
     def _as(self, kind: type[S]) -> S:
@@ -72,19 +70,6 @@ class Rollout:
         if record is None:
             raise SpecopsError(f"no rollout recorded for endpoint {self.name!r}; start one first")
         return record
-
-    def _server(self) -> ServingConfig:
-        path = self.state_dir / CONFIG_FILE
-        if not path.exists():
-            raise SpecopsError(f"endpoint {self.name!r} has no running server (no {path}); start it: specops endpoint serve {self.name}")
-        return ServingConfig.load(path)
-
-    def _scrape(self) -> Snapshot:
-        url = f"http://{self.host}:{self._server().port}/metrics"
-        try:
-            return scrape(url)
-        except OSError as exc:
-            raise SpecopsError(f"cannot read live metrics from {url}: {exc}") from None
 
     def status(self) -> RolloutRecord:
         """The record, after noticing a reverted spec: a Degraded endpoint is Healthy again once its spec is."""
@@ -118,16 +103,19 @@ class Rollout:
 
     # --- starting and stepping --------------------------------------------------------------
 
-    def start(self, canary: str, stable: str | None = None) -> RolloutRecord:
+    def start(self, canary: str, stable: str | None = None, target: dict[str, int] | None = None) -> RolloutRecord:
+        """A new rollout of `canary` from `stable` (by default the deployment taking most traffic).
+
+        `target` is the traffic the rollout ends at (a canary step reaching the canary's share in it ends the
+        walk); without one it ends with all traffic on the canary, and the caller settles the spec's weights."""
         existing = self.project.state.rollout(self.name)
         if existing is not None and existing.status in ACTIVE:
             raise SpecopsError(f"a rollout of {self.name} is already {existing.status} ({existing.stable} -> {existing.canary}); "
                                f"promote or abort it first")
         if existing is not None and existing.status == DEGRADED:
             self.status()  # a reverted spec closes the old incident before a new rollout opens
-        server = self._server()
-        versions = {d.name: d.version for d in server.deployments}
-        stable = stable or max(server.traffic, key=server.traffic.__getitem__)
+        versions, live, mirror = self.router.versions(), self.router.traffic(), self.router.mirror()
+        stable = stable or max(live, key=live.__getitem__)
         for name in (canary, stable):
             if name not in versions:
                 raise SpecopsError(f"no deployment named {name!r} on endpoint {self.name} (deployments: {', '.join(versions)})")
@@ -136,23 +124,34 @@ class Rollout:
         model = ModelRef.parse(self._deployment(canary).model).name
         record = RolloutRecord(endpoint=self.name, strategy=self.strategy.strategy, stable=stable, canary=canary, model=model,
                                stable_version=versions[stable], canary_version=versions[canary],
-                               weights=self._initial_weights(stable), mirror=self._initial_mirror(canary),
+                               weights=self._initial_weights(stable, live), mirror=self._initial_mirror(canary, mirror),
                                revision=existing.revision if existing else 0)
+        record.extra["baseline"] = self._initial_weights(stable, live)  # what a canary step splits the rest by
+        record.extra["baseline_mirror"] = {k: v for k, v in mirror.items() if k != canary}  # shadows stay shadows
+        if target:
+            record.extra["target"] = dict(target)
         record.log("started", stable=stable, canary=canary)
-        self._move_traffic(record)
+        if record.weights != live or record.mirror != mirror:
+            self._move_traffic(record)
+        else:
+            self._save(record)  # traffic is where the record says: nothing to move
         self._new_window(record)  # analysis and A/B reports count from here
         self.audit.record(AuditAction.ROLLOUT_STARTED, f"Endpoint/{self.name}", strategy=record.strategy,
                           stable=stable, canary=canary, version=record.canary_version)
         return record
 
-    def _initial_weights(self, stable: str) -> dict[str, int]:
+    def _initial_weights(self, stable: str, live: dict[str, int]) -> dict[str, int]:
         # A/B and bandit arms are the deployments the spec sends live traffic to.
         if isinstance(self.strategy, (ABRollout, BanditRollout)):
             return {name: share for name, share in self.endpoint.spec.traffic.items() if share > 0}
+        if live.get(stable) and sum(live.values()) == 100:
+            return dict(live)  # every deployment serving keeps its share until a canary step splits it
         return {stable: 100}
 
-    def _initial_mirror(self, canary: str) -> dict[str, int]:
-        return {canary: PREVIEW_MIRROR_PERCENT} if isinstance(self.strategy, BlueGreenRollout) else {}
+    def _initial_mirror(self, canary: str, live: dict[str, int]) -> dict[str, int]:
+        if isinstance(self.strategy, BlueGreenRollout):
+            return {canary: PREVIEW_MIRROR_PERCENT}
+        return {k: v for k, v in live.items() if k != canary}
 
     def run(self) -> RolloutRecord:
         """Step until the rollout pauses, finishes or rolls back (canary and blue-green; one step otherwise).
@@ -201,8 +200,13 @@ class Rollout:
         if record.step >= len(steps):
             return self._promote(record, "all steps passed")
         step = steps[record.step]
+        target = record.extra.get("target", {})
+        if step.weight is not None and target and step.weight >= target.get(record.canary, 100):
+            record.log("target reached", step=record.step, canary=step.weight, skipped=len(steps) - record.step - 1)
+            return self._promote(record, f"weight {step.weight} reaches the declared {target.get(record.canary)}")
         if step.weight is not None:
-            record.weights = {record.stable: 100 - step.weight, record.canary: step.weight}
+            baseline = {k: v for k, v in record.extra.get("baseline", {record.stable: 100}).items() if k != record.canary}
+            record.weights = canary_split(baseline or {record.stable: 100}, record.canary, step.weight)
             record.log("weight", step=record.step, canary=step.weight)
             self._move_traffic(record)
             self._new_window(record)
@@ -212,9 +216,12 @@ class Rollout:
         elif step.pause is not None and step.pause.duration is not None:
             if not self._wait(duration_seconds(step.pause.duration)):
                 return self.record()  # someone promoted or aborted meanwhile
+        elif step.load_test is not None and self.load_tester is None:
+            record.log("skipped", step=record.step, reason="load tests run on the local backend only")
         else:
             what = f"analysis {step.analysis}" if step.analysis is not None else "load test"
             if step.analysis is not None:
+                self._wait_for_samples(record, record.canary)
                 result = self._analyse(record, step.analysis)
             else:
                 assert step.load_test is not None  # a step is exactly one of weight, pause, analysis, load_test
@@ -230,9 +237,9 @@ class Rollout:
 
     def _wait(self, seconds: float) -> bool:
         """Sleep, looking for another process's promote or abort; False when the rollout stopped progressing."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            self.sleep(min(POLL_S, max(deadline - time.monotonic(), 0)))
+        deadline = self.clock() + seconds
+        while self.clock() < deadline:
+            self.sleep(min(max(POLL_S, seconds / 100), max(deadline - self.clock(), 0)))
             current = self.record()
             if current.status != PROGRESSING or current.extra.get("promoting"):
                 return False
@@ -241,19 +248,27 @@ class Rollout:
     # --- analysis ---------------------------------------------------------------------------
 
     def _new_window(self, record: RolloutRecord) -> None:
-        record.window = {"time": time.time(), "metrics": self._scrape()}
+        record.window = self.metrics.mark()
         self._save(record)
+
+    def _arm(self, window: Window, deployment: str, shadow: bool = False) -> an.Arm:
+        observed = self.metrics.observe(window, deployment, shadow)
+        return an.Arm(deployment, observed.traffic, observed.labelled, observed.correct)
 
     def _analyse(self, record: RolloutRecord, gate_name: str | None, shadow: bool = False,
                  arms: tuple[tuple[str, bool], tuple[str, bool]] | None = None) -> dict[str, Any]:
-        """Analysis over the window; `arms` is ((new, mirrored?), (baseline, mirrored?)), by default canary vs stable."""
-        after, since = self._scrape(), record.window.get("time", 0.0)
-        before = record.window.get("metrics", {})
-        records = read_log(self.state_dir, since=since)
-        new, baseline = [an.Arm(name, window(before, after, name), *an.feedback_counts(records, name, since, is_shadow))
+        """Analysis over the window; `arms` is ((new, mirrored?), (baseline, mirrored?)), by default canary vs stable.
+
+        Stable is every other deployment serving (their traffic combined), as the canary split shares it.
+        """
+        new, baseline = [self._arm(record.window, name, is_shadow)
                          for name, is_shadow in (arms or ((record.canary, shadow), (record.stable, False)))]
+        if arms is None:
+            others = [name for name, weight in record.weights.items() if weight and name not in (record.canary, record.stable)]
+            baseline = an.combined([baseline, *(self._arm(record.window, name) for name in others)])
         gate = self.specs.get(Gate, gate_name) if gate_name else None
-        result = an.analyse(new, baseline, self.strategy, gate, an.slo_budgets(self.specs, gate))  # SLO freeze
+        result = an.analyse(new, baseline, self.strategy, gate, an.slo_budgets(self.specs, gate),  # SLO freeze
+                            measured=self.metrics.measures)
         result["step"] = record.step
         record.analyses.append(result)
         record.log("analysis", step=record.step, phase=result["phase"], gate=gate_name)
@@ -261,15 +276,10 @@ class Rollout:
         return result
 
     def _load_test(self, record: RolloutRecord, spec: LoadTest) -> dict[str, Any]:
-        """Locust aimed at the canary by header, judged as an analysis run and recorded with the others."""
-        server = self._server()
-        rows, types = self._load_test_rows(server, record.canary, spec)
-        before = self._scrape()
-        measured = run_load_test(f"http://{self.host}:{server.port}", ensure_keys(self.state_dir)["primary"],
-                                 rows, spec.users, spec.spawn_rate, duration_seconds(spec.duration),
-                                 deployment=record.canary, column_types=types)
-        if record.window:  # synthetic requests are not live traffic: later analyses of this window skip them
-            record.window["metrics"] = _skip(record.window["metrics"], before, self._scrape(), record.canary)
+        """A load test aimed at the canary, judged as an analysis run and recorded with the others."""
+        if self.load_tester is None:
+            raise SpecopsError(f"endpoint {self.name}: load tests run on the local backend only")
+        measured, record.window = self.load_tester.run(record.window, record.canary, spec)
         result = an.load_test_analysis(measured, self.strategy)
         result["step"] = record.step
         record.analyses.append(result)
@@ -277,17 +287,6 @@ class Rollout:
                    failures=measured.failures, p95_ms=measured.p95)
         self._save(record)
         return result
-
-    def _load_test_rows(self, server: ServingConfig, deployment: str, spec: LoadTest) -> tuple[Path, dict[str, str]]:
-        """The CSV the load test draws rows from (the spec's, else the deployment's Dataset) and its column types."""
-        dataset = next(d.dataset for d in server.deployments if d.name == deployment)
-        types = {name: column["type"] for name, column in dataset.get("columns", {}).items()}
-        if spec.rows is not None:
-            return self.root / spec.rows, types
-        if dataset.get("format", "csv") != "csv":
-            raise SpecopsError(f"the load test on {deployment!r} needs CSV rows: its Dataset {dataset['path']} is "
-                               f"{dataset['format']}; give the step `rows: <file.csv>`")
-        return self.root / dataset["path"], types
 
     # --- blue-green -------------------------------------------------------------------------
 
@@ -318,13 +317,12 @@ class Rollout:
         return self._promote(record, "pre-promotion analysis passed (auto-promotion)")
 
     def _wait_for_samples(self, record: RolloutRecord, deployment: str) -> None:
-        """Until the mirrored side (the preview; after the switch, the previous colour) answered min_samples, or max_wait_s."""
-        deadline = time.monotonic() + self.max_wait_s
-        before = record.window.get("metrics", {})
-        while time.monotonic() < deadline:
-            if window(before, self._scrape(), deployment).requests >= self.strategy.min_samples:
+        """Until `deployment` answered min_samples in the window (for blue-green the mirrored side), or max_wait_s."""
+        deadline = self.clock() + self.max_wait_s
+        while self.clock() < deadline:
+            if self.metrics.observe(record.window, deployment).traffic.requests >= self.strategy.min_samples:
                 return
-            if not self._wait(min(1.0, deadline - time.monotonic())):
+            if not self._wait(min(self.metrics.poll_s, deadline - self.clock())):
                 return
 
     def _post_promotion_step(self, record: RolloutRecord) -> RolloutRecord:
@@ -342,7 +340,7 @@ class Rollout:
 
     def _settle(self, record: RolloutRecord, reason: str) -> RolloutRecord:
         """The switch stands: stop mirroring to the previous colour; the rollout is Healthy."""
-        record.mirror = {}
+        record.mirror = dict(record.extra.get("baseline_mirror", {}))
         record.status, record.message = HEALTHY, reason
         record.log("settled", reason=reason)
         self._move_traffic(record)
@@ -352,13 +350,11 @@ class Rollout:
 
     def _ab_step(self, record: RolloutRecord) -> RolloutRecord:
         """Report each arm's metrics since the start; pause for a decision once the experiment's time is up."""
-        after, since = self._scrape(), record.window["time"]
-        records = read_log(self.state_dir, since=since)
-        record.extra["arms"] = {name: an.Arm(name, window(record.window["metrics"], after, name),
-                                             *an.feedback_counts(records, name, since)).metrics() for name in record.weights}
+        since = record.window["time"]
+        record.extra["arms"] = {name: self._arm(record.window, name).metrics() for name in record.weights}
         record.extra["reported_at"] = now()
         duration = self._as(ABRollout).duration
-        if duration and time.time() - since >= duration_seconds(duration):
+        if duration and self.clock() - since >= duration_seconds(duration):
             return self._pause(record, "the A/B experiment is over: promote the winner or abort")
         self._save(record)
         return record
@@ -394,7 +390,8 @@ class Rollout:
         analysis = self.strategy.post_promotion_analysis if isinstance(self.strategy, BlueGreenRollout) else None
         watch = analysis is not None
         # Watched: the previous colour keeps a mirrored share, the baseline the post-promotion analysis compares with.
-        record.weights, record.mirror = {record.canary: 100}, {record.stable: PREVIEW_MIRROR_PERCENT} if watch else {}
+        record.weights = dict(record.extra.get("target") or {record.canary: 100})
+        record.mirror = {record.stable: PREVIEW_MIRROR_PERCENT} if watch else dict(record.extra.get("baseline_mirror", {}))
         self._move_traffic(record)
         self._set_champion(record.model, record.canary_version)
         record.previous = {"stable": record.stable, "stable_version": record.stable_version}
@@ -405,7 +402,7 @@ class Rollout:
         if watch:  # Argo's blue-green: Progressing until the post-promotion analysis passes
             record.status, record.step = PROGRESSING, BG_SWITCHED
             record.message = f"{reason}; switched, post-promotion analysis {analysis} on live traffic"
-            record.window = {"time": time.time(), "metrics": self._scrape()}
+            record.window = self.metrics.mark()
         self._save(record)
         self.audit.record(AuditAction.PROMOTE, f"Endpoint/{self.name}", reason=reason,
                           outputs={"model": record.model, "version": record.canary_version, "aliases": [CHAMPION]})
@@ -427,7 +424,7 @@ class Rollout:
         record = self.record()
         if record.status != HEALTHY or record.previous is None:
             raise SpecopsError(f"nothing to undo: the rollout of {self.name} is {record.status} and was not promoted")
-        elapsed = time.time() - epoch(record.finished_at)
+        elapsed = self.clock() - epoch(record.finished_at)
         allowed = duration_seconds(self.strategy.rollback_window)
         if elapsed > allowed:
             raise SpecopsError(f"the promotion was {elapsed:.0f}s ago, past rollback_window={self.strategy.rollback_window}; "
@@ -450,7 +447,7 @@ class Rollout:
     def _rollback(self, record: RolloutRecord, trigger: str, analysis: dict[str, Any] | None) -> RolloutRecord:
         # The record says Aborted before traffic moves: a crash here is finished by `resume`.
         record.status, record.message = ABORTED, trigger
-        record.weights, record.mirror = {record.stable: 100}, {}
+        record.weights, record.mirror = self._before_rollout(record), dict(record.extra.get("baseline_mirror", {}))
         record.incident = record.incident or new_incident_id()
         record.extra.pop("promoting", None)
         return self._finish_rollback(record, trigger, analysis)
@@ -471,6 +468,11 @@ class Rollout:
         self._save(record)
         return record
 
+    def _before_rollout(self, record: RolloutRecord) -> dict[str, int]:
+        """The traffic as it was before the rollout began, without the canary: where a rollback puts it."""
+        baseline = {k: v for k, v in record.extra.get("baseline", {}).items() if k != record.canary and v}
+        return baseline if sum(baseline.values()) == 100 and record.stable in baseline else {record.stable: 100}
+
     def _recovered(self, record: RolloutRecord, why: str) -> None:
         self.audit.record(AuditAction.RECOVERED, f"Endpoint/{self.name}", incident=record.incident, reason=why)
         record.log("recovered", incident=record.incident, reason=why)
@@ -480,15 +482,14 @@ class Rollout:
     # --- helpers --------------------------------------------------------------------------------
 
     def _move_traffic(self, record: RolloutRecord) -> None:
-        """Save the record, then publish its weights: the record never lags behind the traffic."""
+        """Save the record, then route by its weights: the record never lags behind the traffic."""
         self._save(record)
-        deployments = [d.name for d in self._server().deployments]
-        set_traffic(self.state_dir, deployments, record.weights, record.mirror)
+        self.router.route(record.weights, record.mirror)
 
     def _set_champion(self, model: str, version: str | None) -> None:
         if version is None:
             raise SpecopsError(f"the rollout of {self.name} does not know which version of {model} to make champion")
-        set_alias(self.project.registry, model, CHAMPION, version)
+        self.router.set_champion(model, version)
 
     def _deployment(self, name: str) -> Deployment:
         found = self.endpoint.spec.deployment(name)
@@ -516,14 +517,12 @@ def _why(result: dict[str, Any]) -> str:
     return "; ".join(c["note"] or c["check"] for c in result["checks"] if c["phase"] != an.SUCCESSFUL)
 
 
-def _skip(start: Snapshot, before: Snapshot, after: Snapshot, deployment: str) -> Snapshot:
-    """Move a window's start past what `deployment` answered between two scrapes (a load test's requests)."""
-    then, now_ = before.get(deployment), after.get(deployment)
-    if then is None or now_ is None or now_["requests"] < then["requests"]:  # unknown, or the server restarted
-        return start
-    base = start.get(deployment) or {"requests": 0.0, "errors": 0.0, "buckets": [[b, 0.0] for b, _ in now_["buckets"]]}
-    shifted = {"requests": base["requests"] + now_["requests"] - then["requests"],
-               "errors": base["errors"] + now_["errors"] - then["errors"],
-               "buckets": [[bound, count + b - a]
-                           for (bound, count), (_, a), (_, b) in zip(base["buckets"], then["buckets"], now_["buckets"])]}
-    return {**start, deployment: shifted}
+def canary_split(stable: dict[str, int], canary: str, weight: int) -> dict[str, int]:
+    """`weight`% on the canary, the rest shared by the stable deployments as they shared it before."""
+    rest = 100 - weight
+    total = sum(stable.values()) or 1
+    shares = {name: rest * share // total for name, share in stable.items()}
+    first = next(iter(shares), None)
+    if first is not None:
+        shares[first] += rest - sum(shares.values())  # integer weights still sum to 100
+    return {**shares, canary: weight}

@@ -56,6 +56,15 @@ class Traffic:
         return self.errors / self.requests if self.requests else None
 
 
+def combined(traffic: Iterable[Traffic]) -> Traffic:
+    """Several deployments as one arm (the stable side may be a split): p95 weighted by requests."""
+    arms = list(traffic)
+    requests = sum(t.requests for t in arms)
+    timed = [(t.p95_ms, t.requests or 1) for t in arms if t.p95_ms is not None]
+    p95 = sum(p * n for p, n in timed) / sum(n for _, n in timed) if timed else None
+    return Traffic(requests, sum(t.errors for t in arms), p95)
+
+
 def window(before: Snapshot, after: Snapshot, deployment: str) -> Traffic:
     now, then = after.get(deployment), before.get(deployment)
     if now is None:
