@@ -282,3 +282,63 @@ def test_serve_refuses_a_port_another_socket_shares(tmp_path: Path):
                 "try: serve(Path(sys.argv[1]))\nexcept SpecopsError as e: print(e); sys.exit(3)")
         done = subprocess.run([sys.executable, "-c", code, str(config)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 3 and f"cannot listen on 127.0.0.1:{port}" in done.stdout
+
+
+# --- uncaught errors -----------------------------------------------------------------------------
+
+def test_an_uncaught_error_is_a_json_500_naming_the_request_without_a_traceback(caplog):
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from specops.serving.app import json_errors
+
+    async def broken(request: web.Request) -> web.Response:
+        raise RuntimeError("secret detail\nTraceback (most recent call last): ...")
+
+    async def too_large(request: web.Request) -> web.Response:
+        raise web.HTTPRequestEntityTooLarge(max_size=1, actual_size=2)
+
+    async def main() -> tuple[int, str, dict, int]:
+        app = web.Application(middlewares=[json_errors])
+        app.router.add_get("/broken", broken)
+        app.router.add_get("/large", too_large)
+        async with TestClient(TestServer(app)) as client:
+            answer = await client.get("/broken", headers={"x-request-id": "r-1"})
+            large = await client.get("/large")
+            return answer.status, answer.content_type, await answer.json(), large.status
+
+    status, content_type, document, large = asyncio.run(main())
+    assert (status, content_type, document) == (500, "application/json", {"error": "internal error", "request_id": "r-1"})
+    assert large == 413  # aiohttp's own answers go through as they are
+    logged = [r.getMessage() for r in caplog.records if r.name == "specops.serving"]
+    assert logged == ["GET /broken failed (request r-1): RuntimeError: secret detail"]
+    assert not any(r.exc_info for r in caplog.records)
+
+
+TIED = """
+import subprocess, sys, time
+from specops.core.processes import run_tied
+# The command starts a grandchild of its own, as dvc repro starts a stage; each prints its pid.
+stage = "import os, subprocess, sys, time; print(os.getpid(), flush=True); time.sleep(120)"
+command = "import os, subprocess, sys, time; print(os.getpid(), flush=True); subprocess.Popen([sys.executable, '-c', %r]); time.sleep(120)"
+sys.exit(run_tied([sys.executable, "-c", command % stage]))
+"""
+
+
+def test_a_tied_command_and_what_it_started_die_with_a_caller_killed_outright():
+    """What `apply` does with `dvc repro`: a kill -9 of apply leaves no pipeline stage running."""
+    caller = subprocess.Popen([sys.executable, "-c", TIED], stdout=subprocess.PIPE, text=True)
+    try:
+        command, stage = int(caller.stdout.readline()), int(caller.stdout.readline())
+        os.kill(caller.pid, signal.SIGKILL)
+        caller.wait()
+        assert _gone(command) and _gone(stage), "the command or the stage it started outlived the caller"
+    finally:
+        caller.kill()
+        caller.wait()
+
+
+def test_a_tied_command_returns_its_exit_code():
+    from specops.core.processes import run_tied
+
+    assert run_tied([sys.executable, "-c", "import sys; sys.exit(7)"]) == 7

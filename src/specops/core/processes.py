@@ -6,16 +6,20 @@ died before the call has already handed its child to another reaper, which the
 child sees as a changed parent pid. `identity` / `is_running` record and check
 a process by pid *and* its start time and command line (from /proc), so a pid
 the kernel reused for another program is never taken for the one recorded.
+`run_tied` runs a command (`dvc repro` and the stages it starts) in a process
+group of its own that dies with the caller, even a caller killed outright.
 """
 from __future__ import annotations
 
 import ctypes
 import os
 import signal
+import subprocess
 import sys
 from typing import Any
 
 PR_SET_PDEATHSIG = 1
+GROUP_DRAIN_S = 5.0  # how long a tied group gets between SIGTERM and SIGKILL
 
 
 def die_with_parent(expected_parent: int, signum: int = signal.SIGTERM) -> None:
@@ -84,3 +88,53 @@ def _zombie(pid: int) -> bool:
     except OSError:
         return True
     return text[text.rindex(b")") + 2:].split()[0] == b"Z"
+
+
+def run_tied(command: list[str], **popen: Any) -> int:
+    """Run `command` to its end and return its exit code; it and everything it starts die with this process.
+
+    A guard process (`python -m specops.core.processes`) leads a new session and process group, runs the
+    command in it, and ends the whole group (SIGTERM, then SIGKILL) when this process dies, however it
+    dies (PR_SET_PDEATHSIG, or its parent pid changing). An exception here (Ctrl-C) ends the group too.
+    """
+    guard = subprocess.Popen([sys.executable, "-m", "specops.core.processes", str(os.getpid()), *command],
+                             start_new_session=True, **popen)
+    try:
+        return guard.wait()
+    except BaseException:
+        _end_group(guard.pid)
+        guard.wait()
+        raise
+
+
+def _end_group(group: int) -> None:
+    try:
+        os.killpg(group, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+
+
+def _guard(parent: int, command: list[str]) -> int:
+    """The guard's life: run `command` in this group; if the parent dies, end the group."""
+    orphaned = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: orphaned.append(signum))
+    die_with_parent(parent)
+    child = subprocess.Popen(command)
+    while True:
+        try:
+            return child.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+            if orphaned or os.getppid() != parent:
+                break
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    os.killpg(0, signal.SIGTERM)
+    try:
+        child.wait(timeout=GROUP_DRAIN_S)
+    except subprocess.TimeoutExpired:
+        pass
+    os.killpg(0, signal.SIGKILL)  # the guard included: nothing of the group is left
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(_guard(int(sys.argv[1]), sys.argv[2:]))
