@@ -276,7 +276,7 @@ async def _predict(deployment: Deployment, body: bytes) -> tuple[int, Any, list]
     except TimeoutError:
         return 408, {"error": f"no answer within request_timeout_ms={config.request_timeout_ms}"}, rows
     except Unprocessable as exc:  # a row the model cannot score: the request's fault (4xx), not the server's
-        return 422, {**exc.body(), "error": f"deployment {config.name!r} cannot score {exc.message}"}, rows
+        return 422, {**exc.body(), "error": f"deployment {config.name!r}: {exc.message}"}, rows
     except Exception as exc:  # the model failed on this batch: a 500 naming why, the server lives on
         return 500, {"error": f"deployment {config.name!r} failed to score: {exc}"}, rows
     finally:
