@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from specops.core.paths import ProjectPaths
-from specops.core.processes import is_running
+from specops.core.processes import command_line, is_running
 from specops.errors import SpecopsError
 from specops.serving.config import worker_status_file
 from specops.serving.server import DRAIN_SECONDS, PID_FILE, STARTUP_TIMEOUT_S
@@ -42,6 +42,9 @@ def server_info(paths: ProjectPaths, endpoint: str) -> dict[str, Any] | None:
     if not isinstance(info, dict) or not isinstance(info.get("pid"), int):
         return None
     _reap(info["pid"])
+    if "starttime" not in info:  # written before pid files recorded who they name: trust a live server's command line only
+        command = command_line(info["pid"]) or []
+        return info if _alive(info["pid"]) and "specops.serving" in command else None
     return info if is_running(info) else None
 
 

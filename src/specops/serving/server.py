@@ -220,7 +220,7 @@ def _stop(workers) -> None:
 
 
 def worker_main(config_path: str, worker: int, host: str, array, started, parent: int) -> None:
-    # First of all, before the slow imports and model loads: a parent killed outright (SIGKILL) cannot stop its
+    # First of all, before the heavy imports and the model loads: a parent killed outright (SIGKILL) cannot stop its
     # workers, so the kernel does (SIGTERM: they drain). A parent already gone is noticed here, not never.
     die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
