@@ -226,3 +226,25 @@ def test_workers_die_with_a_parent_killed_while_they_load(project: Path):
     finally:
         parent.kill()
         parent.wait()
+
+
+def test_a_server_restarted_mid_rollout_routes_the_recorded_weights(project: Path):
+    """`rollout status` shows what the rollout recorded; a restarted server must route that, not the spec's start."""
+    from specops.project import Project
+    from specops.serving.server import prepare
+    from specops.serving.traffic import read_traffic
+    from specops.state.records import PAUSED, RolloutRecord
+    from specops.state.store import StateStore
+
+    (project / "specs" / "restarted.yaml").write_text(LENIENT.replace("name: lenient", "name: restarted").lstrip())
+    specs = Project(project).specs
+    record = RolloutRecord(endpoint="restarted", strategy="canary", stable="blue", canary="green", model="tiny",
+                           stable_version="2", canary_version="1", status=PAUSED, weights={"blue": 80, "green": 20})
+    StateStore(specs.paths, specs.env).save_rollout(record)
+    prepare(specs, "restarted", port=free_port(), workers=1)
+    assert read_traffic(specs.paths.endpoint("restarted")) == ({"blue": 80, "green": 20}, {})
+    record = StateStore(specs.paths, specs.env).rollout("restarted")
+    record.status = "Healthy"  # finished: the spec is where a new server begins again
+    StateStore(specs.paths, specs.env).save_rollout(record)
+    prepare(specs, "restarted", port=free_port(), workers=1)
+    assert read_traffic(specs.paths.endpoint("restarted")) == ({"blue": 100}, {})

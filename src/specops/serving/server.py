@@ -30,6 +30,8 @@ from specops.serving.keys import ensure_keys
 from specops.serving.metrics import MAX_DEPLOYMENTS, shared_array
 from specops.serving.traffic import read_traffic, set_traffic
 from specops.spec import SpecSet
+from specops.state.records import ACTIVE
+from specops.state.store import StateStore
 
 STARTUP_TIMEOUT_S = 120
 DRAIN_SECONDS = 5.0  # how long a stopping worker waits for requests in flight
@@ -52,11 +54,20 @@ def prepare(specs: SpecSet, endpoint: str, port: int | None = None, workers: int
     config.slots = [d.name for d in config.deployments]
     _check_slots(config.slots)
     ensure_keys(Path(config.state_dir))
-    # The spec's weights are where a new server begins; a rollout moves them with set_traffic.
+    # The spec's weights are where a new server begins, unless a rollout owns the traffic (a rollout moves it with
+    # set_traffic): then the weights it recorded, which `rollout status` shows, so a restart mid-rollout moves nothing.
+    config.traffic, config.mirror_traffic = _starting_weights(specs, endpoint, config)
     set_traffic(config.state_dir, config.slots, config.traffic, config.mirror_traffic)
     path = specs.paths.endpoint(endpoint) / CONFIG_FILE
     config.save(path)
     return path
+
+
+def _starting_weights(specs: SpecSet, endpoint: str, config: ServingConfig) -> tuple[dict[str, int], dict[str, int]]:
+    record = StateStore(specs.paths, specs.env).rollout(endpoint)
+    if record is not None and record.status in ACTIVE and set(record.weights) | set(record.mirror) <= set(config.slots):
+        return dict(record.weights), dict(record.mirror)
+    return config.traffic, config.mirror_traffic
 
 
 def stage_reload(specs: SpecSet, endpoint: str) -> ServingConfig:
