@@ -130,6 +130,16 @@ def test_duplicate_columns_and_huge_integers_are_400_naming_the_field():
     assert huge.value.status == 400 and huge.value.field == "data[0].score" and "401 digits" in huge.value.message
 
 
+def test_more_rows_than_the_limit_is_413_before_any_row_is_checked():
+    schema = InputSchema.of(FEATURES, DATASET, max_rows=2)
+    assert len(schema.parse(body([1.0, 700, "north"], [2.0, 700, "south"]))) == 2
+    for document in (body([1.0, 700, "north"], [2.0, 700, "south"], ["not", "checked", 0]),
+                     json.dumps({"data": [{"income": 1.0, "score": 700, "region": "north"}] * 3}).encode()):
+        with pytest.raises(BadRequest) as info:
+            schema.parse(document)
+        assert info.value.status == 413 and "3 rows; at most 2 per request" in info.value.message
+
+
 # --- keys and state files ----------------------------------------------------------------------
 
 def test_a_non_utf8_authorization_header_is_no_key(tmp_path: Path):

@@ -131,6 +131,8 @@ def test_hostile_headers_and_bodies_get_json_answers_without_tracebacks(server: 
     assert deep.status_code == 400 and deep.json()["field"] == "body"
     duplicate = server.post("/score", {"input_data": {"columns": [*COLUMNS, "income"], "data": [[1.0, 700, "north", 2.0]]}})
     assert duplicate.status_code == 400 and "'income' appears more than once" in duplicate.json()["error"]
+    many = server.post("/score", good(1001))  # the default server.max_rows_per_request is 1000
+    assert many.status_code == 413 and "1001 rows; at most 1000 per request" in many.json()["error"]
     assert server.get("/liveness").status_code == 200
 
 

@@ -35,6 +35,7 @@ class DeploymentConfig:
     max_concurrent_requests: int | None = None
     sampling_rate: float = 1.0  # 0 when the data collector is off
     out_of_range: Literal["reject", "flag"] = "reject"  # the endpoint's server.out_of_range
+    max_rows: int | None = None  # the endpoint's server.max_rows_per_request
     error: str | None = None  # why it cannot serve
 
 
@@ -83,7 +84,7 @@ def resolve_endpoint(specs: SpecSet, name: str) -> ServingConfig:
     deployments = [_resolve_deployment(specs, client, state_dir, d) for d in spec.deployments]
     server = spec.server
     for deployment in deployments:
-        deployment.out_of_range = server.out_of_range
+        deployment.out_of_range, deployment.max_rows = server.out_of_range, server.max_rows_per_request
     return ServingConfig(
         endpoint=name, state_dir=str(state_dir), deployments=deployments,
         traffic=dict(spec.traffic), mirror_traffic=dict(spec.mirror_traffic), port=server.port,

@@ -40,6 +40,12 @@ class BadRequest(Exception):
         return {"error": self.message, "field": self.field}
 
 
+class TooManyRows(BadRequest):
+    """A 413: more rows than the endpoint takes in one request."""
+
+    status = 413
+
+
 class Unprocessable(BadRequest):
     """A 422: well-formed, but row `row` (0-based, within the request) cannot be scored: a value outside the
     Dataset's declared domain (`column` names it), or one the model failed on."""
@@ -61,11 +67,13 @@ class InputSchema:
     types: tuple[Column, ...]
     sensitive: tuple[str, ...] = ()  # logged when a caller sends them (fairness monitors), never given to the model
     out_of_range: OutOfRange = "reject"  # a value outside the declared min/max/allowed: a 422, or scored and flagged
+    max_rows: int | None = None  # more rows in one request: a 413
 
     @classmethod
-    def of(cls, feature_set: FeatureSetSpec, dataset: DatasetSpec, out_of_range: OutOfRange = "reject") -> InputSchema:
+    def of(cls, feature_set: FeatureSetSpec, dataset: DatasetSpec, out_of_range: OutOfRange = "reject",
+           max_rows: int | None = None) -> InputSchema:
         names = tuple(dict.fromkeys(src for f in feature_set.features for src in f.sources))
-        return cls(names, tuple(dataset.columns[n] for n in names), tuple(dataset.sensitive), out_of_range)
+        return cls(names, tuple(dataset.columns[n] for n in names), tuple(dataset.sensitive), out_of_range, max_rows)
 
     def sensitive_values(self, body: bytes, count: int) -> list[dict[str, Any]]:
         """Per row of a body `parse` accepted, the sensitive attributes the caller sent (empty when none).
@@ -110,6 +118,7 @@ class InputSchema:
             raise BadRequest(f"{key}.columns", "expected a list of column names")
         if not isinstance(data, list):
             raise BadRequest(f"{key}.data", "expected a list of rows")
+        self._check_count(f"{key}.data", len(data))
         position = {name: i for i, name in enumerate(columns)}
         if len(position) < len(columns):
             twice = next(c for i, c in enumerate(columns) if c in columns[:i])
@@ -132,6 +141,7 @@ class InputSchema:
             value = [value]
         if not isinstance(value, list):
             raise BadRequest(key, "expected a list of records ({column: value})")
+        self._check_count(key, len(value))
         rows = []
         for r, record in enumerate(value):
             if not isinstance(record, dict):
@@ -143,6 +153,11 @@ class InputSchema:
             self._check(values, r, f"{key}[{r}]", lambda c: f".{c}")
             rows.append(values)
         return rows
+
+    def _check_count(self, field: str, rows: int) -> None:
+        if self.max_rows is not None and rows > self.max_rows:
+            raise TooManyRows(field, f"{rows} rows; at most {self.max_rows} per request (server.max_rows_per_request): "
+                                     f"split it, or use a batch endpoint")
 
     def _check(self, values: list[Any], index: int, row: str, column: Callable[[str], str]) -> None:
         """For a row that breaks the contract, an error at `row` + `column(name)` (where the request holds the value):
@@ -195,7 +210,7 @@ class InputSchema:
                                            "names the row (and the column)"},
                     "401": {"description": "missing or wrong key"},
                     "404": {"description": "no such deployment"},
-                    "413": {"description": "body too large"},
+                    "413": {"description": "body too large, or more rows than server.max_rows_per_request"},
                 },
             }}},
         }

@@ -30,7 +30,7 @@ class Scorer:
     def __init__(self, config: DeploymentConfig):
         self.feature_set = FeatureSetSpec.model_validate(config.feature_set)
         self.dataset = DatasetSpec.model_validate(config.dataset)
-        self.schema = InputSchema.of(self.feature_set, self.dataset, config.out_of_range)
+        self.schema = InputSchema.of(self.feature_set, self.dataset, config.out_of_range, config.max_rows)
         if config.model_path is None:  # resolve_model sets it for every model it accepts
             raise SpecopsError(f"deployment {config.name}: model {config.model} has no local copy")
         self.model, self.signature, self._sklearn = _load(Path(config.model_path))
