@@ -14,7 +14,10 @@ other, never at once:
   without it;
 - door: this code with the default `reject`: the Dataset declares income >= 0,
   so the bad row is a 422 before it reaches a batch;
-- clean: this code, the good client alone (the reference for throughput).
+- clean: this code, the good client alone (the reference for throughput);
+- large / huge: this code, the bad-row client replaced by one sending 1,000-row
+  requests (the default server.max_rows_per_request: scored) or 10,000-row
+  ones (refused, 413), back to back.
 
 Run: .venv/bin/python bench/bench_faults.py [--seconds 20] [--workers 2] [--before REV]
 Needs wrk (apt-get install wrk).
@@ -22,11 +25,13 @@ Needs wrk (apt-get install wrk).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import os
 import platform
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -58,7 +63,9 @@ spec:
 """
 WRK_SCRIPT = """
 wrk.method = "POST"
-wrk.body = os.getenv("BODY")
+local file = io.open(os.getenv("BODY_FILE"), "rb")
+wrk.body = file:read("*a")
+file:close()
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer " .. os.getenv("KEY")
 done = function(summary, latency, requests)
@@ -112,7 +119,10 @@ def checkout(rev: str, dest: Path) -> Path:
 
 
 def wrk(url: str, body: dict, key: str, connections: int, seconds: int, script: Path) -> subprocess.Popen:
-    env = {**os.environ, "BODY": json.dumps(body), "KEY": key}
+    text = json.dumps(body)
+    body_file = script.with_name(f"body-{hashlib.sha256(text.encode()).hexdigest()[:16]}.json")  # too long for the environment
+    body_file.write_text(text)
+    env = {**os.environ, "BODY_FILE": str(body_file), "KEY": key}
     return subprocess.Popen(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script), url],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -137,7 +147,7 @@ def probe(url: str, body: dict, key: str) -> tuple[int, str]:
         return exc.code, exc.read().decode()[:160]
 
 
-def run(root: Path, name: str, version: str, args, extra: str, pythonpath: Path | None, bad: bool, script: Path) -> dict:
+def run(root: Path, name: str, version: str, args, extra: str, pythonpath: Path | None, other: str | None, script: Path) -> dict:
     (root / "specs" / f"{name}.yaml").write_text(ENDPOINT.format(name=name, version=version, workers=args.workers, extra=extra))
     port = free_port()
     env = {**os.environ, **({"PYTHONPATH": str(pythonpath)} if pythonpath else {})}
@@ -155,14 +165,17 @@ def run(root: Path, name: str, version: str, args, extra: str, pythonpath: Path 
                 time.sleep(0.3)
         key = ensure_keys(ProjectPaths(root).endpoint(name))["primary"]
         url = f"http://127.0.0.1:{port}/score"
-        row = generate(1, 11)[COLUMNS]
-        good = {"input_data": {"columns": COLUMNS, "data": row.values.tolist()}}
+        good = {"input_data": {"columns": COLUMNS, "data": generate(1, 11)[COLUMNS].values.tolist()}}
         poison = json.loads(json.dumps(good))
         poison["input_data"]["data"][0][0] = -1.0
+        bodies = {"bad-row": poison, "large": {"input_data": {"columns": COLUMNS, "data": generate(1000, 12)[COLUMNS].values.tolist()}},
+                  "huge": {"input_data": {"columns": COLUMNS, "data": generate(10_000, 13)[COLUMNS].values.tolist()}}}
         result(wrk(url, good, key, 16, 3, script))  # warm-up
-        clients = [wrk(url, good, key, 16, args.seconds, script)] + ([wrk(url, poison, key, 1, args.seconds, script)] if bad else [])
-        outcome = {"good": result(clients[0]), "bad": result(clients[1]) if bad else None, "bad_answer": probe(url, poison, key)}
-        return outcome
+        clients = [wrk(url, good, key, 16, args.seconds, script)]
+        if other:
+            clients.append(wrk(url, bodies[other], key, 1, args.seconds, script))
+        return {"good": result(clients[0]), "bad": result(clients[1]) if other else None,
+                "bad_answer": probe(url, bodies[other or "bad-row"], key)}
     finally:
         server.terminate()
         server.wait()
@@ -175,45 +188,58 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="server worker processes")
     parser.add_argument("--before", help="the code without isolation (default: the merge base of HEAD and main)")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(1))  # so the running server is stopped on the way out
     if shutil.which("wrk") is None:
         raise SystemExit("bench_faults needs wrk: apt-get install wrk")
     before = args.before or subprocess.run(["git", "-C", str(REPO), "merge-base", "HEAD", "main"], check=True,
                                            capture_output=True, text=True).stdout.strip()
     work = Path(tempfile.mkdtemp(prefix="specops-bench-faults-"))
+    try:
+        print("\n" + "\n".join(measure(args, before, work)))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def measure(args: argparse.Namespace, before: str, work: Path) -> list[str]:
+    """Every run, one after the other; the report's lines."""
     old_src = checkout(before, work / "before")
     root = work / "proj"
     version = make_project(root)
     script = work / "wrk.lua"
     script.write_text(WRK_SCRIPT)
     started = datetime.now(UTC)
-    runs = [("before", f"code of {before[:7]}", "", old_src, True),
-            ("isolated", "this code, out_of_range: flag", ", out_of_range: flag", None, True),
-            ("door", "this code, out_of_range: reject (default)", "", None, True),
-            ("clean", "this code, no bad client", "", None, False)]
+    runs = [("before", f"code of {before[:7]}", "", old_src, "bad-row"),
+            ("isolated", "this code, out_of_range: flag", ", out_of_range: flag", None, "bad-row"),
+            ("door", "this code, out_of_range: reject (default)", "", None, "bad-row"),
+            ("clean", "this code, no other client", "", None, None),
+            ("large", "this code, 1 client of 1,000-row requests", "", None, "large"),
+            ("huge", "this code, 1 client of 10,000-row requests", "", None, "huge")]
     rows = []
-    for name, label, extra, pythonpath, bad in runs:
-        found = run(root, name, version, args, extra, pythonpath, bad, script)
+    for name, label, extra, pythonpath, other in runs:
+        found = run(root, name, version, args, extra, pythonpath, other, script)
         rows.append((name, label, found))
         g, b = found["good"], found["bad"]
         print(f"{name}: good {g['requests']} ({g['rps']:.0f}/s), failed {g['failed']}, p50 {g['p50']:.1f} ms, p99 {g['p99']:.1f} ms; "
-              f"bad {b['requests'] if b else 0}; a bad request gets {found['bad_answer'][0]}", flush=True)
+              f"other {b['requests'] if b else 0}; it gets {found['bad_answer'][0]}", flush=True)
     lines = [f"### Bad-row mix ({started:%Y-%m-%d %H:%M} UTC)", "",
              f"{platform.node()}: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, "
              f"load average at start {os.getloadavg()[0]:.1f}; {args.workers} workers; wrk: 16 connections of good single-row "
-             f"requests and 1 connection of bad rows (income -1), at once, {args.seconds} s per run; before = {before[:7]}.", "",
-             "| run | server | good req/s | good failed | good failed % | good p50 ms | good p99 ms | bad req/s | bad answer |",
+             f"requests and 1 connection of other requests (bad rows: income -1; or large ones), at once, {args.seconds} s per run; "
+             f"before = {before[:7]}.", "",
+             "| run | server | good req/s | good failed | good failed % | good p50 ms | good p99 ms | other req/s | other's answer |",
              "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for name, label, found in rows:
         g, b = found["good"], found["bad"]
         lines.append(f"| {name} | {label} | {g['rps']:.0f} | {g['failed']} | {100 * g['failed'] / max(g['requests'], 1):.2f} | "
                      f"{g['p50']:.1f} | {g['p99']:.1f} | {b['rps'] if b else 0:.0f} | {found['bad_answer'][0]} |")
     failed = {name: found["good"]["failed"] for name, _, found in rows}
+    rps = {name: found["good"]["rps"] for name, _, found in rows}
     ratio = "inf" if failed["isolated"] == 0 else f"{failed['before'] / failed['isolated']:.1f}x"
     lines += ["", f"good requests failed, before / isolated: {failed['before']} / {failed['isolated']} ({ratio}); "
-                  f"isolated good throughput / clean: {rows[1][2]['good']['rps'] / rows[3][2]['good']['rps']:.2f}", "",
+                  f"good throughput / clean: isolated {rps['isolated'] / rps['clean']:.2f}, large {rps['large'] / rps['clean']:.2f}, "
+                  f"huge {rps['huge'] / rps['clean']:.2f}", "",
               "bad answers: " + "; ".join(f"{name}: {found['bad_answer'][0]} {found['bad_answer'][1]!r}" for name, _, found in rows[:3])]
-    print("\n" + "\n".join(lines))
-    shutil.rmtree(work, ignore_errors=True)
+    return lines
 
 
 if __name__ == "__main__":
