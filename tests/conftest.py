@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -69,6 +72,54 @@ def declarations_template(tmp_path_factory) -> Path:
 def declarations(declarations_template: Path, tmp_path: Path) -> Path:
     """The example project without its Pipeline: applies in well under a second."""
     return Path(shutil.copytree(declarations_template, tmp_path / "proj", symlinks=True))
+
+
+TEST_RUN = "SPECOPS_TEST_RUN"  # set for the session: every process the tests start inherits it
+# A server stopped by the last test drains its requests first (serving.server.DRAIN_SECONDS).
+LEFT_BEHIND_GRACE_S = float(os.environ.get("SPECOPS_TEST_LEFT_BEHIND_GRACE_S", "20"))
+
+
+def _started_by(token: str) -> dict[int, str]:
+    """pid -> command line of each specops server, worker or command still running with this session's token.
+
+    /proc/<pid>/environ is the environment a process was started with, readable for one's own processes.
+    """
+    marker, found = f"{TEST_RUN}={token}".encode(), {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as environ:
+                if marker not in environ.read().split(b"\0"):
+                    continue
+            with open(f"/proc/{entry.name}/cmdline", "rb") as cmdline:
+                command = cmdline.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # gone, or not ours
+            continue
+        # A server (python -m specops.serving), a command (specops ...), or a worker (multiprocessing's spawn_main).
+        if "specops" in command or "spawn_main" in command:
+            found[int(entry.name)] = command
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_behind():
+    """Fails the session if a specops server, worker or command started by its tests outlives it (and kills it)."""
+    if not os.path.isdir("/proc"):
+        yield
+        return
+    token = f"{os.getpid()}-{uuid.uuid4().hex}"
+    os.environ[TEST_RUN] = token
+    yield
+    deadline = time.monotonic() + LEFT_BEHIND_GRACE_S
+    while (survivors := _started_by(token)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in survivors:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    assert not survivors, "processes started by the tests outlived them:\n" + "\n".join(f"  {p}: {c}" for p, c in survivors.items())
 
 
 ORIGINAL_MLFLOW_ENV = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}

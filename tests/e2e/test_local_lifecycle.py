@@ -109,10 +109,12 @@ def test_killed_apply_converges_on_the_next_apply(tmp_path: Path):
     assert any("credit-risk-training-train" in line for line in seen), "".join(seen)
     time.sleep(1.0)  # let training get under way, so the kill lands mid-stage
     doomed = psutil.Process(proc.pid).children(recursive=True)
-    os.killpg(proc.pid, signal.SIGKILL)
+    assert any("dvc" in " ".join(p.cmdline()) for p in doomed)
+    os.kill(proc.pid, signal.SIGKILL)  # apply alone: dvc and the stage run in a process group of their own
     proc.wait(30)
-    # The orphaned dvc process is reaped by init, not by us: wait until it is gone for good.
-    psutil.wait_procs(doomed, timeout=30)
+    # They end themselves (reaped by init, not by us): wait until they are gone for good.
+    _, alive = psutil.wait_procs(doomed, timeout=60)
+    assert not alive, f"left running after apply was killed: {[' '.join(p.cmdline()) for p in alive]}"
     assert not any(e["resource"] == "Pipeline/credit-risk-training" for e in AuditLog(root).entries())
     assert versions(root) == []
 

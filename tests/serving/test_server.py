@@ -58,7 +58,7 @@ def test_bad_bodies_are_400_naming_the_field(server: Server):
     wrong_type = server.post("/score", {"data": [{"income": "lots", "score": 700, "region": "north"}]})
     assert wrong_type.status_code == 400 and wrong_type.json()["field"] == "data[0].income"
     unknown_category = server.post("/score", {"data": [{"income": 1.0, "score": 700, "region": "mars"}]})
-    assert unknown_category.status_code == 400 and unknown_category.json()["field"] == "data[0].region"
+    assert unknown_category.status_code == 422 and unknown_category.json()["field"] == "data[0].region"
 
 
 def test_oversized_body_is_413(server: Server):

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from specops.backends import local_endpoint
+from specops.core.processes import run_tied
 from specops.plan.backend import Reporter
 from specops.errors import SpecopsError
 from specops.plan.model import Action, Operation, Resource
@@ -151,9 +151,10 @@ class LocalBackend:
             commands.insert(0, ["repro", "--force", "--single-item", stage_name(pipeline.name, "train")])
         for command in commands:
             report(f"{pipeline.key}: dvc {' '.join(command)}")
-            result = subprocess.run([sys.executable, "-m", "dvc", *command], cwd=self.root, env=env)
-            if result.returncode != 0:
-                raise SpecopsError(f"pipeline {pipeline.name!r} failed (dvc exit {result.returncode}); see the stage output above")
+            # Tied to this process: an apply killed mid-run leaves no dvc or stage running, unlocked and unaudited.
+            code = run_tied([sys.executable, "-m", "dvc", *command], cwd=self.root, env=env)
+            if code != 0:
+                raise SpecopsError(f"pipeline {pipeline.name!r} failed (dvc exit {code}); see the stage output above")
         registration = self.project.paths.run(pipeline.name).registration
         return json.loads(registration.read_text()) if registration.exists() else {}
 

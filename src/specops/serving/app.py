@@ -3,12 +3,16 @@
 Routes: POST /score, POST /feedback (both need `Authorization: Bearer <key>`),
 GET /swagger.json (needs the key, as on Azure ML), and the unauthenticated
 probes and scrape target GET /, /liveness, /readiness, /metrics.
+
+Whatever a handler fails on becomes a JSON 500 naming the request id, never a
+traceback in the answer; the log gets one line.
 """
 from __future__ import annotations
 
 import asyncio
 import functools
 import json
+import logging
 import random
 import time
 import uuid
@@ -25,13 +29,14 @@ from specops.serving.config import DeploymentConfig, ServingConfig, first_line, 
 from specops.serving.inference_log import InferenceLog
 from specops.serving.keys import KeyChecker
 from specops.serving.metrics import CONTENT_TYPE, MAX_DEPLOYMENTS, Metrics
-from specops.serving.schema import BadRequest, InputSchema
+from specops.serving.schema import BadRequest, InputSchema, Unprocessable
 from specops.serving.scorer import Scorer
-from specops.serving.traffic import watch_file, watch_traffic
+from specops.serving.traffic import traffic_file, watch_file, watch_traffic
 
 DEPLOYMENT_HEADER = "azureml-model-deployment"
 REQUEST_ID_HEADER = "x-request-id"
-Handler = Callable[[web.Request], Awaitable[web.Response]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+log = logging.getLogger("specops.serving")
 
 
 @dataclass
@@ -77,6 +82,14 @@ class LiveEndpoint:
     _traffic: tuple[dict[str, int], dict[str, int]] = ({}, {})  # the weights last published, re-applied after a reload
     _watcher: asyncio.Task | None = None
     _config_watcher: asyncio.Task | None = None
+    file_faults: dict[str, str | None] = field(default_factory=dict)  # watched file -> why it cannot be used, or None
+
+    def faults(self) -> dict[str, str | None]:
+        """Each file the worker follows -> why its last change could not be used (None: in force)."""
+        return {**self.file_faults, self.keys.path.name: self.keys.fault}
+
+    def _fault(self, name: str, problem: str | None) -> None:
+        self.file_faults[name] = problem
 
     def start(self, config_path: Path | None = None) -> None:
         """Load every deployment (a failure makes that one unready), then follow the live traffic weights and,
@@ -84,10 +97,12 @@ class LiveEndpoint:
         for config in self.config.deployments:
             self.deployments[config.name] = self._started(config, _load_scorer(config))
         self.set_traffic(self.config.traffic, self.config.mirror_traffic)
+        self.metrics.faults = self.faults
+        self.file_faults = {traffic_file(self.config.state_dir).name: None, **({config_path.name: None} if config_path else {})}
         loop = asyncio.get_running_loop()
-        self._watcher = loop.create_task(watch_traffic(self.config.state_dir, self.set_traffic))
+        self._watcher = loop.create_task(watch_traffic(self.config.state_dir, self.set_traffic, self._fault))
         if config_path is not None:
-            self._config_watcher = loop.create_task(watch_file(config_path, self.reload))
+            self._config_watcher = loop.create_task(watch_file(config_path, self.reload, self._fault))
 
     def _started(self, config: DeploymentConfig, loaded: Scorer | str | None) -> Deployment:
         """A Deployment from a load's outcome (a scorer, or why there is none); its batcher runs on this loop."""
@@ -163,8 +178,23 @@ class LiveEndpoint:
         return None
 
 
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A handler's uncaught error: a JSON 500 with a request id to quote, one log line, no traceback anywhere."""
+    try:
+        return await handler(request)
+    except web.HTTPException:  # aiohttp's own answers (413, 405, ...)
+        raise
+    except Exception as exc:
+        request_id = request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex
+        log.error("%s %s failed (request %s): %s: %s", request.method, request.path, request_id, type(exc).__name__,
+                  first_line(exc)[:200])
+        return web.json_response({"error": "internal error", "request_id": request_id}, status=500,
+                                 headers={REQUEST_ID_HEADER: request_id})
+
+
 def build_app(endpoint: LiveEndpoint) -> web.Application:
-    app = web.Application(client_max_size=endpoint.config.max_request_bytes)
+    app = web.Application(client_max_size=endpoint.config.max_request_bytes, middlewares=[json_errors])
     app["endpoint"] = endpoint
     app.router.add_post("/score", score)
     app.router.add_post("/feedback", feedback)
@@ -184,7 +214,7 @@ def authenticated(handler: Handler) -> Handler:
     """Answer 401 unless the request carries one of the endpoint's keys."""
 
     @functools.wraps(handler)
-    async def checked(request: web.Request) -> web.Response:
+    async def checked(request: web.Request) -> web.StreamResponse:
         if not request.app["endpoint"].keys.accepts(request.headers.get("Authorization")):
             return web.json_response({"error": "missing or wrong key: send Authorization: Bearer <endpoint key>"},
                                      status=401, headers={"WWW-Authenticate": "Bearer"})
@@ -237,14 +267,16 @@ async def _predict(deployment: Deployment, body: bytes) -> tuple[int, Any, list]
                               f"(max_concurrent_requests_per_instance)"}, []
     try:
         rows = scorer.schema.parse(body)
-    except BadRequest as exc:
-        return 400, {"error": exc.message, "field": exc.field}, []
+    except BadRequest as exc:  # 400, or 422 for a value outside the declared domain
+        return exc.status, exc.body(), []
     deployment.in_flight += 1
     try:
         predictions = await asyncio.wait_for(batcher.submit(rows), config.request_timeout_ms / 1000)
         return 200, predictions, rows
     except TimeoutError:
         return 408, {"error": f"no answer within request_timeout_ms={config.request_timeout_ms}"}, rows
+    except Unprocessable as exc:  # a row the model cannot score: the request's fault (4xx), not the server's
+        return 422, {**exc.body(), "error": f"deployment {config.name!r}: {exc.message}"}, rows
     except Exception as exc:  # the model failed on this batch: a 500 naming why, the server lives on
         return 500, {"error": f"deployment {config.name!r} failed to score: {exc}"}, rows
     finally:
@@ -257,8 +289,9 @@ def _shadow(endpoint: LiveEndpoint, shadow: Deployment, request_id: str, rows: l
 
     def done(future: asyncio.Future) -> None:
         seconds = time.perf_counter() - start
-        failed = future.cancelled() or future.exception() is not None
-        endpoint.metrics.observe(shadow.config.name, 500 if failed else 200, seconds)
+        error = None if future.cancelled() else future.exception()
+        failed = future.cancelled() or error is not None
+        endpoint.metrics.observe(shadow.config.name, 422 if isinstance(error, Unprocessable) else 500 if failed else 200, seconds)
         if not failed:
             _record(endpoint, shadow, request_id, rows, body, future.result(), seconds, shadow=True)
 
@@ -270,12 +303,13 @@ def _record(endpoint: LiveEndpoint, deployment: Deployment, request_id: str, row
     if not InferenceLog.sampled(deployment.config.sampling_rate):
         return
     schema = deployment.schema
+    flag = schema.out_of_range == "flag"
     now = time.time()
     endpoint.log.write_requests([
         {"time": now, "request_id": request_id, "row": i, "deployment": deployment.config.name,
          "model": deployment.config.model, "version": deployment.config.version, "shadow": shadow,
          "inputs": dict(zip(schema.columns, row)), "prediction": prediction, "latency_ms": round(seconds * 1000, 3),
-         **({"sensitive": sensitive} if sensitive else {})}
+         **({"sensitive": sensitive} if sensitive else {}), **({"flags": flags} if flag and (flags := schema.flags(row)) else {})}
         for i, (row, prediction, sensitive) in enumerate(zip(rows, predictions, schema.sensitive_values(body, len(rows))))
     ])
 
@@ -286,8 +320,8 @@ async def feedback(request: web.Request) -> web.Response:
     endpoint: LiveEndpoint = request.app["endpoint"]
     try:
         document = json.loads(await request.read())
-    except (ValueError, UnicodeDecodeError) as exc:
-        return _error(400, f"not valid JSON ({exc})", field="body")
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        return _error(400, f"not valid JSON ({first_line(exc)[:200]})", field="body")
     items = document if isinstance(document, list) else [document]
     for i, item in enumerate(items):
         where = f"[{i}]" if isinstance(document, list) else "body"
@@ -318,7 +352,9 @@ async def liveness(request: web.Request) -> web.Response:
 
 async def readiness(request: web.Request) -> web.Response:
     endpoint: LiveEndpoint = request.app["endpoint"]
-    return web.json_response({"ready": endpoint.ready, "deployments": _statuses(endpoint)}, status=200 if endpoint.ready else 503)
+    faults = {name: problem for name, problem in endpoint.faults().items() if problem}
+    return web.json_response({"ready": endpoint.ready, "deployments": _statuses(endpoint), **({"faults": faults} if faults else {})},
+                             status=200 if endpoint.ready else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -7,7 +7,8 @@ and the next batch takes all of them. So batches grow with load by themselves:
 an idle deployment scores a lone request at once, a busy one scores what
 arrived during the previous call. (A worker thread would let the loop parse
 during the call, but on a CPU-bound server the two only fight over the GIL.)
-Only when the previous batch held more than one request, i.e. under load,
+A batch the model fails on is retried so that only the requests that fail alone get the error
+(`_score_batch`). Only when the previous batch held more than one request, i.e. under load,
 does the loop also wait up to max_wait_ms for the batch to fill; a single
 client never waits.
 """
@@ -56,19 +57,30 @@ class MicroBatcher:
             await asyncio.sleep(0)  # let the answers go out and new requests in before the next batch
 
     def _score_batch(self, batch: list[Pending]) -> None:
-        try:
-            predictions = self._score([row for pending in batch for row in pending.rows])
-        except Exception as exc:  # a model error fails this batch's requests, not the loop
+        """Score the batch in one call. If the call fails, only the requests that fail alone get the error:
+        the request holding the row the error names (an exception with an int `row`, an index into the
+        call's rows) is scored alone and the rest again together; an error naming no row has every
+        request scored alone. So one bad row fails its own request, never the ones batched with it."""
+        while batch:
+            try:
+                predictions = self._score([row for pending in batch for row in pending.rows])
+            except Exception as exc:  # a model error fails requests, never the loop
+                if len(batch) == 1:
+                    if not batch[0].future.done():
+                        batch[0].future.set_exception(exc)
+                    return
+                culprit = _holding(batch, getattr(exc, "row", None))
+                for alone in batch if culprit is None else [culprit]:
+                    self._score_batch([alone])
+                batch = [] if culprit is None else [p for p in batch if p is not culprit]
+                continue
+            start = 0
             for pending in batch:
-                if not pending.future.done():
-                    pending.future.set_exception(exc)
+                end = start + len(pending.rows)
+                if not pending.future.done():  # a timed-out request has gone already
+                    pending.future.set_result(predictions[start:end])
+                start = end
             return
-        start = 0
-        for pending in batch:
-            end = start + len(pending.rows)
-            if not pending.future.done():  # a timed-out request has gone already
-                pending.future.set_result(predictions[start:end])
-            start = end
 
     def _drain(self, batch: list[Pending]) -> None:
         rows = self._rows(batch)
@@ -80,3 +92,14 @@ class MicroBatcher:
     @staticmethod
     def _rows(batch: list[Pending]) -> int:
         return sum(len(p.rows) for p in batch)
+
+
+def _holding(batch: list[Pending], row: object) -> Pending | None:
+    """The request that holds row `row` of the batch's rows (None when `row` is no such index)."""
+    if not isinstance(row, int) or isinstance(row, bool) or row < 0:
+        return None
+    for pending in batch:
+        if row < len(pending.rows):
+            return pending
+        row -= len(pending.rows)
+    return None

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import ConfigDict, TypeAdapter, with_config
 
 from specops.core.files import atomic_write
 from specops.spec import Dataset, FeatureSet, Pipeline, SpecSet
@@ -20,6 +22,7 @@ from specops.spec.endpoints import Endpoint, ModelRef
 FEATURE_SET_TAG = "lineage.feature_set"  # set on every version the register stage creates
 
 
+@with_config(ConfigDict(extra="forbid", strict=True))
 @dataclass
 class DeploymentConfig:
     name: str
@@ -31,9 +34,12 @@ class DeploymentConfig:
     request_timeout_ms: int = 5000
     max_concurrent_requests: int | None = None
     sampling_rate: float = 1.0  # 0 when the data collector is off
+    out_of_range: Literal["reject", "flag"] = "reject"  # the endpoint's server.out_of_range
+    max_rows: int | None = None  # the endpoint's server.max_rows_per_request
     error: str | None = None  # why it cannot serve
 
 
+@with_config(ConfigDict(extra="forbid", strict=True))
 @dataclass
 class ServingConfig:
     endpoint: str
@@ -54,9 +60,11 @@ class ServingConfig:
 
     @classmethod
     def load(cls, path: Path) -> ServingConfig:
-        data = json.loads(path.read_text())
-        data["deployments"] = [DeploymentConfig(**d) for d in data["deployments"]]
-        return cls(**data)
+        """The file `save` wrote, checked field by field (pydantic): raises ValueError for any other shape."""
+        return _CONFIG.validate_json(path.read_bytes())
+
+
+_CONFIG = TypeAdapter(ServingConfig)
 
 
 def worker_status_file(state_dir: str | Path, worker: int) -> Path:
@@ -75,6 +83,8 @@ def resolve_endpoint(specs: SpecSet, name: str) -> ServingConfig:
     client = connect(specs)
     deployments = [_resolve_deployment(specs, client, state_dir, d) for d in spec.deployments]
     server = spec.server
+    for deployment in deployments:
+        deployment.out_of_range, deployment.max_rows = server.out_of_range, server.max_rows_per_request
     return ServingConfig(
         endpoint=name, state_dir=str(state_dir), deployments=deployments,
         traffic=dict(spec.traffic), mirror_traffic=dict(spec.mirror_traffic), port=server.port,

@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 from specops.core.paths import ProjectPaths
+from specops.core.processes import command_line, is_running
 from specops.errors import SpecopsError
 from specops.serving.config import worker_status_file
 from specops.serving.server import DRAIN_SECONDS, PID_FILE, STARTUP_TIMEOUT_S
@@ -29,12 +30,22 @@ POLL_S = 0.1
 
 
 def server_info(paths: ProjectPaths, endpoint: str) -> dict[str, Any] | None:
-    """The running server's pid file, or None when no live process owns it."""
+    """The running server's pid file, or None when no live process owns it.
+
+    The file records the server's pid with its start time and command line: after a kill -9 it stays
+    behind, and its pid may since name another program, which must never get the server's signals.
+    """
     try:
         info = json.loads((paths.endpoint(endpoint) / PID_FILE).read_text())
     except (OSError, ValueError):
         return None
-    return info if _alive(info.get("pid")) else None
+    if not isinstance(info, dict) or not isinstance(info.get("pid"), int):
+        return None
+    _reap(info["pid"])
+    if "starttime" not in info:  # written before pid files recorded who they name: trust a live server's command line only
+        command = command_line(info["pid"]) or []
+        return info if _alive(info["pid"]) and "specops.serving" in command else None
+    return info if is_running(info) else None
 
 
 def start(specs: SpecSet, endpoint: str) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import os
 import secrets
 import time
@@ -18,6 +19,7 @@ from specops.errors import SpecopsError
 KeyType = Literal["primary", "secondary"]
 KEY_TYPES: tuple[KeyType, ...] = ("primary", "secondary")
 RECHECK_SECONDS = 1.0  # how stale a running server's copy of the keys may get after a rotation
+log = logging.getLogger("specops.serving")
 
 
 def keys_file(state_dir: Path) -> Path:
@@ -46,7 +48,7 @@ def read_keys(path: Path) -> dict[str, str]:
         keys = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise SpecopsError(f"cannot read endpoint keys {path}: {exc}") from None
-    if not isinstance(keys, dict) or sorted(keys) != sorted(KEY_TYPES):
+    if not isinstance(keys, dict) or sorted(keys) != sorted(KEY_TYPES) or not all(isinstance(k, str) for k in keys.values()):
         raise SpecopsError(f"{path} is not a keys file (expected primary and secondary); delete it to generate new keys")
     return keys
 
@@ -74,6 +76,7 @@ class KeyChecker:
         self._keys: list[bytes] = []
         self._mtime = -1
         self._checked = 0.0
+        self.fault: str | None = None  # why the file's last change could not be used (the last good keys stay)
         self._reload()
 
     def accepts(self, authorization: str | None) -> bool:
@@ -83,7 +86,10 @@ class KeyChecker:
         if now - self._checked > RECHECK_SECONDS:
             self._checked = now
             self._reload()
-        offered = authorization[len("Bearer "):].encode()
+        try:
+            offered = authorization[len("Bearer "):].encode()
+        except UnicodeEncodeError:  # bytes that are no UTF-8 (aiohttp keeps them as surrogates): no key of ours
+            return False
         # Compare against every key, without short-circuit, in constant time per key.
         return sum(hmac.compare_digest(offered, key) for key in self._keys) > 0
 
@@ -92,6 +98,15 @@ class KeyChecker:
             mtime = self.path.stat().st_mtime_ns
         except FileNotFoundError:
             return  # deleted under a running server: keep serving with the keys it has
-        if mtime != self._mtime:
-            self._keys = [key.encode() for key in read_keys(self.path).values()]
-            self._mtime = mtime
+        if mtime == self._mtime:
+            return
+        try:  # a file rewritten in place (not by _write) can be read half written: keep the last good keys
+            keys = [key.encode() for key in read_keys(self.path).values()]
+        except SpecopsError as exc:
+            if self._keys:
+                if self.fault is None:
+                    log.error("cannot use %s, keeping the last good keys: %s", self.path.name, exc)
+                self.fault = str(exc)
+                return
+            raise
+        self._keys, self._mtime, self.fault = keys, mtime, None

@@ -3,7 +3,10 @@
 Each worker owns one slice of a shared array (single writer, so no locks);
 a scrape, which any worker may answer, sums the slices. Three families:
 requests by status class, errors (5xx and timeouts: the server's fault, not
-the client's), and a latency histogram.
+the client's; a 422 for a row the model cannot score is the client's), and a
+latency histogram. Beside them, a gauge from the answering worker: 1 for each
+state file it follows (traffic.json, config.json, keys.json) whose last change
+it could not use.
 
 prometheus_client renders the text format: this module is a custom collector
 over the array (the scrapers parse it with core.http.scrape_metrics). The
@@ -14,7 +17,7 @@ about 4x inside a loaded worker: bench/RESULTS.md, "Metrics".
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import accumulate
 from multiprocessing.sharedctypes import SynchronizedArray
 
@@ -22,6 +25,7 @@ from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
+    GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
 )
@@ -55,6 +59,7 @@ class Metrics:
         self.worker = worker
         self.deployments: list[str] = []
         self._offset: dict[str, int] = {}
+        self.faults: Callable[[], dict[str, str | None]] = dict  # state file -> why it cannot be used (None: fine)
         self.set_slots(deployments)
 
     def set_slots(self, deployments: list[str]) -> None:
@@ -89,7 +94,11 @@ class Metrics:
                 requests.add_metric([name, status_class], row[i])
             errors.add_metric([name], row[_ERRORS])
             latency.add_metric([name], list(zip(_LE, accumulate(row[_BUCKET0:_SUM]))), row[_SUM])
-        yield from (requests, errors, latency)
+        faults = GaugeMetricFamily("specops_state_file_fault", "1 while a state file the worker follows cannot be used "
+                                   "(the last good value stays in force).", labels=["file"])
+        for file, problem in sorted(self.faults().items()):
+            faults.add_metric([file], 1.0 if problem else 0.0)
+        yield from (requests, errors, latency, faults)
 
     def _totals(self) -> dict[str, list[float]]:
         values = self.array[:]

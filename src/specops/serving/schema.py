@@ -16,20 +16,49 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from specops.spec.kinds import Column, DatasetSpec, FeatureSetSpec
 
 _JSON_TYPES = {"int": "integer", "float": "number", "str": "string", "bool": "boolean"}
 
 
+OutOfRange = Literal["reject", "flag"]
+
+
 class BadRequest(Exception):
     """A 400: `field` is the JSON path of what is wrong."""
+
+    status = 400
 
     def __init__(self, field: str, message: str):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.message, "field": self.field}
+
+
+class TooManyRows(BadRequest):
+    """A 413: more rows than the endpoint takes in one request."""
+
+    status = 413
+
+
+class Unprocessable(BadRequest):
+    """A 422: well-formed, but row `row` (0-based, within the request) cannot be scored: a value outside the
+    Dataset's declared domain (`column` names it), or one the model failed on."""
+
+    status = 422
+
+    def __init__(self, field: str, message: str, row: int, column: str | None = None):
+        super().__init__(field, message)
+        self.row = row
+        self.column = column
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "row": self.row, **({"column": self.column} if self.column else {})}
 
 
 @dataclass(frozen=True)
@@ -37,11 +66,14 @@ class InputSchema:
     columns: tuple[str, ...]
     types: tuple[Column, ...]
     sensitive: tuple[str, ...] = ()  # logged when a caller sends them (fairness monitors), never given to the model
+    out_of_range: OutOfRange = "reject"  # a value outside the declared min/max/allowed: a 422, or scored and flagged
+    max_rows: int | None = None  # more rows in one request: a 413
 
     @classmethod
-    def of(cls, feature_set: FeatureSetSpec, dataset: DatasetSpec) -> InputSchema:
+    def of(cls, feature_set: FeatureSetSpec, dataset: DatasetSpec, out_of_range: OutOfRange = "reject",
+           max_rows: int | None = None) -> InputSchema:
         names = tuple(dict.fromkeys(src for f in feature_set.features for src in f.sources))
-        return cls(names, tuple(dataset.columns[n] for n in names), tuple(dataset.sensitive))
+        return cls(names, tuple(dataset.columns[n] for n in names), tuple(dataset.sensitive), out_of_range, max_rows)
 
     def sensitive_values(self, body: bytes, count: int) -> list[dict[str, Any]]:
         """Per row of a body `parse` accepted, the sensitive attributes the caller sent (empty when none).
@@ -86,7 +118,11 @@ class InputSchema:
             raise BadRequest(f"{key}.columns", "expected a list of column names")
         if not isinstance(data, list):
             raise BadRequest(f"{key}.data", "expected a list of rows")
+        self._check_count(f"{key}.data", len(data))
         position = {name: i for i, name in enumerate(columns)}
+        if len(position) < len(columns):
+            twice = next(c for i, c in enumerate(columns) if c in columns[:i])
+            raise BadRequest(f"{key}.columns", f"column {twice!r} appears more than once")
         missing = [c for c in self.columns if c not in position]
         if missing:
             raise BadRequest(f"{key}.columns", f"missing column(s) {', '.join(missing)}")
@@ -96,7 +132,7 @@ class InputSchema:
             if not isinstance(row, list) or len(row) != len(columns):
                 raise BadRequest(f"{key}.data[{r}]", f"expected a list of {len(columns)} values, like columns")
             values = [row[i] for i in picks]
-            self._check(values, f"{key}.data[{r}]", lambda c: f"[{position[c]}] ({c})")
+            self._check(values, r, f"{key}.data[{r}]", lambda c: f"[{position[c]}] ({c})")
             rows.append(values)
         return rows
 
@@ -105,6 +141,7 @@ class InputSchema:
             value = [value]
         if not isinstance(value, list):
             raise BadRequest(key, "expected a list of records ({column: value})")
+        self._check_count(key, len(value))
         rows = []
         for r, record in enumerate(value):
             if not isinstance(record, dict):
@@ -113,23 +150,38 @@ class InputSchema:
             if missing:
                 raise BadRequest(f"{key}[{r}]", f"missing column(s) {', '.join(missing)}")
             values = [record[c] for c in self.columns]
-            self._check(values, f"{key}[{r}]", lambda c: f".{c}")
+            self._check(values, r, f"{key}[{r}]", lambda c: f".{c}")
             rows.append(values)
         return rows
 
-    def _check(self, values: list[Any], row: str, column: Callable[[str], str]) -> None:
-        """A BadRequest at `row` + `column(name)` (where the request holds the value) for a row that breaks the contract."""
-        found = self.row_problem(values)
-        if found:
-            raise BadRequest(row + column(found[0]), found[1])
+    def _check_count(self, field: str, rows: int) -> None:
+        if self.max_rows is not None and rows > self.max_rows:
+            raise TooManyRows(field, f"{rows} rows; at most {self.max_rows} per request (server.max_rows_per_request): "
+                                     f"split it, or use a batch endpoint")
+
+    def _check(self, values: list[Any], index: int, row: str, column: Callable[[str], str]) -> None:
+        """For a row that breaks the contract, an error at `row` + `column(name)` (where the request holds the value):
+        a BadRequest for a wrong type, Unprocessable for a value outside the declared domain (unless flagged)."""
+        for name, spec, value in zip(self.columns, self.types, values):
+            problem = _type_problem(spec, value)
+            if problem:
+                raise BadRequest(row + column(name), problem)
+            problem = _domain_problem(spec, value) if self.out_of_range == "reject" else None
+            if problem:
+                raise Unprocessable(row + column(name), f"row {index}, column {name}: {problem}", index, name)
 
     def row_problem(self, values: list[Any]) -> tuple[str, str] | None:
         """(column, what is wrong) for the first value of a row (in `columns` order) that breaks the contract."""
         for name, column, value in zip(self.columns, self.types, values):
-            problem = _problem(column, value)
+            problem = _type_problem(column, value) or _domain_problem(column, value)
             if problem:
                 return name, problem
         return None
+
+    def flags(self, values: list[Any]) -> dict[str, str]:
+        """Column -> why, for each value outside the declared domain: what a flagged row carries into the log."""
+        found = {name: _domain_problem(column, value) for name, column, value in zip(self.columns, self.types, values)}
+        return {name: problem for name, problem in found.items() if problem}
 
     def openapi(self, endpoint: str, deployments: list[str], output: dict[str, Any]) -> dict[str, Any]:
         properties = {name: _property(column) for name, column in zip(self.columns, self.types)}
@@ -154,30 +206,56 @@ class InputSchema:
                     "200": {"description": "one prediction per row",
                             "content": {"application/json": {"schema": {"type": "array", "items": output}}}},
                     "400": {"description": "malformed body; the message names the field"},
+                    "422": {"description": "a row outside the Dataset's declared domain, or one the model failed on; "
+                                           "names the row (and the column)"},
                     "401": {"description": "missing or wrong key"},
                     "404": {"description": "no such deployment"},
-                    "413": {"description": "body too large"},
+                    "413": {"description": "body too large, or more rows than server.max_rows_per_request"},
                 },
             }}},
         }
 
 
-def _problem(column: Column, value: Any) -> str | None:
+MAX_INT = 2**63  # a JSON integer beyond int64 is no number a model takes (and no float holds a 400-digit one)
+
+
+def _type_problem(column: Column, value: Any) -> str | None:
     if value is None:
         return None if column.nullable else "must not be null"
     if column.type in ("int", "float"):
         # bool is an int subclass in Python, never a number in a contract.
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"expected a number, got {_short(value)}"
+        if isinstance(value, int) and not -MAX_INT <= value < MAX_INT:
+            return f"expected a number within 64 bits, got an integer of {len(str(abs(value)))} digits"
+        if not math.isfinite(value):
             return f"expected a number, got {value!r}"
         if column.type == "int" and isinstance(value, float) and not value.is_integer():
             return f"expected an integer, got {value!r}"
     elif column.type == "str" and not isinstance(value, str):
-        return f"expected a string, got {value!r}"
+        return f"expected a string, got {_short(value)}"
     elif column.type == "bool" and not isinstance(value, bool):
-        return f"expected true or false, got {value!r}"
-    if column.allowed is not None and value not in column.allowed:
-        return f"{value!r} is not one of {', '.join(map(str, column.allowed))}"
+        return f"expected true or false, got {_short(value)}"
     return None
+
+
+def _domain_problem(column: Column, value: Any) -> str | None:
+    """Outside the declared min, max or allowed values (`value` has the column's type, or is None)."""
+    if value is None:
+        return None
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)  # min and max bound numbers only
+    if number and column.min is not None and value < column.min:
+        return f"{value!r} is below the declared min {column.min:g}"
+    if number and column.max is not None and value > column.max:
+        return f"{value!r} is above the declared max {column.max:g}"
+    if column.allowed is not None and value not in column.allowed:
+        return f"{_short(value)} is not one of {', '.join(map(str, column.allowed))}"
+    return None
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _property(column: Column) -> dict[str, Any]:

@@ -12,13 +12,14 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from specops.errors import SpecopsError
 from specops.features.transforms import compute_features, feature_matrix
-from specops.serving.config import DeploymentConfig
+from specops.serving.config import DeploymentConfig, first_line
 from specops.serving.fastpath import fast_predict
-from specops.serving.schema import InputSchema
+from specops.serving.schema import InputSchema, Unprocessable
 from specops.spec.kinds import DatasetSpec, FeatureSetSpec
 
 _SIGNATURE_TYPES = {"double": "number", "float": "number", "long": "integer", "integer": "integer",
@@ -29,7 +30,7 @@ class Scorer:
     def __init__(self, config: DeploymentConfig):
         self.feature_set = FeatureSetSpec.model_validate(config.feature_set)
         self.dataset = DatasetSpec.model_validate(config.dataset)
-        self.schema = InputSchema.of(self.feature_set, self.dataset)
+        self.schema = InputSchema.of(self.feature_set, self.dataset, config.out_of_range, config.max_rows)
         if config.model_path is None:  # resolve_model sets it for every model it accepts
             raise SpecopsError(f"deployment {config.name}: model {config.model} has no local copy")
         self.model, self.signature, self._sklearn = _load(Path(config.model_path))
@@ -39,12 +40,22 @@ class Scorer:
         self._predict = fast_predict(self.model) if self._sklearn else self.model.predict
 
     def score(self, rows: list[list[Any]]) -> list[Any]:
-        """Predictions for `rows` (lists in schema column order), one model call for all of them."""
+        """Predictions for `rows` (lists in schema column order), one model call for all of them.
+
+        When the model fails and a row's features explain it (infinite, NaN, or too large for float32),
+        raises Unprocessable naming the first such row; any other failure propagates as it came.
+        """
         columns = {name: [row[i] for row in rows] for i, name in enumerate(self.schema.columns)}
         names, matrix = feature_matrix(columns, self.feature_set, self.dataset)
-        # The column order was checked against the model at load: hand sklearn the bare array and
-        # spare it re-validating feature names on every call (a third of a small model's predict).
-        predictions = self._predict(matrix) if self._sklearn else self.model.predict(pd.DataFrame(matrix, columns=names))
+        try:
+            # The column order was checked against the model at load: hand sklearn the bare array and
+            # spare it re-validating feature names on every call (a third of a small model's predict).
+            predictions = self._predict(matrix) if self._sklearn else self.model.predict(pd.DataFrame(matrix, columns=names))
+        except Exception as exc:  # whose fault? a row whose features no model takes is the request's
+            blamed = _blame(names, matrix, exc)
+            if blamed is None:
+                raise
+            raise blamed from None
         return predictions.tolist() if hasattr(predictions, "tolist") else list(predictions)
 
     def output_schema(self) -> dict[str, Any]:
@@ -59,6 +70,22 @@ class Scorer:
                                  ("fitted model", list(getattr(self.model, "feature_names_in_", [])) or None)):
             if expected is not None and expected != produced:
                 raise SpecopsError(f"the model's {source} expects features {expected} but the feature set computes {produced}")
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)  # sklearn's trees cast to float32: beyond it is infinity
+
+
+def _blame(names: list[str], matrix: np.ndarray, exc: Exception) -> Unprocessable | None:
+    """An Unprocessable for the first row with a feature value no model takes, if any row has one."""
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(matrix) | (np.abs(matrix) > _FLOAT32_MAX)
+    rows = np.flatnonzero(bad.any(axis=1))
+    if not rows.size:
+        return None
+    row = int(rows[0])
+    column = int(np.flatnonzero(bad[row])[0])
+    return Unprocessable(f"row {row}", f"row {row}: feature {names[column]} is {float(matrix[row, column])}, which the model "
+                                       f"cannot score ({first_line(exc)})", row)
 
 
 def _load(path: Path):

@@ -199,6 +199,10 @@ class ServerSettings(Strict):
     max_batch_size: int = Field(64, ge=1, description="rows a deployment scores in one model call")
     max_wait_ms: float = Field(2.0, ge=0, le=100, description="longest a request waits for a batch to fill, under load only")
     max_request_bytes: int = Field(1 << 20, ge=1024, description="larger bodies get 413")
+    max_rows_per_request: int = Field(1000, ge=1, description="requests with more rows get 413 (before any row is checked)")
+    out_of_range: Literal["reject", "flag"] = Field(
+        "reject", description="a request value outside its Dataset column's min, max or allowed values: "
+                              "reject (422 naming the row and column) or flag (scored; the log records why)")
 
 
 class EndpointSpec(Strict):
