@@ -145,7 +145,7 @@ def tag_alias_client() -> type[MlflowClient]:
             tag = ALIAS_TAG.format(alias=alias)
             self.set_model_version_tag(name, str(version), tag, "true")
             for other in self._holders(name, alias):
-                if other.version != str(version):
+                if str(other.version) != str(version):
                     self.delete_model_version_tag(name, other.version, tag)
 
         def delete_registered_model_alias(self, name: str, alias: str) -> None:
@@ -157,12 +157,12 @@ def tag_alias_client() -> type[MlflowClient]:
             if not holders:
                 raise MlflowException(f"Registered model alias {alias} not found.", RESOURCE_DOES_NOT_EXIST)
             version = holders[-1]
-            version.aliases = [a for a, v in self._aliases(name).items() if v == version.version]
+            version.aliases = [a for a, v in self._aliases(name).items() if str(v) == str(version.version)]
             return version
 
         def get_model_version(self, name: str, version: str) -> ModelVersion:
             found = super().get_model_version(name, version)
-            found.aliases = [a for a, v in self._aliases(name).items() if v == found.version]
+            found.aliases = [a for a, v in self._aliases(name).items() if str(v) == str(found.version)]
             return found
 
         def get_registered_model(self, name: str) -> RegisteredModel:
