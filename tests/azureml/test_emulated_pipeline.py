@@ -120,6 +120,9 @@ def test_a_second_run_registers_version_2_as_challenger(emulated: Emulated):
     client = emulated.workspace.client()
     tags = {v.version: dict(v.tags) for v in client.search_model_versions(f"name='{MODEL}'")}
     assert sorted(tags) == ["1", "2"]
+    # Azure ML reuses a deterministic node run on the same inputs; the stages that track and register must run again.
+    assert not any(node.reused for node in emulated.first.nodes.values())
+    assert {n for n, node in emulated.second.nodes.items() if node.reused} == {"generate_data", "validate", "features"}
     assert holds(tags["2"], CHALLENGER) and not holds(tags["1"], CHALLENGER)
     # The example's Endpoint rolls the champion out, so its rollout (not register) promotes v2.
     assert holds(tags["1"], CHAMPION) and not holds(tags["2"], CHAMPION)

@@ -15,6 +15,10 @@ runs on Azure ML compute:
   _NAME, AZUREML_RUN_ID, AZUREML_ARM_* (and AZUREML_SWEEP_<param> in a sweep trial), PATH with the
   Environment's python (here the project's .venv) first.
 
+A component that is `is_deterministic` (the SDK's default) is reused, as Azure ML reuses it: when the
+workspace already ran the same component (command, environment, code snapshot) on the same inputs, the
+node does not run again and hands on that run's outputs (`NodeRun.reused`).
+
 Sweep nodes expand the search space (grid: every choice combination; random: sampled with the rendered
 seed), run each trial, read the primary metric from the trial's MLflow run, fail as Azure ML does when
 no trial logged it, and pass the best trial's outputs on.
@@ -32,7 +36,7 @@ import stat
 import subprocess
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +79,7 @@ class NodeRun:
     seconds: float = 0.0
     trials: list[TrialRun] = field(default_factory=list)
     best: TrialRun | None = None
+    reused: bool = False
 
 
 @dataclass
@@ -193,6 +198,10 @@ class _Runner:
                 search_space: Mapping[str, Any] | None = None, folder: str | None = None) -> NodeRun:
         started = time.monotonic()
         base = self.workdir / (folder or name)
+        reuse_key = _reuse_key(component, bindings, search_space or {})
+        if getattr(component, "is_deterministic", True) and reuse_key in self.workspace.reusable:
+            run_id, outputs = self.workspace.reusable[reuse_key]
+            return NodeRun(name, run_id, outputs, component.command, time.monotonic() - started, reused=True)
         run = self.client.create_run(self.pipeline.experiment_id, run_name=folder or name,
                                      tags={"mlflow.parentRunId": parent_run})
         run_id = run.info.run_id
@@ -237,6 +246,7 @@ class _Runner:
                 self.client.set_terminated(run_id, "FAILED")
                 raise JobFailed(name, f"wrote into its read-only input {copy.parent.name} (a read-only mount on Azure ML)")
         self.client.set_terminated(run_id, "FINISHED")
+        self.workspace.reusable[reuse_key] = (run_id, outputs)
         return NodeRun(name, run_id, outputs, command, time.monotonic() - started)
 
     def _environment(self, run_id: str, search_space: Mapping[str, Any], base: Path) -> dict[str, str]:
@@ -293,6 +303,18 @@ class _Runner:
         self.client.log_metric(sweep_run.info.run_id, metric, best.metric)  # type: ignore[arg-type]
         self.client.set_terminated(sweep_run.info.run_id, "FINISHED")
         return NodeRun(name, sweep_run.info.run_id, best.outputs, seconds=time.monotonic() - started, trials=trials, best=best)
+
+
+def _reuse_key(component: Any, bindings: Mapping[str, Any], search_space: Mapping[str, Any]) -> str:
+    """What Azure ML compares before reusing a node: the component's definition, its code, its inputs."""
+    digest = hashlib.sha256()
+    digest.update(f"{component.command}\0{component.environment}\0{_code_digest(_code_folder(component))}\0".encode())
+    for key in sorted(bindings):
+        bound = bindings[key]
+        digest.update(f"{key}=".encode() + (_digest(bound) if isinstance(bound, Path) else repr(bound)).encode() + b"\0")
+    for key in sorted(search_space):
+        digest.update(f"{key}={search_space[key]!r}\0".encode())
+    return digest.hexdigest()
 
 
 def _sample(node: Any) -> list[dict[str, Any]]:
@@ -364,19 +386,32 @@ def _ignore_patterns(code: Path) -> list[str]:
     return []
 
 
-def _snapshot(code: Path, dest: Path) -> None:
+def _ignorer(code: Path) -> Callable[[str, list[str]], set[str]]:
+    """shutil.copytree's `ignore`: what the SDK leaves out of the code snapshot."""
     patterns = [*_ignore_patterns(code), *ALWAYS_IGNORED]
 
     def ignored(folder: str, names: list[str]) -> set[str]:
         rel = Path(folder).relative_to(code)
-        out = set()
-        for name in names:
-            path = (rel / name).as_posix()
-            if any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(path, p.lstrip("/")) for p in patterns):
-                out.add(name)
-        return out
+        return {name for name in names
+                if any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch((rel / name).as_posix(), p.lstrip("/")) for p in patterns)}
 
-    shutil.copytree(code, dest, ignore=ignored, symlinks=False)
+    return ignored
+
+
+def _snapshot(code: Path, dest: Path) -> None:
+    shutil.copytree(code, dest, ignore=_ignorer(code), symlinks=False)
+
+
+def _code_digest(code: Path) -> str:
+    """A digest of the snapshot the SDK would upload (its content hash decides whether it uploads again)."""
+    ignored = _ignorer(code)
+    digest = hashlib.sha256()
+    for folder, dirs, files in os.walk(code):
+        dirs[:] = sorted(d for d in dirs if d not in ignored(folder, dirs))
+        for name in sorted(f for f in files if f not in ignored(folder, files)):
+            path = Path(folder) / name
+            digest.update(path.relative_to(code).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 
 
 def _read_only_copy(source: Path, dest_folder: Path) -> Path:

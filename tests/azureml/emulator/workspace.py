@@ -146,6 +146,8 @@ class Workspace:
     proxy: ThreadingHTTPServer
     upstream: str
     refused: list[tuple[str, str, str]] = field(default_factory=list)  # (method, path, what), in order
+    # Reuse of deterministic nodes (jobs.py): reuse key -> (run id, outputs) of the run that produced them.
+    reusable: dict[str, tuple[str, dict[str, Path]]] = field(default_factory=dict)
 
     @property
     def tracking_uri(self) -> str:
@@ -212,7 +214,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     """Stop the server we started and its workers (its own process group)."""
     if process.poll() is not None:
         return
-    for sig, wait_s in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+    for sig, wait_s in ((signal.SIGTERM, 3), (signal.SIGKILL, 5)):
         try:
             os.killpg(process.pid, sig)
         except ProcessLookupError:
