@@ -81,7 +81,11 @@ class Refusal:
 
 
 def _filter_has(pattern: str) -> Callable[[Request], bool]:
-    return lambda request: re.search(pattern, request.field("filter"), re.IGNORECASE) is not None
+    """Whether a search's filter uses `pattern` outside its quoted values."""
+    def applies(request: Request) -> bool:
+        unquoted = re.sub(r"'[^']*'|\"[^\"]*\"", "''", request.field("filter"))
+        return re.search(pattern, unquoted, re.IGNORECASE) is not None
+    return applies
 
 
 def _orders_runs_by_data(request: Request) -> bool:
