@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint venv tools lock schema bench clean
+.PHONY: demo test emulator lint venv tools lock schema bench clean
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ lint: $(STAMP)
 
 test: lint $(TOOLS)
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=15
+
+# The Azure ML emulator alone (also part of `make test`): the dev environment's rendered pipeline job run
+# the way Azure ML runs it, against an mlflow server standing in for the workspace (tests/azureml/emulator).
+emulator: $(STAMP)
+	$(BIN)/python -m pytest -q --durations=5 tests/azureml/test_emulated_pipeline.py tests/azureml/test_registry_in_jobs.py
 
 schema: $(STAMP)
 	$(BIN)/specops schema

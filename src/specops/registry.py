@@ -5,9 +5,16 @@ alias, moving one, and where a version's lineage record, model card, baseline
 and SBOM live in its run (`artifact_dir`). MLflow takes seconds to import, so
 it is imported only when a function here talks to the registry: the names are
 free to import.
+
+Which store: the Project's (`tracking_uri`, a SQLite file by default), except
+inside an Azure ML job, where Azure ML sets MLFLOW_TRACKING_URI (and
+AZUREML_RUN_ID) to the workspace's own MLflow: every stage then tracks and
+registers there, so what one step logs another step can read, and what
+`register` registers is in the workspace's registry.
 """
 from __future__ import annotations
 
+import os
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -22,23 +29,59 @@ if TYPE_CHECKING:
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 REF = re.compile(r"^(?P<model>[^@]+)(@(?P<selector>.+))?$")
+# Where a registry without aliases (Azure ML's) keeps them: a tag on the model version holding the alias.
+ALIAS_TAG = "specops.alias.{alias}"
+
+
+def azureml_job_tracking_uri() -> str | None:
+    """The workspace's MLflow URI when this process runs inside an Azure ML job, else None.
+
+    Azure ML sets AZUREML_RUN_ID and MLFLOW_TRACKING_URI (with MLFLOW_RUN_ID and MLFLOW_EXPERIMENT_ID)
+    for every job; a developer's own MLFLOW_TRACKING_URI alone does not make a job.
+    """
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    return uri if uri and os.environ.get("AZUREML_RUN_ID") else None
+
+
+def aliases_as_tags(specs: SpecSet) -> bool:
+    """Whether the registry keeps aliases as version tags: Azure ML's has no aliases (see TagAliasClient)."""
+    environment = specs.project.spec.environments.get(specs.env)
+    return azureml_job_tracking_uri() is not None or (environment is not None and environment.backend == "azureml")
 
 
 def connect(specs: SpecSet) -> MlflowClient:
-    """Point MLflow (tracking and registry) at the Project's store; return a client for it."""
+    """Point MLflow (tracking and registry) at the environment's store; return a client for it.
+
+    Inside an Azure ML job that is the workspace (the job's MLFLOW_TRACKING_URI, MLFLOW_REGISTRY_URI if
+    set), never the Project's SQLite default, which would be a store private to the job's container.
+    """
     import mlflow
 
-    project = specs.project.spec
-    tracking_uri, _ = absolute_tracking_uris(specs.root, project.tracking_uri, project.artifact_location)
+    job_uri = azureml_job_tracking_uri()
+    if job_uri is not None:
+        tracking_uri, registry_uri = job_uri, os.environ.get("MLFLOW_REGISTRY_URI") or job_uri
+    else:
+        project = specs.project.spec
+        tracking_uri, _ = absolute_tracking_uris(specs.root, project.tracking_uri, project.artifact_location)
+        registry_uri = tracking_uri
     mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
-    return mlflow.MlflowClient(tracking_uri, registry_uri=tracking_uri)
+    mlflow.set_registry_uri(registry_uri)
+    client_class = tag_alias_client() if aliases_as_tags(specs) else mlflow.MlflowClient
+    return client_class(tracking_uri, registry_uri=registry_uri)
 
 
 def use_experiment(specs: SpecSet, name: str) -> str:
-    """Make `name` the active experiment, creating it with the Project's artifact location."""
+    """Make `name` the active experiment, creating it with the Project's artifact location.
+
+    Inside an Azure ML job the experiment is the job's (MLFLOW_EXPERIMENT_ID): its run, which
+    `mlflow.start_run()` resumes there, belongs to it, and the workspace decides where artifacts go.
+    """
     import mlflow
 
+    job_experiment = os.environ.get("MLFLOW_EXPERIMENT_ID") if azureml_job_tracking_uri() else None
+    if job_experiment:
+        mlflow.set_experiment(experiment_id=job_experiment)
+        return job_experiment
     project = specs.project.spec
     _, artifact_location = absolute_tracking_uris(specs.root, project.tracking_uri, project.artifact_location)
     experiment = mlflow.get_experiment_by_name(name)
@@ -58,6 +101,77 @@ def version_by_alias(client: MlflowClient, model_name: str, alias: str) -> Model
 
 def set_alias(client: MlflowClient, model_name: str, alias: str, version: str) -> None:
     client.set_registered_model_alias(model_name, alias, version)
+
+
+def tag_alias_client() -> type[MlflowClient]:
+    """MlflowClient for a registry without aliases (Azure ML's): the alias API kept over version tags.
+
+    Azure ML's MLflow registry has versions and version tags but no aliases, so there `champion` and
+    `challenger` are the tag ALIAS_TAG ("specops.alias.champion" = "true") on the version that holds
+    them. The design keeps one vocabulary for the rest of specops: every caller, the rollout engine and
+    the endpoint's model resolution included, keeps calling MLflow's alias API; only `connect` decides,
+    from the environment (an azureml backend, or running inside an Azure ML job), that the registry is
+    one without aliases, and hands out this client. It is decided up front, not by catching the
+    registry's refusal: a refused call has no documented shape, and a store must not hold an alias in
+    two places. Moving an alias tags the new version first, then untags the others, so at any moment
+    the holder is the newest version carrying the tag (a crash between the two leaves the new holder).
+    Versions are found by name only (Azure ML searches registered models neither by tag nor with LIKE).
+    """
+    import mlflow
+    from mlflow.entities.model_registry import RegisteredModel, RegisteredModelAlias
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST
+
+    class TagAliasClient(mlflow.MlflowClient):
+        def _versions(self, name: str) -> list[ModelVersion]:
+            escaped = name.replace("'", "\\'")
+            return sorted(self.search_model_versions(f"name='{escaped}'"), key=lambda v: int(v.version))
+
+        def _holders(self, name: str, alias: str) -> list[ModelVersion]:
+            tag = ALIAS_TAG.format(alias=alias)
+            return [v for v in self._versions(name) if v.tags.get(tag) == "true"]
+
+        def _aliases(self, name: str) -> dict[str, str]:
+            """alias -> version, for every alias some version holds (the newest holder wins)."""
+            prefix = ALIAS_TAG.format(alias="")
+            found: dict[str, str] = {}
+            for version in self._versions(name):
+                for key, value in version.tags.items():
+                    if key.startswith(prefix) and value == "true":
+                        found[key.removeprefix(prefix)] = version.version
+            return found
+
+        def set_registered_model_alias(self, name: str, alias: str, version: str | int) -> None:
+            tag = ALIAS_TAG.format(alias=alias)
+            self.set_model_version_tag(name, str(version), tag, "true")
+            for other in self._holders(name, alias):
+                if str(other.version) != str(version):
+                    self.delete_model_version_tag(name, other.version, tag)
+
+        def delete_registered_model_alias(self, name: str, alias: str) -> None:
+            for holder in self._holders(name, alias):
+                self.delete_model_version_tag(name, holder.version, ALIAS_TAG.format(alias=alias))
+
+        def get_model_version_by_alias(self, name: str, alias: str) -> ModelVersion:
+            holders = self._holders(name, alias)
+            if not holders:
+                raise MlflowException(f"Registered model alias {alias} not found.", RESOURCE_DOES_NOT_EXIST)
+            version = holders[-1]
+            version.aliases = [a for a, v in self._aliases(name).items() if str(v) == str(version.version)]
+            return version
+
+        def get_model_version(self, name: str, version: str) -> ModelVersion:
+            found = super().get_model_version(name, version)
+            found.aliases = [a for a, v in self._aliases(name).items() if str(v) == str(found.version)]
+            return found
+
+        def get_registered_model(self, name: str) -> RegisteredModel:
+            model = super().get_registered_model(name)
+            for alias, version in self._aliases(name).items():
+                model._add_alias(RegisteredModelAlias(alias, version))
+            return model
+
+    return TagAliasClient
 
 
 def champion_summary(client: MlflowClient, model_name: str) -> dict[str, Any] | None:

@@ -380,7 +380,7 @@ def test_a_healthy_canary_is_analysed_on_azure_monitor_between_its_weights(proje
     assert Project(project, "dev").plan().empty
     promoted = [line for line in lines if ": promoted " in line]
     assert promoted and "version=4" in promoted[0]
-    assert fake.store["/models/credit-risk/versions/4"]["properties"]["tags"]["specops.champion"] == "true"
+    assert fake.store["/models/credit-risk/versions/4"]["properties"]["tags"]["specops.alias.champion"] == "true"
 
 
 def test_a_canary_failing_analysis_is_rolled_back_with_an_incident_and_stays_planned(project: Path, fake: FakeAzureML):

@@ -31,6 +31,16 @@ def test_a_passing_run_registers_a_champion_with_lineage_and_card(project, run):
 
     paths = RunPaths(project, PIPELINE)
     assert all(out.exists() for stage in STAGES for out in paths.outputs(stage))
+    # Train logs the selection metric (what an Azure ML sweep ranks trials by): on each candidate's run,
+    # as evaluate then computes it, and the best on the execution's run (the sweep trial's run on Azure ML).
+    evaluation = json.loads(paths.evaluation.read_text())["candidates"]
+    scores = {c: e["metrics"]["roc_auc"] for c, e in evaluation.items()}
+    for candidate, score in scores.items():
+        meta = json.loads((paths.candidate(candidate) / "meta.json").read_text())
+        history = client.get_metric_history(meta["run_id"], "roc_auc")
+        assert [m.value for m in history] == [pytest.approx(score)] * 2  # train's, then evaluate's
+        assert meta["model_uri"] == f"runs:/{meta['run_id']}/model"  # not MLflow 3's logged models: Azure has none
+    assert client.get_run(meta["parent_run_id"]).data.metrics["roc_auc"] == pytest.approx(max(scores.values()))
     card = paths.model_card.read_text()
     for check in ("accuracy >= 0.7", "parity_diff <= 0.08", "p95_latency_ms <= 350", "accuracy - champion >= -0.01"):
         assert check in card

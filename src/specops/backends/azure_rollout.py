@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from specops.backends.azure_metrics import GRAIN, EndpointMetrics
+from specops.registry import ALIAS_TAG, CHAMPION
 from specops.rollout.ports import Observed, Window
 
 if TYPE_CHECKING:
@@ -20,7 +21,8 @@ if TYPE_CHECKING:
     from specops.spec import SpecSet
 
 LIVE_METRICS = frozenset({"requests", "error_rate", "p95_latency_ms"})  # what Azure Monitor measures
-CHAMPION_TAG = "specops.champion"  # on the model version the champion is: Azure ML has no registry aliases
+# On the model version the champion is: Azure ML has no registry aliases (the tag registry.connect reads there).
+CHAMPION_TAG = ALIAS_TAG.format(alias=CHAMPION)
 
 
 class AzureRouter:

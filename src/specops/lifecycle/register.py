@@ -1,5 +1,8 @@
 """Stage `register`: register the gated candidate, alias it, and attach lineage and a model card.
 
+It registers in the environment's registry: inside an Azure ML job the workspace's (see
+specops.registry.connect), where the aliases are version tags.
+
 The new version always becomes `challenger`; it also becomes `champion` when
 it beats the current champion on the selection metric (or there is none),
 unless an Endpoint with a rollout serves the champion: then the rollout of
@@ -30,7 +33,7 @@ from specops.data import load_dataset
 from specops.lifecycle.featurize import read_feature_table
 from specops.gates import better
 from specops.core.digests import data_hash
-from specops.registry import CHALLENGER, CHAMPION, artifact_dir, champion_summary, connect
+from specops.registry import CHALLENGER, CHAMPION, artifact_dir, champion_summary, connect, set_alias
 from specops.monitoring.baseline import model_inputs, summarize_features
 from specops.monitoring.drift import BaselineSummary
 from specops.spec.endpoints import Endpoint, champion_rollout
@@ -55,9 +58,9 @@ def run(ctx: StageContext) -> None:
     model_name = ctx.pipeline.spec.model_name
     promote = should_promote(client, model_name, gate["selection"], champion_rollout(ctx.specs, model_name))
     version = mlflow.register_model(candidate.model_uri, model_name, tags=lineage.lineage_tags(record)).version
-    client.set_registered_model_alias(model_name, CHALLENGER, version)
+    set_alias(client, model_name, CHALLENGER, version)
     if promote:
-        client.set_registered_model_alias(model_name, CHAMPION, version)
+        set_alias(client, model_name, CHAMPION, version)
     aliases = [CHALLENGER, CHAMPION] if promote else [CHALLENGER]
     card = model_card(ctx, model_name, version, aliases, gate, evaluation, record)
     store_records(ctx, client, candidate, version, record, card)

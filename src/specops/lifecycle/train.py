@@ -2,6 +2,14 @@
 
 Training runs in worker processes; all MLflow logging happens afterwards in
 this process, so only one process ever writes the SQLite store.
+
+Each candidate's run gets the pipeline's selection metric on the held-out rows
+(the number evaluate computes), and the execution's run gets the best of them:
+on Azure ML that run is the sweep trial's own (the job's MLFLOW_RUN_ID), and the
+sweep ranks its trials by that metric, the one its `primary_metric` names.
+The model is saved as an MLflow model and logged as run artifacts
+(`runs:/<run>/model`), not through MLflow 3's logged-models API, which Azure ML's
+tracking server does not implement.
 """
 from __future__ import annotations
 
@@ -12,6 +20,7 @@ import multiprocessing
 import os
 import pickle
 import shutil
+import tempfile
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +36,7 @@ from sklearn.model_selection import train_test_split
 
 from specops.errors import SpecopsError, StageFailed
 from specops.lifecycle.context import StageContext, write_json
+from specops.lifecycle.evaluate import evaluate_model
 from specops.lifecycle.featurize import FeatureTable, read_feature_table
 from specops.lifecycle.fit import fit_candidate
 from specops.registry import connect, use_experiment
@@ -61,7 +71,22 @@ def run(ctx: StageContext) -> None:
     models = fit_all(ctx, estimator, candidates, params, table.inputs.iloc[train_rows], table.frame[table.target].iloc[train_rows])
     shutil.rmtree(ctx.paths.candidates, ignore_errors=True)
     write_json(ctx.paths.split, {"seed": params.seed, "test_size": params.test_size, "test_rows": test_rows.tolist()})
-    log_candidates(ctx, params, candidates, models, table.inputs.iloc[train_rows])
+    scores = selection_scores(ctx, models, table, test_rows)
+    log_candidates(ctx, params, candidates, models, table.inputs.iloc[train_rows], scores)
+
+
+def selection_scores(ctx: StageContext, models: dict[str, Any], table: FeatureTable, test_rows: np.ndarray) -> dict[str, float]:
+    """Candidate id -> the pipeline's selection metric on the held-out rows, computed as evaluate computes it."""
+    metric = ctx.pipeline.spec.selection.metric
+    test = table.frame.iloc[test_rows]
+    scores = {}
+    for candidate_id, model in models.items():
+        metrics = evaluate_model(model, test, table, ctx.sensitive_column)["metrics"]
+        if metric not in metrics:
+            raise SpecopsError(f"pipeline {ctx.pipeline.name}: selection metric {metric!r} is not one evaluate computes "
+                               f"({', '.join(sorted(metrics))})")
+        scores[candidate_id] = metrics[metric]
+    return scores
 
 
 def load_params(ctx: StageContext) -> TrainParams:
@@ -138,11 +163,16 @@ def fit_all(ctx: StageContext, estimator: type, candidates: list[Candidate], par
     return models
 
 
-def log_candidates(ctx: StageContext, params: TrainParams, candidates: list[Candidate], models: dict[str, Any], inputs) -> None:
-    """One parent MLflow run for this execution, a nested run (with the model) per candidate."""
+def log_candidates(ctx: StageContext, params: TrainParams, candidates: list[Candidate], models: dict[str, Any], inputs,
+                   scores: dict[str, float]) -> None:
+    """One parent MLflow run for this execution, a nested run (with the model) per candidate.
+
+    The parent is the job's own run inside an Azure ML job (mlflow.start_run resumes MLFLOW_RUN_ID).
+    """
     connect(ctx.specs)
     use_experiment(ctx.specs, ctx.pipeline.name)
     requirements = pip_requirements(ctx.pipeline.spec.estimator)
+    selection = ctx.pipeline.spec.selection
     # Why this run happened (apply, or a controller trigger: drift, performance, stale, ...).
     tags = {"specops.pipeline": ctx.pipeline.name, "specops.trigger_reason": os.environ.get("SPECOPS_TRIGGER_REASON", "apply")}
     with mlflow.start_run(run_name=ctx.pipeline.name, tags=tags) as parent:
@@ -152,16 +182,29 @@ def log_candidates(ctx: StageContext, params: TrainParams, candidates: list[Cand
             model = models[candidate.id]
             with mlflow.start_run(run_name=candidate.id, nested=True, tags={"specops.candidate": candidate.id}) as run:
                 mlflow.log_params(candidate.params)
-                info = mlflow.sklearn.log_model(
-                    model,
-                    name="model",
-                    signature=infer_signature(inputs, model.predict(inputs)),
-                    input_example=inputs.head(3),
-                    pip_requirements=requirements,
-                    # Our own freshly trained model: trusting the types it contains is safe.
-                    skops_trusted_types=skops.io.get_untrusted_types(data=skops.io.dumps(model)),
-                )
-            save_candidate(ctx, candidate, model, run.info.run_id, parent.info.run_id, info.model_uri)
+                mlflow.log_metric(selection.metric, scores[candidate.id])
+                model_uri = log_model(model, inputs, requirements, run.info.run_id)
+            save_candidate(ctx, candidate, model, run.info.run_id, parent.info.run_id, model_uri)
+        # What this execution achieved: an Azure ML sweep reads it from the trial's run to rank its trials.
+        pick = max if selection.goal == "maximize" else min
+        mlflow.log_metric(selection.metric, pick(scores.values()))
+
+
+def log_model(model: Any, inputs, requirements: list[str], run_id: str) -> str:
+    """Save the MLflow model and log it as the run's `model` artifacts; return its runs:/ URI."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "model")
+        mlflow.sklearn.save_model(
+            model,
+            path,
+            signature=infer_signature(inputs, model.predict(inputs)),
+            input_example=inputs.head(3),
+            pip_requirements=requirements,
+            # Our own freshly trained model: trusting the types it contains is safe.
+            skops_trusted_types=skops.io.get_untrusted_types(data=skops.io.dumps(model)),
+        )
+        mlflow.log_artifacts(path, "model")
+    return f"runs:/{run_id}/model"
 
 
 def save_candidate(ctx: StageContext, candidate: Candidate, model: Any, run_id: str, parent_run_id: str, model_uri: str) -> None:

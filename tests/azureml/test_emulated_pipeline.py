@@ -1,0 +1,190 @@
+"""The dev environment's rendered pipeline job, run by the Azure ML emulator against a stand-in workspace.
+
+One module fixture renders the example project for `dev`, starts the workspace (a real `mlflow server`
+behind a proxy refusing what Azure ML's MLflow refuses) and runs the pipeline job twice, as two
+trainings would run on Azure ML; the tests then check what each run left in the workspace.
+"""
+from __future__ import annotations
+
+import shutil
+import textwrap
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from mlflow.exceptions import MlflowException
+
+from specops.registry import ALIAS_TAG, CHALLENGER, CHAMPION
+from specops.render.azureml import render_azureml
+from specops.spec import load_specs
+from tests.azureml.emulator.jobs import JobFailed, PipelineRun, run_pipeline_job
+from tests.azureml.emulator.workspace import REFUSALS, Workspace, start_workspace
+from tests.conftest import BIN, REPO
+
+pytestmark = [pytest.mark.xdist_group("azureml-emulator"), pytest.mark.filterwarnings("ignore")]
+
+MODEL = "credit-risk"
+JOB = "build/dev/azureml/jobs/credit-risk-training.yaml"
+
+
+@dataclass
+class Emulated:
+    root: Path
+    workspace: Workspace
+    first: PipelineRun
+    second: PipelineRun
+    tags_after_first: dict[str, dict[str, str]]  # version -> tags, before the second run moved any
+    refused_during_runs: list[tuple[str, str, str]]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def example_project(dest: Path) -> Path:
+    """The example project as its repository would be uploaded: specs, params, lock, src (specops included)."""
+    shutil.copytree(REPO / "specs", dest / "specs")
+    shutil.copytree(REPO / "src", dest / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("requirements.lock", ".gitignore"):
+        shutil.copy(REPO / name, dest / name)
+    # A small sweep (two trials) on fewer rows and trees: the point is how it runs, not the model.
+    params = (REPO / "params.yaml").read_text().replace("[3, 5, 7]", "[3, 5]").replace("n_estimators: 100", "n_estimators: 30")
+    (dest / "params.yaml").write_text(params)
+    pipeline = dest / "specs" / "pipelines" / "training.yaml"
+    pipeline.write_text(pipeline.read_text().replace("--rows 5000", "--rows 1500"))
+    return dest
+
+
+@pytest.fixture(scope="module")
+def emulated(tmp_path_factory) -> Iterator[Emulated]:
+    from azure.ai.ml._utils import _experimental
+
+    base = tmp_path_factory.mktemp("emulated")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_experimental, "_should_skip_warning", lambda: True)  # see conftest.quick_experimental_check
+        seconds: dict[str, float] = {}
+        started = time.monotonic()
+        root = example_project(base / "proj")
+        render_azureml(load_specs(root, "dev"), root / "build" / "dev" / "azureml")
+        # What the Data asset's datastore path holds: the pipeline's generate step writes the real rows over it.
+        datastore = base / "datastore" / "credit.csv"
+        datastore.parent.mkdir()
+        datastore.write_text("placeholder: the generate_data node writes the rows\n")
+        seconds["render"] = time.monotonic() - started
+        workspace = start_workspace(base / "workspace", python=str(BIN / "python"))
+        seconds["workspace"] = time.monotonic() - started - seconds["render"]
+        try:
+            def run(label: str) -> PipelineRun:
+                began = time.monotonic()
+                result = run_pipeline_job(root / JOB, workspace, data={"credit-applications": datastore},
+                                          python=BIN / "python", workdir=base / label)
+                seconds[label] = time.monotonic() - began
+                return result
+
+            first = run("first")
+            client = workspace.client()
+            tags = {v.version: dict(v.tags) for v in client.search_model_versions(f"name='{MODEL}'")}
+            second = run("second")
+            seconds["total"] = time.monotonic() - started
+            print(f"emulated pipeline timings (s): { {k: round(v, 1) for k, v in seconds.items()} }")
+            yield Emulated(root, workspace, first, second, tags, list(workspace.refused), seconds)
+        finally:
+            workspace.close()
+
+
+def holds(tags: dict[str, str], alias: str) -> bool:
+    return tags.get(ALIAS_TAG.format(alias=alias)) == "true"
+
+
+def test_every_trial_logs_the_primary_metric_and_the_sweep_takes_the_best(emulated: Emulated):
+    for run in (emulated.first, emulated.second):
+        sweep = run.nodes["train"]
+        assert [t.params for t in sweep.trials] == [{"max_depth": 3}, {"max_depth": 5}]
+        assert all(t.metric is not None for t in sweep.trials), "every trial logs roc_auc to its own run"
+        assert sweep.best is max(sweep.trials, key=lambda t: t.metric or 0.0)
+        # The best trial's outputs are what evaluate received: its candidate, its run.
+        assert sweep.outputs == sweep.best.outputs
+
+
+def test_the_first_run_registers_version_1_in_the_workspace_as_champion(emulated: Emulated):
+    client = emulated.workspace.client()
+    version = client.get_model_version(MODEL, "1")
+    assert holds(emulated.tags_after_first["1"], CHAMPION) and holds(emulated.tags_after_first["1"], CHALLENGER)
+    # Registered from the best trial's candidate run, which evaluate scored in the same workspace.
+    candidate = client.get_run(version.run_id)
+    assert candidate.data.tags["mlflow.parentRunId"] == emulated.first.nodes["train"].best.run_id
+    assert {"roc_auc", "accuracy", "f1", "parity_diff"} <= set(candidate.data.metrics)
+    # Nothing went to a store private to a node's container.
+    assert not list(emulated.root.parent.rglob("wd/.specops/mlflow"))
+
+
+def test_a_second_run_registers_version_2_as_challenger(emulated: Emulated):
+    client = emulated.workspace.client()
+    tags = {v.version: dict(v.tags) for v in client.search_model_versions(f"name='{MODEL}'")}
+    assert sorted(tags) == ["1", "2"]
+    # Azure ML reuses a deterministic node run on the same inputs; the stages that track and register must run again.
+    assert not any(node.reused for node in emulated.first.nodes.values())
+    assert {n for n, node in emulated.second.nodes.items() if node.reused} == {"generate_data", "validate", "features"}
+    assert holds(tags["2"], CHALLENGER) and not holds(tags["1"], CHALLENGER)
+    # The example's Endpoint rolls the champion out, so its rollout (not register) promotes v2.
+    assert holds(tags["1"], CHAMPION) and not holds(tags["2"], CHAMPION)
+
+
+def test_the_product_calls_nothing_azure_ml_refuses(emulated: Emulated):
+    assert emulated.refused_during_runs == []
+
+
+def test_the_stand_in_refuses_aliases_and_logged_models_as_azure_does(emulated: Emulated):
+    import mlflow
+
+    workspace = emulated.workspace
+    before = len(workspace.refused)
+    client = workspace.client()
+    with pytest.raises(MlflowException, match="404"):
+        client.set_registered_model_alias(MODEL, "champion", "1")
+    with pytest.raises(MlflowException, match="404"):
+        client.get_model_version_by_alias(MODEL, "champion")
+    with pytest.raises(MlflowException, match="LIKE"):
+        client.search_registered_models("name LIKE 'credit%'")
+    with pytest.raises(MlflowException, match="[Rr]enaming"):
+        client.rename_registered_model(MODEL, "other")
+    from sklearn.linear_model import LogisticRegression
+
+    experiment = client.create_experiment("refusals")
+    mlflow.set_tracking_uri(workspace.tracking_uri)
+    model = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
+    with mlflow.start_run(experiment_id=experiment), pytest.raises(MlflowException, match="logged-models"):
+        mlflow.sklearn.log_model(model, name="model")  # MLflow 3's logged-models API: Azure ML answers 404
+    refused = {what for _, _, what in workspace.refused[before:]}
+    assert refused == {r.what for r in (REFUSALS[0], REFUSALS[1], REFUSALS[2], REFUSALS[4])}
+
+
+SWEEP_JOB = """\
+$schema: https://azuremlschemas.azureedge.net/latest/pipelineJob.schema.json
+type: pipeline
+experiment_name: no-metric
+settings: {default_compute: serverless}
+jobs:
+  train:
+    type: sweep
+    sampling_algorithm: grid
+    search_space:
+      depth: {type: choice, values: [1, 2]}
+    objective: {primary_metric: roc_auc, goal: maximize}
+    limits: {max_total_trials: 2, max_concurrent_trials: 2}
+    trial:
+      type: command
+      code: code
+      environment: azureml:any:1
+      command: python -c "import mlflow; mlflow.start_run(); mlflow.log_metric('accuracy', ${{search_space.depth}})"
+      inputs:
+        depth: {type: integer}
+"""
+
+
+def test_a_sweep_whose_trials_log_no_primary_metric_fails_as_azure_does(emulated: Emulated, tmp_path: Path):
+    (tmp_path / "code").mkdir()
+    job = tmp_path / "job.yaml"
+    job.write_text(textwrap.dedent(SWEEP_JOB))
+    with pytest.raises(JobFailed, match="No trial of the sweep logged the primary metric 'roc_auc'") as failed:
+        run_pipeline_job(job, emulated.workspace, data={}, python=BIN / "python", workdir=tmp_path / "jobs")
+    assert failed.value.node == "train"
