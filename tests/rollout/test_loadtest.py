@@ -125,7 +125,7 @@ def test_locust_drives_one_deployment_of_the_live_server(fresh: Server):
 
 
 def test_a_load_test_step_with_failed_requests_rolls_the_canary_back(fresh: Server):
-    rows = (fresh.root / "data" / "loans.csv").read_text().replace(",north,", ",east,")  # not an allowed region: 400
+    rows = (fresh.root / "data" / "loans.csv").read_text().replace(",north,", ",east,")  # not an allowed region: 422
     (fresh.root / "unknown-regions.csv").write_text(rows)
     write_endpoint(fresh.root, "{green: 100}", FAILING_LOAD_TEST)
     Rollout(Project(fresh.root), "live").start("green", "blue")
@@ -134,7 +134,7 @@ def test_a_load_test_step_with_failed_requests_rolls_the_canary_back(fresh: Serv
     failed = record.analyses[-1]
     assert failed["kind"] == "load test" and failed["phase"] == FAILED and failed["step"] == 0
     failures = next(c for c in failed["checks"] if c["check"] == "load test failures")
-    assert failures["phase"] == FAILED and failures["value"] == failed["canary"]["failures"] > 0 and "400" in failures["note"]
+    assert failures["phase"] == FAILED and failures["value"] == failed["canary"]["failures"] > 0 and "422" in failures["note"]
     assert "load test failed at step 0" in record.message
     assert "load test failures" in ProjectPaths(fresh.root).incident(record.incident).read_text()
 

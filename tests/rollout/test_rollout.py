@@ -122,7 +122,8 @@ def test_a_restarted_server_gets_the_rollout_weights_back_on_resume(fresh: Serve
     paused = Rollout(Project(fresh.root), "live", max_wait_s=1).run()  # quiet: paused at the first analysis, 30% on green
     assert paused.status == PAUSED
     restart(fresh)
-    assert read_traffic(fresh.state_dir)[0] == {"blue": 100}  # a new server starts from the spec
+    # A server restarted mid-rollout starts from the rollout's weights, not the spec's.
+    assert read_traffic(fresh.state_dir)[0] == {"blue": 100 - CANARY_WEIGHT, "green": CANARY_WEIGHT}
     with Load(fresh) as load:
         record = Rollout(Project(fresh.root), "live").resume()  # weights back; the analysis window restarts with the server
         for _ in range(RESUMES):

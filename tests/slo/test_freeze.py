@@ -116,7 +116,7 @@ def test_a_gate_naming_no_slo_reads_nothing(project: Path):
 
 
 def test_the_rollout_controller_passes_the_budgets_to_its_analysis(project: Path, monkeypatch):
-    """Rollout._analyse on the fixture endpoint, its /metrics scrape replaced by two fixed snapshots."""
+    """Rollout._analyse on the fixture endpoint, the local server's /metrics scrape replaced by a fixed snapshot."""
     from specops.project import Project
     from specops.rollout import Rollout
     from specops.state.records import RolloutRecord
@@ -127,7 +127,7 @@ def test_the_rollout_controller_passes_the_budgets_to_its_analysis(project: Path
     snapshot = {name: {"requests": 100.0, "errors": 0.0, "buckets": [[0.01, 100.0], [float("inf"), 100.0]]}
                 for name in ("blue", "green")}
     driver = Rollout(Project(project), "scoring")
-    monkeypatch.setattr(driver, "_scrape", lambda: snapshot)
+    monkeypatch.setattr(driver.metrics.server, "scrape", lambda: snapshot)
     record_ = RolloutRecord(endpoint="scoring", strategy="canary", stable="blue", canary="green", model="credit-risk",
                             stable_version="1", canary_version="2", step=1, window={"time": now - HOUR, "metrics": {}})
 

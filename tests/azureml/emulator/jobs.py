@@ -157,7 +157,12 @@ def _order(jobs: Mapping[str, Any]) -> list[str]:
 
 
 def _asset(name: str, value: Any, data: Mapping[str, Path]) -> Path | Any:
-    path = getattr(value, "path", value)
+    from azure.ai.ml import Input
+
+    raw = getattr(value, "_data", value)
+    if not isinstance(raw, Input):
+        return raw  # a literal pipeline input (a string, a number): passed as it is
+    path = raw.path
     if not isinstance(path, str):
         return path
     asset = path.removeprefix("azureml:").split(":")[0].split("@")[0]
