@@ -7,6 +7,7 @@ with its own MLflow SQLite store, and the server listens on loopback only.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -198,3 +199,25 @@ def server(project: Path):
     running = start_server(project, "scoring", workers=2)
     yield running
     stop_server(running)
+
+
+def counter(server: Server, name: str, **labels) -> float:
+    """One sample of the server's /metrics, by name and exact labels."""
+    selector = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    match = re.search(rf"^{name}\{{{re.escape(selector)}\}} (\S+)$", server.get("/metrics").text, re.M)
+    assert match, f"{name}{{{selector}}} not in /metrics"
+    return float(match.group(1))
+
+
+def process_gone(pid: int, timeout_s: float = 60) -> bool:
+    """Whether the process exits (or is left a zombie) within `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True
+        except OSError:
+            return True
+        time.sleep(0.05)
+    return False

@@ -22,6 +22,7 @@ from specops.serving.keys import KeyChecker, ensure_keys
 from specops.serving.schema import BadRequest, InputSchema, Unprocessable
 from specops.serving.scorer import _blame
 from specops.serving.server import PID_FILE
+from tests.serving.conftest import process_gone
 from specops.serving.traffic import read_traffic, set_traffic, traffic_file, watch_traffic
 from specops.spec.kinds import DatasetSpec, FeatureSetSpec
 
@@ -242,26 +243,13 @@ time.sleep(120)
 """
 
 
-def _gone(pid: int, timeout_s: float = 30) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as stat:
-                if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    return True
-        except OSError:
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_a_child_that_watches_its_parent_dies_when_the_parent_is_killed():
     parent = subprocess.Popen([sys.executable, "-c", ORPHAN], stdout=subprocess.PIPE, text=True)
     try:
         child = int(parent.stdout.readline())
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait()
-        assert _gone(child), f"process {child} outlived its parent"
+        assert process_gone(child), f"process {child} outlived its parent"
     finally:
         parent.kill()
         parent.wait()
@@ -342,7 +330,7 @@ def test_a_tied_command_and_what_it_started_die_with_a_caller_killed_outright():
         command, stage = int(caller.stdout.readline()), int(caller.stdout.readline())
         os.kill(caller.pid, signal.SIGKILL)
         caller.wait()
-        assert _gone(command) and _gone(stage), "the command or the stage it started outlived the caller"
+        assert process_gone(command) and process_gone(stage), "the command or the stage it started outlived the caller"
     finally:
         caller.kill()
         caller.wait()

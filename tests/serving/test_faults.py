@@ -5,7 +5,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import pytest
 import requests
 
 from specops.serving.traffic import set_traffic, traffic_file
-from tests.serving.conftest import Server, free_port, rows, start_server, stop_server
+from tests.serving.conftest import Server, counter, free_port, process_gone, rows, start_server, stop_server
 
 pytestmark = pytest.mark.xdist_group("serving-faults")
 
@@ -57,16 +56,9 @@ def good(n: int = 1, seed: int = 1) -> dict:
     return split(*rows(n, seed)[COLUMNS].values.tolist())
 
 
-def sample(server: Server, name: str, **labels) -> float:
-    selector = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    match = re.search(rf"^{name}\{{{re.escape(selector)}\}} (\S+)$", server.get("/metrics").text, re.M)
-    assert match, f"{name}{{{selector}}} not in /metrics"
-    return float(match.group(1))
-
-
 def test_a_row_the_model_cannot_score_is_a_422_naming_it_and_no_server_error(server: Server):
-    errors = sample(server, "specops_errors_total", deployment="blue")
-    rejected = sample(server, "specops_requests_total", deployment="blue", status="4xx")
+    errors = counter(server, "specops_errors_total", deployment="blue")
+    rejected = counter(server, "specops_requests_total", deployment="blue", status="4xx")
     data = rows(3, 2)[COLUMNS].values.tolist()
     data[2][0] = -1.0  # log1p(-1) = -inf: the model raises
     response = server.post("/score", split(*data))
@@ -74,8 +66,8 @@ def test_a_row_the_model_cannot_score_is_a_422_naming_it_and_no_server_error(ser
     answer = response.json()
     assert answer["row"] == 2 and "feature log_income is -inf" in answer["error"] and "blue" in answer["error"]
     assert "Traceback" not in response.text
-    assert sample(server, "specops_errors_total", deployment="blue") == errors  # not the server's fault
-    assert sample(server, "specops_requests_total", deployment="blue", status="4xx") == rejected + 1
+    assert counter(server, "specops_errors_total", deployment="blue") == errors  # not the server's fault
+    assert counter(server, "specops_requests_total", deployment="blue", status="4xx") == rejected + 1
 
 
 def test_good_requests_batched_with_bad_rows_are_all_answered(server: Server):
@@ -137,12 +129,12 @@ def test_hostile_headers_and_bodies_get_json_answers_without_tracebacks(server: 
 
 
 def test_a_broken_traffic_file_is_reported_and_the_last_good_weights_stay(server: Server):
-    assert sample(server, "specops_state_file_fault", file="traffic.json") == 0
+    assert counter(server, "specops_state_file_fault", file="traffic.json") == 0
     traffic_file(server.state_dir).write_text("[]")
     deadline = time.monotonic() + 10
-    while sample(server, "specops_state_file_fault", file="traffic.json") == 0 and time.monotonic() < deadline:
+    while counter(server, "specops_state_file_fault", file="traffic.json") == 0 and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert sample(server, "specops_state_file_fault", file="traffic.json") == 1
+    assert counter(server, "specops_state_file_fault", file="traffic.json") == 1
     ready = server.get("/readiness").json()
     assert "traffic.json" in ready["faults"] and "keeping the last good one" in ready["faults"]["traffic.json"]
     assert {server.post("/score", good()).headers["azureml-model-deployment"] for _ in range(5)} == {"blue"}
@@ -151,7 +143,7 @@ def test_a_broken_traffic_file_is_reported_and_the_last_good_weights_stay(server
     while server.post("/score", good()).headers["azureml-model-deployment"] != "green" and time.monotonic() < deadline:
         time.sleep(0.1)
     assert {server.post("/score", good()).headers["azureml-model-deployment"] for _ in range(20)} == {"green"}
-    assert sample(server, "specops_state_file_fault", file="traffic.json") == 0
+    assert counter(server, "specops_state_file_fault", file="traffic.json") == 0
     assert "faults" not in server.get("/readiness").json()
     set_traffic(server.state_dir, ["blue", "green"], {"blue": 100})
 
@@ -163,13 +155,13 @@ def test_a_keys_file_rewritten_in_place_keeps_serving_with_the_last_good_keys(se
     try:
         time.sleep(1.2)  # past the checker's recheck interval: the next request rereads the file
         assert all(server.post("/score", good(), key=key).status_code == 200 for _ in range(5))
-        assert sample(server, "specops_state_file_fault", file="keys.json") == 1
+        assert counter(server, "specops_state_file_fault", file="keys.json") == 1
     finally:
         path.write_text(text)
     os.utime(path)
     time.sleep(1.2)
     assert server.post("/score", good(), key=key).status_code == 200
-    assert sample(server, "specops_state_file_fault", file="keys.json") == 0
+    assert counter(server, "specops_state_file_fault", file="keys.json") == 0
 
 
 def _children(pid: int) -> list[int]:
@@ -186,19 +178,6 @@ def _command(pid: int) -> str:
             return cmdline.read().decode(errors="replace")
     except OSError:
         return ""
-
-
-def _gone(pid: int, timeout_s: float = 60) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as stat:
-                if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    return True
-        except OSError:
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_a_worker_killed_outright_is_reported_with_its_signal(project: Path):
@@ -224,7 +203,7 @@ def test_workers_die_with_a_parent_killed_while_they_load(project: Path):
             time.sleep(0.01)
         os.kill(parent.pid, signal.SIGKILL)  # the workers are still importing and loading models
         parent.wait()
-        assert all(_gone(worker) for worker in workers), "a worker outlived its server"
+        assert all(process_gone(worker) for worker in workers), "a worker outlived its server"
     finally:
         parent.kill()
         parent.wait()

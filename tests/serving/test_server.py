@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from specops.rollout.metrics import scrape, window
 from specops.serving.inference_log import log_dir, read_log
 from specops.serving.keys import regenerate_key
 from specops.serving.traffic import read_traffic, set_traffic
-from tests.serving.conftest import Server, rows
+from tests.serving.conftest import Server, counter, rows
 
 pytestmark = pytest.mark.xdist_group("serving")
 
@@ -26,13 +25,6 @@ COLUMNS = ["income", "score", "region"]
 def split_body(n: int = 1, seed: int = 1) -> dict:
     data = rows(n, seed)[COLUMNS]
     return {"input_data": {"columns": COLUMNS, "data": data.values.tolist()}}
-
-
-def counter(server: Server, name: str, **labels) -> float:
-    selector = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    match = re.search(rf"^{name}\{{{re.escape(selector)}\}} (\S+)$", server.get("/metrics").text, re.M)
-    assert match, f"{name}{{{selector}}} not in /metrics"
-    return float(match.group(1))
 
 
 def test_scores_the_azure_ml_formats_with_one_prediction_per_row(server: Server):

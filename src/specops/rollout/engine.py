@@ -122,12 +122,13 @@ class Rollout:
         if canary == stable:
             raise SpecopsError(f"the canary and the stable deployment are both {canary!r}")
         model = ModelRef.parse(self._deployment(canary).model).name
+        weights, shadows = self._initial_weights(stable, live), {k: v for k, v in mirror.items() if k != canary}
         record = RolloutRecord(endpoint=self.name, strategy=self.strategy.strategy, stable=stable, canary=canary, model=model,
                                stable_version=versions[stable], canary_version=versions[canary],
-                               weights=self._initial_weights(stable, live), mirror=self._initial_mirror(canary, mirror),
+                               weights=weights, mirror=self._initial_mirror(canary, shadows),
                                revision=existing.revision if existing else 0)
-        record.extra["baseline"] = self._initial_weights(stable, live)  # what a canary step splits the rest by
-        record.extra["baseline_mirror"] = {k: v for k, v in mirror.items() if k != canary}  # shadows stay shadows
+        record.extra["baseline"] = dict(weights)  # what a canary step splits the rest by, and a rollback restores
+        record.extra["baseline_mirror"] = shadows  # shadows stay shadows
         if target:
             record.extra["target"] = dict(target)
         record.log("started", stable=stable, canary=canary)
@@ -148,10 +149,8 @@ class Rollout:
             return dict(live)  # every deployment serving keeps its share until a canary step splits it
         return {stable: 100}
 
-    def _initial_mirror(self, canary: str, live: dict[str, int]) -> dict[str, int]:
-        if isinstance(self.strategy, BlueGreenRollout):
-            return {canary: PREVIEW_MIRROR_PERCENT}
-        return {k: v for k, v in live.items() if k != canary}
+    def _initial_mirror(self, canary: str, shadows: dict[str, int]) -> dict[str, int]:
+        return {canary: PREVIEW_MIRROR_PERCENT} if isinstance(self.strategy, BlueGreenRollout) else dict(shadows)
 
     def run(self) -> RolloutRecord:
         """Step until the rollout pauses, finishes or rolls back (canary and blue-green; one step otherwise).
