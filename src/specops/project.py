@@ -25,7 +25,9 @@ from specops.core.paths import ProjectPaths
 from specops.errors import SpecopsError
 from specops.plan.backend import Backend, Reporter, quiet
 from specops.plan.diff import make_plan
+from specops.plan import saved as saved_plan
 from specops.plan.model import Action, Operation, Plan, digest
+from specops.plan.saved import SavedPlan
 from specops.spec import SpecSet, load_specs
 from specops.spec.kinds import Environment
 from specops.state.audit import AuditAction, AuditLog, actor
@@ -140,21 +142,35 @@ class Project:
     def plan(self) -> Plan:
         backend = self.backend
         desired = backend.desired(self.specs)
-        actual = backend.observe(self.specs, self.state.read().fields())
+        state = self.state.read()
+        actual = backend.observe(self.specs, state.fields())
         result = make_plan(self.env, backend.name, desired, actual)
+        result.serial = state.serial
         result.notes.extend(backend.notes(self.specs))
         return result
 
-    def apply(self, report: Reporter = quiet) -> ApplyResult:
+    def save_plan(self, path: Path) -> tuple[Plan, SavedPlan]:
+        """`plan -out FILE`: the plan, and the file that lets `apply FILE` carry out exactly it."""
+        result = self.plan()
+        return result, saved_plan.save(result, self.specs, path)
+
+    def apply(self, report: Reporter = quiet, reviewed: Path | None = None) -> ApplyResult:
         """Plan and carry out the plan under the lock.
+
+        With `reviewed` (a file from `plan -out`), the plan computed under the lock must be
+        that one: same specs, params, data and state serial, same operations; otherwise
+        StalePlan names what moved and nothing is applied.
 
         Operations with an effect (a pipeline run) are committed and audited as each
         finishes, so a crash converges on the next apply. Operations that only record
         a declaration are committed once everything succeeded: a failed apply (failed
         expectations, failed gate) leaves state and audit log untouched.
         """
+        saved = saved_plan.load(reviewed) if reviewed is not None else None
         with self.lock(f"apply --env {self.env}"):
             plan = self.plan()
+            if saved is not None and reviewed is not None:
+                saved_plan.check(saved, plan, self.specs, reviewed)
             result, deferred = ApplyResult(plan), []
             for op in plan.operations:
                 report(f"{op.action.symbol} {op.key}")

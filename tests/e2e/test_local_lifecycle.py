@@ -136,6 +136,21 @@ def test_killed_apply_converges_on_the_next_apply(tmp_path: Path):
     runs = mlflow_runs(root, "tags.`specops.trigger_reason` = 'drift'")
     assert len(runs) == 1 and runs[0].data.tags["specops.pipeline"] == "credit-risk-training"
 
+    # A version registered by a run no apply recorded (its register stage finished, the apply was killed before
+    # committing): the next plan shows it, and apply records it in state with an audit line, running nothing.
+    known = Project(root).applied("Pipeline/credit-risk-training").outputs["version"]
+    model = registry(root).get_model_version("credit-risk", known)
+    orphan = registry(root).create_model_version("credit-risk", model.source, run_id=model.run_id, tags=model.tags)
+    [op] = Project(root).plan().operations
+    assert op.key == "Pipeline/credit-risk-training" and [c.path for c in op.changes] == ["registered"]
+    assert op.changes[0].old.startswith(f"unrecorded v{orphan.version} ")
+    Project(root).apply()
+    assert Project(root).applied("Pipeline/credit-risk-training").outputs["version"] == orphan.version
+    [entry] = [e for e in AuditLog(root).entries() if e.get("outputs", {}).get("reconciled")]
+    assert entry["action"] == "update" and entry["outputs"]["reconciled"] == [orphan.version]
+    assert entry["changed"] == ["registered"]
+    assert len(versions(root)) == int(orphan.version) and Project(root).plan().empty  # nothing was trained
+
 
 def test_failing_gate_changes_nothing(tmp_path: Path):
     root = make_project(tmp_path / "proj")

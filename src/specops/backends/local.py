@@ -29,7 +29,9 @@ if TYPE_CHECKING:
     from specops.project import Project as Session
 
 CURRENT = "current"
+RECORDED = "recorded"  # every model version the pipeline's register stage made is in state
 DVC_FILE = "dvc.yaml"
+LINEAGE_TAG = "lineage.data_path"  # set by the register stage on every version it registers
 
 
 class LocalBackend:
@@ -60,7 +62,8 @@ class LocalBackend:
                 s = doc.spec
                 deps += (f"Dataset/{s.dataset}", f"FeatureSet/{s.feature_set}", f"Gate/{s.gate}")
                 fields["outputs"] = CURRENT
-                live = ("outputs",)
+                fields["registered"] = RECORDED
+                live = ("outputs", "registered")
             if isinstance(doc, Endpoint):
                 deps += _training_pipelines(specs, doc)  # a model is trained before it is served
                 fields["serving"] = local_endpoint.RUNNING
@@ -78,10 +81,34 @@ class LocalBackend:
             for p in pipelines:
                 changed = sorted(s.removeprefix(f"{p.name}-") for s in stale if s.startswith(f"{p.name}-"))
                 actual[p.key]["outputs"] = f"stale ({', '.join(changed)})" if changed else CURRENT
+                unrecorded = self.unrecorded_versions(p)
+                actual[p.key]["registered"] = (f"unrecorded v{', v'.join(unrecorded)} (registered by a run no apply "
+                                               f"recorded)" if unrecorded else RECORDED)
         for endpoint in specs.of_kind(Endpoint):
             if endpoint.key in actual:
                 actual[endpoint.key]["serving"] = local_endpoint.observe(self.project, endpoint)
         return actual
+
+    def unrecorded_versions(self, pipeline: Pipeline) -> list[str]:
+        """Versions of the pipeline's model that its register stage made (they carry lineage tags) after the one
+        state records: a run whose apply was killed after registering, say. Oldest first."""
+        applied = self.project.applied(pipeline.key)
+        recorded = str((applied.outputs if applied else {}).get("version") or 0)
+        if not recorded.isdigit():
+            return []
+        found = self.project.registry.search_model_versions(f"name='{pipeline.spec.model_name}'")
+        return sorted((v.version for v in found if int(v.version) > int(recorded) and LINEAGE_TAG in (v.tags or {})),
+                      key=int)
+
+    def record_versions(self, pipeline: Pipeline, versions: list[str], report: Reporter) -> dict[str, Any]:
+        """State's outputs for the newest of `versions` (what the registration file would have said), naming all
+        of them as reconciled so the audit line says what entered state without a pipeline run of this apply."""
+        client, name = self.project.registry, pipeline.spec.model_name
+        latest = client.get_model_version(name, versions[-1])
+        aliases = sorted(a for a, v in client.get_registered_model(name).aliases.items() if str(v) == latest.version)
+        report(f"{pipeline.key}: recording model version(s) {', '.join(versions)} registered by a run no apply recorded")
+        return {"model": name, "version": latest.version, "aliases": aliases, "run_id": latest.run_id,
+                "model_uri": latest.source, "reconciled": versions}
 
     def check_rendered(self, specs: SpecSet) -> None:
         if not specs.of_kind(Pipeline):
@@ -130,7 +157,11 @@ class LocalBackend:
         if isinstance(doc, Project):
             return self._apply_project(doc, specs)
         if isinstance(doc, Pipeline):
-            return self.run_pipeline(doc, specs, report)
+            orphans = self.unrecorded_versions(doc) if op.action is Action.UPDATE else []
+            if orphans and {c.path for c in op.changes} == {"registered"}:
+                return self.record_versions(doc, orphans, report)  # nothing to run: only state to catch up
+            outputs = self.run_pipeline(doc, specs, report)
+            return {**outputs, "reconciled": orphans} if orphans else outputs
         if isinstance(doc, Endpoint):
             return local_endpoint.deploy(self.project, doc, report)
         return {}

@@ -38,12 +38,14 @@ def validate(project: Project) -> None:
 @with_project
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
 @click.option("--detailed-exitcode", is_flag=True, help="exit 0 when nothing changes, 2 when something does, 1 on error")
+@click.option("-out", "--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="also write the plan to FILE; `specops apply FILE` applies exactly it, or refuses if anything moved")
 @friendly
-def plan(project: Project, fmt: str, detailed_exitcode: bool) -> None:
+def plan(project: Project, fmt: str, detailed_exitcode: bool, out: Path | None) -> None:
     """Show what apply would change."""
     from specops.plan.format import FORMATS
 
-    result = project.plan()
+    result = project.save_plan(out)[0] if out is not None else project.plan()
     text = FORMATS[fmt](result)
     click.echo(_colour(text) if fmt == "text" and sys.stdout.isatty() else text)
     if detailed_exitcode and not result.empty:
@@ -62,12 +64,23 @@ def _colour(plan_text: str) -> str:
 
 @main.command()
 @with_project
+@click.argument("planfile", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @friendly
-def apply(project: Project) -> None:
-    """Carry out the plan, in dependency order, under the apply lock."""
-    from specops.plan.format import to_text
+def apply(project: Project, planfile: Path | None) -> None:
+    """Carry out the plan, in dependency order, under the apply lock.
 
-    result = project.apply(report=reporter("specops"))
+    With PLANFILE (from `specops plan -out`), apply exactly that plan in its environment,
+    or refuse, changing nothing, if the specs, params, data or state moved since.
+    """
+    from specops.plan.format import to_text
+    from specops.plan.saved import load
+
+    if planfile is not None:
+        env = load(planfile).env
+        if project.requested_env not in (None, env):
+            raise SpecopsError(f"{planfile} was planned for environment {env}, not {project.requested_env}")
+        project = Project(project.root, env)
+    result = project.apply(report=reporter("specops"), reviewed=planfile)
     console.print(to_text(result.plan) if result.plan.empty else f"Applied {len(result.applied)} change(s). {result.plan.summary()}")
 
 

@@ -81,6 +81,7 @@ class Plan:
     backend: str
     operations: list[Operation] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    serial: int | None = None  # the state serial the plan was computed on (a saved plan is refused once it moved)
 
     @property
     def empty(self) -> bool:

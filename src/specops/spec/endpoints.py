@@ -21,7 +21,7 @@ from pydantic import AfterValidator, Field, model_validator
 from specops.core.durations import seconds
 from specops.errors import SpecError
 from specops.spec.checks import missing_reference, check, registered_models
-from specops.spec.kinds import Dataset, Document, Duration, Gate, Name, Project, Strict, register_kind
+from specops.spec.kinds import Dataset, Document, Duration, Gate, Name, PositiveDuration, Project, Strict, register_kind
 from specops.spec.loader import Path_, SpecSet
 
 MODEL_REF = re.compile(r"^(?P<name>[a-z0-9]([-a-z0-9]*[a-z0-9])?)@(?P<selector>[0-9]+|[A-Za-z][-\w]*)$")
@@ -191,6 +191,17 @@ Rollout = Annotated[
 
 # --- Endpoint ----------------------------------------------------------------
 
+class InferenceLogSettings(Strict):
+    """How much of the inference log the local server keeps (.specops/endpoints/<name>/inference/)."""
+
+    rotate_size_mb: float = Field(64, gt=0, le=1 << 20, description="a worker starts a new file past this size "
+                                                                   "(besides one file per UTC hour)")
+    max_size_mb: float = Field(2048, gt=0, description="all files together; past it the oldest hours are deleted "
+                                                      "(the current hour never)")
+    retention: PositiveDuration = Field("P35D", description="files older than this are deleted; keep it at least as long "
+                                                          "as the longest SLO window or monitor lookback reading the log")
+
+
 class ServerSettings(Strict):
     """How the local endpoint server runs (no Azure ML counterpart)."""
 
@@ -203,6 +214,7 @@ class ServerSettings(Strict):
     out_of_range: Literal["reject", "flag"] = Field(
         "reject", description="a request value outside its Dataset column's min, max or allowed values: "
                               "reject (422 naming the row and column) or flag (scored; the log records why)")
+    inference_log: InferenceLogSettings = InferenceLogSettings()
 
 
 class EndpointSpec(Strict):

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AfterValidator, Field
 
+from specops.core.durations import parse_duration
 from specops.errors import SpecError
 from specops.spec.checks import check, missing_reference
 from specops.spec.endpoints import Endpoint
@@ -145,6 +146,22 @@ def slos(specs: SpecSet) -> Iterable[SpecError]:
         for i, objective in enumerate(slo.spec.objectives):
             if isinstance(objective, Fairness):
                 yield from _sensitive_exists(specs, slo, i, objective)
+        yield from _log_kept_long_enough(specs, slo)
+
+
+def _log_kept_long_enough(specs: SpecSet, slo: SLO) -> Iterable[SpecError]:
+    """The SLO reads its window from the endpoint's inference log: the log must keep at least that long."""
+    endpoint = endpoint_of(specs, slo)
+    if endpoint is None:
+        return
+    retention = endpoint.spec.server.inference_log.retention
+    windows = [(("spec", "window"), slo.spec.window)] + [
+        (("spec", "objectives", i, "window"), o.window) for i, o in enumerate(slo.spec.objectives)
+        if o.window and not isinstance(o, Freshness)]  # a model's age is read from the registry, not the log
+    for path, window in windows:
+        if parse_duration(window) > parse_duration(retention):
+            yield specs.error(slo, path, f"window {window} is longer than endpoint {endpoint.name}'s "
+                                         f"server.inference_log.retention ({retention}): the log would not hold it")
 
 
 def _unique_objectives(specs: SpecSet, slo: SLO) -> Iterable[SpecError]:

@@ -12,6 +12,7 @@ exactly as true as the commits that finished; it is validated on every read.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -38,7 +39,25 @@ class State:
         return {key: entry.fields for key, entry in self.resources.items()}
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True, default=str)
+        """Strict JSON: a NaN or infinity (which json.dumps would write as bare NaN/Infinity, readable by Python
+        only) is refused, naming where it is, before anything is written."""
+        data = asdict(self)
+        try:
+            return json.dumps(data, indent=2, sort_keys=True, default=str, allow_nan=False)
+        except ValueError:
+            raise SpecopsError(f"refusing to write state with a non-finite number at {_non_finite(data)}") from None
+
+
+def _non_finite(value: Any, path: str = "") -> str:
+    """The dotted path of the first NaN or infinity in `value` ('' when there is none)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path or "(top)"
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _non_finite(item, f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}" if path else str(key))
+        if found:
+            return found
+    return ""
 
 
 class StateStore:
