@@ -147,7 +147,7 @@ def test_killed_apply_converges_on_the_next_apply(tmp_path: Path):
     Project(root).apply()
     assert Project(root).applied("Pipeline/credit-risk-training").outputs["version"] == orphan.version
     [entry] = [e for e in AuditLog(root).entries() if e.get("outputs", {}).get("reconciled")]
-    assert entry["action"] == "update" and entry["outputs"]["reconciled"] == [orphan.version]
+    assert entry["action"] == "update" and entry["outputs"]["reconciled"] == [str(orphan.version)]
     assert entry["changed"] == ["registered"]
     assert len(versions(root)) == int(orphan.version) and Project(root).plan().empty  # nothing was trained
 

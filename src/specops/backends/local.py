@@ -97,7 +97,7 @@ class LocalBackend:
         if not recorded.isdigit():
             return []
         found = self.project.registry.search_model_versions(f"name='{pipeline.spec.model_name}'")
-        return sorted((v.version for v in found if int(v.version) > int(recorded) and LINEAGE_TAG in (v.tags or {})),
+        return sorted((str(v.version) for v in found if int(v.version) > int(recorded) and LINEAGE_TAG in (v.tags or {})),
                       key=int)
 
     def record_versions(self, pipeline: Pipeline, versions: list[str], report: Reporter) -> dict[str, Any]:
@@ -105,7 +105,7 @@ class LocalBackend:
         of them as reconciled so the audit line says what entered state without a pipeline run of this apply."""
         client, name = self.project.registry, pipeline.spec.model_name
         latest = client.get_model_version(name, versions[-1])
-        aliases = sorted(a for a, v in client.get_registered_model(name).aliases.items() if str(v) == latest.version)
+        aliases = sorted(a for a, v in client.get_registered_model(name).aliases.items() if str(v) == str(latest.version))
         report(f"{pipeline.key}: recording model version(s) {', '.join(versions)} registered by a run no apply recorded")
         return {"model": name, "version": latest.version, "aliases": aliases, "run_id": latest.run_id,
                 "model_uri": latest.source, "reconciled": versions}
