@@ -141,7 +141,7 @@ class Project:
         backend = self.backend
         desired = backend.desired(self.specs)
         actual = backend.observe(self.specs, self.state.read().fields())
-        result = make_plan(self.env, backend.name, desired, actual)
+        result = make_plan(self.env, backend.name, desired, actual, backend.causes())
         result.notes.extend(backend.notes(self.specs))
         return result
 
