@@ -55,3 +55,10 @@ def test_without_a_committed_champion_or_training_the_comment_says_so():
     assert "| `accuracy` | - | 0.88 | - |" in alone
     untouched = comment(trained=False, note="nothing that feeds training changed: no candidate trained")
     assert "_nothing that feeds training changed: no candidate trained_" in untouched and "mermaid" not in untouched
+
+
+def test_a_failed_training_is_shown_with_its_error():
+    failed = comment(trained=False, failed=True, note="pipeline 'p' failed (dvc exit 1); see the stage output above")
+    assert "Training the candidate **failed** ❌" in failed
+    assert "```\npipeline 'p' failed (dvc exit 1); see the stage output above\n```" in failed
+    assert "- `p-train: params train.fixed.n_estimators: 100 → 150`" in failed and "**Metrics**" not in failed

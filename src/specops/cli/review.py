@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from specops.cli.options import friendly, reporter, with_project
+from specops.errors import SpecopsError
 from specops.project import Project
 
 
@@ -30,6 +31,8 @@ def review_command(project: Project, base: str, plan_env: str | None, title: str
         click.echo(body, nl=False)
     else:
         out.write_text(body, encoding="utf-8")
+    if result.failed:  # the comment says why; the run fails too
+        raise SpecopsError(f"training the candidate of {', '.join(result.failed)} failed (see the comment)")
 
 
 COMMANDS = (review_command,)

@@ -47,7 +47,8 @@ class PipelineReview:
     pipeline: str
     causes: tuple[Cause, ...]
     trained: bool
-    note: str = ""  # why nothing was trained, or what could not be compared
+    failed: bool = False  # training (or data validation before it) failed: `note` says how
+    note: str = ""  # why nothing was trained, what failed, or what could not be compared
     candidate: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     champion: str | None = None  # the candidate the base revision's committed evaluation selected
@@ -69,6 +70,10 @@ class Review:
     base: str
     plan: Plan
     pipelines: tuple[PipelineReview, ...]
+
+    @property
+    def failed(self) -> list[str]:
+        return [p.pipeline for p in self.pipelines if p.failed]
 
 
 def review(project: Project, base: str, plan: Plan | None = None, report: Reporter = quiet) -> Review:
@@ -93,7 +98,11 @@ def review(project: Project, base: str, plan: Plan | None = None, report: Report
                                           note="nothing that feeds training changed: no candidate trained"))
             continue
         report(f"Pipeline/{pipeline.name}: training a candidate (not registered, not deployed)")
-        backend.train_candidate(pipeline, specs, report)
+        try:
+            backend.train_candidate(pipeline, specs, report)
+        except SpecopsError as exc:  # the reviewer sees why in the comment; the command then exits 1
+            reviews.append(PipelineReview(pipeline.name, causes, trained=False, failed=True, note=str(exc)))
+            continue
         reviews.append(_measure(project, pipeline, causes, base))
     return Review(base, plan, tuple(reviews))
 

@@ -31,6 +31,9 @@ def to_comment(review: Review, title: str) -> str:
 
 def _pipeline(p: PipelineReview, base: str) -> list[str]:
     lines = [f"### Pipeline `{p.pipeline}`", ""]
+    if p.failed:
+        return [*lines, "Training the candidate **failed** ❌; its inputs changed because:", "",
+                *(f"- `{describe(cause)}`" for cause in p.causes), "", "```", p.note, "```", ""]
     if not p.trained:
         return [*lines, f"_{p.note}_", ""]
     lines += ["Trained on this pull request because:", ""]
