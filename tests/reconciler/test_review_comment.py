@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import re
 
+from click.testing import CliRunner
+
+from specops.cli import main as cli
 from specops.plan.format import MARKER
 from specops.plan.model import Action, Cause, Change, Operation, Plan
 from specops.review.candidate import PipelineReview, Plots, Review
@@ -62,3 +65,14 @@ def test_a_failed_training_is_shown_with_its_error():
     assert "Training the candidate **failed** ❌" in failed
     assert "```\npipeline 'p' failed (dvc exit 1); see the stage output above\n```" in failed
     assert "- `p-train: params train.fixed.n_estimators: 100 → 150`" in failed and "**Metrics**" not in failed
+
+
+def test_the_command_on_a_project_without_pipelines_and_with_a_bad_base(declarations):
+    """`specops review` as the workflow calls it: a bad --base is a clear error; no pipeline, nothing trained."""
+    wrong = CliRunner().invoke(cli, ["review", "--root", str(declarations), "--base", "origin/nope"])
+    assert wrong.exit_code == 1 and "--base 'origin/nope' is not a commit of the git repository" in wrong.output
+    assert "Traceback" not in wrong.output
+    done = CliRunner().invoke(cli, ["review", "--root", str(declarations), "--base", "HEAD"])
+    assert done.exit_code == 0, done.output
+    assert done.output.startswith(MARKER) and "+ Project/credit-risk" in done.output
+    assert "_No pipeline is declared: no model to train._" in done.output

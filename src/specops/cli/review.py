@@ -24,8 +24,7 @@ def review_command(project: Project, base: str, plan_env: str | None, title: str
     from specops.review.comment import to_comment
 
     planned = Project(project.root, plan_env) if plan_env else project
-    plan = planned.plan()
-    result = review(project, base, plan=plan, report=reporter("specops review"))
+    result = review(project, base, plan=planned.plan() if plan_env else None, report=reporter("specops review"))
     body = to_comment(result, title or planned.env)
     if out is None:
         click.echo(body, nl=False)

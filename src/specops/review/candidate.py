@@ -80,11 +80,11 @@ def review(project: Project, base: str, plan: Plan | None = None, report: Report
     """The plan of `project` (or `plan`, made elsewhere, e.g. for an Azure environment) and, for each pipeline
     whose training inputs changed, its candidate trained by the local backend and compared with `base`."""
     _check_revision(project.root, base)
-    plan = plan if plan is not None else project.plan()
     backend = project.backend
     if not isinstance(backend, LocalBackend):
         raise SpecopsError(f"environment {project.env!r} uses the {backend.name} backend: the review trains candidates "
                            "locally, so pass a local environment with --env (the plan can be another's: --plan-env)")
+    plan = plan if plan is not None else project.plan()
     specs = project.specs
     pipelines = specs.of_kind(Pipeline)
     backend.check_rendered(specs)
