@@ -17,7 +17,8 @@ from dvc.repo import Repo
 from specops.backends.dvc_causes import FEEDS_TRAINING, pipeline_causes, pipeline_status
 from specops.plan.format import to_json, to_markdown, to_text
 from specops.plan.model import Action, Cause, Change, Operation, Plan
-from specops.spec.loader import SpecSet
+from specops.spec.kinds import Dataset
+from specops.spec.loader import Source, SpecSet
 
 from tests.conftest import run
 
@@ -29,6 +30,7 @@ stages:
     deps:
     - code/train.py
     - data/rows.csv
+    - specs/data.yaml
     params:
     - train
     outs:
@@ -50,6 +52,8 @@ def scratch(root: Path) -> Path:
     (root / "code" / "train.py").write_text(TRAIN)
     (root / "data" / "rows.csv").write_text("a,b\n1,2\n")
     (root / "params.yaml").write_text(PARAMS)
+    (root / "specs").mkdir()
+    (root / "specs" / "data.yaml").write_text("min_value: 500\n")
     (root / "dvc.yaml").write_text(DVC_YAML)
     run(["git", "init", "-q"], root)
     # In process: two fewer interpreters importing DVC (seconds each on a busy machine).
@@ -69,10 +73,16 @@ def root(reproduced: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(reproduced, tmp_path / "proj"))
 
 
-def causes_of(root: Path) -> tuple[Cause, ...]:
+def dataset(min_value: int) -> Dataset:
+    return Dataset.model_validate({"apiVersion": "specops/v1", "kind": "Dataset", "metadata": {"name": "d"}, "spec": {
+        "path": "data/rows.csv", "target": "b", "columns": {"a": {"type": "int"}, "b": {"type": "int"}},
+        "expectations": [{"expect_table_row_count_to_be_between": {"min_value": min_value}}]}})
+
+
+def causes_of(root: Path, specs: SpecSet | None = None, stored: dict | None = None) -> tuple[Cause, ...]:
     pipeline = SimpleNamespace(name="p")  # all pipeline_status and pipeline_causes read of a Pipeline
     status = pipeline_status(root, [pipeline])  # type: ignore[list-item]
-    return pipeline_causes(root, pipeline, status, SpecSet(root, "local"), {})  # type: ignore[arg-type]
+    return pipeline_causes(root, pipeline, status, specs or SpecSet(root, "local"), stored or {})  # type: ignore[arg-type]
 
 
 def test_each_changed_input_is_named_with_its_old_and_new_value(root: Path):
@@ -90,6 +100,20 @@ def test_each_changed_input_is_named_with_its_old_and_new_value(root: Path):
     for cause in (code, data):
         assert cause.old and cause.new and cause.old != cause.new and len(cause.new) == 8  # md5 before and after
     assert all(kind in FEEDS_TRAINING for _, kind, _ in causes)
+
+
+def test_a_changed_spec_file_names_the_fields_that_differ_from_the_last_apply(root: Path):
+    (root / "specs" / "data.yaml").write_text("min_value: 600\n")
+    specs = SpecSet(root, "local")
+    specs.add(dataset(600), Source("specs/data.yaml", {}, []))
+    applied = {"Dataset/d": {"spec": dataset(500).spec.model_dump(mode="json")}}
+    [cause] = causes_of(root, specs, applied)
+    assert (cause.stage, cause.kind) == ("p-train", "spec")
+    assert cause.path == "Dataset/d spec.expectations[0].expect_table_row_count_to_be_between.min_value"
+    assert (cause.old, cause.new) == (500, 600)
+    # Never applied (a fresh CI runner has no state): the file itself is named.
+    [unknown] = causes_of(root, specs, {})
+    assert (unknown.kind, unknown.path, unknown.note) == ("spec", "specs/data.yaml", "modified")
 
 
 def test_a_missing_output_is_not_a_change_of_what_feeds_training(root: Path):
