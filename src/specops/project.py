@@ -144,7 +144,7 @@ class Project:
         desired = backend.desired(self.specs)
         state = self.state.read()
         actual = backend.observe(self.specs, state.fields())
-        result = make_plan(self.env, backend.name, desired, actual)
+        result = make_plan(self.env, backend.name, desired, actual, backend.causes())
         result.serial = state.serial
         result.notes.extend(backend.notes(self.specs))
         return result

@@ -238,6 +238,16 @@ def test_bad_flags_fail_clearly_and_write_nothing(tmp_path, args, message):
     assert not dest.exists()
 
 
+def test_a_folder_name_that_is_no_project_name_says_why(tmp_path):
+    """The folder's name is the default --name: when it cannot be one, say so, and offer one that can."""
+    dest = tmp_path / "My_Project 2"
+    result = invoke(str(dest), "--target", "y", "--no-interactive")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "the folder name 'My_Project 2' is not a valid project name" in result.output
+    assert "pass --name, e.g. --name my-project-2" in result.output
+    assert not dest.exists()
+
+
 def test_bad_data_fails_clearly(tmp_path):
     three = tmp_path / "three.csv"
     three.write_text("x,label\n1,a\n2,b\n3,c\n")

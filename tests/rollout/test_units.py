@@ -10,6 +10,7 @@ from specops.state.records import RolloutRecord
 from specops.state.store import RecordChanged, StateStore
 from specops.rollout.strategies import thompson_weights
 from specops.spec.endpoints import CanaryRollout
+from specops.spec.kinds import Gate
 
 SCRAPE = """
 specops_requests_total{deployment="a",status="2xx"} 90
@@ -69,6 +70,15 @@ def test_rollback_conditions_fail_the_analysis():
 def test_too_few_labels_leave_the_regression_check_inconclusive():
     result = analyse(arm("c", labelled=3, correct=3), arm("s"), canary(), None)
     assert result["phase"] == INCONCLUSIVE
+
+
+def test_a_check_against_the_champion_names_the_stable_deployment():
+    """In a rollout the champion is the stable deployment: its note names it so (not `vblue`, a version-like name)."""
+    gate = Gate.model_validate({"apiVersion": "specops/v1", "kind": "Gate", "metadata": {"name": "g"},
+                                "spec": {"checks": [{"metric": "accuracy", "compare_to": "champion", "min": -0.01}]}})
+    [check] = [c for c in analyse(arm("green", correct=88), arm("blue"), canary(), gate)["checks"]
+               if c["check"] == "accuracy - champion >= -0.01"]
+    assert check["note"] == "vs stable deployment blue" and check["value"] == pytest.approx(-0.02)
 
 
 def test_thompson_weights_sum_to_100_and_keep_every_floor():

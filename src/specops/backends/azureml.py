@@ -28,7 +28,7 @@ from specops.backends.azure_metrics import AzureMonitorMetrics, EndpointMetrics,
 from specops.backends.azure_rollout import AzureLiveMetrics, AzureRouter
 from specops.plan.backend import Reporter
 from specops.errors import SpecopsError
-from specops.plan.model import Action, Operation, Resource
+from specops.plan.model import Action, Cause, Operation, Resource
 from specops.render.azureml import (
     TRIGGER_VARIABLE, Rendered, azureml_notes, entity_dict, read_project_files, render_entities, short_hash, slug,
 )
@@ -142,6 +142,9 @@ class AzureMLBackend:
 
     def notes(self, specs: SpecSet) -> list[str]:
         return azureml_notes(specs)  # every local-only feature, rollout steps included, is the renderer's to say
+
+    def causes(self) -> dict[str, tuple[Cause, ...]]:
+        return {}  # Azure ML observes no pipeline outputs: a spec's own diff is the whole story
 
     def records_only(self, op: Operation) -> bool:
         if op.kind in RECORD_KINDS:

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from specops.backends import local_endpoint
+from specops.backends.dvc_causes import pipeline_causes, pipeline_status
 from specops.core.processes import run_tied
 from specops.plan.backend import Reporter
 from specops.errors import SpecopsError
-from specops.plan.model import Action, Operation, Resource
+from specops.plan.model import Action, Cause, Operation, Resource
 from specops.rollout.local import local_ports
 from specops.rollout.ports import RolloutPorts
 from specops.render.dvc import dump_dvc, final_stage, render_dvc, stage_name
@@ -40,6 +41,7 @@ class LocalBackend:
     def __init__(self, project: Session):
         self.project = project
         self.root = project.root
+        self._causes: dict[str, tuple[Cause, ...]] = {}
 
     @classmethod
     def from_project(cls, project: Session) -> LocalBackend:
@@ -76,14 +78,16 @@ class LocalBackend:
         self.check_rendered(specs)
         actual = {key: dict(fields) for key, fields in stored.items()}
         pipelines = [p for p in specs.of_kind(Pipeline) if p.key in actual]
+        self._causes = {}
         if pipelines:
-            stale = self._stale_stages(pipelines)
+            stale = pipeline_status(self.root, pipelines)
             for p in pipelines:
                 changed = sorted(s.removeprefix(f"{p.name}-") for s in stale if s.startswith(f"{p.name}-"))
                 actual[p.key]["outputs"] = f"stale ({', '.join(changed)})" if changed else CURRENT
                 unrecorded = self.unrecorded_versions(p)
                 actual[p.key]["registered"] = (f"unrecorded v{', v'.join(unrecorded)} (registered by a run no apply "
                                                f"recorded)" if unrecorded else RECORDED)
+                self._causes[p.key] = pipeline_causes(self.root, p, stale, specs, stored)
         for endpoint in specs.of_kind(Endpoint):
             if endpoint.key in actual:
                 actual[endpoint.key]["serving"] = local_endpoint.observe(self.project, endpoint)
@@ -120,18 +124,8 @@ class LocalBackend:
         if not dvc_file.exists() or dvc_file.read_text() != expected:
             raise SpecopsError(f"{DVC_FILE} is out of date with specs/: run `specops render` and commit the result")
 
-    def _stale_stages(self, pipelines: list[Pipeline]) -> set[str]:
-        from dvc.exceptions import DvcException
-        from dvc.repo import Repo
-
-        # Full paths: DVC resolves bare stage names against the process's cwd.
-        targets = [f"{self.root / DVC_FILE}:{final_stage(p.name)}" for p in pipelines]
-        try:
-            with Repo(str(self.root)) as repo:
-                status = repo.status(targets=targets, with_deps=True)
-        except DvcException as exc:
-            raise SpecopsError(f"DVC could not read the pipeline status: {exc}") from None
-        return {addr.rsplit(":", 1)[-1] for addr in status}
+    def causes(self) -> dict[str, tuple[Cause, ...]]:
+        return dict(self._causes)
 
     def notes(self, specs: SpecSet) -> list[str]:
         # Say what apply does not do locally, rather than let a `+` line suggest it does.
@@ -174,20 +168,28 @@ class LocalBackend:
 
     def run_pipeline(self, pipeline: Pipeline, specs: SpecSet, report: Reporter, retrain_reason: str | None = None) -> dict[str, Any]:
         """`dvc repro` the pipeline; a retrain first forces the train stage, whose inputs may not have changed."""
-        env = {**os.environ, "SPECOPS_ENV": specs.env, "SPECOPS_TRIGGER_REASON": retrain_reason or "apply"}
-        # Stage commands say `python`: make it this interpreter, whatever PATH the caller had.
-        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         commands = [["repro", final_stage(pipeline.name)]]
         if retrain_reason:
             commands.insert(0, ["repro", "--force", "--single-item", stage_name(pipeline.name, "train")])
+        self._repro(pipeline, specs, commands, retrain_reason or "apply", report)
+        registration = self.project.paths.run(pipeline.name).registration
+        return json.loads(registration.read_text()) if registration.exists() else {}
+
+    def train_candidate(self, pipeline: Pipeline, specs: SpecSet, report: Reporter) -> None:
+        """Train and evaluate a candidate up to evaluation.json, stopping before the gate: nothing is registered,
+        nothing deployed (a pull request's review, specops.review)."""
+        self._repro(pipeline, specs, [["repro", stage_name(pipeline.name, "evaluate")]], "review", report)
+
+    def _repro(self, pipeline: Pipeline, specs: SpecSet, commands: list[list[str]], reason: str, report: Reporter) -> None:
+        env = {**os.environ, "SPECOPS_ENV": specs.env, "SPECOPS_TRIGGER_REASON": reason}
+        # Stage commands say `python`: make it this interpreter, whatever PATH the caller had.
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         for command in commands:
             report(f"{pipeline.key}: dvc {' '.join(command)}")
             # Tied to this process: an apply killed mid-run leaves no dvc or stage running, unlocked and unaudited.
             code = run_tied([sys.executable, "-m", "dvc", *command], cwd=self.root, env=env)
             if code != 0:
                 raise SpecopsError(f"pipeline {pipeline.name!r} failed (dvc exit {code}); see the stage output above")
-        registration = self.project.paths.run(pipeline.name).registration
-        return json.loads(registration.read_text()) if registration.exists() else {}
 
 
 def _training_pipelines(specs: SpecSet, endpoint: Endpoint) -> tuple[str, ...]:

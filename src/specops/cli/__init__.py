@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from specops.cli.options import console, friendly, reporter, table, with_project
+from specops.cli.options import console, friendly, reporter, table, version, with_project
 from specops.errors import SpecopsError
 from specops.project import Project, Status
 from specops.state.records import HEALTHY
@@ -115,8 +115,8 @@ def _summary(outputs: dict[str, Any]) -> str:
 
 
 def _plain(value: Any) -> str:
-    if isinstance(value, dict):
-        return " ".join(f"{k}:{v}" for k, v in value.items())
+    if isinstance(value, dict):  # e.g. versions by deployment, where None is a deployment not serving yet
+        return " ".join(f"{k}:{'-' if v is None else v}" for k, v in value.items())
     return str(value)
 
 
@@ -124,10 +124,11 @@ def _rollouts(state: Status) -> None:
     for name, record in sorted(state.rollouts.items()):
         weights = ", ".join(f"{d} {w}%" for d, w in record.weights.items())
         if record.status == HEALTHY and record.previous:
-            where = (f"{record.stable} v{record.stable_version}, promoted from {record.previous['stable']} "
-                     f"v{record.previous['stable_version']}")
+            where = (f"{record.stable} {version(record.stable_version)}, promoted from {record.previous['stable']} "
+                     f"{version(record.previous['stable_version'])}")
         else:
-            where = f"{record.stable} v{record.stable_version} -> {record.canary} v{record.canary_version}"
+            where = (f"{record.stable} {version(record.stable_version)} -> {record.canary} "
+                     f"{version(record.canary_version)}")
         incident = f"; incident {record.incident}" if record.incident else ""
         console.print(f"rollout of {name}: {record.status} ({record.strategy}): {where}; traffic {weights}{incident}")
 
@@ -199,9 +200,9 @@ def env_check(root: Path) -> None:
 
 
 def _register_groups() -> None:
-    from specops.cli import batch, controller, endpoint, governance, init, monitor, rollout, slo, stage
+    from specops.cli import batch, controller, endpoint, governance, init, monitor, review, rollout, slo, stage
 
-    for module in (batch, controller, endpoint, governance, init, monitor, rollout, slo, stage):
+    for module in (batch, controller, endpoint, governance, init, monitor, review, rollout, slo, stage):
         for command in module.COMMANDS:
             main.add_command(command)
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import click
 
-from specops.cli.options import console, friendly, with_project
+from specops.cli.options import console, friendly, version, with_project
+from specops.core.tables import plain_number
 from specops.project import Project
 from specops.state.records import RolloutRecord
 
@@ -17,8 +18,8 @@ def _rollout(project: Project, endpoint: str):
 def show(record: RolloutRecord) -> None:
     weights = ", ".join(f"{name} {weight}%" for name, weight in record.weights.items())
     console.print(f"endpoint {record.endpoint}: {record.status} ({record.strategy})")
-    console.print(f"  stable  {record.stable} ({record.model} v{record.stable_version})")
-    console.print(f"  canary  {record.canary} ({record.model} v{record.canary_version})")
+    console.print(f"  stable  {record.stable} ({record.model} {version(record.stable_version)})")
+    console.print(f"  canary  {record.canary} ({record.model} {version(record.canary_version)})")
     console.print(f"  traffic {weights}" + (f"; mirror {record.mirror}" if record.mirror else ""))
     console.print(f"  step    {record.step}")
     if record.message:
@@ -36,7 +37,8 @@ def show(record: RolloutRecord) -> None:
 
 
 def _number(value) -> str:
-    return "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+    numeric = value is None or isinstance(value, (int, float)) and not isinstance(value, bool)
+    return plain_number(value) if numeric else str(value)
 
 
 @click.group("rollout")

@@ -35,6 +35,7 @@ from specops.errors import SpecopsError
 TEMPLATE = Path(__file__).resolve().parent / "template"
 CI_PROVIDERS = ("github", "azure-devops", "both")
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$")
+NAME_RULE = "2-40 lower-case letters, digits and single '-', starting with a letter"
 MAX_ALLOWED = 20  # text columns with at most this many distinct values become one-hot features
 
 # Question name -> the `specops init` flag that answers it (for error messages).
@@ -123,6 +124,9 @@ def init_project(
     if interactive:
         answers = _ask(src, vcs_ref, answers)
     missing = [FLAGS[q] for q in REQUIRED if not str(answers.get(q, "")).strip()]
+    if "--name" in missing:  # the folder's name was the default: say why it could not be
+        raise InitError(f"the folder name {dest.name!r} is not a valid project name ({NAME_RULE}): "
+                        f"pass --name, e.g. --name {_suggest_name(dest.name)}")
     if missing:
         raise InitError(f"missing answers (no terminal to ask on): {', '.join(missing)}")
     _check_answers(answers)
@@ -298,11 +302,18 @@ def _check_destination(dest: Path, force: bool) -> None:
         raise InitError(f"{dest} is not empty: choose a new folder, or pass --force to write into it")
 
 
+def _suggest_name(folder: str) -> str:
+    """A valid name close to the folder's ('My_Project 2' -> 'my-project-2'), or a placeholder."""
+    name = re.sub(r"-+", "-", re.sub(r"[^a-z0-9]+", "-", folder.lower())).strip("-")
+    name = re.sub(r"^[^a-z]+", "", name)[:40].rstrip("-")
+    return name if NAME_PATTERN.match(name) else "my-project"
+
+
 def _check_answers(answers: dict[str, Any]) -> None:
     """The checks copier's validators also make, here so that flags fail before anything runs."""
     name = str(answers.get("project_name", ""))
     if not NAME_PATTERN.match(name) or "--" in name:
-        raise InitError(f"--name {name!r}: must be 2-40 lower-case letters, digits and single '-', starting with a letter")
+        raise InitError(f"--name {name!r}: must be {NAME_RULE}")
     ci = answers.get("ci_provider")
     if ci is not None and ci not in CI_PROVIDERS:
         raise InitError(f"--ci {ci!r}: must be one of {', '.join(CI_PROVIDERS)}")

@@ -188,7 +188,7 @@ def _gate_check(check, canary: Arm, stable: Arm, minimum: int) -> dict[str, Any]
     name = check.describe()
     if check.metric in FEEDBACK_METRICS and canary.labelled < minimum:
         return _check(name, INCONCLUSIVE, note=f"{canary.labelled} labelled answers, need {minimum}")
-    result = check_metric(check, canary.metrics(), Baseline(stable.deployment, stable.metrics()))
+    result = check_metric(check, canary.metrics(), Baseline(f"stable deployment {stable.deployment}", stable.metrics()))
     if result.value is None and not result.passed:
         return _check(name, INCONCLUSIVE, note=result.note)
     return _check(name, SUCCESSFUL if result.passed else FAILED, result.value, (check.min, check.max), result.note)
