@@ -107,3 +107,20 @@ def test_azure_mls_instrumentation_key_is_used_when_no_connection_string_is_set(
     assert telemetry.connection_string() == "InstrumentationKey=11111111-1111-1111-1111-111111111111"
     monkeypatch.setenv(telemetry.CONNECTION_ENV, "InstrumentationKey=x;IngestionEndpoint=https://example.invalid/")
     assert telemetry.connection_string() == "InstrumentationKey=x;IngestionEndpoint=https://example.invalid/"
+
+
+def test_a_monitor_run_sends_its_drift_and_fairness(provider, reader, monkeypatch):
+    from datetime import UTC, datetime
+
+    from specops.monitoring import runner
+    from specops.monitoring.drift import DriftReport, FeatureDrift
+    from specops.spec.signals import AZUREML, SignalResult
+
+    monkeypatch.setattr(telemetry, "azure_meter_provider", lambda: provider)
+    result = runner.MonitorResult("credit-drift", "credit-scoring", "drift", datetime(2027, 1, 1, tzinfo=UTC),
+                                  datetime(2027, 1, 2, tzinfo=UTC), 500, None)
+    result.drift = DriftReport(4000, 500, AZUREML, [FeatureDrift("income", "numerical", {"normalized_wasserstein_distance": 0.3}, {}, [])])
+    result.signals = [SignalResult("fairness", "ok", {"demographic_parity_difference": 0.04})]
+    assert runner.send_to_app_insights(result) == 2
+    got = points(reader)
+    assert [p.value for p in got[telemetry.DRIFT]] == [0.3] and [p.value for p in got[telemetry.FAIRNESS]] == [0.04]
