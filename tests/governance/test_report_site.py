@@ -25,6 +25,8 @@ from specops.state.audit import AuditAction
 from specops.state.records import DEGRADED, RolloutRecord
 from tests.slo.conftest import ENDPOINT, HOUR, NOW, record, write_log, write_scrapes
 
+# One worker builds the module's site (an MLflow store and a browser): `make test` runs with --dist loadgroup.
+pytestmark = pytest.mark.xdist_group("report-site")
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "credit-risk"
 SPECS = """\
