@@ -55,6 +55,9 @@ param containerRegistrySku string = 'Basic'
 @maxValue(730)
 param logRetentionDays int = 30
 
+@description('E-mail address the SLO alerts go to (the action group); empty: add a receiver later.')
+param alertEmail string = ''
+
 @description('Name of the compute cluster the Pipeline specs run on.')
 @minLength(2)
 @maxLength(16)
@@ -219,6 +222,18 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
   properties: {
     Application_Type: 'web'
     WorkspaceResourceId: logAnalytics.id
+  }
+}
+
+// Dashboards and alerts: the workbook's three views and the SLO alert rules (modules/monitoring.bicep).
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'specops-monitoring'
+  params: {
+    location: location
+    tags: tags
+    namePrefix: namePrefix
+    appInsightsId: appInsights.id
+    alertEmail: alertEmail
   }
 }
 

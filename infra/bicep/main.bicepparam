@@ -19,6 +19,9 @@ param storageSku = 'Standard_LRS'
 param containerRegistrySku = 'Basic'
 param logRetentionDays = 30
 
+// Who gets the SLO alerts (p95 latency, error rate, drift); empty: no receiver yet.
+param alertEmail = ''
+
 param computeName = 'cpu-cluster'
 param computeVmSize = 'Standard_DS3_v2'
 param computeMaxNodes = 4

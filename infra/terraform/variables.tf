@@ -145,3 +145,27 @@ variable "principal_type" {
     error_message = "principal_type must be Group, User or ServicePrincipal."
   }
 }
+
+variable "alert_email" {
+  description = "E-mail address the SLO alerts go to (the action group); empty: add a receiver later."
+  type        = string
+  default     = ""
+}
+
+variable "latency_slo_ms" {
+  description = "The latency SLO: p95 scoring latency above this many milliseconds alerts."
+  type        = number
+  default     = 350
+}
+
+variable "error_rate_slo" {
+  description = "The availability SLO as an error rate: a server error share above this alerts (0.005 for 99.5%)."
+  type        = number
+  default     = 0.005
+}
+
+variable "drift_threshold" {
+  description = "Drift statistic (normalized Wasserstein / Jensen-Shannon distance) above which a feature alerts."
+  type        = number
+  default     = 0.1
+}

@@ -86,6 +86,7 @@ def test_serving_and_monitor_specs_render_and_load(project: Path, tmp_path: Path
     assert green.model == "credit-risk@latest"
     # Unset in the spec: specops' default, not Azure's 1 (a second concurrent request would get 429).
     assert green.request_settings.max_concurrent_requests_per_instance == MAX_CONCURRENT_REQUESTS > 1
+    assert blue.app_insights_enabled is green.app_insights_enabled is True  # the workbook and alerts read App Insights
     assert loaded["batch-endpoints/credit-batch"].defaults.deployment_name == "main"
     batch = loaded["batch-deployments/credit-batch.main"]
     assert batch.compute == "cpu-cluster"  # the environment's cluster: batch deployments take no serverless

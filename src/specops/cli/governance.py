@@ -1,6 +1,8 @@
 """`specops scoreboard`, `specops kpi`, `specops maturity`: how healthy the whole system is."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from specops.cli.options import console, friendly, table, with_project
@@ -44,4 +46,17 @@ def maturity(project: Project) -> None:
     click.echo(report(assess(project.specs)))
 
 
-COMMANDS = (scoreboard, kpi, maturity)
+@click.command()
+@with_project
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("site"), show_default=True,
+              help="Folder for the static site (created); publish it as a CI artifact or on GitHub Pages.")
+@friendly
+def report(project: Project, out: Path) -> None:
+    """A static HTML site: models with cards and lineage, drift over time, SLO budgets, rollouts and incidents."""
+    from specops.governance.site import build_site
+
+    result = build_site(project, out)
+    console.print(f"wrote {len(result.pages)} pages to {out}/ (open {result.index})", markup=False)
+
+
+COMMANDS = (scoreboard, kpi, maturity, report)

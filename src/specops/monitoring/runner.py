@@ -144,7 +144,17 @@ def run_monitor(specs: SpecSet, monitor: Monitor, now: datetime, act: Act) -> Mo
         result.actions = earlier or act(monitor, result)
     write_reports(result.report_dir, result.to_dict(), result.features, baseline, compared)
     log_to_mlflow(specs, result)
+    send_to_app_insights(result)
     return result
+
+
+def send_to_app_insights(result: MonitorResult) -> int:
+    """Drift per feature and the fairness values as App Insights custom metrics (the workbook's drift view and the
+    drift alert read them); a no-op without APPLICATIONINSIGHTS_CONNECTION_STRING. Returns the values sent."""
+    from specops.serving.azure_telemetry import emit_monitor_values
+
+    fairness = next((s.metrics for s in result.signals if s.name == "fairness"), {})
+    return emit_monitor_values(result.monitor, result.endpoint, {f.name: f.metrics for f in result.features}, fairness)
 
 
 def _status(result: MonitorResult) -> Status:

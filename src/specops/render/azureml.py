@@ -413,6 +413,9 @@ def render_online_deployments(endpoint: Endpoint) -> list[ManagedOnlineDeploymen
                 max_concurrent_requests_per_instance=settings.max_concurrent_requests_per_instance or MAX_CONCURRENT_REQUESTS),
             liveness_probe=_probe(d.liveness_probe), readiness_probe=_probe(d.readiness_probe),
             data_collector=collector,
+            # Requests, logs and specops' custom metrics (serving/azure_telemetry.py) go to the workspace's
+            # App Insights, which the workbook and alert rules in infra/ read.
+            app_insights_enabled=True,
         ))
     return deployments
 

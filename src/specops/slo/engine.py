@@ -146,6 +146,16 @@ def evaluate(specs: SpecSet, slo: SLO, now: float | None = None, *, trained_at: 
     return [evaluate_objective(slo, objective, inputs, now) for objective in slo.spec.objectives]
 
 
+def evaluate_series(specs: SpecSet, slo: SLO, times: list[float], *,
+                    trained_at: TrainedAt | None = None) -> list[tuple[float, list[b.ObjectiveStatus]]]:
+    """Every objective at each of `times` (budgets over time, for reports): the data is read once, back to
+    the earliest time's window, and each point judged as `evaluate` would have judged it then."""
+    if not times:
+        return []
+    inputs = gather(specs, slo, min(times), trained_at=trained_at)  # reads from min(times) - window onward
+    return [(t, [evaluate_objective(slo, objective, inputs, t) for objective in slo.spec.objectives]) for t in sorted(times)]
+
+
 def gather(specs: SpecSet, slo: SLO, now: float, *, trained_at: TrainedAt | None = None) -> Inputs:
     from specops.serving.inference_log import read_log
 
