@@ -16,7 +16,6 @@ only when a client is needed; plans and state keep the references.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import time
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from specops.backends.azure_metrics import AzureMonitorMetrics, EndpointMetrics, workspace_id
 from specops.backends.azure_rollout import AzureLiveMetrics, AzureRouter
+from specops.core.credentials import azure_credential
 from specops.plan.backend import Reporter
 from specops.errors import SpecopsError
 from specops.plan.model import Action, Operation, Resource
@@ -73,7 +73,7 @@ class AzureMLBackend:
                  metrics: EndpointMetrics | None = None, analysis_wait: float = DEFAULT_ANALYSIS_WAIT,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], datetime] | None = None,
                  **client_options: Any):
-        """`credential` defaults to DefaultAzureCredential (OIDC in CI); `client_options` go to MLClient
+        """`credential` defaults to `core.credentials.azure_credential()` (federated OIDC in CI); `client_options` go to MLClient
         (e.g. `transport=` for tests, retry settings) and to the Azure Monitor client. `metrics` defaults
         to Azure Monitor; `sleep` and `clock` are what canary pauses and analyses wait with."""
         self.project = project
@@ -394,11 +394,8 @@ class AzureMLBackend:
 
     def _credential(self):
         if self.credential is None:
-            from azure.identity import DefaultAzureCredential
-
-            # Each credential it tries logs its own failure; specops reports the outcome once.
-            logging.getLogger("azure.identity").setLevel(logging.ERROR)
-            self.credential = DefaultAzureCredential()
+            # Federated credentials that fetch a fresh CI token when needed, so long applies keep signing in.
+            self.credential = azure_credential()
         return self.credential
 
     def call(self, kind: str, name: str, call: Callable[[], Any]) -> Any:
