@@ -23,6 +23,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from specops.backends.azure_data import upload_dataset
 from specops.backends.azure_metrics import AzureMonitorMetrics, EndpointMetrics, workspace_id
 from specops.backends.azure_rollout import AzureLiveMetrics, AzureRouter
 from specops.core.credentials import azure_credential
@@ -32,7 +33,7 @@ from specops.plan.model import Action, Operation, Resource
 from specops.render.azureml import (
     TRIGGER_VARIABLE, Rendered, azureml_notes, entity_dict, read_project_files, render_entities, short_hash, slug,
 )
-from specops.spec import FeatureSet, Gate, Project, SpecSet
+from specops.spec import Dataset, FeatureSet, Gate, Project, SpecSet
 from specops.rollout.analysis import FAILED
 from specops.rollout.engine import Rollout
 from specops.rollout.ports import RolloutPorts
@@ -227,9 +228,9 @@ class AzureMLBackend:
             return self._shift_traffic(op, specs, report)
         if op.kind == "BatchDefaults":
             return self._set_batch_default(op, specs)
-        return self._create_or_update(op, specs)
+        return self._create_or_update(op, specs, report)
 
-    def _create_or_update(self, op: Operation, specs: SpecSet) -> dict[str, Any]:
+    def _create_or_update(self, op: Operation, specs: SpecSet, report: Reporter) -> dict[str, Any]:
         client = self.client(specs)
         entity = self._entities[op.key].entity  # rendered for this apply's specs: changing it here is safe
         if op.kind == "OnlineEndpoint":
@@ -240,6 +241,8 @@ class AzureMLBackend:
             entity.name = op.desired["name"]
             job = self.call(op.kind, op.name, lambda: client.jobs.create_or_update(entity))
             return {"job": job.name}
+        if op.kind == "Data":  # the file first: the asset must never point at an empty path
+            report(f"{op.key}: {upload_dataset(client, self.call, specs, specs.require(Dataset, op.name), entity.path)}")
         create = {
             "Environment": client.environments.create_or_update,
             "Data": client.data.create_or_update,

@@ -24,6 +24,7 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -33,7 +34,7 @@ from specops.core.paths import ProjectPaths
 from specops.errors import LockHeld, SpecopsError
 
 if TYPE_CHECKING:
-    from azure.storage.blob import BlobClient, ContainerClient
+    from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient
 
     from specops.spec import SpecSet
 
@@ -146,15 +147,18 @@ class BlobStorage:
         from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
 
         blob = self._blob(name)
+
+        def replace(new: bytes, etag: str | None) -> None:
+            if etag is None:  # create only if nobody created it meanwhile
+                blob.upload_blob(new, overwrite=False)
+            else:
+                blob.upload_blob(new, overwrite=True, etag=etag, match_condition=MatchConditions.IfNotModified)
+
         for _ in range(UPDATE_ATTEMPTS):
             text, etag = self._download(name)
             new = change(text).encode()
             try:
-                if etag is None:  # create only if nobody created it meanwhile
-                    self._call(name, lambda: blob.upload_blob(new, overwrite=False))
-                else:
-                    self._call(name, lambda: blob.upload_blob(new, overwrite=True, etag=etag,
-                                                              match_condition=MatchConditions.IfNotModified))
+                self._call(name, partial(replace, new, etag))
                 return
             except (ResourceExistsError, ResourceModifiedError):
                 continue  # another writer committed first: change the copy it left
@@ -261,7 +265,7 @@ def _renew(lease: Any, stop: threading.Event) -> None:
     while not stop.wait(LEASE_S / 4):
         try:
             lease.renew()
-        except Exception:  # noqa: BLE001 -- a transient failure: the next try is LEASE_S / 4 later, before expiry
+        except Exception:  # a transient failure: the next try is LEASE_S / 4 later, before the lease lapses
             continue
 
 
@@ -279,6 +283,13 @@ def open_storage(specs: SpecSet) -> Storage:
 
 
 def _container(account_url: str, container: str, where: str) -> ContainerClient:
+    return blob_service(account_url, where).get_container_client(container)
+
+
+def blob_service(account_url: str, where: str) -> BlobServiceClient:
+    """A client for the storage account at `account_url`, signed in as specops signs in to Azure
+    (core.credentials), or with AZURE_STORAGE_CONNECTION_STRING (an account key, the Azurite emulator)
+    when that is set and names the same account."""
     import os
 
     from azure.storage.blob import BlobServiceClient
@@ -288,11 +299,16 @@ def _container(account_url: str, container: str, where: str) -> ContainerClient:
     connection = os.environ.get(CONNECTION_STRING)
     if connection:
         service = BlobServiceClient.from_connection_string(connection)
-        if service.url.rstrip("/") != account_url:
-            raise SpecopsError(f"{where}: account_url is {account_url}, but {CONNECTION_STRING} is for {service.url}; "
-                               f"unset it to sign in with Entra ID, or point account_url at its account")
-    else:
-        if not account_url.startswith("https://"):
-            raise SpecopsError(f"{where}.account_url must be an https:// blob endpoint (got {account_url})")
-        service = BlobServiceClient(account_url, credential=azure_credential())
-    return service.get_container_client(container)
+        if service.url.rstrip("/") != account_url.rstrip("/") and service.account_name != _account_name(account_url):
+            raise SpecopsError(f"{where}: the account is {account_url}, but {CONNECTION_STRING} is for {service.url}; "
+                               f"unset it to sign in with Entra ID, or point it at that account")
+        return service
+    if not account_url.startswith("https://"):
+        raise SpecopsError(f"{where}: the account must be an https:// blob endpoint (got {account_url})")
+    return BlobServiceClient(account_url, credential=azure_credential())
+
+
+def _account_name(account_url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(account_url).netloc.split(".", 1)[0]
