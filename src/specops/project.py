@@ -20,7 +20,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from specops.core.locks import exclusive
 from specops.core.paths import ProjectPaths
 from specops.errors import SpecopsError
 from specops.plan.backend import Backend, Reporter, quiet
@@ -32,11 +31,13 @@ from specops.spec import SpecSet, load_specs
 from specops.spec.kinds import Environment
 from specops.state.audit import AuditAction, AuditLog, actor
 from specops.state.records import AppliedResource, RolloutRecord
+from specops.state.storage import Storage, open_storage
 from specops.state.store import StateStore
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
+APPLY_LOCK = ProjectPaths.relative(lambda p: p.apply_lock)
 # name -> "module:class"; the class has `from_project(project)`. Imported on first use only.
 BACKENDS = {"local": "specops.backends.local:LocalBackend", "azureml": "specops.backends.azureml:AzureMLBackend"}
 
@@ -110,12 +111,18 @@ class Project:
         return self.specs.project.spec.environments[self.env]
 
     @cached_property
+    def storage(self) -> Storage:
+        """Where this environment's records and apply lock live: .specops/, or the blob container its
+        Environment spec names (`state:`), so every machine applying it sees one truth."""
+        return open_storage(self.specs)
+
+    @cached_property
     def state(self) -> StateStore:
-        return StateStore(self.paths, self.env)
+        return StateStore(self.storage, self.env)
 
     @cached_property
     def audit(self) -> AuditLog:
-        return AuditLog(self.root, self.env)
+        return AuditLog(self.root, self.env, self.storage)
 
     @cached_property
     def backend(self) -> Backend:
@@ -129,7 +136,7 @@ class Project:
 
     def lock(self, what: str) -> AbstractContextManager[None]:
         """The apply lock: one change to this project at a time; LockHeld names the holder."""
-        return exclusive(self.paths.apply_lock, what, actor())
+        return self.storage.lock(APPLY_LOCK, what, actor())
 
     def reloaded(self) -> Project:
         """The same project and environment with the specs read again (a long-running loop's next pass)."""

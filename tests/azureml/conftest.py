@@ -1,6 +1,7 @@
 """A tmp copy of the example project with test-only Endpoint, BatchEndpoint, Monitor and SLO specs."""
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -83,6 +84,9 @@ def project(tmp_path: Path) -> Path:
     for name in ("params.yaml", "requirements.lock"):
         shutil.copy(REPO / name, root / name)
     (root / "specs" / "serving.yaml").write_text(ENDPOINT)
+    # State stays in .specops/ here: only test_remote_state.py runs a storage account (Azurite).
+    spec = root / "specs" / "project.yaml"
+    spec.write_text(re.sub(r"      state:.*\n(        .*\n)+", "", spec.read_text()))
     return root
 
 

@@ -10,6 +10,7 @@ import pytest
 from specops.project import Project
 from specops.core.paths import ProjectPaths
 from specops.state.audit import AuditAction, AuditLog
+from specops.state.storage import LocalStorage
 from specops.state.store import StateStore
 from specops.errors import LockHeld, SpecErrors
 from specops.plan.format import MARKER, to_json, to_markdown, to_text
@@ -56,7 +57,7 @@ def test_concurrent_writers_never_lose_each_others_commits(declarations: Path):
         writer.start()
     for writer in writers:
         writer.join(60)
-    state = StateStore(ProjectPaths(declarations), "local").read()
+    state = StateStore(LocalStorage(ProjectPaths(declarations).state_dir), "local").read()
     assert state.serial == 3 * COMMITS and len(state.resources) == 3 * COMMITS
 
 
@@ -117,7 +118,7 @@ COMMITS = 20
 
 
 def _commit_many(root: str, writer: int) -> None:
-    store = StateStore(ProjectPaths(Path(root)), "local")
+    store = StateStore(LocalStorage(ProjectPaths(Path(root)).state_dir), "local")
     for i in range(COMMITS):
         store.put(f"Gate/w{writer}-{i}", {"spec": {}}, {})
 

@@ -7,6 +7,7 @@ from specops.rollout.analysis import FAILED, INCONCLUSIVE, SUCCESSFUL, Arm, anal
 from specops.rollout.metrics import Traffic, parse, quantile, window
 from specops.core.paths import ProjectPaths
 from specops.state.records import RolloutRecord
+from specops.state.storage import LocalStorage
 from specops.state.store import RecordChanged, StateStore
 from specops.rollout.strategies import thompson_weights
 from specops.spec.endpoints import CanaryRollout
@@ -89,7 +90,7 @@ def test_thompson_weights_sum_to_100_and_keep_every_floor():
 
 def test_a_stale_copy_of_the_record_is_refused(tmp_path):
     record = RolloutRecord(endpoint="e", strategy="canary", stable="a", canary="b", model="m", stable_version="1", canary_version="2")
-    store = StateStore(ProjectPaths(tmp_path), "local")
+    store = StateStore(LocalStorage(ProjectPaths(tmp_path).state_dir), "local")
     store.save_rollout(record)
     theirs, ours = store.rollout("e"), store.rollout("e")
     theirs.status = "Degraded"

@@ -215,18 +215,19 @@ def test_a_server_restarted_mid_rollout_routes_the_recorded_weights(project: Pat
     from specops.serving.server import prepare
     from specops.serving.traffic import read_traffic
     from specops.state.records import PAUSED, RolloutRecord
+    from specops.state.storage import open_storage
     from specops.state.store import StateStore
 
     (project / "specs" / "restarted.yaml").write_text(LENIENT.replace("name: lenient", "name: restarted").lstrip())
     specs = Project(project).specs
     record = RolloutRecord(endpoint="restarted", strategy="canary", stable="blue", canary="green", model="tiny",
                            stable_version="2", canary_version="1", status=PAUSED, weights={"blue": 80, "green": 20})
-    StateStore(specs.paths, specs.env).save_rollout(record)
+    StateStore(open_storage(specs), specs.env).save_rollout(record)
     prepare(specs, "restarted", port=free_port(), workers=1)
     assert read_traffic(specs.paths.endpoint("restarted")) == ({"blue": 80, "green": 20}, {})
-    record = StateStore(specs.paths, specs.env).rollout("restarted")
+    record = StateStore(open_storage(specs), specs.env).rollout("restarted")
     record.status = "Healthy"  # finished: the spec is where a new server begins again
-    StateStore(specs.paths, specs.env).save_rollout(record)
+    StateStore(open_storage(specs), specs.env).save_rollout(record)
     prepare(specs, "restarted", port=free_port(), workers=1)
     assert read_traffic(specs.paths.endpoint("restarted")) == ({"blue": 100}, {})
 

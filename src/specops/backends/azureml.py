@@ -16,7 +16,6 @@ only when a client is needed; plans and state keep the references.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import time
@@ -24,15 +23,17 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from specops.backends.azure_data import upload_dataset
 from specops.backends.azure_metrics import AzureMonitorMetrics, EndpointMetrics, workspace_id
 from specops.backends.azure_rollout import AzureLiveMetrics, AzureRouter
+from specops.core.credentials import azure_credential
 from specops.plan.backend import Reporter
 from specops.errors import SpecopsError
 from specops.plan.model import Action, Cause, Operation, Resource
 from specops.render.azureml import (
     TRIGGER_VARIABLE, Rendered, azureml_notes, entity_dict, read_project_files, render_entities, short_hash, slug,
 )
-from specops.spec import FeatureSet, Gate, Project, SpecSet
+from specops.spec import Dataset, FeatureSet, Gate, Project, SpecSet
 from specops.rollout.analysis import FAILED
 from specops.rollout.engine import Rollout
 from specops.rollout.ports import RolloutPorts
@@ -73,7 +74,7 @@ class AzureMLBackend:
                  metrics: EndpointMetrics | None = None, analysis_wait: float = DEFAULT_ANALYSIS_WAIT,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], datetime] | None = None,
                  **client_options: Any):
-        """`credential` defaults to DefaultAzureCredential (OIDC in CI); `client_options` go to MLClient
+        """`credential` defaults to `core.credentials.azure_credential()` (federated OIDC in CI); `client_options` go to MLClient
         (e.g. `transport=` for tests, retry settings) and to the Azure Monitor client. `metrics` defaults
         to Azure Monitor; `sleep` and `clock` are what canary pauses and analyses wait with."""
         self.project = project
@@ -230,9 +231,9 @@ class AzureMLBackend:
             return self._shift_traffic(op, specs, report)
         if op.kind == "BatchDefaults":
             return self._set_batch_default(op, specs)
-        return self._create_or_update(op, specs)
+        return self._create_or_update(op, specs, report)
 
-    def _create_or_update(self, op: Operation, specs: SpecSet) -> dict[str, Any]:
+    def _create_or_update(self, op: Operation, specs: SpecSet, report: Reporter) -> dict[str, Any]:
         client = self.client(specs)
         entity = self._entities[op.key].entity  # rendered for this apply's specs: changing it here is safe
         if op.kind == "OnlineEndpoint":
@@ -243,6 +244,8 @@ class AzureMLBackend:
             entity.name = op.desired["name"]
             job = self.call(op.kind, op.name, lambda: client.jobs.create_or_update(entity))
             return {"job": job.name}
+        if op.kind == "Data":  # the file first: the asset must never point at an empty path
+            report(f"{op.key}: {upload_dataset(client, self.call, specs, specs.require(Dataset, op.name), entity.path)}")
         create = {
             "Environment": client.environments.create_or_update,
             "Data": client.data.create_or_update,
@@ -397,11 +400,8 @@ class AzureMLBackend:
 
     def _credential(self):
         if self.credential is None:
-            from azure.identity import DefaultAzureCredential
-
-            # Each credential it tries logs its own failure; specops reports the outcome once.
-            logging.getLogger("azure.identity").setLevel(logging.ERROR)
-            self.credential = DefaultAzureCredential()
+            # Federated credentials that fetch a fresh CI token when needed, so long applies keep signing in.
+            self.credential = azure_credential()
         return self.credential
 
     def call(self, kind: str, name: str, call: Callable[[], Any]) -> Any:

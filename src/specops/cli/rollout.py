@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from specops.cli.options import console, friendly, version, with_project
+from specops.core.paths import ProjectPaths
 from specops.core.tables import plain_number
 from specops.project import Project
 from specops.state.records import RolloutRecord
@@ -15,7 +16,7 @@ def _rollout(project: Project, endpoint: str):
     return Rollout(project, endpoint)
 
 
-def show(record: RolloutRecord) -> None:
+def show(project: Project, record: RolloutRecord) -> None:
     weights = ", ".join(f"{name} {weight}%" for name, weight in record.weights.items())
     console.print(f"endpoint {record.endpoint}: {record.status} ({record.strategy})")
     console.print(f"  stable  {record.stable} ({record.model} {version(record.stable_version)})")
@@ -25,7 +26,8 @@ def show(record: RolloutRecord) -> None:
     if record.message:
         console.print(f"  note    {record.message}")
     if record.incident:
-        console.print(f"  incident {record.incident} (.specops/incidents/{record.incident}.md)")
+        incident = record.incident
+        console.print(f"  incident {incident} ({project.storage.describe(ProjectPaths.relative(lambda p: p.incident(incident)))})")
     for arm, metrics in record.extra.get("arms", {}).items():  # A/B: the experiment's report
         console.print(f"  arm {arm}: " + ", ".join(f"{k} {_number(v)}" for k, v in metrics.items()))
     if record.analyses:
@@ -52,7 +54,7 @@ def rollout() -> None:
 @friendly
 def status(endpoint: str, project: Project) -> None:
     """Where ENDPOINT's rollout stands: traffic, step, last analysis, open incident."""
-    show(_rollout(project, endpoint).status())
+    show(project, _rollout(project, endpoint).status())
 
 
 @rollout.command("promote")
@@ -61,7 +63,7 @@ def status(endpoint: str, project: Project) -> None:
 @friendly
 def promote(endpoint: str, project: Project) -> None:
     """Send all traffic to the canary now; it becomes stable and its model version the champion."""
-    show(_rollout(project, endpoint).promote())
+    show(project, _rollout(project, endpoint).promote())
 
 
 @rollout.command("abort")
@@ -70,7 +72,7 @@ def promote(endpoint: str, project: Project) -> None:
 @friendly
 def abort(endpoint: str, project: Project) -> None:
     """Send all traffic back to the stable deployment now and open an incident."""
-    show(_rollout(project, endpoint).abort())
+    show(project, _rollout(project, endpoint).abort())
 
 
 @rollout.command("undo")
@@ -79,7 +81,7 @@ def abort(endpoint: str, project: Project) -> None:
 @friendly
 def undo(endpoint: str, project: Project) -> None:
     """Go back to the deployment stable before the last promotion (within rollback_window, no analysis)."""
-    show(_rollout(project, endpoint).undo())
+    show(project, _rollout(project, endpoint).undo())
 
 
 @rollout.command("resume")
@@ -88,7 +90,7 @@ def undo(endpoint: str, project: Project) -> None:
 @friendly
 def resume(endpoint: str, project: Project) -> None:
     """Continue a paused or interrupted rollout from its recorded step (an interrupted abort is finished)."""
-    show(_rollout(project, endpoint).resume())
+    show(project, _rollout(project, endpoint).resume())
 
 
 COMMANDS = (rollout,)

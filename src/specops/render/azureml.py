@@ -86,8 +86,7 @@ from specops.spec.slos import SLO
 # Pinned to a dated release: `:latest` would change jobs and deployments under an unchanged spec.
 BASE_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:20260514.v1"
 PYTHON = "3.11"
-# Assets live on the workspace's default datastore; CI puts data there (e.g. a DVC remote on it),
-# so apply never uploads local files.
+# Assets live on the workspace's default datastore; apply uploads a Dataset's file there.
 DATASTORE = "azureml://datastores/workspaceblobstore/paths/specops"
 MONITOR_COMPUTE = ServerlessSparkCompute(instance_type="standard_e4s_v3", runtime_version="3.4")
 # In-flight requests per instance before Azure ML answers 429 when a spec sets none: Azure's own default
@@ -239,8 +238,10 @@ def data_ref(dataset: Dataset) -> str:
 
 
 def render_data(dataset: Dataset) -> Data:
-    return Data(name=dataset.name, version=data_version(dataset), type="uri_file",
-                path=f"{DATASTORE}/{dataset.spec.path}", description=dataset.spec.description or None)
+    # A path per version: apply uploads the file there (backends/azure_data.py), and a version never changes.
+    version = data_version(dataset)
+    return Data(name=dataset.name, version=version, type="uri_file",
+                path=f"{DATASTORE}/{dataset.name}/{version}/{dataset.spec.path}", description=dataset.spec.description or None)
 
 
 def render_model(pipeline: Pipeline) -> Model:

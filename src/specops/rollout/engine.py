@@ -456,11 +456,11 @@ class Rollout:
         if record.extra.get("restore_champion"):
             self._set_champion(record.model, record.stable_version)
         analysis = analysis or (record.analyses[-1] if record.analyses and record.analyses[-1]["phase"] == an.FAILED else None)
-        path = write_incident(self.project.paths, record, trigger, analysis)
+        where = write_incident(self.project.paths, self.project.storage, record, trigger, analysis)
         resource = f"Endpoint/{self.name}"
         self.audit.record(AuditAction.ROLLBACK, resource, incident=record.incident, reason=trigger,
                           stable=record.stable, canary=record.canary)
-        self.audit.record(AuditAction.INCIDENT, resource, incident=record.incident, record=str(path))
+        self.audit.record(AuditAction.INCIDENT, resource, incident=record.incident, record=where)
         record.status, record.finished_at = DEGRADED, now()
         record.extra.pop("restore_champion", None)
         record.log("rolled back", trigger=trigger, incident=record.incident)

@@ -24,6 +24,7 @@ from typing import Any
 from specops.slo import budget as b
 from specops.slo import history, sli
 from specops.spec.loader import SpecSet
+from specops.state.storage import open_storage
 from specops.core.durations import seconds
 from specops.spec.slos import (
     SLO, Availability, Correctness, Fairness, Freshness, Latency, Objective, endpoint_of, sensitive_column,
@@ -171,7 +172,7 @@ def gather(specs: SpecSet, slo: SLO, now: float, *, trained_at: TrainedAt | None
         since = now - max(seconds(o.window or slo.spec.window) for o in slo.spec.objectives)
         inputs.records = read_log(specs.paths.endpoint(slo.spec.endpoint), since=since)
     if Availability in kinds:
-        inputs.samples = history.read_samples(specs.root, slo.spec.endpoint)
+        inputs.samples = history.read_samples(open_storage(specs), slo.spec.endpoint)
     if Freshness in kinds:
         inputs.trained_at = (trained_at or served_versions_trained_at)(specs, slo)
     return inputs

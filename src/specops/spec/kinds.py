@@ -98,9 +98,20 @@ class AzureTarget(Strict):
     workspace: EnvRef
 
 
+class RemoteState(Strict):
+    """Where an environment's records live when apply runs on machines that come and go (CI runners)."""
+
+    account_url: str = Field(description="the blob endpoint of the storage account, e.g. "
+                             "https://<account>.blob.core.windows.net (a ${VAR} reference is resolved when used)")
+    container: str = Field("specops-state", pattern=r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$",
+                           description="blob container (the infra creates specops-state)")
+
+
 class Environment(Strict):
     backend: Literal["local", "azureml"] = "local"
     target: AzureTarget | None = None
+    state: RemoteState | None = Field(None, description="keep state, audit log, rollout records, incidents, SLO history "
+                                      "and the apply lock (a blob lease) in Azure Blob Storage; unset: in .specops/")
     compute: str | None = Field(None, description="Azure ML compute cluster for pipeline jobs and batch deployments "
                                 "(the infra's cpu-cluster); unset: pipeline jobs run on serverless compute")
     values: dict[str, Any] = Field({}, description="variables for Jinja2 overlays: {{ values.x }}")
