@@ -80,6 +80,20 @@ def test_apply_runs_the_lifecycle_once_then_converges(tmp_path: Path):
     assert op.key == "Gate/promotion" and [c.path for c in op.changes] == ["spec.checks[3].max"]
     gate.write_text(original)
 
+    # A training parameter and a data contract changed: the stale pipeline names both causes, old → new.
+    params, dataset = root / "params.yaml", root / "specs/data/credit-applications.yaml"
+    params_before, dataset_before = params.read_text(), dataset.read_text()
+    params.write_text(params_before.replace("n_estimators: 30", "n_estimators: 40"))
+    dataset.write_text(dataset_before.replace("{min_value: 500}", "{min_value: 600}"))
+    ops = {op.key: op for op in Project(root).plan().operations}
+    why = {(c.stage, c.kind, c.path): (c.old, c.new) for c in ops["Pipeline/credit-risk-training"].causes}
+    assert why[("credit-risk-training-train", "params", "train.fixed.n_estimators")] == (30, 40)
+    contract = ("credit-risk-training-validate", "spec",
+                "Dataset/credit-applications spec.expectations[0].expect_table_row_count_to_be_between.min_value")
+    assert why[contract] == (500, 600)
+    params.write_text(params_before)
+    dataset.write_text(dataset_before)
+
     # Re-running on the same commit and data reproduces the metrics and the data hashes.
     evaluation = root / "artifacts/credit-risk-training/evaluation.json"
     before, lock_before = json.loads(evaluation.read_text()), (root / "dvc.lock").read_text()
