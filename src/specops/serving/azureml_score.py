@@ -136,12 +136,10 @@ def _collect(rows: list[list[Any]], predictions: list[Any]) -> None:
 def _run_batch(files: list[str]) -> Any:
     import pandas as pd
 
-    from specops.features.transforms import compute_features
-
     frames = []
+    columns = list(_scorer.schema.columns)
     for file in files:
         frame = pd.read_csv(file)
-        features = compute_features(frame, _scorer.feature_set, _scorer.dataset)
-        predictions = _scorer.model.predict(features)
+        predictions = _scorer.score(frame[columns].values.tolist())  # the online path's features and model call
         frames.append(pd.DataFrame({"file": Path(file).name, "row": range(len(frame)), PREDICTION: predictions}))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["file", "row", PREDICTION])
