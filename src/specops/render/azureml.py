@@ -268,7 +268,7 @@ def serving_settings(specs: SpecSet, deployment: str, model: str, endpoint: Endp
     pipeline = next(p for p in specs.of_kind(Pipeline) if p.spec.model_name == name)  # the spec checks guarantee one
     server = endpoint.spec.server if endpoint is not None else None
     settings = {
-        "deployment": deployment, "model": model,
+        "deployment": deployment, "model": model, "endpoint": endpoint.name if endpoint is not None else None,
         "feature_set": specs.require(FeatureSet, pipeline.spec.feature_set).spec.model_dump(mode="json"),
         "dataset": specs.require(Dataset, pipeline.spec.dataset).spec.model_dump(mode="json"),
         "out_of_range": server.out_of_range if server else "reject",

@@ -13,7 +13,9 @@ What the deployment serves comes from its environment, rendered by `specops.rend
 
 The raw rows and the predictions are collected with `azureml-ai-monitoring` as `model_inputs` and
 `model_outputs`, which is what Azure ML's data collector asks a custom scoring script to do: the model
-monitor then sees the columns the Monitor spec watches, not the engineered ones.
+monitor then sees the columns the Monitor spec watches, not the engineered ones. Each request's latency and
+result and its predictions go to Application Insights as custom metrics (`specops.serving.azure_telemetry`,
+a no-op unless the deployment has App Insights enabled).
 """
 from __future__ import annotations
 
@@ -32,9 +34,7 @@ log = logging.getLogger("specops.azureml_score")
 
 _scorer: Any = None
 _collectors: dict[str, Any] = {}
-# Called after each scored request with (rows, predictions, seconds): where App Insights metrics hook in
-# (specops.serving.azure_telemetry). None: nothing beyond the data collector.
-after_score: Any = None
+_telemetry: Any = None  # specops.serving.azure_telemetry.ScoringTelemetry: App Insights custom metrics
 
 
 def _importable() -> None:
@@ -59,7 +59,7 @@ def model_folder(model_dir: Path) -> Path:
 
 
 def init() -> None:
-    global _scorer, _collectors
+    global _scorer, _collectors, _telemetry
     _importable()
     from specops.serving.config import DeploymentConfig
     from specops.serving.scorer import Scorer
@@ -73,6 +73,17 @@ def init() -> None:
     )
     _scorer = Scorer(config)
     _collectors = _start_collectors()
+    _telemetry = _start_telemetry(settings)
+
+
+def _start_telemetry(settings: dict[str, Any]) -> Any:
+    from specops.serving.azure_telemetry import ScoringTelemetry
+
+    try:
+        return ScoringTelemetry(deployment=settings["deployment"], endpoint=settings.get("endpoint") or "")
+    except ImportError as exc:  # an environment without the Azure Monitor distro: serve without custom metrics
+        log.warning("custom metrics are off: %s", exc)
+        return None
 
 
 def _start_collectors() -> dict[str, Any]:
@@ -105,15 +116,20 @@ def _run_online(body: bytes) -> Any:
 
     from specops.serving.schema import BadRequest
 
-    started = time.perf_counter()
+    started, status = time.perf_counter(), 500
     try:
         rows = _scorer.schema.parse(body)
         predictions = _scorer.score(rows)
+        status = 200
     except BadRequest as exc:  # 400, 413 or 422 as the local endpoint answers it
+        status = exc.status
         return _response(exc.body(), exc.status)
+    finally:
+        if _telemetry is not None:
+            _telemetry.record_request((time.perf_counter() - started) * 1000, status)
     _collect(rows, predictions)
-    if after_score is not None:
-        after_score(rows, predictions, time.perf_counter() - started)
+    if _telemetry is not None:
+        _telemetry.record_predictions(predictions)
     return predictions
 
 
