@@ -116,6 +116,8 @@ def grid_size(space: Space) -> int | None:
 
 def trial_budget(sweep: Sweep, space: Space) -> int:
     """max_total_trials, else the grid's size (a space with ranges needs the limit: the spec check says so)."""
+    if not space:
+        return 1  # fixed parameters only (an Azure ML trial, whose --set values are its point)
     size = grid_size(space)
     if sweep.sampling_algorithm == "grid" and size is not None:
         return min(size, sweep.limits.max_total_trials or size)
