@@ -289,3 +289,31 @@ def test_the_example_monitor_runs_once_a_day_on_azure():
 def test_the_scoring_script_reads_the_variable_the_renderer_writes():
     assert azureml_score.SERVING_VARIABLE == SERVING_VARIABLE
     assert (REPO / SCORING_SCRIPT).resolve() == Path(azureml_score.__file__).resolve()
+
+
+def test_a_search_renders_to_the_sweep_jobs_own_fields(project: Path):
+    """Sampling, early termination and limits land in the SDK's fields; a range becomes Azure ML's expression."""
+    from azure.ai.ml.sweep import BanditPolicy, Choice, LogUniform
+
+    from specops.render.azureml import render_pipeline_job
+    from specops.spec import Pipeline
+
+    pipeline_file = project / "specs" / "pipelines" / "training.yaml"
+    sweep = ("  sweep:\n    sampling_algorithm: random\n    early_termination: {policy: bandit, slack_factor: 0.1, "
+             "delay_evaluation: 1}\n    limits: {max_total_trials: 12, max_concurrent_trials: 3, timeout: 2h}\n")
+    pipeline_file.write_text(pipeline_file.read_text().replace('  sweep:\n    max_parallel: "{{ values.max_parallel }}"\n', sweep))
+    (project / "params.yaml").write_text("train:\n  seed: 5\n  fixed: {n_estimators: 50}\n  sweep:\n    max_depth: {low: 2, high: 5}\n"
+                                         "    min_weight_fraction_leaf: {low: 0.001, high: 0.1, log: true}\n")
+    specs = load_specs(project, "dev")
+    node = render_pipeline_job(specs, specs.require(Pipeline, "credit-risk-training"), read_project_files(project)).jobs["train"]
+    assert node.sampling_algorithm.type == "random" and node.sampling_algorithm.seed == 5
+    assert isinstance(node.search_space["max_depth"], Choice) and node.search_space["max_depth"].values == [2, 3, 4, 5]
+    assert isinstance(node.search_space["min_weight_fraction_leaf"], LogUniform)
+    assert isinstance(node.early_termination, BanditPolicy)
+    assert (node.early_termination.slack_factor, node.early_termination.delay_evaluation) == (0.1, 1)
+    assert (node.limits.max_total_trials, node.limits.max_concurrent_trials, node.limits.timeout) == (12, 3, 7200)
+    # Azure ML's Bayesian sampling takes no early termination policy: refused, naming the spec's field.
+    pipeline_file.write_text(pipeline_file.read_text().replace("sampling_algorithm: random", "sampling_algorithm: bayesian"))
+    specs = load_specs(project, "dev")
+    with pytest.raises(SpecErrors, match=r"training.yaml:\d+:\d+: spec.sweep.early_termination: Azure ML's Bayesian"):
+        render_pipeline_job(specs, specs.require(Pipeline, "credit-risk-training"), read_project_files(project))

@@ -115,6 +115,11 @@ class RunPaths:
     def split(self) -> Path:
         return self.candidates / "split.json"
 
+    @property
+    def search(self) -> Path:
+        """The train stage's record of its search: every trial, its reports and whether it was stopped early."""
+        return self.candidates / "search.json"
+
     def candidate(self, candidate_id: str) -> Path:
         return self.candidates / candidate_id
 

@@ -66,9 +66,17 @@ from azure.ai.ml.entities import (
     ResourceConfiguration,
     ServerlessSparkCompute,
 )
-from azure.ai.ml.sweep import Choice
+from azure.ai.ml.sweep import (
+    BanditPolicy,
+    Choice,
+    LogUniform,
+    MedianStoppingPolicy,
+    RandomSamplingAlgorithm,
+    TruncationSelectionPolicy,
+    Uniform,
+)
 
-from specops.errors import SpecopsError
+from specops.errors import SpecErrors, SpecopsError
 from specops.core.durations import iso, seconds as duration_seconds
 from specops.core.paths import STAGES
 from specops.spec.signals import JSD, KS, NDCG, NWD, PSI, Signals
@@ -81,7 +89,9 @@ from specops.spec.monitors import (
     DataDrift, DataQuality, FeatureAttributionDrift, Monitor, PredictionDrift, Target, baseline_dataset,
     monitored_features, sensitive_column,
 )
+from specops.spec.kinds import EarlyTermination
 from specops.spec.slos import SLO
+from specops.spec.sweeps import Choice as Declared, ParamsLines, Range, Space, budget_errors, parse_space, trial_budget
 
 # Azure ML's curated Ubuntu base image; the conda file below adds the locked packages on top.
 # Pinned to a dated release: `:latest` would change jobs and deployments under an unchanged spec.
@@ -315,12 +325,22 @@ def model_uri(ref: ModelRef, resolved: str | None = None) -> str:
 
 # --- Pipeline: command components, the pipeline job, its schedule ---------------
 
-def sweep_grid(params: dict[str, Any], pipeline: Pipeline) -> dict[str, list[Any]]:
+def sweep_space(params: dict[str, Any], specs: SpecSet, pipeline: Pipeline) -> Space:
+    """The params.yaml search space; its mistakes as spec errors (`specops validate` names their lines)."""
     section = params.get(pipeline.spec.params)
     if not isinstance(section, dict):
         raise SpecopsError(f"Pipeline/{pipeline.name}: spec.params names section {pipeline.spec.params!r}, "
                            f"which params.yaml does not have")
-    return dict(section.get("sweep") or {})
+    lines = ParamsLines({})
+    space, errors = parse_space(pipeline.spec.params, dict(section.get("sweep") or {}), lines)
+    errors += budget_errors(pipeline, space, lines, lambda at, message: specs.error(pipeline, at, message))
+    if pipeline.spec.sweep.sampling_algorithm == "bayesian" and pipeline.spec.sweep.early_termination:
+        errors.append(specs.error(pipeline, ("spec", "sweep", "early_termination"),
+                                  "Azure ML's Bayesian sampling takes no early termination policy: use random sampling "
+                                  "with early termination, or bayesian without it, for an azureml environment"))
+    if errors:
+        raise SpecErrors(errors)
+    return space
 
 
 def _step_commands(specs: SpecSet, pipeline: Pipeline) -> list[tuple[str, str]]:
@@ -339,7 +359,7 @@ def _state_folders(specs: SpecSet, pipeline: Pipeline) -> list[str]:
 
 
 def _component(specs: SpecSet, pipeline: Pipeline, index: int, node: str, command: str,
-               sweep: dict[str, list[Any]], environment: str) -> CommandComponent:
+               sweep: Space, environment: str) -> CommandComponent:
     dataset = specs.require(Dataset, pipeline.spec.dataset)
     folders = " ".join(_state_folders(specs, pipeline))
     inputs: dict[str, Input] = {}
@@ -350,8 +370,8 @@ def _component(specs: SpecSet, pipeline: Pipeline, index: int, node: str, comman
         inputs[STATE] = Input(type="uri_folder")
         restore = f"cp -r ${{{{inputs.{STATE}}}}}/. ."
     if node == "train":
-        for param, values in sweep.items():
-            inputs[param] = Input(type=_input_type(values))
+        for param, declared in sweep.items():
+            inputs[param] = Input(type=_input_type(declared))
             command += f" --set {param}=${{{{inputs.{param}}}}}"
     # A pipeline input, not a node's environment variable: sweep nodes drop those, and trials must see it.
     inputs[TRIGGER_INPUT] = Input(type="string")
@@ -372,7 +392,10 @@ def component_name(pipeline: Pipeline, node: str) -> str:
     return f"{pipeline.name.replace('-', '_')}_{node}"
 
 
-def _input_type(values: list[Any]) -> str:
+def _input_type(declared: Declared | Range) -> str:
+    if isinstance(declared, Range):
+        return "integer" if declared.integer else "number"
+    values = declared.values
     if all(isinstance(v, bool) for v in values):
         return "boolean"
     if all(isinstance(v, int) for v in values):
@@ -390,7 +413,7 @@ def compute_name(specs: SpecSet) -> str:
 
 def render_components(specs: SpecSet, pipeline: Pipeline, files: ProjectFiles) -> dict[str, CommandComponent]:
     """Node name -> command component, in run order."""
-    sweep = sweep_grid(files.params, pipeline)
+    sweep = sweep_space(files.params, specs, pipeline)
     environment = f"azureml:{environment_name(specs)}:{short_hash(files.lock)}"
     return {node: _component(specs, pipeline, i, node, command, sweep, environment)
             for i, (node, command) in enumerate(_step_commands(specs, pipeline))}
@@ -401,14 +424,15 @@ def render_pipeline_job(specs: SpecSet, pipeline: Pipeline, files: ProjectFiles,
     as SPECOPS_TRIGGER_REASON, as on the local backend, and is recorded on the job and its model.
     It is made a slug first: it lands in a shell command line."""
     components = render_components(specs, pipeline, files)
-    sweep = sweep_grid(files.params, pipeline)
+    sweep = sweep_space(files.params, specs, pipeline)
+    seed = (files.params.get(pipeline.spec.params) or {}).get("seed", 0)
     dataset = specs.require(Dataset, pipeline.spec.dataset)
     jobs, previous = {}, None
     for node, component in components.items():
         bindings = {"data": "${{parent.inputs.data}}"} if previous is None else {
             STATE: f"${{{{parent.jobs.{previous}.outputs.{STATE}}}}}"}
         job = component(**bindings, **{TRIGGER_INPUT: f"${{{{parent.inputs.{TRIGGER_INPUT}}}}}"})
-        jobs[node] = _sweep(job, pipeline, sweep) if node == "train" and sweep else job
+        jobs[node] = _sweep(job, pipeline, sweep, seed) if node == "train" and sweep else job
         previous = node
     return PipelineJob(
         display_name=pipeline.name, experiment_name=pipeline.name, description=pipeline.spec.description or None,
@@ -419,13 +443,39 @@ def render_pipeline_job(specs: SpecSet, pipeline: Pipeline, files: ProjectFiles,
     )
 
 
-def _sweep(job: Any, pipeline: Pipeline, grid: dict[str, list[Any]]) -> Any:
-    """The params.yaml grid as a grid sweep; Azure ML picks the best trial by the selection metric."""
-    trials = math.prod(len(values) for values in grid.values())
+def _sweep(job: Any, pipeline: Pipeline, space: Space, seed: int) -> Any:
+    """The train node as a sweep job, with the Pipeline's sampling, early termination and limits in Azure ML's own
+    fields; Azure ML picks the best trial by the selection metric, which train logs at every rung."""
+    sweep = pipeline.spec.sweep
+    sampling: Any = RandomSamplingAlgorithm(seed=seed) if sweep.sampling_algorithm == "random" else sweep.sampling_algorithm
     node = job.sweep(primary_metric=pipeline.spec.selection.metric, goal=pipeline.spec.selection.goal,
-                     sampling_algorithm="grid", search_space={p: Choice(list(v)) for p, v in grid.items()})
-    node.set_limits(max_total_trials=trials, max_concurrent_trials=pipeline.spec.sweep.max_parallel or trials)
+                     sampling_algorithm=sampling, search_space={p: _search_expression(d) for p, d in space.items()},
+                     early_termination_policy=_early_termination(sweep.early_termination))
+    trials = trial_budget(sweep, space)
+    timeout = int(duration_seconds(sweep.limits.timeout)) if sweep.limits.timeout else None
+    node.set_limits(max_total_trials=trials, max_concurrent_trials=sweep.concurrent_trials or trials, timeout=timeout)
     return node
+
+
+def _search_expression(declared: Declared | Range) -> Any:
+    if isinstance(declared, Declared):
+        return Choice(list(declared.values))
+    if declared.integer:  # every integer in the range, both ends included (Randint starts at 0)
+        return Choice(list(range(int(declared.low), int(declared.high) + 1)))
+    if declared.log:  # LogUniform draws exp(uniform(min_value, max_value))
+        return LogUniform(min_value=math.log(declared.low), max_value=math.log(declared.high))
+    return Uniform(min_value=declared.low, max_value=declared.high)
+
+
+def _early_termination(policy: EarlyTermination | None) -> Any:
+    if policy is None:
+        return None
+    timing = {"evaluation_interval": policy.evaluation_interval, "delay_evaluation": policy.delay_evaluation}
+    if policy.policy == "median_stopping":
+        return MedianStoppingPolicy(**timing)
+    if policy.policy == "truncation_selection":
+        return TruncationSelectionPolicy(truncation_percentage=policy.truncation_percentage or 0, **timing)
+    return BanditPolicy(slack_factor=policy.slack_factor or 0, slack_amount=policy.slack_amount or 0, **timing)
 
 
 def job_schedule_name(pipeline: Pipeline) -> str:

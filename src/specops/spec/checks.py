@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+import yaml
+
 from specops.errors import SpecError
 from specops.spec.kinds import (
     EVALUATION_METRICS,
@@ -19,6 +21,7 @@ from specops.spec.kinds import (
 )
 from specops.spec.loader import Path_, SpecSet
 from specops.spec.secrets import ADVICE, find_secrets
+from specops.spec.sweeps import PARAMS_FILE, budget_errors, params_lines, parse_space
 
 Check = Callable[[SpecSet], Iterable[SpecError]]
 CHECKS: list[Check] = []
@@ -174,3 +177,28 @@ def find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
         if state.get(node) is None and (found := visit(node)):
             return found
     return None
+
+
+@check
+def sweeps(specs: SpecSet) -> Iterable[SpecError]:
+    """A search space that is empty, malformed, or that the sampling algorithm cannot search within its budget."""
+    for pipeline in specs.of_kind(Pipeline):
+        yield from sweep_errors(specs, pipeline)
+
+
+def sweep_errors(specs: SpecSet, pipeline: Pipeline) -> list[SpecError]:
+    path = specs.root / PARAMS_FILE
+    if not path.is_file():
+        return []  # the train stage says which file and section it needs
+    text = path.read_text(encoding="utf-8")
+    try:
+        document = yaml.safe_load(text) or {}
+    except yaml.YAMLError:
+        return []  # the train stage reports the syntax error with its position
+    section = document.get(pipeline.spec.params) if isinstance(document, dict) else None
+    declared = section.get("sweep") if isinstance(section, dict) else None
+    if not isinstance(declared, dict):
+        declared = {}
+    lines = params_lines(text)
+    space, errors = parse_space(pipeline.spec.params, declared, lines)
+    return errors + budget_errors(pipeline, space, lines, lambda at, message: specs.error(pipeline, at, message))

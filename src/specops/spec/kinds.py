@@ -299,8 +299,55 @@ class Step(Strict):
     metrics: list[str] = Field([], description="metric names this step produces (in metrics/<step>.json)")
 
 
+class EarlyTermination(Strict):
+    """Stop trials that fall behind, judged on the selection metric each trial reports as it trains
+    (Azure ML's early termination policies, by their names and fields)."""
+
+    policy: Literal["median_stopping", "bandit", "truncation_selection"]
+    evaluation_interval: int = Field(1, ge=1, description="judge trials every this many reports")
+    delay_evaluation: int = Field(0, ge=0, description="reports before the first judgement")
+    slack_factor: float | None = Field(None, gt=0, description="bandit: stop a trial worse than the best by this ratio")
+    slack_amount: float | None = Field(None, gt=0, description="bandit: stop a trial worse than the best by this much")
+    truncation_percentage: int | None = Field(None, ge=1, le=99, description="truncation_selection: stop the worst this many percent")
+
+    @model_validator(mode="after")
+    def _policy_fields(self) -> EarlyTermination:
+        bandit = self.slack_factor is not None or self.slack_amount is not None
+        if self.policy == "bandit" and (self.slack_factor is None) == (self.slack_amount is None):
+            raise ValueError("the bandit policy needs one of slack_factor or slack_amount")
+        if self.policy != "bandit" and bandit:
+            raise ValueError("slack_factor and slack_amount belong to the bandit policy")
+        if (self.policy == "truncation_selection") != (self.truncation_percentage is not None):
+            raise ValueError("truncation_percentage belongs to, and is needed by, the truncation_selection policy")
+        return self
+
+
+class SweepLimits(Strict):
+    max_total_trials: int | None = Field(None, ge=1, description="trials at most; default: every grid point")
+    max_concurrent_trials: int | None = Field(None, ge=1, description="trials at once; default: one per core")
+    timeout: PositiveDuration | None = Field(None, description="no trial starts after this long")
+
+
 class Sweep(Strict):
-    max_parallel: int = Field(0, ge=0, description="candidates trained at once; 0 = one per core")
+    """How the train stage searches the space params.yaml declares under `sweep:`."""
+
+    sampling_algorithm: Literal["grid", "random", "bayesian"] = Field(
+        "grid", description="grid: every point; random: draws; bayesian: each draw guided by the trials so far (Optuna's TPE locally)")
+    early_termination: EarlyTermination | None = None
+    limits: SweepLimits = SweepLimits()
+    max_parallel: int = Field(0, ge=0, description="candidates trained at once; 0 = one per core "
+                                                   "(the same as limits.max_concurrent_trials; set one of them)")
+
+    @model_validator(mode="after")
+    def _one_concurrency(self) -> Sweep:
+        if self.max_parallel and self.limits.max_concurrent_trials:
+            raise ValueError("set max_parallel or limits.max_concurrent_trials, not both")
+        return self
+
+    @property
+    def concurrent_trials(self) -> int:
+        """Trials at once; 0 = one per core."""
+        return self.limits.max_concurrent_trials or self.max_parallel
 
 
 class Selection(Strict):
