@@ -10,7 +10,6 @@ import re
 import shutil
 import subprocess
 import sys
-from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -70,7 +69,9 @@ def test_the_running_checkout_is_pinned_as_a_wheel(specops_pin, tmp_path):
     assert specops_pin.origin == f"a wheel built from the editable checkout {REPO}"
     project = init_project(tmp_path / "pinned", {"target": "y"})
     (wheel,) = (project / "wheels").glob("specops-*.whl")
-    assert wheel.name == specops_pin.wheel.name and wheel.name.startswith(f"specops-{metadata.version('specops')}-")
+    assert wheel.name == specops_pin.wheel.name
+    head = run(["git", "rev-parse", "--short=7", "HEAD"], REPO).stdout.strip()
+    assert f"+g{head}" in wheel.name or "+" not in wheel.name  # this checkout's version, now (not the install's)
     line = (project / "requirements-specops.txt").read_text().splitlines()[-1]
     assert line == f"./wheels/{wheel.name} --hash=sha256:{hashlib.sha256(wheel.read_bytes()).hexdigest()}"
     assert f"wheels/{wheel.name}" in tracked(project)
@@ -130,6 +131,20 @@ def test_the_template_ci_files_follow_this_repository_ci_files():
     for original, shipped in pairs:
         assert shipped.read_text() == adapt_ci(original.read_text()), \
             f"{shipped.name} in the template differs from {original.relative_to(REPO)} adapted by adapt_ci(): re-copy it"
+
+
+def test_a_tampered_or_missing_wheel_fails_the_install_with_pips_error(specops_pin, tmp_path):
+    """What `make venv` runs, as a dry run: the pinned wheel is checked by hash before anything installs."""
+    project = init_project(tmp_path / "tamper", {"target": "y"})
+    pip = [sys.executable, "-m", "pip", "install", "--dry-run", "--no-deps", "-r", "requirements-specops.txt"]
+    assert "Would install specops-" in run(pip, project).stdout
+    wheel = project / "wheels" / specops_pin.wheel.name
+    wheel.write_bytes(wheel.read_bytes() + b"tampered")
+    result = run(pip, project, check=False)
+    assert result.returncode != 0 and "THESE PACKAGES DO NOT MATCH THE HASHES" in result.stderr, result.stderr[-2000:]
+    wheel.unlink()
+    result = run(pip, project, check=False)
+    assert result.returncode != 0 and f"No such file or directory: '{wheel}'" in result.stderr, result.stderr[-2000:]
 
 
 # --- (2) no template markup ---------------------------------------------------------

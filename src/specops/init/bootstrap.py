@@ -476,14 +476,19 @@ def _read_answers(path: Path) -> dict[str, Any]:
 
 
 def _rewrite_answer(path: Path, key: str, value: str) -> None:
-    """One top-level answer in .copier-answers.yml (copier's own format, so a line edit), added when missing."""
-    lines = path.read_text().splitlines(keepends=True)
+    """One top-level answer in .copier-answers.yml (copier's own format, so a line edit), added when missing.
+
+    copier folds a long value onto indented continuation lines: those go with the line they continue."""
     line = f"{key}: {json.dumps(value)}\n"  # a JSON string is a YAML string, whatever it holds
-    if any(old.startswith(f"{key}:") for old in lines):
-        lines = [line if old.startswith(f"{key}:") else old for old in lines]
-    else:
-        lines.append(line)
-    path.write_text("".join(lines))
+    kept: list[str] = []
+    replacing = found = False
+    for old in path.read_text().splitlines(keepends=True):
+        if replacing and old[:1] in (" ", "\t"):
+            continue
+        replacing = old.startswith(f"{key}:")
+        found = found or replacing
+        kept.append(line if replacing else old)
+    path.write_text("".join(kept if found else [*kept, line]))
 
 
 def _is_git_source(source: str) -> bool:
