@@ -53,14 +53,15 @@ def wheel_built_once(specops_pin, monkeypatch):
 
 
 @pytest.fixture(scope="session")
-def demo(tmp_path_factory, specops_pin) -> tuple[Path, subprocess.CompletedProcess]:
+def demo(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     """A project with example data, a sensitive attribute and both CI providers, after its own `make demo`.
 
     No Endpoint: locally, apply would start its server (a long-lived process on a fixed port).
-    --specops-source names the session's wheel (a session fixture starts before the autouse patch)."""
+    It runs in this repository's environment (VENV=), so it never installs its pin: --specops-source names
+    one without a wheel to build (a session fixture starts before the autouse patch). The default pin is
+    test_the_running_checkout_is_pinned_as_a_wheel's; tests/acceptance/test_release.py installs it."""
     project = init_project(tmp_path_factory.mktemp("init") / "churn-model",
-                           {"target": "churned", "sensitive": "group", "ci_provider": "both",
-                            "specops_source": str(specops_pin.wheel)})
+                           {"target": "churned", "sensitive": "group", "ci_provider": "both", "specops_source": "specops"})
     return project, make("demo", project)
 
 
