@@ -5,6 +5,7 @@ with this repository's environment (VENV=...), so nothing is installed here.
 """
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 import subprocess
@@ -16,7 +17,7 @@ import yaml
 from click.testing import CliRunner
 
 from specops.cli import main as cli
-from specops.init import TEMPLATE, InitError, init_project, update_project
+from specops.init import TEMPLATE, InitError, init_project, source, update_project
 from tests.conftest import REPO, run
 
 pytestmark = pytest.mark.xdist_group("init")
@@ -39,13 +40,43 @@ def make(target: str, project: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="session")
+def specops_pin(tmp_path_factory) -> source.Pin:
+    """The pin `specops init` gives projects when this checkout runs it: a wheel built once for the session."""
+    return source.running(tmp_path_factory.mktemp("specops-wheel"))
+
+
+@pytest.fixture(autouse=True)
+def wheel_built_once(specops_pin, monkeypatch):
+    """init_project pins the running specops; here that is an editable checkout, built into a wheel
+    once (test_the_running_checkout_is_pinned_as_a_wheel) instead of in every test (~15 s each)."""
+    monkeypatch.setattr(source, "running", lambda workdir, index_hashes=None: specops_pin)
+
+
+@pytest.fixture(scope="session")
 def demo(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     """A project with example data, a sensitive attribute and both CI providers, after its own `make demo`.
 
-    No Endpoint: locally, apply would start its server (a long-lived process on a fixed port)."""
+    No Endpoint: locally, apply would start its server (a long-lived process on a fixed port).
+    It runs in this repository's environment (VENV=), so it never installs its pin: --specops-source names
+    one without a wheel to build (a session fixture starts before the autouse patch). The default pin is
+    test_the_running_checkout_is_pinned_as_a_wheel's; tests/acceptance/test_release.py installs it."""
     project = init_project(tmp_path_factory.mktemp("init") / "churn-model",
-                           {"target": "churned", "sensitive": "group", "ci_provider": "both"})
+                           {"target": "churned", "sensitive": "group", "ci_provider": "both", "specops_source": "specops"})
     return project, make("demo", project)
+
+
+def test_the_running_checkout_is_pinned_as_a_wheel(specops_pin, tmp_path):
+    """No flag: the editable checkout running the tests becomes a wheel in wheels/, pinned by hash and committed."""
+    assert specops_pin.origin == f"a wheel built from the editable checkout {REPO}"
+    project = init_project(tmp_path / "pinned", {"target": "y"})
+    (wheel,) = (project / "wheels").glob("specops-*.whl")
+    assert wheel.name == specops_pin.wheel.name
+    head = run(["git", "rev-parse", "--short=7", "HEAD"], REPO).stdout.strip()
+    assert f"+g{head}" in wheel.name or "+" not in wheel.name  # this checkout's version, now (not the install's)
+    line = (project / "requirements-specops.txt").read_text().splitlines()[-1]
+    assert line == f"./wheels/{wheel.name} --hash=sha256:{hashlib.sha256(wheel.read_bytes()).hexdigest()}"
+    assert f"wheels/{wheel.name}" in tracked(project)
+    assert yaml.safe_load((project / ".copier-answers.yml").read_text())["specops_source"] == line
 
 
 # --- (1) flags -> exactly the chosen files -----------------------------------------
@@ -98,9 +129,23 @@ def test_the_template_ci_files_follow_this_repository_ci_files():
               project / "[% if ci_provider in ['github', 'both'] %].github[% endif %]" / "workflows" / name)
              for name in ("pr.yml", "main.yml", "retrain.yml")]
     pairs.append((REPO / "azure-pipelines.yml", project / "[% if ci_provider in ['azure-devops', 'both'] %]azure-pipelines.yml[% endif %]"))
-    for source, shipped in pairs:
-        assert shipped.read_text() == adapt_ci(source.read_text()), \
-            f"{shipped.name} in the template differs from {source.relative_to(REPO)} adapted by adapt_ci(): re-copy it"
+    for original, shipped in pairs:
+        assert shipped.read_text() == adapt_ci(original.read_text()), \
+            f"{shipped.name} in the template differs from {original.relative_to(REPO)} adapted by adapt_ci(): re-copy it"
+
+
+def test_a_tampered_or_missing_wheel_fails_the_install_with_pips_error(specops_pin, tmp_path):
+    """What `make venv` runs, as a dry run: the pinned wheel is checked by hash before anything installs."""
+    project = init_project(tmp_path / "tamper", {"target": "y"})
+    pip = [sys.executable, "-m", "pip", "install", "--dry-run", "--no-deps", "-r", "requirements-specops.txt"]
+    assert "Would install specops-" in run(pip, project).stdout
+    wheel = project / "wheels" / specops_pin.wheel.name
+    wheel.write_bytes(wheel.read_bytes() + b"tampered")
+    result = run(pip, project, check=False)
+    assert result.returncode != 0 and "THESE PACKAGES DO NOT MATCH THE HASHES" in result.stderr, result.stderr[-2000:]
+    wheel.unlink()
+    result = run(pip, project, check=False)
+    assert result.returncode != 0 and f"No such file or directory: '{wheel}'" in result.stderr, result.stderr[-2000:]
 
 
 # --- (2) no template markup ---------------------------------------------------------
@@ -114,9 +159,9 @@ def test_no_template_markup_is_left(demo):
     checked = 0
     for path in project.rglob("*"):
         relative = path.relative_to(project)
-        # Not template output: git/DVC/MLflow internals, run artifacts, and the JSON Schemas specops writes
-        # (whose descriptions quote the overlay syntax).
-        if not path.is_file() or relative.parts[0] in (".git", ".dvc", ".specops", "mlruns", "artifacts", "schemas"):
+        # Not template output: git/DVC/MLflow internals, run artifacts, the JSON Schemas specops writes
+        # (whose descriptions quote the overlay syntax) and the pinned specops wheel.
+        if not path.is_file() or relative.parts[0] in (".git", ".dvc", ".specops", "mlruns", "artifacts", "schemas", "wheels"):
             continue
         text = path.read_text(errors="replace")
         text = CI_EXPRESSION.sub("", text)
@@ -346,9 +391,22 @@ def test_template_updates_arrive_and_project_edits_survive(tmp_path):
     assert yaml.safe_load((project / ".copier-answers.yml").read_text())["_commit"] == "v2"
 
 
-def test_update_needs_a_versioned_template(tmp_path):
-    project = init_project(tmp_path / "plain", {"target": "y", "endpoint": False})
-    with pytest.raises(InitError, match="not a git repository, so there is no template version to update from"):
-        update_project(project)
+def test_update_moves_the_specops_pin_even_without_a_versioned_template(tmp_path, specops_pin):
+    project = init_project(tmp_path / "plain", {"target": "y", "endpoint": False, "specops_source": "specops==0.0.1"})
+    assert (project / "requirements-specops.txt").read_text().splitlines()[-1] == "specops==0.0.1"
+    assert not (project / "wheels").exists()
+    result = invoke(str(project), "--update")
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "not a git repository, so only the specops pin is updated" in said
+    assert f"specops pin: specops==0.0.1 -> {specops_pin.requirement}" in said
+    assert (project / "requirements-specops.txt").read_text().splitlines()[-1] == specops_pin.requirement
+    assert yaml.safe_load((project / ".copier-answers.yml").read_text())["specops_source"] == specops_pin.requirement
+    assert [p.name for p in (project / "wheels").iterdir()] == [specops_pin.wheel.name]
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", "new pin"], project)
+    result = invoke(str(project), "--update")
+    assert "specops pin unchanged" in " ".join(result.output.split()), result.output
+    assert run(["git", "status", "--porcelain"], project).stdout == ""
     result = invoke(str(project), "--update", "--target", "y")
     assert result.exit_code != 0 and "--update takes only --vcs-ref and --template" in result.output
