@@ -28,6 +28,7 @@ from typing import Any
 import mlflow
 import mlflow.sklearn
 import numpy as np
+import pandas as pd
 import skops.io
 from mlflow.models import infer_signature
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -35,6 +36,7 @@ from ruamel.yaml import YAML
 from sklearn.model_selection import train_test_split
 
 from specops.errors import SpecopsError, StageFailed
+from specops.lifecycle.command import CommandModel, run_trials
 from specops.lifecycle.context import StageContext, write_json
 from specops.lifecycle.evaluate import evaluate_model
 from specops.lifecycle.featurize import FeatureTable, read_feature_table
@@ -63,16 +65,25 @@ class Candidate:
 
 def run(ctx: StageContext) -> None:
     params = load_params(ctx)
-    estimator = estimator_class(ctx.pipeline.spec.estimator)
     candidates = sweep_grid(params)
-    check_parameters(estimator, candidates, ctx.pipeline.spec.estimator)
+    training = ctx.pipeline.spec.training
+    if training is None:
+        estimator = estimator_class(ctx.pipeline.spec.estimator)
+        check_parameters(estimator, candidates, ctx.pipeline.spec.estimator)
     table = read_feature_table(ctx.paths)
-    train_rows, test_rows = split_rows(table, params)
-    models = fit_all(ctx, estimator, candidates, params, table.inputs.iloc[train_rows], table.frame[table.target].iloc[train_rows])
+    check_target(ctx, table)
+    train_rows, test_rows = split_rows(table, params, ctx.pipeline.spec.task)
+    if training is None:
+        models = fit_all(ctx, estimator, candidates, params, table.inputs.iloc[train_rows], table.frame[table.target].iloc[train_rows])
+    else:  # the team's own code trains: one run of its command per candidate
+        models = run_trials(ctx.root, ctx.paths.base / "trials", training.command, {c.id: c.params for c in candidates},
+                            table, train_rows, test_rows, ctx.pipeline.spec.task, params.seed,
+                            ctx.pipeline.spec.selection.metric, ctx.pipeline.spec.sweep.max_parallel)
     shutil.rmtree(ctx.paths.candidates, ignore_errors=True)
     write_json(ctx.paths.split, {"seed": params.seed, "test_size": params.test_size, "test_rows": test_rows.tolist()})
     scores = selection_scores(ctx, models, table, test_rows)
     log_candidates(ctx, params, candidates, models, table.inputs.iloc[train_rows], scores)
+    shutil.rmtree(ctx.paths.base / "trials", ignore_errors=True)  # the command's outputs, now copied and logged
 
 
 def selection_scores(ctx: StageContext, models: dict[str, Any], table: FeatureTable, test_rows: np.ndarray) -> dict[str, float]:
@@ -81,7 +92,8 @@ def selection_scores(ctx: StageContext, models: dict[str, Any], table: FeatureTa
     test = table.frame.iloc[test_rows]
     scores = {}
     for candidate_id, model in models.items():
-        metrics = evaluate_model(model, test, table, ctx.sensitive_column)["metrics"]
+        model = model.model if isinstance(model, CommandModel) else model
+        metrics = evaluate_model(model, test, table, ctx.sensitive_column, ctx.pipeline.spec.task)["metrics"]
         if metric not in metrics:
             raise SpecopsError(f"pipeline {ctx.pipeline.name}: selection metric {metric!r} is not one evaluate computes "
                                f"({', '.join(sorted(metrics))})")
@@ -134,10 +146,29 @@ def check_parameters(estimator: type, candidates: list[Candidate], dotted: str) 
         raise SpecopsError(f"{PARAMS_FILE}: {dotted} has no parameter(s) {', '.join(unknown)} (it accepts: {', '.join(sorted(accepted))})")
 
 
-def split_rows(table: FeatureTable, params: TrainParams) -> tuple[np.ndarray, np.ndarray]:
+def check_target(ctx: StageContext, table: FeatureTable) -> None:
+    """The data's target fits the pipeline's task (the spec check sees only what the Dataset declares)."""
+    target = table.frame[table.target]
+    classes = sorted(target.dropna().unique().tolist(), key=str)
+    task, problem = ctx.pipeline.spec.task, ""
+    if target.isna().any():
+        problem = f"target {table.target!r} has {int(target.isna().sum())} missing value(s): rows without a label cannot train"
+    elif task == "regression" and not pd.api.types.is_numeric_dtype(target):
+        problem = f"task regression needs a numeric target; {table.target!r} holds {target.dtype} values like {classes[:3]}"
+    elif task == "binary" and len(classes) != 2:
+        problem = f"task binary needs two classes; target {table.target!r} has {len(classes)}: {classes[:10]} (task multiclass?)"
+    elif task == "multiclass" and len(classes) < 3:
+        problem = f"task multiclass needs three classes or more; target {table.target!r} has {classes} (task binary?)"
+    if problem:
+        raise SpecopsError(str(ctx.specs.error(ctx.pipeline, ("spec", "task"), problem)))
+
+
+def split_rows(table: FeatureTable, params: TrainParams, task: str = "binary") -> tuple[np.ndarray, np.ndarray]:
     rows = np.arange(len(table.frame))
+    # Classes keep their shares in both sets; a continuous target has no classes to keep.
+    stratify = None if task == "regression" else table.frame[table.target]
     try:
-        return train_test_split(rows, test_size=params.test_size, random_state=params.seed, stratify=table.frame[table.target])
+        return train_test_split(rows, test_size=params.test_size, random_state=params.seed, stratify=stratify)
     except ValueError as exc:
         raise StageFailed(f"cannot split {len(rows)} rows into train and test sets: {exc}") from None
 
@@ -171,19 +202,25 @@ def log_candidates(ctx: StageContext, params: TrainParams, candidates: list[Cand
     """
     connect(ctx.specs)
     use_experiment(ctx.specs, ctx.pipeline.name)
-    requirements = pip_requirements(ctx.pipeline.spec.estimator)
+    requirements = pip_requirements(ctx.pipeline.spec.estimator) if ctx.pipeline.spec.training is None else []
     selection = ctx.pipeline.spec.selection
     # Why this run happened (apply, or a controller trigger: drift, performance, stale, ...).
     tags = {"specops.pipeline": ctx.pipeline.name, "specops.trigger_reason": os.environ.get("SPECOPS_TRIGGER_REASON", "apply")}
+    trainer = ctx.pipeline.spec.training.command if ctx.pipeline.spec.training else ctx.pipeline.spec.estimator
     with mlflow.start_run(run_name=ctx.pipeline.name, tags=tags) as parent:
-        mlflow.log_params({"estimator": ctx.pipeline.spec.estimator, "seed": params.seed, "test_size": params.test_size,
+        mlflow.log_params({"estimator": trainer, "seed": params.seed, "test_size": params.test_size,
                            "feature_set": f"{ctx.feature_set.name}@v{ctx.feature_set.spec.version}"})
         for candidate in candidates:
             model = models[candidate.id]
             with mlflow.start_run(run_name=candidate.id, nested=True, tags={"specops.candidate": candidate.id}) as run:
                 mlflow.log_params(candidate.params)
+                if isinstance(model, CommandModel):  # what the command reported, then specops' own measure
+                    mlflow.log_metrics(model.metrics)
+                    mlflow.log_artifacts(str(model.folder), "model")
+                    model_uri = f"runs:/{run.info.run_id}/model"
+                else:
+                    model_uri = log_model(model, inputs, requirements, run.info.run_id)
                 mlflow.log_metric(selection.metric, scores[candidate.id])
-                model_uri = log_model(model, inputs, requirements, run.info.run_id)
             save_candidate(ctx, candidate, model, run.info.run_id, parent.info.run_id, model_uri)
         # What this execution achieved: an Azure ML sweep reads it from the trial's run to rank its trials.
         pick = max if selection.goal == "maximize" else min
@@ -210,14 +247,23 @@ def log_model(model: Any, inputs, requirements: list[str], run_id: str) -> str:
 def save_candidate(ctx: StageContext, candidate: Candidate, model: Any, run_id: str, parent_run_id: str, model_uri: str) -> None:
     folder = ctx.paths.candidate(candidate.id)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "model.pkl").write_bytes(pickle.dumps(model))
+    if isinstance(model, CommandModel):  # kept as the MLflow model the command saved: any flavour loads back
+        shutil.copytree(model.folder, folder / "model")
+    else:
+        (folder / "model.pkl").write_bytes(pickle.dumps(model))
     write_json(folder / "meta.json", {
         "id": candidate.id,
         "params": candidate.params,
         "run_id": run_id,
         "parent_run_id": parent_run_id,
         "model_uri": model_uri,
+        **({"classes": _plain_list(model.model.classes_)} if isinstance(model, CommandModel)
+           and hasattr(model.model, "classes_") else {}),
     })
+
+
+def _plain_list(values: Any) -> list[Any]:
+    return [v.item() if isinstance(v, np.generic) else v for v in values]
 
 
 def pip_requirements(dotted: str) -> list[str]:
