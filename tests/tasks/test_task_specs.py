@@ -67,7 +67,7 @@ def test_binary_on_three_classes_found_in_the_data_stops_training_at_the_task(wi
     edit(specs, "error_rate_gap", "parity_diff")
     edit(specs, "{metric: f1_macro, compare_to", "{metric: f1, compare_to")
     with pytest.raises(SpecopsError) as failure:
-        run_stages(wine, "validate", "features", "train")
+        run_stages(wine, "features", "train")
     line = specs.read_text().splitlines().index("  task: binary") + 1
     assert str(failure.value).startswith(f"specs/task.yaml:{line}:3: spec.task: task binary needs two classes; "
                                          "target 'cultivar' has 3: ['barbera', 'barolo', 'grignolino']")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -49,3 +50,21 @@ def test_a_regression_pipeline_minimizes_rmse_and_measures_error_by_group(diabet
     client = connect(load_specs(diabetes))
     assert client.get_model_version_by_alias("diabetes", "champion").tags["lineage.task"] == "regression"
     assert "| sex | mae | rows |" in paths.model_card.read_text()
+
+
+@pytest.mark.parametrize("fixture, estimator, params, metric", [
+    ("wine", "lightgbm.LGBMClassifier", "{n_estimators: 10, min_child_samples: 5, verbose: -1}", "f1_macro"),
+    ("diabetes", "xgboost.XGBRegressor", "{n_estimators: 10, max_depth: 3}", "rmse"),
+])
+def test_lightgbm_and_xgboost_are_plain_estimators(request, fixture, estimator, params, metric):
+    root = request.getfixturevalue(fixture)
+    (root / "params.yaml").write_text(f"train:\n  seed: 3\n  test_size: 0.3\n  fixed: {params}\n  sweep:\n"
+                                      "    learning_rate: [0.1, 0.3]\n")
+    specs = root / "specs/task.yaml"
+    specs.write_text(specs.read_text().replace("  params: train\n", f"  estimator: {estimator}\n  params: train\n"))
+    run_stages(root, "features", "train", "evaluate")
+    evaluation = json.loads(RunPaths(root, f"{fixture}-training").evaluation.read_text())["candidates"]
+    assert len(evaluation) == 2 and all(metric in c["metrics"] for c in evaluation.values())
+    meta = json.loads((RunPaths(root, f"{fixture}-training").candidate("c01") / "meta.json").read_text())
+    requirements = connect(load_specs(root)).download_artifacts(meta["run_id"], "model/requirements.txt", str(root))
+    assert estimator.split(".")[0].replace("xgboost", "xgboost-cpu") in Path(requirements).read_text()

@@ -376,7 +376,8 @@ class PipelineSpec(Strict):
         if not isinstance(selection, dict):
             return data
         metric = selection.get("metric", DEFAULT_SELECTION[task])
-        goal = selection.get("goal", "minimize" if metric in LOWER_IS_BETTER else "maximize")
+        lower = isinstance(metric, str) and metric in LOWER_IS_BETTER  # anything else: the field's own error
+        goal = selection.get("goal", "minimize" if lower else "maximize")
         return {"estimator": DEFAULT_ESTIMATOR[task], **data, "selection": {**selection, "metric": metric, "goal": goal}}
 
     @model_validator(mode="after")
