@@ -53,7 +53,7 @@ def test_a_regression_pipeline_minimizes_rmse_and_measures_error_by_group(diabet
 
 
 @pytest.mark.parametrize("fixture, estimator, params, metric", [
-    ("wine", "lightgbm.LGBMClassifier", "{n_estimators: 10, min_child_samples: 5, verbose: -1}", "f1_macro"),
+    ("wine", "lightgbm.LGBMClassifier", "{n_estimators: 10, min_child_samples: 5}", "f1_macro"),
     ("diabetes", "xgboost.XGBRegressor", "{n_estimators: 10, max_depth: 3}", "rmse"),
 ])
 def test_lightgbm_and_xgboost_are_plain_estimators(request, fixture, estimator, params, metric):
