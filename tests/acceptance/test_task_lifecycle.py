@@ -146,7 +146,7 @@ def test_a_task_goes_through_train_gate_register_serve_canary_and_monitor(tmp_pa
     client = connect(load_specs(root))
     assert str(client.get_model_version_by_alias(c["model"], "champion").version) == "1"
     frame = pd.read_csv(root / c["data"])
-    server = start_server(root, "live")
+    server = start_server(root, "live", startup_s=300)  # loading a model on a busy machine
     try:
         with Load(server, frame, c["target"]) as load:
             Rollout(Project(root), "live").start("green", "blue")
