@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -259,6 +260,54 @@ def test_an_existing_csv_becomes_the_dataset_contract(tmp_path):
     assert (project / "artifacts" / "retention-training" / "features.parquet").is_file()
 
 
+def mixed_frame(rows: int, target: str):
+    """Mixed types, missing values, an id, dates and names with spaces, around a target built by `target`."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(11)
+    frame = pd.DataFrame({
+        "Customer ID": [f"cust-{i:04d}" for i in range(rows)],
+        "signup date": pd.date_range("2024-01-01", periods=rows, freq="D").strftime("%Y-%m-%d"),
+        "monthly spend": rng.gamma(2.0, 50.0, rows).round(2),
+        "tenure years": rng.integers(0, 15, rows),
+        "plan type": rng.choice(["basic", "plus", "premium"], rows),
+        "has app": rng.choice([True, False], rows),
+    })
+    frame.loc[rng.random(rows) < 0.1, "monthly spend"] = np.nan
+    frame.loc[rng.random(rows) < 0.1, "plan type"] = np.nan
+    frame[target] = TARGETS[target](frame, rng)
+    return frame
+
+
+TARGETS = {
+    "lifetime value": lambda f, rng: (f["tenure years"] * 40 + f["monthly spend"].fillna(100) * 3
+                                      + rng.normal(0, 20, len(f))).round(2),
+    "segment": lambda f, rng: np.where(f["tenure years"] > 9, "loyal", np.where(f["tenure years"] > 4, "settled", "new")),
+}
+
+
+@pytest.mark.parametrize("target, task, metric", [("lifetime value", "regression", "rmse"),
+                                                  ("segment", "multiclass", "f1_macro")])
+def test_a_regression_or_multiclass_csv_with_ids_dates_gaps_and_spaces_validates_and_trains(tmp_path, target, task, metric):
+    source = tmp_path / "customers.csv"
+    mixed_frame(300, target).to_csv(source, index=False)
+    project = init_project(tmp_path / "ltv", {"target": target, "ci_provider": "github"}, data=str(source))
+    dataset, features = yaml.safe_load_all((project / "specs/data/ltv.yaml").read_text())
+    columns = dataset["spec"]["columns"]
+    assert columns["Customer ID"]["description"] == "an id: not a model input"
+    assert columns["signup date"]["description"] == "dates: not a model input" and "allowed" not in columns["signup date"]
+    assert columns["monthly spend"]["nullable"] is True and columns["plan type"]["nullable"] is True
+    assert [f["name"] for f in features["spec"]["features"]] == ["monthly spend", "tenure years", "plan type", "has app"]
+    pipeline = yaml.safe_load((project / "specs/pipelines/training.yaml").read_text())["spec"]
+    assert (pipeline["task"], pipeline["selection"]["metric"]) == (task, metric)
+    assert ("allowed" in columns[target]) == (task == "multiclass")
+    for stage in ("validate", "features", "train", "evaluate", "gate"):
+        run([sys.executable, "-m", "specops", "stage", stage, "--pipeline", "ltv-training"], project)
+    gate = yaml.safe_load((project / "artifacts/ltv-training/gate.json").read_text())
+    assert gate["passed"] and gate["selection"]["metric"] == metric
+
+
 # --- (5) user mistakes -----------------------------------------------------------------
 
 def invoke(*args: str):
@@ -294,13 +343,18 @@ def test_a_folder_name_that_is_no_project_name_says_why(tmp_path):
 
 
 def test_bad_data_fails_clearly(tmp_path):
-    three = tmp_path / "three.csv"
-    three.write_text("x,label\n1,a\n2,b\n3,c\n")
-    result = invoke(str(tmp_path / "p1"), "--data", str(three), "--target", "label")
-    assert result.exit_code == 1 and "has 3 distinct values (a, b, c)" in result.output
-    result = invoke(str(tmp_path / "p2"), "--data", str(three), "--target", "missing")
-    assert result.exit_code == 1 and "--target 'missing' is not a column of three.csv (columns: x, label)" in result.output
-    assert not (tmp_path / "p1").exists() and not (tmp_path / "p2").exists()
+    names = tmp_path / "names.csv"  # text with a value per row: neither classes nor numbers
+    names.write_text("x,label\n" + "".join(f"{i},name{i}\n" for i in range(30)))
+    result = invoke(str(tmp_path / "p1"), "--data", str(names), "--target", "label")
+    assert result.exit_code == 1 and "--target 'label' is text with 30 distinct values (name0, name1," in result.output
+    assert "text cannot be a regression's target" in result.output
+    result = invoke(str(tmp_path / "p2"), "--data", str(names), "--target", "missing")
+    assert result.exit_code == 1 and "--target 'missing' is not a column of names.csv (columns: x, label)" in result.output
+    one = tmp_path / "one.csv"
+    one.write_text("x,label\n1,a\n2,a\n")
+    result = invoke(str(tmp_path / "p3"), "--data", str(one), "--target", "label")
+    assert result.exit_code == 1 and "--target 'label' has one value ('a'): there is nothing to learn" in result.output
+    assert not any((tmp_path / p).exists() for p in ("p1", "p2", "p3"))
 
 
 def test_a_failure_after_rendering_leaves_nothing_behind(tmp_path, monkeypatch):

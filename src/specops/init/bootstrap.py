@@ -12,8 +12,10 @@ destination as it was.
 
 When a data set CSV exists, its header and values decide the Dataset
 contract: column types (int, float, str, bool), nullability, ranges and the
-allowed values of low-cardinality text columns, and the target's type (the
-lifecycle trains binary classifiers, so the target needs exactly two values).
+allowed values of low-cardinality text columns, and the task from the target:
+two values binary, a few classes multiclass, numbers regression. Id columns
+(named *id, or text unique per row) and date columns stay in the contract but
+are never model inputs.
 Without one, the project gets a seeded example data generator and a pipeline
 step that runs it, so `make demo` works on day one.
 """
@@ -39,6 +41,8 @@ CI_PROVIDERS = ("github", "azure-devops", "both")
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$")
 NAME_RULE = "2-40 lower-case letters, digits and single '-', starting with a letter"
 MAX_ALLOWED = 20  # text columns with at most this many distinct values become one-hot features
+MAX_CLASSES = 20  # a target with more distinct values than this is a regression's (numbers) or refused (text)
+ID_NAME = re.compile(r"(^|[\s_-])id$", re.IGNORECASE)
 
 # Question name -> the `specops init` flag that answers it (for error messages).
 FLAGS = {
@@ -90,6 +94,7 @@ class DataPlan:
     features: list[dict[str, Any]]
     source: Path | None = None  # an existing CSV to copy into the project
     rows: int | None = None
+    task: str = "binary"
     skipped: list[str] = field(default_factory=list)  # columns that are not features, and why
 
 
@@ -134,7 +139,7 @@ def init_project(
     _check_answers(answers)
     plan = plan_data(data, answers)
     answers.update(dataset_path=plan.dataset_path, generate_data=plan.generate, columns=plan.columns,
-                   features=plan.features, min_rows=min(100, plan.rows or 100))
+                   features=plan.features, min_rows=min(100, plan.rows or 100), task=plan.task)
     with tempfile.TemporaryDirectory(prefix="specops-init-") as tmp:
         pin = source.resolve(answers.get("specops_source"), Path(tmp))
         answers["specops_source"] = pin.requirement
@@ -230,8 +235,8 @@ def plan_data(data: str | None, answers: dict[str, Any]) -> DataPlan:
         if source.suffix.lower() != ".csv":
             raise InitError(f"--data {data}: expected a .csv file")
         dataset_path = answers.get("dataset_path") or f"data/{_safe_file_name(source.name)}"
-        columns, features, rows, skipped = infer_contract(source, target, sensitive)
-        return DataPlan(dataset_path, False, columns, features, source.resolve(), rows, skipped)
+        columns, features, rows, skipped, task = infer_contract(source, target, sensitive)
+        return DataPlan(dataset_path, False, columns, features, source.resolve(), rows, skipped=skipped, task=task)
     if data and source is not None:  # named, but not there
         if source.is_absolute() or data.startswith("~"):
             raise InitError(f"--data {data}: no such file (a path that does not exist yet must be relative to the "
@@ -250,8 +255,8 @@ def plan_data(data: str | None, answers: dict[str, Any]) -> DataPlan:
     return DataPlan(dataset_path, True, columns, [dict(f) for f in EXAMPLE_FEATURES])
 
 
-def infer_contract(path: Path, target: str, sensitive: str = "") -> tuple[dict, list, int, list[str]]:
-    """(columns, features, rows, skipped) for a CSV: the Dataset contract and FeatureSet `specops init` writes."""
+def infer_contract(path: Path, target: str, sensitive: str = "") -> tuple[dict, list, int, list[str], str]:
+    """(columns, features, rows, skipped, task) for a CSV: the Dataset contract and FeatureSet `specops init` writes."""
     import pandas as pd
 
     try:
@@ -268,16 +273,21 @@ def infer_contract(path: Path, target: str, sensitive: str = "") -> tuple[dict, 
     labels = frame[target]
     if labels.isna().any():
         raise InitError(f"--target {target!r} has {int(labels.isna().sum())} empty value(s): every row needs a label")
-    values = sorted(labels.unique().tolist(), key=str)
-    if len(values) != 2:
-        shown = ", ".join(map(str, values[:10])) + (", ..." if len(values) > 10 else "")
-        raise InitError(f"--target {target!r} has {len(values)} distinct values ({shown}): specops trains binary "
-                        "classifiers, so the target needs exactly two")
-    columns[target] = {"type": columns[target]["type"], "allowed": sorted(values)}
+    task = infer_task(target, labels, columns[target])
+    if task == "regression":
+        columns[target] = {key: value for key, value in columns[target].items() if key != "allowed"}
+    else:
+        columns[target] = {"type": columns[target]["type"], "allowed": sorted(labels.unique().tolist(), key=str)}
     features, skipped = [], []
     for name in names:
         column = columns[name]
         if name in (target, sensitive):
+            continue
+        role = _not_an_input(name, frame[name], column)
+        if role:
+            skipped.append(f"{name} ({role})")
+            column["description"] = f"{role}: not a model input"
+            column.pop("allowed", None)  # new ids and dates keep arriving
             continue
         if column["type"] == "str":
             if "allowed" not in column:
@@ -289,7 +299,40 @@ def infer_contract(path: Path, target: str, sensitive: str = "") -> tuple[dict, 
     if not features:
         raise InitError(f"--data {path}: no column can be a model input (besides the target"
                         f"{' and sensitive attribute' if sensitive else ''}): {', '.join(skipped) or 'none left'}")
-    return columns, features, len(frame), skipped
+    return columns, features, len(frame), skipped, task
+
+
+def infer_task(target: str, labels, column: dict[str, Any]) -> str:
+    """binary for two values, multiclass for a few classes, regression for numbers with many values."""
+    values = sorted(labels.unique().tolist(), key=str)
+    if len(values) < 2:
+        raise InitError(f"--target {target!r} has one value ({values[0]!r}): there is nothing to learn")
+    if len(values) == 2:
+        return "binary"
+    numeric = column["type"] in ("int", "float")
+    if numeric and (column["type"] == "float" or len(values) > MAX_CLASSES):
+        return "regression"
+    if len(values) <= MAX_CLASSES:
+        return "multiclass"
+    shown = ", ".join(map(str, values[:10])) + ", ..."
+    raise InitError(f"--target {target!r} is text with {len(values)} distinct values ({shown}): more classes than "
+                    f"{MAX_CLASSES}, and text cannot be a regression's target")
+
+
+def _not_an_input(name: str, series, column: dict[str, Any]) -> str:
+    """Why a column must not be a model input ("an id", "dates"), or "" when it may be one."""
+    import pandas as pd
+
+    present = series.dropna()
+    if ID_NAME.search(name) and column["type"] in ("int", "str"):
+        return "an id"
+    if column["type"] == "str" and len(present) > MAX_ALLOWED and present.is_unique:
+        return "an id"
+    if column["type"] == "str" and len(present):
+        parsed = pd.to_datetime(present, errors="coerce", format="mixed")
+        if parsed.notna().all() and present.str.contains(r"\d", regex=True).all():
+            return "dates"
+    return ""
 
 
 def infer_column(series) -> dict[str, Any]:

@@ -19,12 +19,14 @@ import os
 import pickle
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import mlflow
 import mlflow.sklearn
 import numpy as np
+import pandas as pd
 import skops.io
 from mlflow.models import infer_signature
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -32,9 +34,11 @@ from ruamel.yaml import YAML
 from sklearn.model_selection import train_test_split
 
 from specops.errors import SpecErrors, SpecopsError, StageFailed
+from specops.lifecycle.command import CommandModel, run_trials
 from specops.lifecycle.context import StageContext, write_json
 from specops.lifecycle.featurize import FeatureTable, read_feature_table
-from specops.lifecycle.search import SearchOutcome, search
+from specops.lifecycle.evaluate import evaluate_model
+from specops.lifecycle.search import SearchOutcome, TrialResult, grid_points, search
 from specops.lifecycle.trial import TrialData, fit_and_score, setup
 from specops.registry import connect, use_experiment
 from specops.spec.sweeps import PARAMS_FILE, Space, budget_errors, parse_space, read_params_lines, trial_budget
@@ -60,15 +64,56 @@ class Candidate:
 def run(ctx: StageContext) -> None:
     params = load_params(ctx)
     space = search_space(ctx, params)
-    estimator = estimator_class(ctx.pipeline.spec.estimator)
-    check_parameters(estimator, [*params.fixed, *space], ctx.pipeline.spec.estimator)
+    training = ctx.pipeline.spec.training
     table = read_feature_table(ctx.paths)
-    train_rows, test_rows = split_rows(table, params)
-    outcome = run_search(ctx, estimator, params, space, table, train_rows, test_rows)
+    check_target(ctx, table)
+    train_rows, test_rows = split_rows(table, params, ctx.pipeline.spec.task)
+    if training is None:
+        estimator = estimator_class(ctx.pipeline.spec.estimator)
+        check_parameters(estimator, [*params.fixed, *space], ctx.pipeline.spec.estimator)
+        outcome = run_search(ctx, estimator, params, space, table, train_rows, test_rows)
+    else:  # the team's own code trains: one run of its command per grid point
+        outcome = run_command(ctx, training.command, params, space, table, train_rows, test_rows)
     shutil.rmtree(ctx.paths.candidates, ignore_errors=True)
     write_json(ctx.paths.split, {"seed": params.seed, "test_size": params.test_size, "test_rows": test_rows.tolist()})
     write_json(ctx.paths.search, search_record(ctx, outcome))
     log_candidates(ctx, params, outcome, table.inputs.iloc[train_rows])
+    shutil.rmtree(ctx.paths.base / "trials", ignore_errors=True)  # the command's outputs, now copied and logged
+
+
+def run_command(ctx: StageContext, command: str, params: TrainParams, space: Space, table: FeatureTable,
+                train_rows: np.ndarray, test_rows: np.ndarray) -> SearchOutcome:
+    """Every grid point through the team's command, each scored as evaluate scores it. A command trains to the
+    end: random and Bayesian sampling and early termination need an estimator specops fits in rungs."""
+    sweep = ctx.pipeline.spec.sweep
+    if sweep.sampling_algorithm != "grid" or sweep.early_termination is not None:
+        field = "sampling_algorithm" if sweep.sampling_algorithm != "grid" else "early_termination"
+        raise SpecErrors([ctx.specs.error(ctx.pipeline, ("spec", "sweep", field),
+                                          "a training command sweeps a grid, to the end: random or Bayesian sampling "
+                                          "and early termination need an `estimator:` that specops fits")])
+    started = time.monotonic()
+    points = {f"c{i:03d}": {**params.fixed, **point} for i, point in enumerate(grid_points(space))}
+    models = run_trials(ctx.root, ctx.paths.base / "trials", command, points, table, train_rows, test_rows,
+                        ctx.pipeline.spec.task, params.seed, ctx.pipeline.spec.selection.metric,
+                        sweep.concurrent_trials)
+    scores = selection_scores(ctx, models, table, test_rows)
+    trials = [TrialResult(cid, points[cid], "complete", [scores[cid]], models[cid]) for cid in points]
+    return SearchOutcome(trials, time.monotonic() - started)
+
+
+def selection_scores(ctx: StageContext, models: dict[str, Any], table: FeatureTable, test_rows: np.ndarray) -> dict[str, float]:
+    """Candidate id -> the pipeline's selection metric on the held-out rows, computed as evaluate computes it."""
+    metric = ctx.pipeline.spec.selection.metric
+    test = table.frame.iloc[test_rows]
+    scores = {}
+    for candidate_id, model in models.items():
+        model = model.model if isinstance(model, CommandModel) else model
+        metrics = evaluate_model(model, test, table, ctx.sensitive_column, ctx.pipeline.spec.task)["metrics"]
+        if metric not in metrics:
+            raise SpecopsError(f"pipeline {ctx.pipeline.name}: selection metric {metric!r} is not one evaluate computes "
+                               f"({', '.join(sorted(metrics))})")
+        scores[candidate_id] = metrics[metric]
+    return scores
 
 
 def load_params(ctx: StageContext) -> TrainParams:
@@ -117,10 +162,29 @@ def check_parameters(estimator: type, names: list[str], dotted: str) -> None:
         raise SpecopsError(f"{PARAMS_FILE}: {dotted} has no parameter(s) {', '.join(unknown)} (it accepts: {', '.join(sorted(accepted))})")
 
 
-def split_rows(table: FeatureTable, params: TrainParams) -> tuple[np.ndarray, np.ndarray]:
+def check_target(ctx: StageContext, table: FeatureTable) -> None:
+    """The data's target fits the pipeline's task (the spec check sees only what the Dataset declares)."""
+    target = table.frame[table.target]
+    classes = sorted(target.dropna().unique().tolist(), key=str)
+    task, problem = ctx.pipeline.spec.task, ""
+    if target.isna().any():
+        problem = f"target {table.target!r} has {int(target.isna().sum())} missing value(s): rows without a label cannot train"
+    elif task == "regression" and not pd.api.types.is_numeric_dtype(target):
+        problem = f"task regression needs a numeric target; {table.target!r} holds {target.dtype} values like {classes[:3]}"
+    elif task == "binary" and len(classes) != 2:
+        problem = f"task binary needs two classes; target {table.target!r} has {len(classes)}: {classes[:10]} (task multiclass?)"
+    elif task == "multiclass" and len(classes) < 3:
+        problem = f"task multiclass needs three classes or more; target {table.target!r} has {classes} (task binary?)"
+    if problem:
+        raise SpecopsError(str(ctx.specs.error(ctx.pipeline, ("spec", "task"), problem)))
+
+
+def split_rows(table: FeatureTable, params: TrainParams, task: str = "binary") -> tuple[np.ndarray, np.ndarray]:
     rows = np.arange(len(table.frame))
+    # Classes keep their shares in both sets; a continuous target has no classes to keep.
+    stratify = None if task == "regression" else table.frame[table.target]
     try:
-        return train_test_split(rows, test_size=params.test_size, random_state=params.seed, stratify=table.frame[table.target])
+        return train_test_split(rows, test_size=params.test_size, random_state=params.seed, stratify=stratify)
     except ValueError as exc:
         raise StageFailed(f"cannot split {len(rows)} rows into train and test sets: {exc}") from None
 
@@ -132,7 +196,8 @@ def run_search(ctx: StageContext, estimator: type, params: TrainParams, space: S
     seed = {"random_state": params.seed} if "random_state" in estimator().get_params() else {}
     workers = sweep.concurrent_trials or os.cpu_count() or 1
     data = TrialData(estimator, seed, table.inputs.iloc[train_rows], table.frame[table.target].iloc[train_rows],
-                     table.frame.iloc[test_rows], table, ctx.sensitive_column, ctx.pipeline.spec.selection.metric)
+                     table.frame.iloc[test_rows], table, ctx.sensitive_column, ctx.pipeline.spec.selection.metric,
+                     ctx.pipeline.spec.task)
     stopping = f", {sweep.early_termination.policy} early termination" if sweep.early_termination else ""
     print(f"{sweep.sampling_algorithm} search of {ctx.pipeline.spec.estimator} on {len(train_rows)} rows, "
           f"up to {trial_budget(sweep, space)} trial(s), {workers} at a time{stopping}")
@@ -171,23 +236,30 @@ def log_candidates(ctx: StageContext, params: TrainParams, outcome: SearchOutcom
     """
     connect(ctx.specs)
     use_experiment(ctx.specs, ctx.pipeline.name)
-    requirements = pip_requirements(ctx.pipeline.spec.estimator)
+    requirements = pip_requirements(ctx.pipeline.spec.estimator) if ctx.pipeline.spec.training is None else []
     selection = ctx.pipeline.spec.selection
     # Why this run happened (apply, or a controller trigger: drift, performance, stale, ...).
     tags = {"specops.pipeline": ctx.pipeline.name, "specops.trigger_reason": os.environ.get("SPECOPS_TRIGGER_REASON", "apply")}
+    trainer = ctx.pipeline.spec.training.command if ctx.pipeline.spec.training else ctx.pipeline.spec.estimator
     with mlflow.start_run(run_name=ctx.pipeline.name, tags=tags) as parent:
-        mlflow.log_params({"estimator": ctx.pipeline.spec.estimator, "seed": params.seed, "test_size": params.test_size,
+        mlflow.log_params({"estimator": trainer, "seed": params.seed, "test_size": params.test_size,
                            "feature_set": f"{ctx.feature_set.name}@v{ctx.feature_set.spec.version}",
                            "sampling_algorithm": ctx.pipeline.spec.sweep.sampling_algorithm})
         for trial in outcome.trials:
             with mlflow.start_run(run_name=trial.id, nested=True,
                                   tags={"specops.candidate": trial.id, "specops.trial_state": trial.state}) as run:
                 mlflow.log_params(trial.params)
+                if isinstance(trial.model, CommandModel):  # what the command reported, then specops' own measure
+                    mlflow.log_metrics(trial.model.metrics)
                 for step, score in enumerate(trial.reports):
                     mlflow.log_metric(selection.metric, score, step=step)
                 if trial.state != "complete":
                     continue
-                model_uri = log_model(trial.model, inputs, requirements, run.info.run_id)
+                if isinstance(trial.model, CommandModel):
+                    mlflow.log_artifacts(str(trial.model.folder), "model")
+                    model_uri = f"runs:/{run.info.run_id}/model"
+                else:
+                    model_uri = log_model(trial.model, inputs, requirements, run.info.run_id)
             save_candidate(ctx, Candidate(trial.id, trial.params), trial.model, run.info.run_id, parent.info.run_id, model_uri)
         # What this execution achieved: an Azure ML sweep reads it from the trial's run to rank its trials.
         pick = max if selection.goal == "maximize" else min
@@ -214,14 +286,23 @@ def log_model(model: Any, inputs, requirements: list[str], run_id: str) -> str:
 def save_candidate(ctx: StageContext, candidate: Candidate, model: Any, run_id: str, parent_run_id: str, model_uri: str) -> None:
     folder = ctx.paths.candidate(candidate.id)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "model.pkl").write_bytes(pickle.dumps(model))
+    if isinstance(model, CommandModel):  # kept as the MLflow model the command saved: any flavour loads back
+        shutil.copytree(model.folder, folder / "model")
+    else:
+        (folder / "model.pkl").write_bytes(pickle.dumps(model))
     write_json(folder / "meta.json", {
         "id": candidate.id,
         "params": candidate.params,
         "run_id": run_id,
         "parent_run_id": parent_run_id,
         "model_uri": model_uri,
+        **({"classes": _plain_list(model.model.classes_)} if isinstance(model, CommandModel)
+           and hasattr(model.model, "classes_") else {}),
     })
+
+
+def _plain_list(values: Any) -> list[Any]:
+    return [v.item() if isinstance(v, np.generic) else v for v in values]
 
 
 def pip_requirements(dotted: str) -> list[str]:

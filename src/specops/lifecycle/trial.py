@@ -27,6 +27,7 @@ class TrialData:
     table: FeatureTable
     sensitive: str | None
     metric: str
+    task: str = "binary"
 
 
 _data: TrialData | None = None
@@ -49,7 +50,7 @@ def fit_and_score(params: dict[str, Any], share: float) -> tuple[Any, float, flo
     except (ValueError, TypeError) as exc:  # how estimators reject bad parameter values or data
         raise TrialFailed(f"{exc}") from None
     seconds = time.perf_counter() - start
-    metrics = evaluate_model(model, _data.test, _data.table, _data.sensitive)["metrics"]
+    metrics = evaluate_model(model, _data.test, _data.table, _data.sensitive, _data.task)["metrics"]
     if _data.metric not in metrics:
         raise SpecopsError(f"selection metric {_data.metric!r} is not one evaluate computes ({', '.join(sorted(metrics))})")
     return model, metrics[_data.metric], seconds

@@ -252,7 +252,7 @@ class Rollout:
 
     def _arm(self, window: Window, deployment: str, shadow: bool = False) -> an.Arm:
         observed = self.metrics.observe(window, deployment, shadow)
-        return an.Arm(deployment, observed.traffic, observed.labelled, observed.correct)
+        return an.Arm(deployment, observed.traffic, observed.labelled, observed.correct, observed.errors)
 
     def _analyse(self, record: RolloutRecord, gate_name: str | None, shadow: bool = False,
                  arms: tuple[tuple[str, bool], tuple[str, bool]] | None = None) -> dict[str, Any]:

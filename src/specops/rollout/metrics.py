@@ -93,3 +93,27 @@ def quantile(buckets: list[list[Any]], q: float) -> float | None:
             return (lower + (bound - lower) * share) * 1000
         lower, below = bound, cumulative
     return lower * 1000
+
+
+@dataclass(frozen=True)
+class AbsoluteErrors:
+    """|prediction - label| of a regression's labelled answers: count, sum and sum of squares (for a standard error)."""
+
+    count: int = 0
+    total: float = 0.0
+    squares: float = 0.0
+
+    def add(self, error: float) -> AbsoluteErrors:
+        return AbsoluteErrors(self.count + 1, self.total + error, self.squares + error * error)
+
+    def __add__(self, other: AbsoluteErrors) -> AbsoluteErrors:
+        return AbsoluteErrors(self.count + other.count, self.total + other.total, self.squares + other.squares)
+
+    @property
+    def mean(self) -> float | None:
+        return self.total / self.count if self.count else None
+
+    @property
+    def variance(self) -> float:
+        mean = self.mean or 0.0
+        return max(self.squares / self.count - mean * mean, 0.0) if self.count else 0.0

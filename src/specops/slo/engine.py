@@ -84,13 +84,14 @@ def _latency(objective: Latency, inputs: Inputs, start: float, recent: float, no
 
 def _correctness(objective: Correctness, inputs: Inputs, start: float, recent: float, now: float) -> Measured:
     records = sli.in_window(inputs.records, start, now)
-    good, bad, labelled = sli.correctness_counts(records, inputs.rates)
-    target = f"accuracy {_percent(objective.target)}"
+    good, bad, labelled = sli.correctness_counts(records, inputs.rates, objective.tolerance)
+    target = f"accuracy {_percent(objective.target)}" if objective.tolerance is None else \
+        f"{_percent(objective.target)} within {objective.tolerance:g} of the label"
     if labelled < objective.min_samples:
         accuracy = good / (good + bad) if labelled else None
         return target, {"sli": accuracy, "events": good + bad, "bad": bad,
                         "note": f"{labelled} labelled answers in the window, need {objective.min_samples}"}
-    recent_good, recent_bad, _ = sli.correctness_counts(sli.in_window(records, recent, now), inputs.rates)
+    recent_good, recent_bad, _ = sli.correctness_counts(sli.in_window(records, recent, now), inputs.rates, objective.tolerance)
     fields = b.event_budget(good=good, bad=bad, target=objective.target, recent=(recent_bad, recent_good + recent_bad))
     fields["note"] = f"{labelled} labelled answers"
     return target, fields

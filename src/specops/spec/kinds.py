@@ -285,9 +285,37 @@ class Gate(Document):
 
 # --- Pipeline ----------------------------------------------------------------
 
-# What the built-in evaluation step produces; gates may only check these or a custom step's metrics.
-EVALUATION_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "p50_latency_ms", "p95_latency_ms")
-FAIRNESS_METRICS = ("parity_diff",)
+# What the built-in evaluation step produces, per task; gates may only check these or a custom step's metrics.
+Task = Literal["binary", "multiclass", "regression"]
+TASKS: tuple[str, ...] = get_args(Task)
+LATENCY_METRICS = ("p50_latency_ms", "p95_latency_ms")
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "binary": ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"),
+    # recall_<class> per class too, when the target column declares its `allowed` classes
+    "multiclass": ("accuracy", "f1_macro", "f1_weighted", "log_loss", "min_class_recall"),
+    "regression": ("rmse", "mae", "r2"),
+}
+# By the first sensitive column: the gap between the best and the worst group (fairlearn's MetricFrame).
+# binary: selection rate (demographic parity); classes: error rate; regression: mean absolute error.
+TASK_FAIRNESS_METRICS: dict[str, tuple[str, ...]] = {
+    "binary": ("parity_diff", "error_rate_gap"),
+    "multiclass": ("error_rate_gap",),
+    "regression": ("mae_gap",),
+}
+EVALUATION_METRICS = (*TASK_METRICS["binary"], *LATENCY_METRICS)  # the default task's
+FAIRNESS_METRICS = TASK_FAIRNESS_METRICS["binary"]
+DEFAULT_SELECTION = {"binary": "roc_auc", "multiclass": "f1_macro", "regression": "rmse"}
+DEFAULT_ESTIMATOR = {"binary": "sklearn.ensemble.RandomForestClassifier",
+                     "multiclass": "sklearn.ensemble.RandomForestClassifier",
+                     "regression": "sklearn.ensemble.RandomForestRegressor"}
+# Metrics where lower is better: a selection on them minimizes unless told otherwise.
+LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae", *LATENCY_METRICS, "parity_diff", "error_rate_gap", "mae_gap"})
+
+
+def task_metrics(task: str, classes: list[Any] | None = None) -> tuple[str, ...]:
+    """What evaluate logs for `task` (without fairness): per-class recall only when the classes are known."""
+    per_class = tuple(f"recall_{c}" for c in classes or []) if task == "multiclass" else ()
+    return (*TASK_METRICS[task], *per_class, *LATENCY_METRICS)
 
 
 class Step(Strict):
@@ -328,6 +356,15 @@ class SweepLimits(Strict):
     timeout: PositiveDuration | None = Field(None, description="no trial starts after this long")
 
 
+class Training(Strict):
+    """The team's own training code, in place of `estimator` (the contract: docs/training-code.md)."""
+
+    command: str = Field(description="run once per sweep trial from the project root; reads the SPECOPS_* inputs, "
+                                     "saves an MLflow model (any flavour) to $SPECOPS_MODEL_DIR and its metrics, "
+                                     "the selection metric among them, to $SPECOPS_METRICS_FILE as JSON")
+    deps: list[str] = Field([], description="files the command reads (its code): a change re-runs training")
+
+
 class Sweep(Strict):
     """How the train stage searches the space params.yaml declares under `sweep:`."""
 
@@ -351,8 +388,9 @@ class Sweep(Strict):
 
 
 class Selection(Strict):
-    metric: str = "roc_auc"
-    goal: Literal["maximize", "minimize"] = "maximize"
+    metric: str = Field("roc_auc", description="default: the task's (binary roc_auc, multiclass f1_macro, regression rmse)")
+    goal: Literal["maximize", "minimize"] = Field(
+        "maximize", description="default: minimize for errors and losses (rmse, mae, log_loss), else maximize")
 
 
 class Triggers(Strict):
@@ -363,9 +401,15 @@ class Triggers(Strict):
 class PipelineSpec(Strict):
     dataset: Name
     feature_set: Name
+    task: Task = Field("binary", description="binary or multiclass classification, or regression: decides the metrics "
+                                             "evaluate computes, the default selection and estimator, what the endpoint answers")
     estimator: str = Field(
-        "sklearn.ensemble.RandomForestClassifier", description="importable scikit-learn compatible classifier"
+        "sklearn.ensemble.RandomForestClassifier",
+        description="importable scikit-learn compatible estimator; default: the task's random forest "
+                    "(lightgbm.LGBMClassifier, xgboost.XGBRegressor... work too)"
     )
+    training: Training | None = Field(None, description="the team's training command instead of `estimator`; "
+                                                        "its parameters come from the same params.yaml section")
     params: str = Field("train", description="section of params.yaml: {seed, test_size, fixed: {...}, sweep: {p: [..]}}")
     sweep: Sweep = Sweep()
     selection: Selection = Selection()
@@ -374,6 +418,25 @@ class PipelineSpec(Strict):
     steps: list[Step] = Field([], description="custom steps that run before data validation")
     triggers: Triggers = Triggers()
     description: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _task_defaults(cls, data: Any) -> Any:
+        """What a task implies when the spec leaves it out: estimator, selection metric, and the metric's goal."""
+        if not isinstance(data, dict):
+            return data
+        if data.get("training") is not None and data.get("estimator") is not None:
+            raise ValueError("give either estimator (specops trains it) or training (your command trains), not both")
+        task = data.get("task", "binary")
+        if task not in TASKS:
+            return data  # the field's own validation names the choices
+        selection = data.get("selection", {})
+        if not isinstance(selection, dict):
+            return data
+        metric = selection.get("metric", DEFAULT_SELECTION[task])
+        lower = isinstance(metric, str) and metric in LOWER_IS_BETTER  # anything else: the field's own error
+        goal = selection.get("goal", "minimize" if lower else "maximize")
+        return {"estimator": DEFAULT_ESTIMATOR[task], **data, "selection": {**selection, "metric": metric, "goal": goal}}
 
     @model_validator(mode="after")
     def _estimator_is_dotted(self) -> PipelineSpec:
