@@ -82,14 +82,6 @@ resource "azurerm_storage_account" "this" {
   }
 }
 
-# specops' records for the environments applied from CI: state, audit log (append blob),
-# incidents, SLO history and the apply lock (a blob lease naming its holder).
-resource "azurerm_storage_container" "state" {
-  name                  = var.state_container_name
-  storage_account_id    = azurerm_storage_account.this.id
-  container_access_type = "private"
-}
-
 # ------------------------------------------------------------------ key vault
 resource "azurerm_key_vault" "this" {
   #checkov:skip=CKV_AZURE_109:Firewall default action is Deny with enable_private_network; in public mode the workspace and CI (no fixed IPs) must reach the vault. Access is Entra RBAC either way.

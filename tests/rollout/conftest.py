@@ -119,7 +119,8 @@ def fresh(live: Server) -> Server:
     write_endpoint(live.root)
     set_traffic(live.state_dir, DEPLOYMENTS, {"blue": 100})
     project = Project(live.root)
-    project.state.update(lambda state: state.rollouts.pop("live", None))
+    with project.state.transaction() as state:
+        state.rollouts.pop("live", None)
     project.registry.set_registered_model_alias("tiny", "champion", STABLE_VERSION)
     return live
 

@@ -252,7 +252,7 @@ class Rollout:
 
     def _arm(self, window: Window, deployment: str, shadow: bool = False) -> an.Arm:
         observed = self.metrics.observe(window, deployment, shadow)
-        return an.Arm(deployment, observed.traffic, observed.labelled, observed.correct, observed.errors)
+        return an.Arm(deployment, observed.traffic, observed.labelled, observed.correct)
 
     def _analyse(self, record: RolloutRecord, gate_name: str | None, shadow: bool = False,
                  arms: tuple[tuple[str, bool], tuple[str, bool]] | None = None) -> dict[str, Any]:
@@ -456,11 +456,11 @@ class Rollout:
         if record.extra.get("restore_champion"):
             self._set_champion(record.model, record.stable_version)
         analysis = analysis or (record.analyses[-1] if record.analyses and record.analyses[-1]["phase"] == an.FAILED else None)
-        where = write_incident(self.project.paths, self.project.storage, record, trigger, analysis)
+        path = write_incident(self.project.paths, record, trigger, analysis)
         resource = f"Endpoint/{self.name}"
         self.audit.record(AuditAction.ROLLBACK, resource, incident=record.incident, reason=trigger,
                           stable=record.stable, canary=record.canary)
-        self.audit.record(AuditAction.INCIDENT, resource, incident=record.incident, record=where)
+        self.audit.record(AuditAction.INCIDENT, resource, incident=record.incident, record=str(path))
         record.status, record.finished_at = DEGRADED, now()
         record.extra.pop("restore_champion", None)
         record.log("rolled back", trigger=trigger, incident=record.incident)

@@ -31,7 +31,6 @@ from specops.serving.metrics import MAX_DEPLOYMENTS, shared_array
 from specops.serving.traffic import read_traffic, set_traffic
 from specops.spec import SpecSet
 from specops.state.records import ACTIVE
-from specops.state.storage import open_storage
 from specops.state.store import StateStore
 
 STARTUP_TIMEOUT_S = 120
@@ -65,7 +64,7 @@ def prepare(specs: SpecSet, endpoint: str, port: int | None = None, workers: int
 
 
 def _starting_weights(specs: SpecSet, endpoint: str, config: ServingConfig) -> tuple[dict[str, int], dict[str, int]]:
-    record = StateStore(open_storage(specs), specs.env).rollout(endpoint)
+    record = StateStore(specs.paths, specs.env).rollout(endpoint)
     if record is not None and record.status in ACTIVE and set(record.weights) | set(record.mirror) <= set(config.slots):
         return dict(record.weights), dict(record.mirror)
     return config.traffic, config.mirror_traffic

@@ -18,8 +18,6 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from specops.core.answers import correct
-
 Record = dict[str, Any]
 
 
@@ -51,16 +49,15 @@ def p95(records: Iterable[Record]) -> float | None:
     return values[max(math.ceil(0.95 * len(values)) - 1, 0)] if values else None
 
 
-def correctness_counts(records: Iterable[Record], rates: Mapping[str, float],
-                       tolerance: float | None = None) -> tuple[float, float, int]:
-    """(good, bad, labelled rows): labelled predictions that were right / wrong (a number: within `tolerance`)."""
+def correctness_counts(records: Iterable[Record], rates: Mapping[str, float]) -> tuple[float, float, int]:
+    """(good, bad, labelled rows): labelled predictions that were right / wrong."""
     good = bad = 0.0
     labelled = 0
     for record in records:
         if "label" not in record:
             continue
         labelled += 1
-        if correct(record["prediction"], record["label"], tolerance):
+        if record["prediction"] == record["label"]:
             good += weight(record, rates)
         else:
             bad += weight(record, rates)
