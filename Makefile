@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test acceptance emulator lint venv tools lock schema bench clean
+.PHONY: demo test acceptance emulator serving lint venv tools lock schema bench clean
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,18 @@ tools/node_modules/.installed: tools/package-lock.json
 
 tools: $(TOOLS)
 
+# What Azure ML deployments run (tools/azureml-serving.lock, rendered as their Environment): Azure ML's inference
+# server (azureml-inference-server-http) and data collector (azureml-ai-monitoring), which pin packages the
+# project's lock holds at other versions. The emulator serves registered models with it.
+SERVING_VENV := .venv-serving
+
+$(SERVING_VENV)/.installed: tools/azureml-serving.lock
+	$(PYTHON) -m venv $(SERVING_VENV)
+	$(SERVING_VENV)/bin/python -m pip install --quiet --require-hashes --no-deps -r tools/azureml-serving.lock
+	touch $@
+
+serving: $(SERVING_VENV)/.installed
+
 # The whole lifecycle on the example project, in a scratch copy (build/demo): train, gate, register,
 # deploy, a canary promoted, a bad model rolled back, drift detected and retrained (src/credit_risk/demo.py).
 demo: $(STAMP)
@@ -41,8 +53,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
-test: lint $(TOOLS)
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=15 -m "not acceptance"
+test: lint $(TOOLS) serving
+	$(BIN)/python -m pytest -q -n 3 --dist loadgroup --durations=15 -m "not acceptance"
 
 # Whole-product runs that take minutes each (tests/acceptance); CI runs them after `make test`.
 acceptance: $(STAMP)
@@ -51,7 +63,7 @@ acceptance: $(STAMP)
 
 # The Azure ML emulator alone (also part of `make test`): the dev environment's rendered pipeline job run
 # the way Azure ML runs it, against an mlflow server standing in for the workspace (tests/azureml/emulator).
-emulator: $(STAMP)
+emulator: $(STAMP) serving
 	$(BIN)/python -m pytest -q --durations=5 tests/azureml/test_emulated_pipeline.py tests/azureml/test_registry_in_jobs.py
 
 schema: $(STAMP)
@@ -65,6 +77,7 @@ bench: $(STAMP)
 lock:
 	uvx --from uv uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 -o requirements.lock
 	uvx --from uv uv pip compile tools/checkov.in --generate-hashes --python-version 3.11 -o tools/checkov.lock
+	uvx --from uv uv pip compile tools/azureml-serving.in --generate-hashes --python-version 3.11 -o tools/azureml-serving.lock
 
 clean:
-	rm -rf $(VENV) $(TOOLS_VENV) tools/node_modules .specops mlruns
+	rm -rf $(VENV) $(TOOLS_VENV) $(SERVING_VENV) tools/node_modules .specops mlruns

@@ -17,9 +17,14 @@ other, never at once:
 - clean: this code, the good client alone (the reference for throughput);
 - large / huge: this code, the bad-row client replaced by one sending 1,000-row
   requests (the default server.max_rows_per_request: scored) or 10,000-row
-  ones (refused, 413), back to back.
+  ones (refused, 413), back to back;
+- large-before: the 1,000-row client against the code before (--before), which
+  queued large requests in front of small ones (this code gives them turns);
+- slowloris: this code, the second client replaced by 1,000 connections that
+  send a request's headers a line every 2 s and never finish.
 
-Run: .venv/bin/python bench/bench_faults.py [--seconds 20] [--workers 2] [--before REV]
+Run: .venv/bin/python bench/bench_faults.py [--seconds 20] [--workers 2] [--before REV] [--runs door,clean,...]
+     [--startup S]
 Needs wrk (apt-get install wrk).
 """
 from __future__ import annotations
@@ -37,6 +42,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -147,6 +153,31 @@ def probe(url: str, body: dict, key: str) -> tuple[int, str]:
         return exc.code, exc.read().decode()[:160]
 
 
+SLOW_CONNECTIONS = 1000
+RUNS = ("before", "isolated", "door", "clean", "large-before", "large", "huge", "slowloris")
+
+
+def slowloris(port: int, connections: int, stop: threading.Event) -> None:
+    """Open `connections` requests and send their headers a line at a time, every 2 s, never finishing one."""
+    sockets = []
+    try:
+        for _ in range(connections):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            sock.sendall(b"POST /score HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            sockets.append(sock)
+        line = 0
+        while not stop.wait(2.0):
+            line += 1
+            for sock in sockets:
+                try:
+                    sock.sendall(f"X-Slow-{line}: a\r\n".encode())
+                except OSError:
+                    pass  # closed by the server: allowed
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def run(root: Path, name: str, version: str, args, extra: str, pythonpath: Path | None, other: str | None, script: Path) -> dict:
     (root / "specs" / f"{name}.yaml").write_text(ENDPOINT.format(name=name, version=version, workers=args.workers, extra=extra))
     port = free_port()
@@ -154,7 +185,7 @@ def run(root: Path, name: str, version: str, args, extra: str, pythonpath: Path 
     server = subprocess.Popen([sys.executable, "-m", "specops.serving", str(root), name, "--port", str(port)],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + args.startup
         while True:
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/readiness", timeout=2)
@@ -171,11 +202,20 @@ def run(root: Path, name: str, version: str, args, extra: str, pythonpath: Path 
         bodies = {"bad-row": poison, "large": {"input_data": {"columns": COLUMNS, "data": generate(1000, 12)[COLUMNS].values.tolist()}},
                   "huge": {"input_data": {"columns": COLUMNS, "data": generate(10_000, 13)[COLUMNS].values.tolist()}}}
         result(wrk(url, good, key, 16, 3, script))  # warm-up
+        stop = threading.Event()
+        slow = threading.Thread(target=slowloris, args=(port, SLOW_CONNECTIONS, stop)) if other == "slowloris" else None
+        if slow:
+            slow.start()
+            time.sleep(2)  # every slow connection open before the measured run
         clients = [wrk(url, good, key, 16, args.seconds, script)]
-        if other:
+        if other in bodies:
             clients.append(wrk(url, bodies[other], key, 1, args.seconds, script))
-        return {"good": result(clients[0]), "bad": result(clients[1]) if other else None,
-                "bad_answer": probe(url, bodies[other or "bad-row"], key)}
+        found = {"good": result(clients[0]), "bad": result(clients[1]) if other in bodies else None,
+                 "bad_answer": probe(url, bodies.get(other or "bad-row", poison), key)}
+        stop.set()
+        if slow:
+            slow.join()
+        return found
     finally:
         server.terminate()
         server.wait()
@@ -187,6 +227,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=20, help="measured seconds per run (after a 3 s warm-up)")
     parser.add_argument("--workers", type=int, default=2, help="server worker processes")
     parser.add_argument("--before", help="the code without isolation (default: the merge base of HEAD and main)")
+    parser.add_argument("--runs", default=",".join(RUNS), help=f"comma-separated, of {', '.join(RUNS)}")
+    parser.add_argument("--startup", type=float, default=180, help="seconds a server may take to start")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(1))  # so the running server is stopped on the way out
     if shutil.which("wrk") is None:
@@ -212,8 +254,12 @@ def measure(args: argparse.Namespace, before: str, work: Path) -> list[str]:
             ("isolated", "this code, out_of_range: flag", ", out_of_range: flag", None, "bad-row"),
             ("door", "this code, out_of_range: reject (default)", "", None, "bad-row"),
             ("clean", "this code, no other client", "", None, None),
+            ("large-before", f"code of {before[:7]}, 1 client of 1,000-row requests", "", old_src, "large"),
             ("large", "this code, 1 client of 1,000-row requests", "", None, "large"),
-            ("huge", "this code, 1 client of 10,000-row requests", "", None, "huge")]
+            ("huge", "this code, 1 client of 10,000-row requests", "", None, "huge"),
+            ("slowloris", f"this code, {SLOW_CONNECTIONS} slowloris connections", "", None, "slowloris")]
+    wanted = args.runs.split(",")
+    runs = [r for r in runs if r[0] in wanted]
     rows = []
     for name, label, extra, pythonpath, other in runs:
         found = run(root, name, version, args, extra, pythonpath, other, script)
@@ -234,11 +280,15 @@ def measure(args: argparse.Namespace, before: str, work: Path) -> list[str]:
                      f"{g['p50']:.1f} | {g['p99']:.1f} | {b['rps'] if b else 0:.0f} | {found['bad_answer'][0]} |")
     failed = {name: found["good"]["failed"] for name, _, found in rows}
     rps = {name: found["good"]["rps"] for name, _, found in rows}
-    ratio = "inf" if failed["isolated"] == 0 else f"{failed['before'] / failed['isolated']:.1f}x"
-    lines += ["", f"good requests failed, before / isolated: {failed['before']} / {failed['isolated']} ({ratio}); "
-                  f"good throughput / clean: isolated {rps['isolated'] / rps['clean']:.2f}, large {rps['large'] / rps['clean']:.2f}, "
-                  f"huge {rps['huge'] / rps['clean']:.2f}", "",
-              "bad answers: " + "; ".join(f"{name}: {found['bad_answer'][0]} {found['bad_answer'][1]!r}" for name, _, found in rows[:3])]
+    if "before" in failed and "isolated" in failed:
+        ratio = "inf" if failed["isolated"] == 0 else f"{failed['before'] / failed['isolated']:.1f}x"
+        lines += ["", f"good requests failed, before / isolated: {failed['before']} / {failed['isolated']} ({ratio})"]
+    if "clean" in rps:
+        lines += ["", "good throughput / clean: " + ", ".join(f"{n} {r / rps['clean']:.2f}" for n, r in rps.items() if n != "clean")]
+    lines += ["", "good requests failed in the runs of this code: "
+                  f"{sum(f for n, f in failed.items() if n not in ('before', 'large-before'))}", "",
+              "other client's answer: " + "; ".join(f"{name}: {found['bad_answer'][0]} {found['bad_answer'][1]!r}"
+                                                   for name, _, found in rows if found["bad"])]
     return lines
 
 

@@ -80,7 +80,16 @@ param dataScientistPrincipalId string = ''
 @description('Object ID of the principal that approves promotions: read access plus the audit log. Empty: no assignment.')
 param approverPrincipalId string = ''
 
-@description('Kind of the three principals above.')
+@description('Object ID of the CI service principal that applies (specops apply): AzureML Data Scientist on the workspace, Monitoring Reader for canary metrics, Storage Blob Data Contributor on the state container. Empty: no assignment.')
+param ciPrincipalId string = ''
+
+@description('Object ID of the read-only service principal that plans pull requests: Reader on the resource group, Storage Blob Data Reader on the state container. Empty: no assignment.')
+param planPrincipalId string = ''
+
+@description('Blob container that keeps specops state, audit log, rollout records, incidents, SLO history and the apply lease (SPECOPS_STATE_ACCOUNT_URL points at its account).')
+param stateContainerName string = 'specops-state'
+
+@description('Kind of the three principals above (readerPrincipalId, dataScientistPrincipalId, approverPrincipalId).')
 @allowed([
   'Group'
   'User'
@@ -113,6 +122,9 @@ var roles = {
   reader: 'acdd72a7-3385-48ef-bd42-f606fba81ae7' // Reader
   dataScientist: 'f6c7c914-8db3-469d-8ca1-694a8f32e121' // AzureML Data Scientist
   logAnalyticsReader: '73c42c96-874c-492b-b04d-ab87d138a893' // Log Analytics Reader
+  monitoringReader: '43d0d8ad-25c7-4714-9337-8ba259a9fe05' // Monitoring Reader (Microsoft.Insights/metrics/read)
+  blobContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe' // Storage Blob Data Contributor
+  blobReader: '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1' // Storage Blob Data Reader
 }
 
 // ---------------------------------------------------------------- storage
@@ -174,6 +186,16 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
       enabled: true
       days: 7
     }
+  }
+}
+
+// specops' records for the environments applied from CI: state, audit log (append
+// blob), incidents, SLO history, and the apply lock (a blob lease naming its holder).
+resource stateContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: stateContainerName
+  properties: {
+    publicAccess: 'None'
   }
 }
 
@@ -299,6 +321,29 @@ resource workspaceDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-
   }
 }
 
+// Who read or wrote specops' state, audit log and apply lease (and the data and models beside them).
+resource blobDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'to-log-analytics'
+  scope: blobService
+  properties: {
+    workspaceId: logAnalytics.id
+    logs: [
+      {
+        category: 'StorageRead'
+        enabled: true
+      }
+      {
+        category: 'StorageWrite'
+        enabled: true
+      }
+      {
+        category: 'StorageDelete'
+        enabled: true
+      }
+    ]
+  }
+}
+
 resource keyVaultDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
   name: 'to-log-analytics'
   scope: keyVault
@@ -412,6 +457,64 @@ resource approverLogAssignment 'Microsoft.Authorization/roleAssignments@2022-04-
   }
 }
 
+// CI (apply): AzureML Data Scientist on the workspace; Monitoring Reader on the
+// resource group, since canary analysis reads the online endpoints' Azure Monitor
+// metrics (Microsoft.Insights/metrics/read, which AzureML Data Scientist lacks);
+// Storage Blob Data Contributor on the state container only.
+resource ciDataScientistAssignment 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(ciPrincipalId)) {
+  name: guid(workspace.id, ciPrincipalId, roles.dataScientist)
+  scope: workspace
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.dataScientist)
+    principalId: ciPrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'specops CI (apply)'
+  }
+}
+
+resource ciMetricsAssignment 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(ciPrincipalId)) {
+  name: guid(resourceGroup().id, ciPrincipalId, roles.monitoringReader)
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.monitoringReader)
+    principalId: ciPrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'specops CI (canary metrics)'
+  }
+}
+
+resource ciStateAssignment 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(ciPrincipalId)) {
+  name: guid(stateContainer.id, ciPrincipalId, roles.blobContributor)
+  scope: stateContainer
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.blobContributor)
+    principalId: ciPrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'specops CI (state, audit log, apply lease)'
+  }
+}
+
+// Pull-request plans: read-only everywhere (Reader; the state container read, never the lease).
+resource planReaderAssignment 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(planPrincipalId)) {
+  name: guid(resourceGroup().id, planPrincipalId, roles.reader)
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.reader)
+    principalId: planPrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'specops plan (pull requests, read-only)'
+  }
+}
+
+resource planStateAssignment 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(planPrincipalId)) {
+  name: guid(stateContainer.id, planPrincipalId, roles.blobReader)
+  scope: stateContainer
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.blobReader)
+    principalId: planPrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'specops plan (state, read-only)'
+  }
+}
+
 // ---------------------------------------------------------------- outputs
 @description('Set AZURE_ML_WORKSPACE to this.')
 output workspaceName string = workspace.name
@@ -420,6 +523,9 @@ output resourceGroupName string = resourceGroup().name
 output workspaceId string = workspace.id
 output workspacePrincipalId string = workspace.identity.principalId
 output storageAccountName string = storage.name
+@description('Set SPECOPS_STATE_ACCOUNT_URL to this (the blob endpoint holding the specops-state container).')
+output stateAccountUrl string = storage.properties.primaryEndpoints.blob
+output stateContainerName string = stateContainer.name
 output keyVaultName string = keyVault.name
 output containerRegistryName string = registry.name
 output applicationInsightsName string = appInsights.name

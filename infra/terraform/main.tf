@@ -82,6 +82,15 @@ resource "azurerm_storage_account" "this" {
   }
 }
 
+# specops' records for the environments applied from CI: state, audit log (append blob),
+# incidents, SLO history and the apply lock (a blob lease naming its holder).
+resource "azurerm_storage_container" "state" {
+  #checkov:skip=CKV2_AZURE_21:Blob reads, writes and deletes are logged to Log Analytics by azurerm_monitor_diagnostic_setting.blob (diagnostic settings, the current mechanism); the check looks only for the legacy azurerm_log_analytics_storage_insights.
+  name                  = var.state_container_name
+  storage_account_id    = azurerm_storage_account.this.id
+  container_access_type = "private"
+}
+
 # ------------------------------------------------------------------ key vault
 resource "azurerm_key_vault" "this" {
   #checkov:skip=CKV_AZURE_109:Firewall default action is Deny with enable_private_network; in public mode the workspace and CI (no fixed IPs) must reach the vault. Access is Entra RBAC either way.
@@ -183,6 +192,23 @@ resource "azurerm_monitor_diagnostic_setting" "key_vault" {
 
   enabled_log {
     category_group = "audit"
+  }
+}
+
+# Who read or wrote specops' state, audit log and apply lease (and the data and models beside them).
+resource "azurerm_monitor_diagnostic_setting" "blob" {
+  name                       = "to-log-analytics"
+  target_resource_id         = "${azurerm_storage_account.this.id}/blobServices/default"
+  log_analytics_workspace_id = azurerm_log_analytics_workspace.this.id
+
+  enabled_log {
+    category = "StorageRead"
+  }
+  enabled_log {
+    category = "StorageWrite"
+  }
+  enabled_log {
+    category = "StorageDelete"
   }
 }
 

@@ -26,6 +26,15 @@ output "storage_account_name" {
   value = azurerm_storage_account.this.name
 }
 
+output "state_account_url" {
+  description = "Set SPECOPS_STATE_ACCOUNT_URL to this (the blob endpoint holding the state container)."
+  value       = azurerm_storage_account.this.primary_blob_endpoint
+}
+
+output "state_container_name" {
+  value = azurerm_storage_container.state.name
+}
+
 output "key_vault_name" {
   value = azurerm_key_vault.this.name
 }

@@ -135,8 +135,26 @@ variable "approver_principal_id" {
   default     = ""
 }
 
+variable "ci_principal_id" {
+  description = "Object ID of the CI service principal that applies: AzureML Data Scientist on the workspace, Monitoring Reader for canary metrics, Storage Blob Data Contributor on the state container. Empty: no assignment."
+  type        = string
+  default     = ""
+}
+
+variable "plan_principal_id" {
+  description = "Object ID of the read-only service principal that plans pull requests: Reader on the resource group, Storage Blob Data Reader on the state container. Empty: no assignment."
+  type        = string
+  default     = ""
+}
+
+variable "state_container_name" {
+  description = "Blob container for specops state, audit log, rollout records, incidents, SLO history and the apply lease."
+  type        = string
+  default     = "specops-state"
+}
+
 variable "principal_type" {
-  description = "Kind of the three principals above: Group, User or ServicePrincipal."
+  description = "Kind of the three principals above (reader, data scientist, approver): Group, User or ServicePrincipal."
   type        = string
   default     = "Group"
 

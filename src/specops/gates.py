@@ -15,7 +15,8 @@ from specops.spec.kinds import Check, Selection
 
 @dataclass(frozen=True)
 class Baseline:
-    """What `compare_to: champion` compares with: a label for notes (a version, a deployment) and its metrics."""
+    """What `compare_to: champion` compares with, and its metrics; the label names it in notes as a reader
+    would ("champion v3", "stable deployment blue"), so a deployment name is never read as a version."""
 
     label: str
     metrics: Mapping[str, float]
@@ -61,9 +62,9 @@ def check_metric(check: Check, metrics: Mapping[str, float], baseline: Baseline 
         if baseline is None:
             return result(None, True, "no champion yet")
         if metric not in baseline.metrics:
-            return result(None, True, f"champion {baseline.label} has no metric {metric!r}")
+            return result(None, True, f"{baseline.label} has no metric {metric!r}")
         value -= baseline.metrics[metric]
-        note = f"vs champion {baseline.label}"
+        note = f"vs {baseline.label}"
     return result(value, within(check, value), note)
 
 

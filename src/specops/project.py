@@ -20,21 +20,24 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from specops.core.locks import exclusive
 from specops.core.paths import ProjectPaths
 from specops.errors import SpecopsError
 from specops.plan.backend import Backend, Reporter, quiet
 from specops.plan.diff import make_plan
+from specops.plan import saved as saved_plan
 from specops.plan.model import Action, Operation, Plan, digest
+from specops.plan.saved import SavedPlan
 from specops.spec import SpecSet, load_specs
 from specops.spec.kinds import Environment
 from specops.state.audit import AuditAction, AuditLog, actor
 from specops.state.records import AppliedResource, RolloutRecord
+from specops.state.storage import Storage, open_storage
 from specops.state.store import StateStore
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
+APPLY_LOCK = ProjectPaths.relative(lambda p: p.apply_lock)
 # name -> "module:class"; the class has `from_project(project)`. Imported on first use only.
 BACKENDS = {"local": "specops.backends.local:LocalBackend", "azureml": "specops.backends.azureml:AzureMLBackend"}
 
@@ -108,12 +111,18 @@ class Project:
         return self.specs.project.spec.environments[self.env]
 
     @cached_property
+    def storage(self) -> Storage:
+        """Where this environment's records and apply lock live: .specops/, or the blob container its
+        Environment spec names (`state:`), so every machine applying it sees one truth."""
+        return open_storage(self.specs)
+
+    @cached_property
     def state(self) -> StateStore:
-        return StateStore(self.paths, self.env)
+        return StateStore(self.storage, self.env)
 
     @cached_property
     def audit(self) -> AuditLog:
-        return AuditLog(self.root, self.env)
+        return AuditLog(self.root, self.env, self.storage)
 
     @cached_property
     def backend(self) -> Backend:
@@ -127,7 +136,7 @@ class Project:
 
     def lock(self, what: str) -> AbstractContextManager[None]:
         """The apply lock: one change to this project at a time; LockHeld names the holder."""
-        return exclusive(self.paths.apply_lock, what, actor())
+        return self.storage.lock(APPLY_LOCK, what, actor())
 
     def reloaded(self) -> Project:
         """The same project and environment with the specs read again (a long-running loop's next pass)."""
@@ -140,21 +149,35 @@ class Project:
     def plan(self) -> Plan:
         backend = self.backend
         desired = backend.desired(self.specs)
-        actual = backend.observe(self.specs, self.state.read().fields())
-        result = make_plan(self.env, backend.name, desired, actual)
+        state = self.state.read()
+        actual = backend.observe(self.specs, state.fields())
+        result = make_plan(self.env, backend.name, desired, actual, backend.causes())
+        result.serial = state.serial
         result.notes.extend(backend.notes(self.specs))
         return result
 
-    def apply(self, report: Reporter = quiet) -> ApplyResult:
+    def save_plan(self, path: Path) -> tuple[Plan, SavedPlan]:
+        """`plan -out FILE`: the plan, and the file that lets `apply FILE` carry out exactly it."""
+        result = self.plan()
+        return result, saved_plan.save(result, self.specs, path)
+
+    def apply(self, report: Reporter = quiet, reviewed: Path | None = None) -> ApplyResult:
         """Plan and carry out the plan under the lock.
+
+        With `reviewed` (a file from `plan -out`), the plan computed under the lock must be
+        that one: same specs, params, data and state serial, same operations; otherwise
+        StalePlan names what moved and nothing is applied.
 
         Operations with an effect (a pipeline run) are committed and audited as each
         finishes, so a crash converges on the next apply. Operations that only record
         a declaration are committed once everything succeeded: a failed apply (failed
         expectations, failed gate) leaves state and audit log untouched.
         """
+        saved = saved_plan.load(reviewed) if reviewed is not None else None
         with self.lock(f"apply --env {self.env}"):
             plan = self.plan()
+            if saved is not None and reviewed is not None:
+                saved_plan.check(saved, plan, self.specs, reviewed)
             result, deferred = ApplyResult(plan), []
             for op in plan.operations:
                 report(f"{op.action.symbol} {op.key}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from specops.core.paths import absolute_tracking_uris
@@ -31,6 +32,18 @@ CHALLENGER = "challenger"
 REF = re.compile(r"^(?P<model>[^@]+)(@(?P<selector>.+))?$")
 # Where a registry without aliases (Azure ML's) keeps them: a tag on the model version holding the alias.
 ALIAS_TAG = "specops.alias.{alias}"
+
+
+def tagged_aliases(versions: Iterable[tuple[str, Mapping[str, str]]]) -> dict[str, str]:
+    """alias -> version, from (version, tags) pairs of one model where aliases are ALIAS_TAG tags: the newest
+    version holding a tag wins (a promotion sets the new holder before it clears the old one)."""
+    prefix = ALIAS_TAG.format(alias="")
+    aliases: dict[str, str] = {}
+    for version, tags in sorted(versions, key=lambda pair: int(pair[0]) if str(pair[0]).isdigit() else -1):
+        for tag, value in tags.items():
+            if tag.startswith(prefix) and str(value).lower() == "true":
+                aliases[tag.removeprefix(prefix)] = str(version)
+    return aliases
 
 
 def azureml_job_tracking_uri() -> str | None:

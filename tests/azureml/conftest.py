@@ -1,6 +1,7 @@
 """A tmp copy of the example project with test-only Endpoint, BatchEndpoint, Monitor and SLO specs."""
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -80,9 +81,14 @@ def project(tmp_path: Path) -> Path:
     root = tmp_path / "proj"
     # The example's own Endpoint and Monitor stay out: ENDPOINT declares the ones these tests check.
     shutil.copytree(REPO / "specs", root / "specs", ignore=shutil.ignore_patterns(*SERVING_SPECS))
-    for name in ("params.yaml", "requirements.lock"):
+    # The deployments' scoring script, which the SDK opens before it sends a deployment (the code snapshot).
+    for name in ("params.yaml", "requirements.lock", "tools/azureml-serving.lock", "src/specops/serving/azureml_score.py"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / name, root / name)
     (root / "specs" / "serving.yaml").write_text(ENDPOINT)
+    # State stays in .specops/ here: only test_remote_state.py runs a storage account (Azurite).
+    spec = root / "specs" / "project.yaml"
+    spec.write_text(re.sub(r"      state:.*\n(        .*\n)+", "", spec.read_text()))
     return root
 
 

@@ -90,7 +90,8 @@ def apply_logged(root: Path, fake: FakeAzureML) -> dict[str, list[str]]:
 
 
 CREATE_ORDER = [
-    "+ Project/credit-risk", "+ BatchEndpoint/credit-batch", "+ BatchDeployment/credit-batch.main",
+    "+ Project/credit-risk", "+ BatchEndpoint/credit-batch", "+ Environment/credit-risk-serving-env",
+    "+ BatchDeployment/credit-batch.main",
     "+ BatchDefaults/credit-batch", "+ Data/credit-applications", "+ Environment/credit-risk-env",
     "+ FeatureSet/credit-features", "+ Gate/promotion", "+ JobSchedule/credit-risk-training-schedule",
     "+ OnlineEndpoint/credit-online", "+ OnlineDeployment/credit-online.blue",
@@ -105,18 +106,21 @@ def test_first_apply_creates_everything_with_the_expected_calls(project: Path, f
     assert all(m == "GET" for m, _ in fake.requests)  # planning only reads
     fake.requests.clear()
     calls = apply_logged(project, fake)
-    env_version = plan.operations[5].after["version"]
+    env_version = next(op for op in plan.operations if op.key == "Environment/credit-risk-env").after["version"]
     assert calls["+ Environment/credit-risk-env"] == [f"PUT /environments/credit-risk-env/versions/{env_version}"]
     assert calls["+ OnlineEndpoint/credit-online"] == [
         "GET /",  # the workspace, for its location
         "PUT /onlineEndpoints/credit-online", "GET /operations/<id>", "GET /onlineEndpoints/credit-online",
     ]
-    assert calls["+ OnlineDeployment/credit-online.blue"] == [
+    blue = calls["+ OnlineDeployment/credit-online.blue"]
+    assert blue[:3] == [
         "GET /onlineEndpoints/credit-online",
         "PUT /data/credit-online-blue-model_inputs/versions/1", "PUT /data/credit-online-blue-model_outputs/versions/1",
-        "GET /", "PUT /onlineEndpoints/credit-online/deployments/blue", "GET /operations/<id>",
-        "GET /onlineEndpoints/credit-online/deployments/blue",
     ]
+    assert blue[-3:] == ["PUT /onlineEndpoints/credit-online/deployments/blue", "GET /operations/<id>",
+                         "GET /onlineEndpoints/credit-online/deployments/blue"]
+    # The scoring script's code snapshot, looked up by its content hash (the fake holds it: reused, not uploaded).
+    assert "GET /codes/<hash>/versions" in blue and not [c for c in blue if c.startswith("PUT /codes")]
     assert "GET /models/credit-risk/versions" in calls["+ OnlineDeployment/credit-online.green"]  # @latest resolved
     assert calls["+ OnlineTraffic/credit-online"] == [
         "GET /onlineEndpoints/credit-online", "GET /onlineEndpoints/credit-online/deployments",
@@ -254,9 +258,9 @@ def test_a_500_mid_apply_fails_clearly_and_the_next_apply_converges(project: Pat
 
 
 def test_throttling_is_retried_after_the_time_the_service_asks(project: Path, fake: FakeAzureML):
-    fake.faults.append(Fault("PUT", r"^/environments/", 429, headers={"Retry-After": "1"}))
+    fake.faults.append(Fault("PUT", r"^/environments/credit-risk-env/", 429, headers={"Retry-After": "1"}))
     Project(project, "dev").apply()
-    assert [c for c in fake.calls() if c.startswith("PUT /environments/")] == [
+    assert [c for c in fake.calls() if c.startswith("PUT /environments/credit-risk-env/")] == [
         f"PUT /environments/credit-risk-env/versions/{_env_version(project)}"] * 2
     assert Project(project, "dev").plan().empty
 
@@ -265,7 +269,7 @@ def test_a_conflicting_asset_version_names_the_resource(project: Path, fake: Fak
     path = f"/environments/credit-risk-env/versions/{_env_version(project)}"
     fake.store[path.lower()] = {"id": PREFIX + path, "name": _env_version(project),
                                 "properties": {"image": "someone/else:1"}}
-    [op] = [op for op in Project(project, "dev").plan().operations if op.kind == "Environment"]
+    [op] = [op for op in Project(project, "dev").plan().operations if op.key == "Environment/credit-risk-env"]
     assert op.action.value == "update" and ("image", "someone/else:1", op.after["image"]) in [
         (c.path, c.old, c.new) for c in op.changes]
     with pytest.raises(SpecopsError, match=r"Environment/credit-risk-env: Azure ML refused the change \(409 conflict\)"):
@@ -500,3 +504,68 @@ def test_a_removed_batch_endpoint_is_deleted(project: Path, fake: FakeAzureML):
         "DELETE /batchEndpoints/credit-batch/deployments/main",
     ]
     assert Project(project, "dev").plan().empty
+
+
+def tag(fake: FakeAzureML, version: int, alias: str, on: bool = True) -> None:
+    """What the register step (challenger) or a promotion (champion) does to a model version's tags."""
+    tags = fake.store[f"/models/credit-risk/versions/{version}"]["properties"].setdefault("tags", {})
+    if on:
+        tags[f"specops.alias.{alias}"] = "true"
+    else:
+        tags.pop(f"specops.alias.{alias}", None)
+
+
+def served_version(fake: FakeAzureML, deployment: str) -> str:
+    return fake.store[f"/onlineendpoints/credit-online/deployments/{deployment}"]["properties"]["model"].rsplit("/", 1)[-1]
+
+
+def test_a_new_challenger_is_planned_as_a_version_change_and_rolled_out_as_a_canary(project: Path, fake: FakeAzureML):
+    """Champion/challenger on Azure ML: the aliases resolve to concrete versions at plan time (tags on model
+    versions), the plan shows green v3 -> v4, apply walks the canary through the one rollout engine and promotes;
+    then a bad v5 is rolled back with an incident and audit entries, which `specops kpi` counts."""
+    spec = use_canary(project, ANALYSED_STEPS, "{blue: 100}")
+    text = spec.read_text().replace("model: credit-risk@champion", "model: credit-risk@challenger")
+    spec.write_text(text.replace("model: credit-risk@3", "model: credit-risk@champion") + GATE)
+    tag(fake, 3, "champion"), tag(fake, 3, "challenger")
+    Project(project, "dev").apply()
+    assert (served_version(fake, "blue"), served_version(fake, "green")) == ("3", "3")
+    # A second training registers version 4 as challenger.
+    tag(fake, 3, "challenger", on=False), tag(fake, 4, "challenger")
+    plan = Project(project, "dev").plan()
+    assert keys(plan) == ["~ OnlineDeployment/credit-online.green"]
+    assert [(c.path, c.old, c.new) for c in plan.operations[0].changes] == [
+        ("model", "azureml:credit-risk:3", "azureml:credit-risk:4")]
+    fake.series.update(HEALTHY)
+    fake.timeline.clear()
+    lines: list[str] = []
+    Project(project, "dev").apply(report=lines.append)
+    assert any("credit-risk@challenger v3 -> v4: canary rollout blue -> green" in line for line in lines)
+    assert fake.timeline == [
+        "traffic {'blue': 80, 'green': 20}", *QUERY[:2], *QUERY[:2], *QUERY,
+        "traffic {'blue': 50, 'green': 50}", *QUERY[:2], *QUERY[:2], *QUERY,
+        "traffic {'green': 100}",  # promoted: the champion tag moves to v4, blue follows it, then the spec's traffic
+        "traffic {'blue': 100}",
+    ]
+    tags = {v: fake.store[f"/models/credit-risk/versions/{v}"]["properties"].get("tags", {}) for v in (3, 4)}
+    assert "specops.alias.champion" not in tags[3] and tags[4]["specops.alias.champion"] == "true"
+    assert (served_version(fake, "blue"), served_version(fake, "green")) == ("4", "4")
+    record = Project(project, "dev").state.rollout("credit-online")
+    assert (record.status, record.stable, record.stable_version, record.weights) == (records.HEALTHY, "blue", "4", {"blue": 100})
+    assert Project(project, "dev").plan().empty
+    # A bad version 5: its canary fails analysis and is rolled back, with the incident and audit trail.
+    fake.seed_model("credit-risk", 5)
+    tag(fake, 4, "challenger", on=False), tag(fake, 5, "challenger")
+    fake.series["green"] = Series(requests=120, errors=12, p95_ms=90)
+    fake.timeline.clear()
+    with pytest.raises(SpecopsError, match=r"error rate 0\.1 \(limit 0\.0125\).*rolled back: all traffic on \{'blue': 100\}"):
+        Project(project, "dev").apply()
+    assert fake.timeline == ["traffic {'blue': 80, 'green': 20}", *QUERY[:2], *QUERY[:2], *QUERY, "traffic {'blue': 100}"]
+    assert "specops.alias.champion" not in fake.store["/models/credit-risk/versions/5"]["properties"]["tags"]
+    session = Project(project, "dev")
+    record = session.state.rollout("credit-online")
+    assert record.status == records.DEGRADED and session.paths.incident(record.incident).exists()
+    assert [e["action"] for e in session.audit.entries()][-2:] == ["rollback", "incident"]
+    from specops.governance.kpi import compute
+
+    failure_rate = next(k for k in compute(session.specs) if k.name == "change failure rate")
+    assert failure_rate.detail == "1 rollback(s) for 1 release(s)"

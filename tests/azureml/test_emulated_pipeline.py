@@ -6,6 +6,7 @@ trainings would run on Azure ML; the tests then check what each run left in the 
 """
 from __future__ import annotations
 
+import re
 import shutil
 import textwrap
 import time
@@ -16,17 +17,22 @@ from pathlib import Path
 import pytest
 from mlflow.exceptions import MlflowException
 
-from specops.registry import ALIAS_TAG, CHALLENGER, CHAMPION
+from specops.registry import ALIAS_TAG, CHALLENGER, CHAMPION, tagged_aliases
 from specops.render.azureml import render_azureml
 from specops.spec import load_specs
 from tests.azureml.emulator.jobs import JobFailed, PipelineRun, run_pipeline_job
+from tests.azureml.emulator.serving import serve_deployment
 from tests.azureml.emulator.workspace import REFUSALS, Workspace, start_workspace
 from tests.conftest import BIN, REPO
+from tests.serving.conftest import start_server, stop_server
 
 pytestmark = [pytest.mark.xdist_group("azureml-emulator"), pytest.mark.filterwarnings("ignore")]
 
 MODEL = "credit-risk"
 JOB = "build/dev/azureml/jobs/credit-risk-training.yaml"
+ENDPOINT = "credit-scoring"
+# Azure ML's inference server and data collector, from tools/azureml-serving.lock (`make serving`).
+SERVING_VENV = REPO / ".venv-serving"
 
 
 @dataclass
@@ -44,7 +50,8 @@ def example_project(dest: Path) -> Path:
     """The example project as its repository would be uploaded: specs, params, lock, src (specops included)."""
     shutil.copytree(REPO / "specs", dest / "specs")
     shutil.copytree(REPO / "src", dest / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    for name in ("requirements.lock", ".gitignore"):
+    for name in ("requirements.lock", ".gitignore", "tools/azureml-serving.lock"):
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / name, dest / name)
     # A small sweep (two trials) on fewer rows and trees: the point is how it runs, not the model.
     params = (REPO / "params.yaml").read_text().replace("[3, 5, 7]", "[3, 5]").replace("n_estimators: 100", "n_estimators: 30")
@@ -188,3 +195,75 @@ def test_a_sweep_whose_trials_log_no_primary_metric_fails_as_azure_does(emulated
     with pytest.raises(JobFailed, match="No trial of the sweep logged the primary metric 'roc_auc'") as failed:
         run_pipeline_job(job, emulated.workspace, data={}, python=BIN / "python", workdir=tmp_path / "jobs")
     assert failed.value.node == "train"
+
+
+def applicants(n: int, seed: int = 7) -> dict:
+    """Raw applicant rows, as a caller sends them (Azure ML's split format): the Dataset's columns, no features."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    columns = ["income", "debt_ratio", "credit_score", "age", "employment_years", "region", "gender"]
+    data = [[round(float(rng.lognormal(10.8, 0.5)), 2), round(float(rng.uniform(0, 3)), 3), int(rng.integers(300, 851)),
+             int(rng.integers(18, 80)), round(float(rng.uniform(0, 30)), 1), str(rng.choice(["north", "south", "east", "west"])),
+             str(rng.choice(["F", "M"]))] for _ in range(n)]
+    return {"input_data": {"columns": columns, "index": list(range(n)), "data": data}}
+
+
+def alias_versions(emulated: Emulated) -> dict[str, dict[str, str]]:
+    """What the azureml backend resolves at plan time: each `@alias` deployment's version, from the version tags."""
+    from specops.spec.endpoints import Endpoint
+
+    found = emulated.workspace.client().search_model_versions(f"name='{MODEL}'")
+    aliases = tagged_aliases((str(v.version), dict(v.tags)) for v in found)
+    endpoint = load_specs(emulated.root, "dev").require(Endpoint, ENDPOINT)
+    return {ENDPOINT: {d.name: aliases[str(d.model_ref.alias)] for d in endpoint.spec.deployments}}
+
+
+def local_endpoint(emulated: Emulated, dest: Path) -> Path:
+    """A copy of the project whose dev registry is the stand-in workspace: the local server serves the same versions.
+    Its records stay in the copy's .specops/ (dev's own are in the storage account CI applies with)."""
+    shutil.copytree(emulated.root, dest, ignore=shutil.ignore_patterns("build", ".specops"))
+    project = dest / "specs" / "project.yaml"
+    text = project.read_text().replace("spec:\n", f"spec:\n  tracking_uri: {emulated.workspace.tracking_uri}\n", 1)
+    text = re.sub(r"\n( +)state:.*\n\1  account_url:.*\n\1  container:.*\n", "\n", text)
+    assert "account_url" not in text
+    project.write_text(text)
+    return dest
+
+
+def test_raw_rows_get_the_same_answers_from_the_emulated_azure_deployment_and_the_local_endpoint(emulated: Emulated,
+                                                                                                   tmp_path: Path):
+    assert (SERVING_VENV / "bin" / "azmlinfsrv").exists(), "run `make serving`: Azure ML's inference server's own venv"
+    versions = alias_versions(emulated)
+    assert versions == {ENDPOINT: {"blue": "1", "green": "2"}}  # champion v1, challenger v2
+    out = tmp_path / "azureml"
+    render_azureml(load_specs(emulated.root, "dev"), out, versions)
+    azure = serve_deployment(out / "online-deployments" / f"{ENDPOINT}.blue.yaml", emulated.workspace, venv=SERVING_VENV,
+                             workdir=tmp_path / "azure")
+    local_root = local_endpoint(emulated, tmp_path / "local")
+    local = start_server(local_root, ENDPOINT, workers=1, env="dev")
+    try:
+        assert azure.model == f"{MODEL}:1"
+        body = applicants(25)
+        status, predicted = azure.score(body)
+        assert status == 200, predicted
+        answer = local.post("/score", body, **{"azureml-model-deployment": "blue"})
+        assert answer.status_code == 200, answer.text
+        assert predicted == answer.json() and len(predicted) == 25
+        # A value outside the Dataset's declared range: the same 422 naming the row and column from both.
+        bad = applicants(3)
+        bad["input_data"]["data"][1][2] = 9999  # credit_score above its max of 850
+        status, refused = azure.score(bad)
+        answer = local.post("/score", bad, **{"azureml-model-deployment": "blue"})
+        assert (status, refused) == (answer.status_code, answer.json()) and status == 422
+        # The data collector received the raw columns the monitor watches, and the predictions, joined by request.
+        inputs = azure.wait_collected("model_inputs", 25)
+        outputs = azure.wait_collected("model_outputs", 25)
+        assert set(inputs[0]) == set(body["input_data"]["columns"]) - {"gender"}  # raw columns; the sensitive one is not an input
+        assert [row["income"] for row in inputs] == [row[0] for row in body["input_data"]["data"]]
+        assert [row["prediction"] for row in outputs] == predicted
+        correlations = azure.collected.correlations
+        assert all(correlations["model_inputs"]) and correlations["model_inputs"] == correlations["model_outputs"]
+    finally:
+        azure.close()
+        stop_server(local)

@@ -1,6 +1,7 @@
 """Every rendered Azure ML YAML file loads with the SDK's own load_* functions (they validate offline)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,10 @@ from azure.ai.ml.entities._load_functions import load_model_batch_deployment, lo
 
 from specops.backends.azureml import RECORD_KINDS
 from specops.render.azureml import (
-    MAX_CONCURRENT_REQUESTS, YAML_FOLDERS, azureml_notes, read_project_files, render_azureml, render_entities, runs_per_day,
+    MAX_CONCURRENT_REQUESTS, SCORING_SCRIPT, SERVING_LOCK, SERVING_VARIABLE, YAML_FOLDERS, azureml_notes, read_project_files,
+    render_azureml, render_entities, runs_per_day, short_hash,
 )
+from specops.serving import azureml_score
 from specops.errors import SpecErrors
 from specops.spec import KINDS, load_specs
 from tests.azureml.conftest import ENDPOINT
@@ -78,12 +81,24 @@ def test_serving_and_monitor_specs_render_and_load(project: Path, tmp_path: Path
     assert (endpoint.auth_mode, endpoint.traffic, endpoint.mirror_traffic) == ("key", {"blue": 90, "green": 10}, {"shadow": 20})
     blue = loaded["online-deployments/credit-online.blue"]
     assert (blue.model, blue.instance_type, blue.instance_count) == ("credit-risk:3", "Standard_DS3_v2", 2)
-    assert blue.environment_variables == {"LOG_LEVEL": "info"}
+    assert blue.environment_variables["LOG_LEVEL"] == "info"
+    # The scoring script serves raw rows as the local endpoint does: the settings it needs, in the deployment.
+    served = json.loads(blue.environment_variables[SERVING_VARIABLE])
+    assert (served["deployment"], served["model"], served["out_of_range"]) == ("blue", "credit-risk@3", "reject")
+    assert [f["name"] for f in served["feature_set"]["features"]][0] == "log_income" and "income" in served["dataset"]["columns"]
+    for deployment in (blue, loaded["batch-deployments/credit-batch.main"]):
+        assert deployment.code_configuration.scoring_script == SCORING_SCRIPT == "src/specops/serving/azureml_score.py"
+        folder = out / ("online-deployments" if deployment is blue else "batch-deployments")
+        assert (folder / deployment.code_configuration.code).resolve() == project.resolve()  # the repository's snapshot
+        # The serving environment: the inference server and the collector, which the project's lock cannot hold.
+        assert str(deployment.environment).endswith(f"credit-risk-serving-env:{short_hash((project / SERVING_LOCK).read_text())}")
+    pins = loaded["environments/credit-risk-serving-env"].conda_file["dependencies"][-1]["pip"]
+    assert {"azureml-inference-server-http==1.5.1", "azureml-ai-monitoring==1.0.0", "scikit-learn==1.9.1"} <= set(pins)
     assert (blue.request_settings.request_timeout_ms, blue.request_settings.max_concurrent_requests_per_instance) == (3000, 4)
     assert (blue.liveness_probe.initial_delay, blue.liveness_probe.period, blue.readiness_probe.period) == (5, 15, 10)
     assert blue.data_collector.collections["model_inputs"].enabled == "true" and blue.data_collector.sampling_rate == 0.5
     green = loaded["online-deployments/credit-online.green"]
-    assert green.model == "credit-risk@latest"
+    assert green.model == "credit-risk@latest"  # no version holds the champion tag: render_azureml resolves nothing
     # Unset in the spec: specops' default, not Azure's 1 (a second concurrent request would get 429).
     assert green.request_settings.max_concurrent_requests_per_instance == MAX_CONCURRENT_REQUESTS > 1
     assert blue.app_insights_enabled is green.app_insights_enabled is True  # the workbook and alerts read App Insights
@@ -181,7 +196,7 @@ def test_local_only_features_are_plan_notes(every_feature: Path):
     notes = azureml_notes(load_specs(every_feature, "dev"))
     text = "\n".join(notes)
     assert "Endpoint/credit-online: spec.rollout.strategy bandit runs only on the local backend" in text
-    assert "credit-risk@champion" in text and "@latest" in text
+    assert "credit-risk@champion" in text and "the version tagged specops.alias.champion" in text
     assert "Monitor/credit-drift: spec.actions.retrain" in text
     assert "FeatureSet/credit-features: spec.refresh" in text
     assert ("Monitor/credit-drift: spec.performance (a drop of accuracy by 0.05, f1_score by 0.04 below the champion's "
@@ -269,3 +284,36 @@ def test_the_example_monitor_runs_once_a_day_on_azure():
     monitor = next(m for m in load_specs(REPO, "dev").documents if m.kind == "Monitor")
     assert runs_per_day(monitor.spec.schedule) == 1
     assert not [n for n in azureml_notes(load_specs(REPO, "dev")) if "serverless Spark jobs" in n]
+
+
+def test_the_scoring_script_reads_the_variable_the_renderer_writes():
+    assert azureml_score.SERVING_VARIABLE == SERVING_VARIABLE
+    assert (REPO / SCORING_SCRIPT).resolve() == Path(azureml_score.__file__).resolve()
+
+
+def test_a_search_renders_to_the_sweep_jobs_own_fields(project: Path):
+    """Sampling, early termination and limits land in the SDK's fields; a range becomes Azure ML's expression."""
+    from azure.ai.ml.sweep import BanditPolicy, Choice, LogUniform
+
+    from specops.render.azureml import render_pipeline_job
+    from specops.spec import Pipeline
+
+    pipeline_file = project / "specs" / "pipelines" / "training.yaml"
+    sweep = ("  sweep:\n    sampling_algorithm: random\n    early_termination: {policy: bandit, slack_factor: 0.1, "
+             "delay_evaluation: 1}\n    limits: {max_total_trials: 12, max_concurrent_trials: 3, timeout: 2h}\n")
+    pipeline_file.write_text(pipeline_file.read_text().replace('  sweep:\n    max_parallel: "{{ values.max_parallel }}"\n', sweep))
+    (project / "params.yaml").write_text("train:\n  seed: 5\n  fixed: {n_estimators: 50}\n  sweep:\n    max_depth: {low: 2, high: 5}\n"
+                                         "    min_weight_fraction_leaf: {low: 0.001, high: 0.1, log: true}\n")
+    specs = load_specs(project, "dev")
+    node = render_pipeline_job(specs, specs.require(Pipeline, "credit-risk-training"), read_project_files(project)).jobs["train"]
+    assert node.sampling_algorithm.type == "random" and node.sampling_algorithm.seed == 5
+    assert isinstance(node.search_space["max_depth"], Choice) and node.search_space["max_depth"].values == [2, 3, 4, 5]
+    assert isinstance(node.search_space["min_weight_fraction_leaf"], LogUniform)
+    assert isinstance(node.early_termination, BanditPolicy)
+    assert (node.early_termination.slack_factor, node.early_termination.delay_evaluation) == (0.1, 1)
+    assert (node.limits.max_total_trials, node.limits.max_concurrent_trials, node.limits.timeout) == (12, 3, 7200)
+    # Azure ML's Bayesian sampling takes no early termination policy: refused, naming the spec's field.
+    pipeline_file.write_text(pipeline_file.read_text().replace("sampling_algorithm: random", "sampling_algorithm: bayesian"))
+    specs = load_specs(project, "dev")
+    with pytest.raises(SpecErrors, match=r"training.yaml:\d+:\d+: spec.sweep.early_termination: Azure ML's Bayesian"):
+        render_pipeline_job(specs, specs.require(Pipeline, "credit-risk-training"), read_project_files(project))

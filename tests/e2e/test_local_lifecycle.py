@@ -12,6 +12,7 @@ import psutil
 import yaml
 from mlflow import MlflowClient
 
+from specops.core.paths import ProjectPaths
 from specops.project import Project
 from specops.state.audit import AuditLog
 from specops.controller.events import Event
@@ -46,9 +47,31 @@ def deterministic(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if not k.endswith("_latency_ms")}
 
 
-def test_apply_runs_the_lifecycle_once_then_converges(tmp_path: Path):
-    """One real run, then everything that can be checked on it (a run costs tens of seconds)."""
+def test_a_killed_apply_leaves_nothing_then_apply_runs_the_lifecycle_once_and_converges(tmp_path: Path):
+    """One real run, then everything that can be checked on it (a run costs tens of seconds): first an apply
+    killed mid-training, which must leave nothing running, recorded or registered."""
     root = make_project(tmp_path / "proj")
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.Popen([str(BIN / "specops"), "apply"], cwd=root, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if "Running stage 'credit-risk-training-train'" in line:
+            break
+    assert any("credit-risk-training-train" in line for line in seen), "".join(seen)
+    time.sleep(1.0)  # let training get under way, so the kill lands mid-stage
+    doomed = psutil.Process(proc.pid).children(recursive=True)
+    assert any("dvc" in " ".join(p.cmdline()) for p in doomed)
+    os.kill(proc.pid, signal.SIGKILL)  # apply alone: dvc and the stage run in a process group of their own
+    proc.wait(30)
+    # They end themselves (reaped by init, not by us): wait until they are gone for good.
+    _, alive = psutil.wait_procs(doomed, timeout=60)
+    assert not alive, f"left running after apply was killed: {[' '.join(p.cmdline()) for p in alive]}"
+    assert not any(e["resource"] == "Pipeline/credit-risk-training" for e in AuditLog(root).entries())
+    assert versions(root) == []
+
+    # The next apply runs the whole lifecycle.
     result = specops("apply", cwd=root)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -78,7 +101,22 @@ def test_apply_runs_the_lifecycle_once_then_converges(tmp_path: Path):
     gate.write_text(original.replace("max: 350", "max: 300"))
     [op] = Project(root).plan().operations
     assert op.key == "Gate/promotion" and [c.path for c in op.changes] == ["spec.checks[3].max"]
+
     gate.write_text(original)
+
+    # A training parameter and a data contract changed: the stale pipeline names both causes, old → new.
+    params, dataset = root / "params.yaml", root / "specs/data/credit-applications.yaml"
+    params_before, dataset_before = params.read_text(), dataset.read_text()
+    params.write_text(params_before.replace("n_estimators: 30", "n_estimators: 40"))
+    dataset.write_text(dataset_before.replace("{min_value: 500}", "{min_value: 600}"))
+    ops = {op.key: op for op in Project(root).plan().operations}
+    why = {(c.stage, c.kind, c.path): (c.old, c.new) for c in ops["Pipeline/credit-risk-training"].causes}
+    assert why[("credit-risk-training-train", "params", "train.fixed.n_estimators")] == (30, 40)
+    contract = ("credit-risk-training-validate", "spec",
+                "Dataset/credit-applications spec.expectations[0].expect_table_row_count_to_be_between.min_value")
+    assert why[contract] == (500, 600)
+    params.write_text(params_before)
+    dataset.write_text(dataset_before)
 
     # Re-running on the same commit and data reproduces the metrics and the data hashes.
     evaluation = root / "artifacts/credit-risk-training/evaluation.json"
@@ -88,41 +126,6 @@ def test_apply_runs_the_lifecycle_once_then_converges(tmp_path: Path):
     for cid, candidate in before["candidates"].items():
         assert deterministic(after["candidates"][cid]["metrics"]) == deterministic(candidate["metrics"])
     assert data_hashes((root / "dvc.lock").read_text()) == data_hashes(lock_before)
-
-
-def data_hashes(lock: str) -> dict[str, list[str]]:
-    stages = yaml.safe_load(lock)["stages"]
-    return {name: [out["md5"] for out in stages[name]["outs"]]
-            for name in ("credit-risk-training-generate-data", "credit-risk-training-features")}
-
-
-def test_killed_apply_converges_on_the_next_apply(tmp_path: Path):
-    root = make_project(tmp_path / "proj")
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.Popen([str(BIN / "specops"), "apply"], cwd=root, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    seen = []
-    for line in proc.stdout:
-        seen.append(line)
-        if "Running stage 'credit-risk-training-train'" in line:
-            break
-    assert any("credit-risk-training-train" in line for line in seen), "".join(seen)
-    time.sleep(1.0)  # let training get under way, so the kill lands mid-stage
-    doomed = psutil.Process(proc.pid).children(recursive=True)
-    assert any("dvc" in " ".join(p.cmdline()) for p in doomed)
-    os.kill(proc.pid, signal.SIGKILL)  # apply alone: dvc and the stage run in a process group of their own
-    proc.wait(30)
-    # They end themselves (reaped by init, not by us): wait until they are gone for good.
-    _, alive = psutil.wait_procs(doomed, timeout=60)
-    assert not alive, f"left running after apply was killed: {[' '.join(p.cmdline()) for p in alive]}"
-    assert not any(e["resource"] == "Pipeline/credit-risk-training" for e in AuditLog(root).entries())
-    assert versions(root) == []
-
-    result = specops("apply", cwd=root)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert Project(root).plan().empty
-    [version] = versions(root)
-    assert aliases(root)["champion"] == version.version
 
     # A drift alert retrains once, with the reason on the run and in the audit log.
     controller = Controller(Project(root))
@@ -136,18 +139,44 @@ def test_killed_apply_converges_on_the_next_apply(tmp_path: Path):
     runs = mlflow_runs(root, "tags.`specops.trigger_reason` = 'drift'")
     assert len(runs) == 1 and runs[0].data.tags["specops.pipeline"] == "credit-risk-training"
 
+    # A version registered by a run no apply recorded (its register stage finished, the apply was killed before
+    # committing): the next plan shows it, and apply records it in state with an audit line, running nothing.
+    known = Project(root).applied("Pipeline/credit-risk-training").outputs["version"]
+    model = registry(root).get_model_version("credit-risk", known)
+    orphan = registry(root).create_model_version("credit-risk", model.source, run_id=model.run_id, tags=model.tags)
+    registration = ProjectPaths(root).run("credit-risk-training").registration
+    written = json.loads(registration.read_text())
+    registration.write_text(json.dumps({**written, "version": orphan.version}))  # as the register stage writes it,
+    run([str(BIN / "dvc"), "commit", "--force", "credit-risk-training-register"], cwd=root)  # and dvc records it
+    # A version registered outside the pipeline (a notebook, say) is not the pipeline's output: not reported.
+    registry(root).create_model_version("credit-risk", model.source, run_id=model.run_id, tags=model.tags)
+    [op] = Project(root).plan().operations
+    assert op.key == "Pipeline/credit-risk-training" and [c.path for c in op.changes] == ["registered"]
+    assert op.changes[0].old.startswith(f"unrecorded v{orphan.version} ")
+    Project(root).apply()
+    assert Project(root).applied("Pipeline/credit-risk-training").outputs["version"] == orphan.version
+    [entry] = [e for e in AuditLog(root).entries() if e.get("outputs", {}).get("reconciled")]
+    assert entry["action"] == "update" and entry["outputs"]["reconciled"] == [str(orphan.version)]
+    assert entry["changed"] == ["registered"]
+    assert len(versions(root)) == int(orphan.version) + 1 and Project(root).plan().empty  # nothing was trained
 
-def test_failing_gate_changes_nothing(tmp_path: Path):
-    root = make_project(tmp_path / "proj")
-    gate = root / "specs/gates/promotion.yaml"
-    gate.write_text(gate.read_text().replace("min: 0.70", "min: 0.99"))
+    # A retraining that a stricter gate refuses: apply fails naming the check, and changes nothing (state, audit,
+    # registry). A gate change alone retrains nothing (it judges the next candidate), so a parameter changes too.
+    gate.write_text(original.replace("min: 0.70", "min: 0.99"))
+    params.write_text(params_before.replace("n_estimators: 30", "n_estimators: 40"))
+    state_file, audit_before = root / ".specops/state/local.json", list(AuditLog(root).entries())
+    state_before, versions_before = state_file.read_text(), len(versions(root))
     result = specops("apply", cwd=root)
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    output = result.stdout + result.stderr
-    assert "accuracy >= 0.99" in output or "accuracy" in output and "0.99" in output
-    assert not (root / ".specops/state/local.json").exists()
-    assert list(AuditLog(root).entries()) == []
-    assert versions(root) == []
+    assert "accuracy" in result.stdout + result.stderr and "0.99" in result.stdout + result.stderr
+    assert state_file.read_text() == state_before and list(AuditLog(root).entries()) == audit_before
+    assert len(versions(root)) == versions_before
+
+
+def data_hashes(lock: str) -> dict[str, list[str]]:
+    stages = yaml.safe_load(lock)["stages"]
+    return {name: [out["md5"] for out in stages[name]["outs"]]
+            for name in ("credit-risk-training-generate-data", "credit-risk-training-features")}
 
 
 def test_failing_expectation_stops_before_training(tmp_path: Path):
@@ -161,84 +190,3 @@ def test_failing_expectation_stops_before_training(tmp_path: Path):
     assert "credit_score" in output and "expect_column_values_to_be_between" in output
     assert not (root / "artifacts/credit-risk-training/candidates").exists()
     assert versions(root) == [] and list(AuditLog(root).entries()) == []
-
-
-BREAST_CANCER_SPECS = {
-    "project.yaml": """apiVersion: specops/v1
-kind: Project
-metadata: {name: oncology}
-spec: {}
-""",
-    "data.yaml": """apiVersion: specops/v1
-kind: Dataset
-metadata: {name: tumours}
-spec:
-  path: data/tumours.csv
-  target: malignant
-  columns:
-    mean_radius: {type: float, min: 0}
-    mean_texture: {type: float, min: 0}
-    mean_smoothness: {type: float, min: 0, max: 1}
-    worst_area: {type: float, min: 0}
-    malignant: {type: int, allowed: [0, 1]}
----
-apiVersion: specops/v1
-kind: FeatureSet
-metadata: {name: tumour-features}
-spec:
-  dataset: tumours
-  version: 1
-  owner: onc@example.com
-  refresh: "@daily"
-  features:
-    - {name: mean_radius}
-    - {name: mean_texture}
-    - {name: mean_smoothness}
-    - {name: log_worst_area, transform: log1p, inputs: [worst_area]}
-""",
-    "gate.yaml": """apiVersion: specops/v1
-kind: Gate
-metadata: {name: clinical}
-spec:
-  checks:
-    - {metric: roc_auc, min: 0.9}
-    - {metric: recall, min: 0.8}
-""",
-    "pipeline.yaml": """apiVersion: specops/v1
-kind: Pipeline
-metadata: {name: tumour-classifier}
-spec:
-  dataset: tumours
-  feature_set: tumour-features
-  estimator: sklearn.linear_model.LogisticRegression
-  params: model
-  selection: {metric: recall}
-  gate: clinical
-  model_name: tumour-classifier
-""",
-}
-
-
-def test_any_tabular_dataset_runs_the_same_lifecycle(tmp_path: Path):
-    from sklearn.datasets import load_breast_cancer
-
-    root = tmp_path / "onc"
-    (root / "specs").mkdir(parents=True)
-    for name, text in BREAST_CANCER_SPECS.items():
-        (root / "specs" / name).write_text(text)
-    frame = load_breast_cancer(as_frame=True).frame
-    frame = frame.rename(columns=lambda c: c.replace(" ", "_"))[["mean_radius", "mean_texture", "mean_smoothness", "worst_area", "target"]]
-    frame["malignant"] = 1 - frame.pop("target")  # sklearn labels benign as 1
-    (root / "data").mkdir()
-    frame.to_csv(root / "data/tumours.csv", index=False)
-    (root / "params.yaml").write_text("model:\n  seed: 1\n  test_size: 0.3\n  fixed: {max_iter: 2000}\n  sweep:\n    C: [0.1, 1.0, 10.0]\n")
-    run(["git", "init", "-q"], root)
-    run(["dvc", "init", "-q"], root)
-    specops("render", cwd=root, check=True)
-    run(["git", "add", "-A"], root)
-    run(["git", "commit", "-qm", "init"], root)
-    result = specops("apply", cwd=root)
-    assert result.returncode == 0, result.stdout + result.stderr
-    [version] = versions(root, "tumour-classifier")
-    assert aliases(root, "tumour-classifier")["champion"] == version.version
-    assert Project(root).plan().empty

@@ -71,11 +71,12 @@ def test_fairness_regression_is_champion_minus_previous():
 def test_scoreboard_roles_and_formats():
     aliases = {"champion": "3", "challenger": "4", "canary": "4"}
     assert [role(v, aliases) for v in ("1", "3", "4")] == ["retired", "champion", "canary"]
-    rows = [Row("m", 4, 0.88, 0.05, None, 315.0, "canary"), Row("m", 3, 0.87, 0.05, 0.08, 310.0, "champion")]
+    rows = [Row("m", 4, "binary", "roc_auc", 0.88, 0.05, None, 315.0, "canary"),
+            Row("m", 3, "regression", "rmse", 12.5, None, 0.08, 310.0, "champion")]
     terminal = Console(width=200, record=True)
     terminal.print(table(COLUMNS, map(cells, rows)))
-    assert terminal.export_text().splitlines()[1].split() == ["m", "4", "0.880", "0.050", "—", "315.000", "canary"]
-    assert to_markdown(rows).splitlines()[3] == "| m | 3 | 0.870 | 0.050 | 0.080 | 310.000 | champion |"
+    assert terminal.export_text().splitlines()[1].split() == ["m", "4", "binary", "roc_auc", "0.880", "0.050", "—", "315.000", "canary"]
+    assert to_markdown(rows).splitlines()[3] == "| m | 3 | regression | rmse | 12.500 | — | 0.080 | 310.000 | champion |"
 
 
 def test_cost_per_1000_predictions_prices_every_deployment_over_the_logged_span(tmp_path):

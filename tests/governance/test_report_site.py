@@ -146,7 +146,7 @@ def _rollout(project: Project) -> None:
     for minute, event in enumerate(rec.history):  # as if the steps had taken minutes, not microseconds
         event["time"] = pd.Timestamp(NOW - 3600 + 300 * minute, unit="s", tz="UTC").isoformat()
     rec.started_at = rec.history[0]["time"]
-    path = write_incident(project.paths, rec, "analysis canary-health failed", analysis)
+    path = write_incident(project.paths, project.storage, rec, "analysis canary-health failed", analysis)
     project.state.save_rollout(rec)
     audit.record(AuditAction.ROLLBACK, resource, incident=rec.incident, reason="analysis canary-health failed",
                  stable="blue", canary="green")

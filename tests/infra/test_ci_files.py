@@ -268,3 +268,26 @@ def test_azure_pipelines_validate_stage_runs_bandit_and_pip_audit():
     (validate,) = [stage for stage in doc["stages"] if stage["stage"] == "Validate"]
     text = "\n".join(scripts(validate))
     assert BANDIT.search(text) and PIP_AUDIT.search(text), text
+
+
+def _ci_files() -> list[Path]:
+    template = REPO / "src" / "specops" / "init" / "template" / "project"
+    return [*WORKFLOWS, AZURE_PIPELINES, *template.glob("*.github*/workflows/*.yml"), *template.glob("*azure-pipelines.yml*")]
+
+
+def test_every_ci_apply_applies_the_plan_written_before_it():
+    """`specops apply` in CI takes the plan file its job wrote with `plan -out` (refused if anything moved since),
+    except a retrain, which has no reviewed plan: it applies what the trigger found."""
+    planned = 0
+    for path in _ci_files():
+        text = path.read_text()
+        for match in re.finditer(r"^\s*(?:run: )?specops apply (\S+)", text, re.MULTILINE):
+            target = match.group(1).strip('"')
+            if path.name == "retrain.yml":
+                assert target == "--env", f"{path.name}: {match.group(0)}"
+                continue
+            assert not target.startswith("-"), f"{path.name}: `{match.group(0).strip()}` applies an unreviewed plan"
+            written = re.search(r"specops plan [^\n]*-out \"?" + re.escape(target) + r"\"?\s", text[:match.start()])
+            assert written, f"{path.name}: {target} is applied but no earlier `plan -out` writes it"
+            planned += 1
+    assert planned == 8  # apply dev and apply prod, in each of the four files

@@ -5,18 +5,21 @@ with this repository's environment (VENV=...), so nothing is installed here.
 """
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
 
 from specops.cli import main as cli
-from specops.init import TEMPLATE, InitError, init_project, update_project
+from specops.init import TEMPLATE, InitError, init_project, source, update_project
+from tests.tasks.conftest import run_stages
 from tests.conftest import REPO, run
 
 pytestmark = pytest.mark.xdist_group("init")
@@ -39,13 +42,43 @@ def make(target: str, project: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="session")
+def specops_pin(tmp_path_factory) -> source.Pin:
+    """The pin `specops init` gives projects when this checkout runs it: a wheel built once for the session."""
+    return source.running(tmp_path_factory.mktemp("specops-wheel"))
+
+
+@pytest.fixture(autouse=True)
+def wheel_built_once(specops_pin, monkeypatch):
+    """init_project pins the running specops; here that is an editable checkout, built into a wheel
+    once (test_the_running_checkout_is_pinned_as_a_wheel) instead of in every test (~15 s each)."""
+    monkeypatch.setattr(source, "running", lambda workdir, index_hashes=None: specops_pin)
+
+
+@pytest.fixture(scope="session")
 def demo(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     """A project with example data, a sensitive attribute and both CI providers, after its own `make demo`.
 
-    No Endpoint: locally, apply would start its server (a long-lived process on a fixed port)."""
+    No Endpoint: locally, apply would start its server (a long-lived process on a fixed port).
+    It runs in this repository's environment (VENV=), so it never installs its pin: --specops-source names
+    one without a wheel to build (a session fixture starts before the autouse patch). The default pin is
+    test_the_running_checkout_is_pinned_as_a_wheel's; tests/acceptance/test_release.py installs it."""
     project = init_project(tmp_path_factory.mktemp("init") / "churn-model",
-                           {"target": "churned", "sensitive": "group", "ci_provider": "both"})
+                           {"target": "churned", "sensitive": "group", "ci_provider": "both", "specops_source": "specops"})
     return project, make("demo", project)
+
+
+def test_the_running_checkout_is_pinned_as_a_wheel(specops_pin, tmp_path):
+    """No flag: the editable checkout running the tests becomes a wheel in wheels/, pinned by hash and committed."""
+    assert specops_pin.origin == f"a wheel built from the editable checkout {REPO}"
+    project = init_project(tmp_path / "pinned", {"target": "y"})
+    (wheel,) = (project / "wheels").glob("specops-*.whl")
+    assert wheel.name == specops_pin.wheel.name
+    head = run(["git", "rev-parse", "--short=7", "HEAD"], REPO).stdout.strip()
+    assert f"+g{head}" in wheel.name or "+" not in wheel.name  # this checkout's version, now (not the install's)
+    line = (project / "requirements-specops.txt").read_text().splitlines()[-1]
+    assert line == f"./wheels/{wheel.name} --hash=sha256:{hashlib.sha256(wheel.read_bytes()).hexdigest()}"
+    assert f"wheels/{wheel.name}" in tracked(project)
+    assert yaml.safe_load((project / ".copier-answers.yml").read_text())["specops_source"] == line
 
 
 # --- (1) flags -> exactly the chosen files -----------------------------------------
@@ -98,9 +131,23 @@ def test_the_template_ci_files_follow_this_repository_ci_files():
               project / "[% if ci_provider in ['github', 'both'] %].github[% endif %]" / "workflows" / name)
              for name in ("pr.yml", "main.yml", "retrain.yml")]
     pairs.append((REPO / "azure-pipelines.yml", project / "[% if ci_provider in ['azure-devops', 'both'] %]azure-pipelines.yml[% endif %]"))
-    for source, shipped in pairs:
-        assert shipped.read_text() == adapt_ci(source.read_text()), \
-            f"{shipped.name} in the template differs from {source.relative_to(REPO)} adapted by adapt_ci(): re-copy it"
+    for original, shipped in pairs:
+        assert shipped.read_text() == adapt_ci(original.read_text()), \
+            f"{shipped.name} in the template differs from {original.relative_to(REPO)} adapted by adapt_ci(): re-copy it"
+
+
+def test_a_tampered_or_missing_wheel_fails_the_install_with_pips_error(specops_pin, tmp_path):
+    """What `make venv` runs, as a dry run: the pinned wheel is checked by hash before anything installs."""
+    project = init_project(tmp_path / "tamper", {"target": "y"})
+    pip = [sys.executable, "-m", "pip", "install", "--dry-run", "--no-deps", "-r", "requirements-specops.txt"]
+    assert "Would install specops-" in run(pip, project).stdout
+    wheel = project / "wheels" / specops_pin.wheel.name
+    wheel.write_bytes(wheel.read_bytes() + b"tampered")
+    result = run(pip, project, check=False)
+    assert result.returncode != 0 and "THESE PACKAGES DO NOT MATCH THE HASHES" in result.stderr, result.stderr[-2000:]
+    wheel.unlink()
+    result = run(pip, project, check=False)
+    assert result.returncode != 0 and f"No such file or directory: '{wheel}'" in result.stderr, result.stderr[-2000:]
 
 
 # --- (2) no template markup ---------------------------------------------------------
@@ -114,9 +161,9 @@ def test_no_template_markup_is_left(demo):
     checked = 0
     for path in project.rglob("*"):
         relative = path.relative_to(project)
-        # Not template output: git/DVC/MLflow internals, run artifacts, and the JSON Schemas specops writes
-        # (whose descriptions quote the overlay syntax).
-        if not path.is_file() or relative.parts[0] in (".git", ".dvc", ".specops", "mlruns", "artifacts", "schemas"):
+        # Not template output: git/DVC/MLflow internals, run artifacts, the JSON Schemas specops writes
+        # (whose descriptions quote the overlay syntax) and the pinned specops wheel.
+        if not path.is_file() or relative.parts[0] in (".git", ".dvc", ".specops", "mlruns", "artifacts", "schemas", "wheels"):
             continue
         text = path.read_text(errors="replace")
         text = CI_EXPRESSION.sub("", text)
@@ -209,9 +256,55 @@ def test_an_existing_csv_becomes_the_dataset_contract(tmp_path):
     assert "steps" not in pipeline["spec"]
     assert run([str(VENV / "bin" / "specops"), "render", "--check"], project).returncode == 0
     # The inferred contract holds on the data it came from, and the features compute (nulls included).
-    for stage in ("validate", "features"):
-        run([sys.executable, "-m", "specops", "stage", stage, "--pipeline", "retention-training"], project)
+    run_stages(project, "validate", "features")
     assert (project / "artifacts" / "retention-training" / "features.parquet").is_file()
+
+
+def mixed_frame(rows: int, target: str):
+    """Mixed types, missing values, an id, dates and names with spaces, around a target built by `target`."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(11)
+    frame = pd.DataFrame({
+        "Customer ID": [f"cust-{i:04d}" for i in range(rows)],
+        "signup date": pd.date_range("2024-01-01", periods=rows, freq="D").strftime("%Y-%m-%d"),
+        "monthly spend": rng.gamma(2.0, 50.0, rows).round(2),
+        "tenure years": rng.integers(0, 15, rows),
+        "plan type": rng.choice(["basic", "plus", "premium"], rows),
+        "has app": rng.choice([True, False], rows),
+    })
+    frame.loc[rng.random(rows) < 0.1, "monthly spend"] = np.nan
+    frame.loc[rng.random(rows) < 0.1, "plan type"] = np.nan
+    frame[target] = TARGETS[target](frame, rng)
+    return frame
+
+
+TARGETS = {
+    "lifetime value": lambda f, rng: (f["tenure years"] * 40 + f["monthly spend"].fillna(100) * 3
+                                      + rng.normal(0, 20, len(f))).round(2),
+    "segment": lambda f, rng: np.where(f["tenure years"] > 9, "loyal", np.where(f["tenure years"] > 4, "settled", "new")),
+}
+
+
+@pytest.mark.parametrize("target, task, metric", [("lifetime value", "regression", "rmse"),
+                                                  ("segment", "multiclass", "f1_macro")])
+def test_a_regression_or_multiclass_csv_with_ids_dates_gaps_and_spaces_validates_and_trains(tmp_path, target, task, metric):
+    source = tmp_path / "customers.csv"
+    mixed_frame(300, target).to_csv(source, index=False)
+    project = init_project(tmp_path / "ltv", {"target": target, "ci_provider": "github"}, data=str(source))
+    dataset, features = yaml.safe_load_all((project / "specs/data/ltv.yaml").read_text())
+    columns = dataset["spec"]["columns"]
+    assert columns["Customer ID"]["description"] == "an id: not a model input"
+    assert columns["signup date"]["description"] == "dates: not a model input" and "allowed" not in columns["signup date"]
+    assert columns["monthly spend"]["nullable"] is True and columns["plan type"]["nullable"] is True
+    assert [f["name"] for f in features["spec"]["features"]] == ["monthly spend", "tenure years", "plan type", "has app"]
+    pipeline = yaml.safe_load((project / "specs/pipelines/training.yaml").read_text())["spec"]
+    assert (pipeline["task"], pipeline["selection"]["metric"]) == (task, metric)
+    assert ("allowed" in columns[target]) == (task == "multiclass")
+    run_stages(project, "validate", "features", "train", "evaluate", "gate")  # in this process: no interpreter per stage
+    gate = yaml.safe_load((project / "artifacts/ltv-training/gate.json").read_text())
+    assert gate["passed"] and gate["selection"]["metric"] == metric
 
 
 # --- (5) user mistakes -----------------------------------------------------------------
@@ -238,14 +331,29 @@ def test_bad_flags_fail_clearly_and_write_nothing(tmp_path, args, message):
     assert not dest.exists()
 
 
+def test_a_folder_name_that_is_no_project_name_says_why(tmp_path):
+    """The folder's name is the default --name: when it cannot be one, say so, and offer one that can."""
+    dest = tmp_path / "My_Project 2"
+    result = invoke(str(dest), "--target", "y", "--no-interactive")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "the folder name 'My_Project 2' is not a valid project name" in result.output
+    assert "pass --name, e.g. --name my-project-2" in result.output
+    assert not dest.exists()
+
+
 def test_bad_data_fails_clearly(tmp_path):
-    three = tmp_path / "three.csv"
-    three.write_text("x,label\n1,a\n2,b\n3,c\n")
-    result = invoke(str(tmp_path / "p1"), "--data", str(three), "--target", "label")
-    assert result.exit_code == 1 and "has 3 distinct values (a, b, c)" in result.output
-    result = invoke(str(tmp_path / "p2"), "--data", str(three), "--target", "missing")
-    assert result.exit_code == 1 and "--target 'missing' is not a column of three.csv (columns: x, label)" in result.output
-    assert not (tmp_path / "p1").exists() and not (tmp_path / "p2").exists()
+    names = tmp_path / "names.csv"  # text with a value per row: neither classes nor numbers
+    names.write_text("x,label\n" + "".join(f"{i},name{i}\n" for i in range(30)))
+    result = invoke(str(tmp_path / "p1"), "--data", str(names), "--target", "label")
+    assert result.exit_code == 1 and "--target 'label' is text with 30 distinct values (name0, name1," in result.output
+    assert "text cannot be a regression's target" in result.output
+    result = invoke(str(tmp_path / "p2"), "--data", str(names), "--target", "missing")
+    assert result.exit_code == 1 and "--target 'missing' is not a column of names.csv (columns: x, label)" in result.output
+    one = tmp_path / "one.csv"
+    one.write_text("x,label\n1,a\n2,a\n")
+    result = invoke(str(tmp_path / "p3"), "--data", str(one), "--target", "label")
+    assert result.exit_code == 1 and "--target 'label' has one value ('a'): there is nothing to learn" in result.output
+    assert not any((tmp_path / p).exists() for p in ("p1", "p2", "p3"))
 
 
 def test_a_failure_after_rendering_leaves_nothing_behind(tmp_path, monkeypatch):
@@ -336,9 +444,22 @@ def test_template_updates_arrive_and_project_edits_survive(tmp_path):
     assert yaml.safe_load((project / ".copier-answers.yml").read_text())["_commit"] == "v2"
 
 
-def test_update_needs_a_versioned_template(tmp_path):
-    project = init_project(tmp_path / "plain", {"target": "y", "endpoint": False})
-    with pytest.raises(InitError, match="not a git repository, so there is no template version to update from"):
-        update_project(project)
+def test_update_moves_the_specops_pin_even_without_a_versioned_template(tmp_path, specops_pin):
+    project = init_project(tmp_path / "plain", {"target": "y", "endpoint": False, "specops_source": "specops==0.0.1"})
+    assert (project / "requirements-specops.txt").read_text().splitlines()[-1] == "specops==0.0.1"
+    assert not (project / "wheels").exists()
+    result = invoke(str(project), "--update")
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "not a git repository, so only the specops pin is updated" in said
+    assert f"specops pin: specops==0.0.1 -> {specops_pin.requirement}" in said
+    assert (project / "requirements-specops.txt").read_text().splitlines()[-1] == specops_pin.requirement
+    assert yaml.safe_load((project / ".copier-answers.yml").read_text())["specops_source"] == specops_pin.requirement
+    assert [p.name for p in (project / "wheels").iterdir()] == [specops_pin.wheel.name]
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", "new pin"], project)
+    result = invoke(str(project), "--update")
+    assert "specops pin unchanged" in " ".join(result.output.split()), result.output
+    assert run(["git", "status", "--porcelain"], project).stdout == ""
     result = invoke(str(project), "--update", "--target", "y")
     assert result.exit_code != 0 and "--update takes only --vcs-ref and --template" in result.output

@@ -95,9 +95,12 @@ def test_an_unknown_stage_lists_the_known_ones(run):
 def test_a_set_parameter_leaves_the_sweep_for_one_trial(project):
     """Azure ML runs each sweep trial as `stage train --set max_depth=8`: one candidate, that value."""
     from specops.lifecycle.context import StageContext
-    from specops.lifecycle.train import load_params, sweep_grid
+    from specops.lifecycle.search import grid_points
+    from specops.lifecycle.train import load_params, search_space
 
     specs = load_specs(project)
     ctx = StageContext.of(specs, specs.get(Pipeline, PIPELINE), {"max_depth": 8})
-    [candidate] = sweep_grid(load_params(ctx))
-    assert candidate.params["max_depth"] == 8 and candidate.params["n_estimators"] == 20
+    params = load_params(ctx)
+    [point] = grid_points(search_space(ctx, params))
+    candidate = {**params.fixed, **point}
+    assert candidate["max_depth"] == 8 and candidate["n_estimators"] == 20

@@ -10,10 +10,12 @@ import pytest
 from specops.project import Project
 from specops.core.paths import ProjectPaths
 from specops.state.audit import AuditAction, AuditLog
+from specops.state.storage import LocalStorage
 from specops.state.store import StateStore
 from specops.errors import LockHeld, SpecErrors
 from specops.plan.format import MARKER, to_json, to_markdown, to_text
 from specops.plan.model import Action
+from specops.plan.saved import StalePlan
 from tests.conftest import specops
 
 
@@ -55,7 +57,7 @@ def test_concurrent_writers_never_lose_each_others_commits(declarations: Path):
         writer.start()
     for writer in writers:
         writer.join(60)
-    state = StateStore(ProjectPaths(declarations), "local").read()
+    state = StateStore(LocalStorage(ProjectPaths(declarations).state_dir), "local").read()
     assert state.serial == 3 * COMMITS and len(state.resources) == 3 * COMMITS
 
 
@@ -116,7 +118,7 @@ COMMITS = 20
 
 
 def _commit_many(root: str, writer: int) -> None:
-    store = StateStore(ProjectPaths(Path(root)), "local")
+    store = StateStore(LocalStorage(ProjectPaths(Path(root)).state_dir), "local")
     for i in range(COMMITS):
         store.put(f"Gate/w{writer}-{i}", {"spec": {}}, {})
 
@@ -147,3 +149,79 @@ def test_status_lists_applied_resources(declarations: Path):
     result = specops("status", "--format", "json", cwd=declarations, check=True)
     assert set(json.loads(result.stdout)["resources"]) == {
         "Project/credit-risk", "Dataset/credit-applications", "FeatureSet/credit-features", "Gate/promotion"}
+
+
+# -- plan -out FILE / apply FILE: exactly the reviewed plan ------------------------------------------------------
+def _state_and_audit(root: Path) -> tuple[str | None, str | None]:
+    files = (root / ".specops/state/local.json", root / ".specops/audit.jsonl")
+    return tuple(f.read_text() if f.exists() else None for f in files)  # type: ignore[return-value]
+
+
+def test_saved_plan_is_applied_as_reviewed(declarations: Path, tmp_path: Path):
+    saved = tmp_path / "reviewed.plan"
+    plan, record = Project(declarations).save_plan(saved)
+    assert record.serial == 0 and record.plan_digest and "specs/gates/promotion.yaml" in record.inputs
+    result = Project(declarations).apply(reviewed=saved)
+    assert result.applied == [op.key for op in plan.operations]
+    # The state moved with that apply: the same file is now out of date.
+    with pytest.raises(StalePlan, match="state moved from serial 0 to 4"):
+        Project(declarations).apply(reviewed=saved)
+
+
+@pytest.mark.parametrize("edit, named", [
+    (lambda root: _replace(root / "specs/gates/promotion.yaml", "min: 0.70", "min: 0.72"), "specs/gates/promotion.yaml changed"),
+    (lambda root: (root / "specs/gates/extra.yaml").write_text((root / "specs/gates/promotion.yaml").read_text()
+                                                                .replace("name: promotion", "name: extra")),
+     "specs/gates/extra.yaml added"),
+    # The test project's Dataset points at params.yaml: both the params and the data digest move.
+    (lambda root: _replace(root / "params.yaml", "seed: 42", "seed: 43"), "data params.yaml changed; params.yaml changed"),
+    (lambda root: StateStore(LocalStorage(ProjectPaths(root).state_dir), "local").put("Gate/by-hand", {"spec": {}}),
+     "state moved from serial 0 to 1"),
+])
+def test_apply_refuses_a_plan_whose_inputs_moved(declarations: Path, tmp_path: Path, edit, named):
+    saved = tmp_path / "reviewed.plan"
+    Project(declarations).save_plan(saved)
+    edit(declarations)
+    before = _state_and_audit(declarations)
+    with pytest.raises(StalePlan, match="nothing was applied") as refused:
+        Project(declarations).apply(reviewed=saved)
+    assert named in str(refused.value)
+    assert _state_and_audit(declarations) == before
+
+
+def test_apply_refuses_a_plan_whose_observed_state_moved(declarations: Path, tmp_path: Path, monkeypatch):
+    """Same files, same serial, but the backend observes something else now (a server stopped, outputs went stale)."""
+    saved = tmp_path / "reviewed.plan"
+    Project(declarations).save_plan(saved)
+    from specops.backends.local import LocalBackend
+
+    real = LocalBackend.observe
+    monkeypatch.setattr(LocalBackend, "observe", lambda self, specs, stored: {**real(self, specs, stored),
+                                                                            "Gate/promotion": {"spec": {}}})
+    with pytest.raises(StalePlan, match="what the backend observes changed"):
+        Project(declarations).apply(reviewed=saved)
+    assert _state_and_audit(declarations) == (None, None)
+
+
+def _replace(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
+def test_plan_out_and_apply_file_on_the_command_line(declarations: Path, monkeypatch):
+    monkeypatch.setenv("AZURE_SUBSCRIPTION_ID", "11111111-2222-3333-4444-555555555555")
+    planned = specops("plan", "-out", "reviewed.plan", cwd=declarations)
+    assert planned.returncode == 0 and "Plan: 4 to create" in planned.stdout
+    text = (declarations / "reviewed.plan").read_text()
+    assert "11111111" not in text and json.loads(text)["environment"] == "local"
+    wrong = specops("apply", "--env", "dev", "reviewed.plan", cwd=declarations)
+    assert wrong.returncode == 1 and "planned for environment local, not dev" in wrong.stderr
+    applied = specops("apply", "reviewed.plan", cwd=declarations)
+    assert applied.returncode == 0 and "Applied 4 change(s)" in applied.stdout
+    again = specops("apply", "reviewed.plan", cwd=declarations)
+    assert again.returncode == 1 and "Traceback" not in again.stderr
+    assert "reviewed.plan: refusing to apply a plan that is out of date" in again.stderr
+    (declarations / "broken.plan").write_text('{"format": "specops-plan/1", "state_serial": NaN}')
+    broken = specops("apply", "broken.plan", cwd=declarations)
+    assert broken.returncode == 1 and "broken.plan is not a plan file" in broken.stderr and "Traceback" not in broken.stderr

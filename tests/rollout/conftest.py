@@ -119,8 +119,7 @@ def fresh(live: Server) -> Server:
     write_endpoint(live.root)
     set_traffic(live.state_dir, DEPLOYMENTS, {"blue": 100})
     project = Project(live.root)
-    with project.state.transaction() as state:
-        state.rollouts.pop("live", None)
+    project.state.update(lambda state: state.rollouts.pop("live", None))
     project.registry.set_registered_model_alias("tiny", "champion", STABLE_VERSION)
     return live
 

@@ -131,7 +131,7 @@ def test_a_restarted_server_gets_the_rollout_weights_back_on_resume(fresh: Serve
                 break
             time.sleep(2)  # let the canary answer min_samples requests
             record = Rollout(Project(fresh.root), "live").resume()
-    assert record.status == HEALTHY and read_traffic(fresh.state_dir)[0] == {"green": 100}
+    assert record.status == HEALTHY and read_traffic(fresh.state_dir)[0] == {"green": 100}, (record.message, record.analyses[-1:])
     assert set(load.statuses) == {200}, load.statuses
 
 

@@ -7,9 +7,11 @@ from specops.rollout.analysis import FAILED, INCONCLUSIVE, SUCCESSFUL, Arm, anal
 from specops.rollout.metrics import Traffic, parse, quantile, window
 from specops.core.paths import ProjectPaths
 from specops.state.records import RolloutRecord
+from specops.state.storage import LocalStorage
 from specops.state.store import RecordChanged, StateStore
 from specops.rollout.strategies import thompson_weights
 from specops.spec.endpoints import CanaryRollout
+from specops.spec.kinds import Gate
 
 SCRAPE = """
 specops_requests_total{deployment="a",status="2xx"} 90
@@ -71,6 +73,15 @@ def test_too_few_labels_leave_the_regression_check_inconclusive():
     assert result["phase"] == INCONCLUSIVE
 
 
+def test_a_check_against_the_champion_names_the_stable_deployment():
+    """In a rollout the champion is the stable deployment: its note names it so (not `vblue`, a version-like name)."""
+    gate = Gate.model_validate({"apiVersion": "specops/v1", "kind": "Gate", "metadata": {"name": "g"},
+                                "spec": {"checks": [{"metric": "accuracy", "compare_to": "champion", "min": -0.01}]}})
+    [check] = [c for c in analyse(arm("green", correct=88), arm("blue"), canary(), gate)["checks"]
+               if c["check"] == "accuracy - champion >= -0.01"]
+    assert check["note"] == "vs stable deployment blue" and check["value"] == pytest.approx(-0.02)
+
+
 def test_thompson_weights_sum_to_100_and_keep_every_floor():
     weights = thompson_weights({"good": [95, 5], "bad": [5, 95], "new": [0, 0]}, floor=5, seed=0)
     assert sum(weights.values()) == 100 and min(weights.values()) >= 5
@@ -79,7 +90,7 @@ def test_thompson_weights_sum_to_100_and_keep_every_floor():
 
 def test_a_stale_copy_of_the_record_is_refused(tmp_path):
     record = RolloutRecord(endpoint="e", strategy="canary", stable="a", canary="b", model="m", stable_version="1", canary_version="2")
-    store = StateStore(ProjectPaths(tmp_path), "local")
+    store = StateStore(LocalStorage(ProjectPaths(tmp_path).state_dir), "local")
     store.save_rollout(record)
     theirs, ours = store.rollout("e"), store.rollout("e")
     theirs.status = "Degraded"

@@ -161,10 +161,11 @@ class Server:
         return self.session.get(self.url + path, timeout=30, **kwargs)
 
 
-def start_server(root: Path, endpoint: str, workers: int = 1, startup_s: float = 90) -> Server:
+def start_server(root: Path, endpoint: str, workers: int = 1, startup_s: float = 90, env: str | None = None) -> Server:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "specops.serving", str(root), endpoint, "--port", str(port), "--workers", str(workers)],
+        [sys.executable, "-m", "specops.serving", str(root), endpoint, "--port", str(port), "--workers", str(workers),
+         *(["--env", env] if env else [])],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     server = Server(root, endpoint, port, process)

@@ -85,6 +85,31 @@ def test_an_error_naming_no_row_is_isolated_request_by_request():
     assert isinstance(outcomes[1], ValueError)
 
 
+def test_large_requests_take_turns_with_small_ones_instead_of_queueing_in_front():
+    """Three 250-row requests queued before one small one, and another small one arriving during the first call:
+    the small ones are scored between the large ones (each large request alone, one per turn), not after all of them."""
+    async def main() -> tuple[list[int], list]:
+        calls: list[int] = []
+        late: list[asyncio.Future] = []
+
+        def score(rows):
+            calls.append(len(rows))
+            if len(calls) == 1:  # a small request arrives while the first call runs
+                late.append(batcher.submit([[7]]))
+            return [row[0] for row in rows]
+
+        batcher = MicroBatcher(score, max_batch_size=100, max_wait_ms=0)
+        large = [batcher.submit([[i]] * 250) for i in range(3)]
+        small = batcher.submit([[1], [2]])
+        batcher.start()
+        outcomes = await asyncio.gather(*large, small)
+        return calls, [*outcomes, await late[0]]
+
+    calls, outcomes = asyncio.run(main())
+    assert calls == [2, 250, 1, 250, 250]
+    assert outcomes == [[0] * 250, [1] * 250, [2] * 250, [1, 2], [7]]
+
+
 def test_the_scorer_blames_the_row_whose_features_no_model_takes():
     matrix = np.array([[1.0, 2.0], [3.0, -np.inf], [1e300, 0.0]])
     blamed = _blame(["a", "b"], matrix, ValueError("Input X contains infinity"))
@@ -340,3 +365,102 @@ def test_a_tied_command_returns_its_exit_code():
     from specops.core.processes import run_tied
 
     assert run_tied([sys.executable, "-c", "import sys; sys.exit(7)"]) == 7
+
+
+# --- review: duplicate keys, sensitive values, strict state JSON ---------------------------------
+
+SENSITIVE = DatasetSpec.model_validate({**DATASET.model_dump(), "sensitive": ["gender"], "columns": {
+    **DATASET.model_dump()["columns"], "gender": {"type": "str", "allowed": ["F", "M"]}}})
+
+
+@pytest.mark.parametrize("text", [
+    b'{"data": [{"income": 1.0, "score": 700, "region": "north", "income": -5.0}]}',
+    b'{"data": [{"income": 1.0, "score": 700, "region": "north"}], "data": []}',
+])
+def test_a_key_twice_in_one_object_is_a_400_naming_it(text: bytes):
+    with pytest.raises(BadRequest) as info:
+        InputSchema.of(FEATURES, DATASET).parse(text)
+    assert info.value.status == 400 and info.value.field == "body" and "appears more than once" in info.value.message
+    assert ("'income'" if b'"income": -5.0' in text else "'data'") in info.value.message
+
+
+@pytest.mark.parametrize("gender, status, field", [
+    ("X", 422, "data[0].gender"),  # outside the declared allowed values
+    ({"nested": "object"}, 400, "data[0].gender"),
+    ("F" * 100_000, 422, "data[0].gender"),
+])
+def test_sensitive_values_are_checked_at_the_door_even_when_out_of_range_flags(gender, status, field):
+    """Sensitive columns go to the log only; a value there no fairness report can group by is refused."""
+    record = {"income": 1.0, "score": 700, "region": "north", "gender": gender}
+    for mode in ("reject", "flag"):
+        with pytest.raises(BadRequest) as info:
+            InputSchema.of(FEATURES, SENSITIVE, out_of_range=mode).parse(json.dumps({"data": [record]}).encode())
+        assert info.value.status == status and info.value.field == field
+    split = {"input_data": {"columns": [*COLUMNS, "gender"], "data": [[1.0, 700, "north", gender]]}}
+    with pytest.raises(BadRequest) as info:
+        InputSchema.of(FEATURES, SENSITIVE).parse(json.dumps(split).encode())
+    assert info.value.field == "input_data.data[0][3] (gender)"
+    fine = InputSchema.of(FEATURES, SENSITIVE).parse(json.dumps({"data": [{**record, "gender": "F"}]}).encode())
+    assert fine == [[1.0, 700, "north"]]
+
+
+def test_state_is_written_as_strict_json_and_a_non_finite_number_is_refused(tmp_path: Path):
+    from specops.errors import SpecopsError
+    from specops.rollout.metrics import parse
+    from specops.state.records import RolloutRecord
+    from specops.state.storage import LocalStorage
+    from specops.state.store import StateStore
+
+    exposition = ('specops_request_duration_seconds_bucket{deployment="blue",le="0.01"} 3.0\n'
+                  'specops_request_duration_seconds_bucket{deployment="blue",le="+Inf"} 4.0\n')
+    snapshot = parse(exposition)
+    assert snapshot["blue"]["buckets"] == [[0.01, 3.0], ["+Inf", 4.0]]  # a window's start, saved in state
+    paths = ProjectPaths(tmp_path)
+    store = StateStore(LocalStorage(paths.state_dir), "local")
+    record = RolloutRecord("e", "canary", "blue", "green", "m", "1", "2", window={"time": 1.0, "metrics": snapshot})
+    store.save_rollout(record)
+    state_file = paths.state_file("local")
+    json.loads(state_file.read_text(), parse_constant=lambda name: pytest.fail(f"{name} in state"))
+    before = state_file.read_text()
+    record.analyses.append({"p95_ratio": float("inf")})
+    with pytest.raises(SpecopsError, match=r"non-finite number at rollouts\.e\.analyses\[0\]\.p95_ratio"):
+        store.save_rollout(record)
+    assert state_file.read_text() == before
+
+
+# --- inference-log rotation and retention ---------------------------------------------------------
+
+def test_the_inference_log_rotates_by_size_and_readers_see_every_segment(tmp_path: Path):
+    from specops.serving.inference_log import InferenceLog, Retention, log_dir, read_log
+
+    log = InferenceLog(tmp_path, 0, Retention(rotate_bytes=2000, max_bytes=1 << 30, retention_s=86400))
+    for i in range(100):  # about 90 bytes each: five files
+        log.write_requests([{"time": time.time(), "request_id": f"r{i}", "row": 0, "inputs": {"x": i}, "prediction": 0}])
+    log.write_feedback([{"request_id": "r3", "label": 1}])
+    files = sorted(p.name for p in log_dir(tmp_path).glob("requests-*.jsonl"))
+    assert len(files) > 2 and all(p.stat().st_size <= 2000 for p in log_dir(tmp_path).glob("requests-*.jsonl"))
+    records = read_log(tmp_path, since=time.time() - 60)
+    assert [r["request_id"] for r in records] == [f"r{i}" for i in range(100)]
+    assert [r.get("label") for r in records][:4] == [None, None, None, 1]
+
+
+def test_retention_deletes_old_hours_then_the_oldest_past_the_size_cap_never_the_current_hour(tmp_path: Path):
+    from specops.serving.inference_log import Retention, _stamp, log_dir, prune, read_log
+
+    folder = log_dir(tmp_path)
+    folder.mkdir(parents=True)
+    now = time.time()
+    hour = int(now // 3600)
+    for age in (0, 1, 2, 30, 50):  # hours ago
+        line = json.dumps({"time": (hour - age) * 3600 + 1, "request_id": f"h{age}"}) + "\n"
+        (folder / f"requests-{_stamp(hour - age)}-0.jsonl").write_text(line * 100)
+    size = (folder / f"requests-{_stamp(hour)}-0.jsonl").stat().st_size
+    deleted = prune(folder, Retention(max_bytes=1 << 30, retention_s=24 * 3600), now)
+    assert sorted(p.name for p in deleted) == [f"requests-{_stamp(hour - 50)}-0.jsonl", f"requests-{_stamp(hour - 30)}-0.jsonl"]
+    # Within the day's window, all three hours are read, rotated segments included.
+    assert {r["request_id"] for r in read_log(tmp_path, since=now - 3 * 3600)} == {"h0", "h1", "h2"}
+    # A size cap of two files keeps the newest two hours, and the current one even under a cap it alone exceeds.
+    prune(folder, Retention(max_bytes=2 * size, retention_s=24 * 3600), now)
+    assert {r["request_id"] for r in read_log(tmp_path)} == {"h0", "h1"}
+    prune(folder, Retention(max_bytes=1, retention_s=24 * 3600), now)
+    assert {r["request_id"] for r in read_log(tmp_path)} == {"h0"}

@@ -215,17 +215,119 @@ def test_a_server_restarted_mid_rollout_routes_the_recorded_weights(project: Pat
     from specops.serving.server import prepare
     from specops.serving.traffic import read_traffic
     from specops.state.records import PAUSED, RolloutRecord
+    from specops.state.storage import open_storage
     from specops.state.store import StateStore
 
     (project / "specs" / "restarted.yaml").write_text(LENIENT.replace("name: lenient", "name: restarted").lstrip())
     specs = Project(project).specs
     record = RolloutRecord(endpoint="restarted", strategy="canary", stable="blue", canary="green", model="tiny",
                            stable_version="2", canary_version="1", status=PAUSED, weights={"blue": 80, "green": 20})
-    StateStore(specs.paths, specs.env).save_rollout(record)
+    StateStore(open_storage(specs), specs.env).save_rollout(record)
     prepare(specs, "restarted", port=free_port(), workers=1)
     assert read_traffic(specs.paths.endpoint("restarted")) == ({"blue": 80, "green": 20}, {})
-    record = StateStore(specs.paths, specs.env).rollout("restarted")
+    record = StateStore(open_storage(specs), specs.env).rollout("restarted")
     record.status = "Healthy"  # finished: the spec is where a new server begins again
-    StateStore(specs.paths, specs.env).save_rollout(record)
+    StateStore(open_storage(specs), specs.env).save_rollout(record)
     prepare(specs, "restarted", port=free_port(), workers=1)
     assert read_traffic(specs.paths.endpoint("restarted")) == ({"blue": 100}, {})
+
+
+def test_feedback_labels_and_duplicate_keys_are_checked_at_the_door(server: Server):
+    """The label is checked against the Dataset's target column (y: int, allowed 0 or 1); a key twice is a 400."""
+    for label, status in (({"nested": 1}, 400), ("1", 400), (2, 422), (True, 400)):
+        answer = server.post("/feedback", {"request_id": "r1", "label": label})
+        assert answer.status_code == status and answer.json()["field"] == "body.label", (label, answer.text)
+    listed = server.post("/feedback", [{"request_id": "r1", "label": 1}, {"request_id": "r2", "label": 7}])
+    assert listed.status_code == 422 and listed.json()["field"] == "[1].label"
+    nan = server.post("/feedback", data=b'{"request_id": "r1", "label": NaN}', Content_Type="application/json")
+    assert nan.status_code == 400 and nan.json()["field"] == "body.label"
+    assert server.post("/feedback", {"request_id": "r1", "label": 1}).status_code == 202
+    twice = server.post("/feedback", data=b'{"request_id": "r1", "label": 1, "label": 0}', Content_Type="application/json")
+    assert twice.status_code == 400 and "'label' appears more than once" in twice.json()["error"]
+    records = server.post("/score", data=b'{"data": [{"income": 1.0, "score": 700, "region": "north", "score": 1}]}',
+                          Content_Type="application/json")
+    assert records.status_code == 400 and "'score' appears more than once" in records.json()["error"]
+
+
+# --- fault injection: hostile load beside good clients (bounded, loopback, a few seconds) ---------
+
+def _good_clients(server: Server, stop: threading.Event, outcomes: list, clients: int = 2) -> list[threading.Thread]:
+    """Clients sending good single-row requests back to back until `stop`; each outcome a status code or an error."""
+    def client(seed: int) -> None:
+        body = good(1, seed)
+        with requests.Session() as session:
+            while not stop.is_set():
+                try:
+                    outcomes.append(session.post(server.url + "/score", json=body, timeout=30,
+                                                 headers={"Authorization": f"Bearer {server.key}"}).status_code)
+                except requests.RequestException as exc:
+                    outcomes.append(repr(exc))
+
+    threads = [threading.Thread(target=client, args=(seed,)) for seed in range(clients)]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+def _run_beside(server: Server, hostile, seconds: float = 2.0) -> list:
+    stop, outcomes = threading.Event(), []
+    threads = _good_clients(server, stop, outcomes)
+    try:
+        hostile(stop, seconds)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(60)
+    return outcomes
+
+
+def test_slowloris_costs_no_good_request(server: Server):
+    """200 connections trickle a request's headers a few bytes at a time while good clients run."""
+    def slowloris(stop: threading.Event, seconds: float) -> None:
+        import socket
+
+        sockets = []
+        try:
+            for _ in range(200):
+                sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+                sock.sendall(b"POST /score HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+                sockets.append(sock)
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                for i, sock in enumerate(sockets):
+                    try:
+                        sock.sendall(f"X-Slow-{i}: a\r\n".encode())
+                    except OSError:
+                        pass  # the server may close a slow client: that is allowed, it is not a good request
+                time.sleep(0.2)
+        finally:
+            for sock in sockets:
+                sock.close()
+
+    outcomes = _run_beside(server, slowloris)
+    assert outcomes and all(o == 200 for o in outcomes), [o for o in outcomes if o != 200][:5]
+
+
+def test_a_burst_and_a_large_request_client_cost_no_good_request(server: Server):
+    """64 clients firing at once, then a client sending 1,000-row requests back to back: good clients get 200s."""
+    hostile_answers: list[int] = []
+
+    def burst_then_large(stop: threading.Event, seconds: float) -> None:
+        body, headers = good(1, 9), {"Authorization": f"Bearer {server.key}"}
+
+        def one() -> None:  # each its own connection, as 64 separate clients
+            hostile_answers.append(requests.post(server.url + "/score", json=body, headers=headers, timeout=30).status_code)
+
+        burst = [threading.Thread(target=one) for _ in range(64)]
+        for thread in burst:
+            thread.start()
+        for thread in burst:
+            thread.join(60)
+        large = json.dumps(good(1000, 10)).encode()
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            hostile_answers.append(server.post("/score", data=large, Content_Type="application/json").status_code)
+
+    outcomes = _run_beside(server, burst_then_large)
+    assert outcomes and all(o == 200 for o in outcomes), [o for o in outcomes if o != 200][:5]
+    assert hostile_answers.count(200) == len(hostile_answers) >= 65  # the burst and the large requests answered too

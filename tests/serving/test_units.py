@@ -102,7 +102,8 @@ def test_keys_are_private_rotated_and_both_accepted(tmp_path: Path):
 
 def cumulative(observations: list[float]) -> list[list[float]]:
     """The histogram's buckets as a scraper reads them: [le, observations <= le], +Inf last."""
-    return [[bound, float(sum(o <= bound for o in observations))] for bound in (*BUCKETS, math.inf)]
+    return [[bound if bound != math.inf else "+Inf", float(sum(o <= bound for o in observations))]
+            for bound in (*BUCKETS, math.inf)]
 
 
 def test_metrics_sum_over_workers_and_parse_back_to_the_same_snapshot():

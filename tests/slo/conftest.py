@@ -15,6 +15,7 @@ import pytest
 
 from specops.core.paths import ProjectPaths
 from specops.slo import history
+from specops.state.storage import LocalStorage
 
 REPO = Path(__file__).resolve().parents[2]
 ENDPOINT = "scoring"
@@ -92,4 +93,4 @@ def write_log(root: Path, records: list[dict[str, Any]]) -> None:
 def write_scrapes(root: Path, samples: list[tuple[float, float, float]], deployment: str = "blue") -> None:
     """(time, cumulative good, cumulative bad) scrapes of one deployment's counters."""
     for at, good, bad in samples:
-        history.append_sample(root, ENDPOINT, {deployment: {"good": good, "bad": bad}}, at=at)
+        history.append_sample(LocalStorage(ProjectPaths(root).state_dir), ENDPOINT, {deployment: {"good": good, "bad": bad}}, at=at)

@@ -16,7 +16,13 @@ from specops.slo import history
 from specops.slo.engine import evaluate
 from specops.spec import load_specs
 from specops.spec.slos import SLO
+from specops.state.storage import LocalStorage
 from tests.slo.conftest import ENDPOINT
+
+
+def local(root: Path) -> LocalStorage:
+    return LocalStorage(ProjectPaths(root).state_dir)
+
 
 COUNTERS = {"text": "", "failures": 0}  # failures: how many GETs still to answer 503
 
@@ -66,7 +72,7 @@ def test_each_scrape_pass_records_a_sample_reading_adds_none_and_the_window_coun
     history.record_scrapes(specs)
     second = evaluate(specs, slo)[0]
     assert (second.events, second.bad, second.status) == (1006, 6, b.EXHAUSTED)
-    assert len(history.read_samples(served, ENDPOINT)) == 2
+    assert len(history.read_samples(local(served), ENDPOINT)) == 2
 
 
 def test_a_stopped_server_adds_no_sample_and_says_so(served: Path):
@@ -75,15 +81,15 @@ def test_a_stopped_server_adds_no_sample_and_says_so(served: Path):
     [problem] = history.record_scrapes(specs)
     assert problem.startswith(f"SLO history of {ENDPOINT}: could not scrape http://127.0.0.1:9/metrics")
     [availability, _] = evaluate(specs, specs.get(SLO, "scoring-slo"))
-    assert availability.status == b.NO_DATA and history.read_samples(served, ENDPOINT) == []
+    assert availability.status == b.NO_DATA and history.read_samples(local(served), ENDPOINT) == []
     assert "the controller running beside it" in availability.note
 
 
 def test_a_line_still_being_written_is_skipped(project: Path):
-    history.append_sample(project, ENDPOINT, {"blue": {"good": 1, "bad": 0}}, at=1.0)
+    history.append_sample(local(project), ENDPOINT, {"blue": {"good": 1, "bad": 0}}, at=1.0)
     with history.history_path(project, ENDPOINT).open("a") as out:
         out.write('{"time": 2.0, "coun')
-    assert [s["time"] for s in history.read_samples(project, ENDPOINT)] == [1.0]
+    assert [s["time"] for s in history.read_samples(local(project), ENDPOINT)] == [1.0]
 
 
 def metrics_url(project: Path) -> str:
@@ -127,4 +133,4 @@ def test_an_answer_that_is_not_metrics_adds_no_sample(served: Path):
     assert problem.startswith(f"SLO history of {ENDPOINT}: could not scrape {metrics_url(served)}: ")
     assert "did not answer in the Prometheus text format" in problem
     [availability, _] = evaluate(specs, specs.get(SLO, "scoring-slo"))
-    assert availability.status == b.NO_DATA and history.read_samples(served, ENDPOINT) == []
+    assert availability.status == b.NO_DATA and history.read_samples(local(served), ENDPOINT) == []

@@ -90,3 +90,10 @@ def test_a_pipeline_gate_may_hold_an_slo_check(project: Path):
     gate.write_text(gate.read_text() + "    - slo: scoring-slo\n")
     specs = load_specs(project)
     assert specs.get(Gate, "promotion").spec.checks[-1].slo == "scoring-slo"
+
+
+def test_a_window_longer_than_the_endpoints_log_retention_is_named(project: Path):
+    edit(project, "window: PT1H", "window: P40D")
+    [error] = errors_of(project)
+    assert error.startswith("specs/slo.yaml:19:3: spec.window: window P40D is longer than endpoint scoring's "
+                            "server.inference_log.retention (P35D)")

@@ -32,7 +32,7 @@ class AzureRouter:
     def versions(self) -> dict[str, str | None]:
         client = self.backend.client(self.specs)
         found = self.backend.call("OnlineDeployment", self.endpoint, lambda: list(client.online_deployments.list(self.endpoint)))
-        return {d.name: _version(d.model) for d in found}
+        return {d.name: model_version(d.model) for d in found}
 
     def traffic(self) -> dict[str, int]:
         client = self.backend.client(self.specs)
@@ -87,7 +87,7 @@ class AzureLiveMetrics:
         return Observed(self.metrics.window(self.endpoint, deployment, start, self.clock()))
 
 
-def _version(model: Any) -> str | None:
+def model_version(model: Any) -> str | None:
     """`azureml:name:3` (or an ARM id ending in /versions/3) -> "3"."""
     text = str(model or "")
     if "/versions/" in text:

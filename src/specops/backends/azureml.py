@@ -16,7 +16,6 @@ only when a client is needed; plans and state keep the references.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import time
@@ -24,15 +23,19 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from specops.backends.azure_data import upload_dataset
 from specops.backends.azure_metrics import AzureMonitorMetrics, EndpointMetrics, workspace_id
-from specops.backends.azure_rollout import AzureLiveMetrics, AzureRouter
+from specops.backends.azure_rollout import AzureLiveMetrics, AzureRouter, model_version
+from specops.core.credentials import azure_credential
 from specops.plan.backend import Reporter
 from specops.errors import SpecopsError
-from specops.plan.model import Action, Operation, Resource
+from specops.plan.model import Action, Cause, Operation, Resource
+from specops.registry import tagged_aliases
 from specops.render.azureml import (
-    TRIGGER_VARIABLE, Rendered, azureml_notes, entity_dict, read_project_files, render_entities, short_hash, slug,
+    TRIGGER_VARIABLE, Rendered, azureml_notes, entity_dict, read_project_files, render_entities, render_online_deployments,
+    short_hash, slug,
 )
-from specops.spec import FeatureSet, Gate, Project, SpecSet
+from specops.spec import Dataset, FeatureSet, Gate, Project, SpecSet
 from specops.rollout.analysis import FAILED
 from specops.rollout.engine import Rollout
 from specops.rollout.ports import RolloutPorts
@@ -73,7 +76,7 @@ class AzureMLBackend:
                  metrics: EndpointMetrics | None = None, analysis_wait: float = DEFAULT_ANALYSIS_WAIT,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], datetime] | None = None,
                  **client_options: Any):
-        """`credential` defaults to DefaultAzureCredential (OIDC in CI); `client_options` go to MLClient
+        """`credential` defaults to `core.credentials.azure_credential()` (federated OIDC in CI); `client_options` go to MLClient
         (e.g. `transport=` for tests, retry settings) and to the Azure Monitor client. `metrics` defaults
         to Azure Monitor; `sleep` and `clock` are what canary pauses and analyses wait with."""
         self.project = project
@@ -108,7 +111,7 @@ class AzureMLBackend:
         project = specs.project.key
         resources = [Resource(d.kind, d.name, {"spec": d.spec.model_dump(mode="json")}, () if d is specs.project else (project,))
                      for d in specs.documents if isinstance(d, RECORDS)]
-        rendered = render_entities(specs, read_project_files(specs.root), self.trigger_reason)
+        rendered = render_entities(specs, read_project_files(specs.root), self.trigger_reason, self.alias_versions(specs))
         self._entities = {r.key: r for r in rendered if r.kind not in NOT_APPLIED}
         for r in self._entities.values():
             resources.extend(self._resources(r, project))
@@ -137,11 +140,39 @@ class AzureMLBackend:
             return [Resource(r.kind, r.name, fields, deps), Resource("BatchDefaults", r.name, defaults, deployments)]
         return [Resource(r.kind, r.name, fields, deps)]
 
+    def alias_versions(self, specs: SpecSet) -> dict[str, dict[str, str]]:
+        """endpoint -> deployment -> the version its `model@alias` stands for now: the newest version of the model
+        holding the `specops.alias.<alias>` tag (Azure ML has no aliases; the register step and promotions set the
+        tags). Resolved at plan time, so the plan shows `model: azureml:credit-risk:3 -> azureml:credit-risk:4`
+        and what apply deploys is the version the plan showed. An alias on no version renders as `@latest`."""
+        wanted = [(e.name, d.name, d.model_ref) for e in specs.of_kind(Endpoint) for d in e.spec.deployments if d.model_ref.alias]
+        tagged = {name: self._tagged_versions(specs, name) for name in sorted({ref.name for _, _, ref in wanted})}
+        versions: dict[str, dict[str, str]] = {}
+        for endpoint, deployment, ref in wanted:
+            version = tagged[ref.name].get(str(ref.alias))
+            if version is not None:
+                versions.setdefault(endpoint, {})[deployment] = version
+        return versions
+
+    def _tagged_versions(self, specs: SpecSet, model: str) -> dict[str, str]:
+        """alias -> the newest version of `model` tagged with it."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        client = self.client(specs)
+        try:
+            found = self.call("Model", model, lambda: list(client.models.list(name=model)))
+        except ResourceNotFoundError:
+            return {}
+        return tagged_aliases((str(v.version), v.tags or {}) for v in found)
+
     def _deployments_of(self, endpoint: str, kind: str) -> list[str]:
         return [r.entity.name for r in self._entities.values() if r.kind == kind and r.entity.endpoint_name == endpoint]
 
     def notes(self, specs: SpecSet) -> list[str]:
         return azureml_notes(specs)  # every local-only feature, rollout steps included, is the renderer's to say
+
+    def causes(self) -> dict[str, tuple[Cause, ...]]:
+        return {}  # Azure ML observes no pipeline outputs: a spec's own diff is the whole story
 
     def records_only(self, op: Operation) -> bool:
         if op.kind in RECORD_KINDS:
@@ -199,6 +230,7 @@ class AzureMLBackend:
             _model_batch_shape(found, desired)
         if kind in ("OnlineDeployment", "BatchDeployment"):
             self._same_model(specs, found, desired)
+            _same_code(found, desired)
         if kind == "OnlineDeployment":
             _instance_type_kept(name, found, desired)
         return found
@@ -227,9 +259,12 @@ class AzureMLBackend:
             return self._shift_traffic(op, specs, report)
         if op.kind == "BatchDefaults":
             return self._set_batch_default(op, specs)
-        return self._create_or_update(op, specs)
+        result = self._create_or_update(op, specs, report)
+        if op.kind == "OnlineDeployment" and op.action is Action.UPDATE:
+            result.update(self._challenger_rollout(op, specs, report))
+        return result
 
-    def _create_or_update(self, op: Operation, specs: SpecSet) -> dict[str, Any]:
+    def _create_or_update(self, op: Operation, specs: SpecSet, report: Reporter) -> dict[str, Any]:
         client = self.client(specs)
         entity = self._entities[op.key].entity  # rendered for this apply's specs: changing it here is safe
         if op.kind == "OnlineEndpoint":
@@ -240,6 +275,8 @@ class AzureMLBackend:
             entity.name = op.desired["name"]
             job = self.call(op.kind, op.name, lambda: client.jobs.create_or_update(entity))
             return {"job": job.name}
+        if op.kind == "Data":  # the file first: the asset must never point at an empty path
+            report(f"{op.key}: {upload_dataset(client, self.call, specs, specs.require(Dataset, op.name), entity.path)}")
         create = {
             "Environment": client.environments.create_or_update,
             "Data": client.data.create_or_update,
@@ -276,53 +313,117 @@ class AzureMLBackend:
         gains it (walked by the rollout engine every backend shares), at once otherwise."""
         target = op.desired
         endpoint = specs.get(Endpoint, op.name)
+        before = self._before(op)
         if endpoint is not None and isinstance(endpoint.spec.rollout, CanaryRollout):
             record = self.project.state.rollout(op.name)
             if record is not None and record.status in ACTIVE:
                 report(f"{op.key}: resuming the canary rollout {record.stable} -> {record.canary}")
-                return self._walk(op, lambda engine: engine.resume(), report)
-            current = (op.before or {}).get("traffic") or {}
-            canary = canary_of(current, target["traffic"], endpoint)
+                record = self._walk(op.key, op.name, before, lambda engine: engine.resume(), report)
+                return self._walked(op.key, record, target["mirror_traffic"])
+            canary = canary_of(before, target["traffic"], endpoint)
             if canary is not None:
-                stable = max(current, key=current.__getitem__)
+                stable = max(before, key=before.__getitem__)
                 report(f"{op.key}: canary rollout {stable} -> {canary}")
 
                 def start_and_run(engine: Rollout) -> RolloutRecord:
                     engine.start(canary, stable, target["traffic"])
                     return engine.run()
 
-                return self._walk(op, start_and_run, report)
+                record = self._walk(op.key, op.name, before, start_and_run, report)
+                return self._walked(op.key, record, target["mirror_traffic"])
         report(f"{op.key}: traffic {target['traffic']}")
         self.set_traffic(specs, op.name, target["traffic"], target["mirror_traffic"])
         return {"traffic": target["traffic"]}
 
-    def _walk(self, op: Operation, drive: Callable[[Rollout], RolloutRecord], report: Reporter) -> dict[str, Any]:
+    def _challenger_rollout(self, op: Operation, specs: SpecSet, report: Reporter) -> dict[str, Any]:
+        """The champion/challenger loop: a deployment whose `model@alias` now stands for a new version (a retraining
+        registered a challenger) while it takes no live traffic is rolled out as a canary from the deployment taking
+        the most, by the endpoint's canary rollout (the engine both backends share). Promoted, the champion tag
+        moves to the new version, the deployments whose alias now stands for it follow, and the spec's traffic
+        applies again, as on the local backend. Rolled back, apply fails with the incident."""
+        endpoint_name, _, deployment = op.name.partition(".")
+        endpoint = specs.get(Endpoint, endpoint_name)
+        declared = endpoint.spec.deployment(deployment) if endpoint is not None else None
+        was, now = str((op.before or {}).get("model") or ""), str(op.desired.get("model") or "")
+        if (endpoint is None or declared is None or declared.model_ref.alias is None or not was or was == now
+                or not isinstance(endpoint.spec.rollout, CanaryRollout)):
+            return {}
+        live = AzureRouter(self, specs, endpoint_name).traffic()
+        if not live or live.get(deployment):
+            return {}  # the first deployment, or one already serving: the traffic's own update decides
+        stable = max(live, key=live.__getitem__)
+        report(f"{op.key}: {declared.model} v{model_version(was)} -> v{model_version(now)}: "
+               f"canary rollout {stable} -> {deployment}")
+
+        def start_and_run(engine: Rollout) -> RolloutRecord:
+            engine.start(deployment, stable)
+            return engine.run()
+
+        key = f"OnlineTraffic/{endpoint_name}"
+        record = self._walk(key, endpoint_name, live, start_and_run, report)
+        self._walked(key, record, None)
+        if record.status == HEALTHY:
+            self._settle(specs, endpoint, report)
+        return {"rollout": record.status}
+
+    def _settle(self, specs: SpecSet, endpoint: Endpoint, report: Reporter) -> None:
+        """After a promotion: each deployment whose alias now stands for another version is updated to it (the
+        promotion moved `champion`), then the spec's traffic applies. Until then all traffic stays on the promoted
+        deployment, so no request meets the old model."""
+        client = self.client(specs)
+        versions = self.alias_versions(specs).get(endpoint.name, {})
+        for rendered in render_online_deployments(specs, endpoint, read_project_files(specs.root), versions):
+            self._follow_alias(client, endpoint.name, rendered, report)
+        traffic, mirror = live_weights(dict(endpoint.spec.traffic)), dict(endpoint.spec.mirror_traffic)
+        self.set_traffic(specs, endpoint.name, traffic, mirror)
+        report(f"OnlineTraffic/{endpoint.name}: traffic {traffic}")
+        record = self.project.state.rollout(endpoint.name)
+        if record is not None and record.status == HEALTHY:  # the record shows where traffic now is
+            served = AzureRouter(self, specs, endpoint.name).versions()
+            record.stable = max(traffic, key=traffic.__getitem__)
+            record.stable_version, record.weights = served.get(record.stable), traffic
+            record.log("settled", traffic=traffic, versions=served)
+            self.project.state.save_rollout(record)
+
+    def _follow_alias(self, client: MLClient, endpoint: str, rendered: Any, report: Reporter) -> None:
+        """Update a deployment to the version its alias stands for now, if it serves another."""
+        live = self.call("OnlineDeployment", rendered.name, lambda: client.online_deployments.get(rendered.name, endpoint_name=endpoint))
+        if _short_reference(str(live.model)) != str(rendered.model):
+            report(f"OnlineDeployment/{endpoint}.{rendered.name}: now serves {rendered.model}")
+            self._wait("OnlineDeployment", rendered.name, lambda: client.online_deployments.begin_create_or_update(rendered))
+
+    def _walk(self, key: str, endpoint: str, before: dict[str, int], drive: Callable[[Rollout], RolloutRecord],
+              report: Reporter) -> RolloutRecord:
         """Drive the rollout; whatever stops it short of a decision (an error from Azure, metrics that cannot be
         read) aborts it, so a canary half rolled out is never left serving unwatched."""
-        engine = Rollout(self.project, op.name, ports=self.rollout_ports(op.name), sleep=self._sleep,
+        engine = Rollout(self.project, endpoint, ports=self.rollout_ports(endpoint), sleep=self._sleep,
                          clock=lambda: self._clock().timestamp())
         try:
             record = drive(engine)
         except SpecopsError as exc:
-            report(f"{op.key}: rolling back ({exc})")
+            report(f"{key}: rolling back ({exc})")
             try:
                 record = engine.abort(trigger=str(exc))
             except SpecopsError as rollback_error:
                 raise SpecopsError(f"{exc}; ROLLBACK FAILED, the canary may still take traffic "
-                                   f"(set {self._before(op)} by hand): {rollback_error}") from rollback_error
+                                   f"(set {before} by hand): {rollback_error}") from rollback_error
         for event in record.history:
             if event["event"] in ("weight", "analysis", "skipped", "target reached", "paused", "promoted", "rolled back"):
                 detail = ", ".join(f"{k}={v}" for k, v in event.items() if k not in ("time", "event"))
-                report(f"{op.key}: {event['event']} {detail}")
+                report(f"{key}: {event['event']} {detail}")
         if record.status == DEGRADED:
             failed = record.analyses[-1] if record.analyses and record.analyses[-1]["phase"] == FAILED else None
             why = f": {_summary(failed, FAILED)}" if failed else ""
-            raise SpecopsError(f"{op.key}: {record.message}{why}; rolled back: all traffic on {record.weights} again "
+            raise SpecopsError(f"{key}: {record.message}{why}; rolled back: all traffic on {record.weights} again "
                                f"(incident {record.incident}), and the plan still shows the change")
         if record.status != HEALTHY:
-            report(f"{op.key}: rollout {record.status}: {record.message}")
-        elif record.mirror != op.desired["mirror_traffic"]:  # the rollout kept the shadows it found; the spec may differ
-            self.set_traffic(self.project.specs, op.name, record.weights, op.desired["mirror_traffic"])
+            report(f"{key}: rollout {record.status}: {record.message}")
+        return record
+
+    def _walked(self, key: str, record: RolloutRecord, mirror: dict[str, int] | None) -> dict[str, Any]:
+        """The traffic a walk left; the spec's shadows set when they differ from those the rollout kept."""
+        if record.status == HEALTHY and mirror is not None and record.mirror != mirror:
+            self.set_traffic(self.project.specs, record.endpoint, record.weights, mirror)
         return {"traffic": record.weights}
 
     def _before(self, op: Operation) -> dict[str, int]:
@@ -394,11 +495,8 @@ class AzureMLBackend:
 
     def _credential(self):
         if self.credential is None:
-            from azure.identity import DefaultAzureCredential
-
-            # Each credential it tries logs its own failure; specops reports the outcome once.
-            logging.getLogger("azure.identity").setLevel(logging.ERROR)
-            self.credential = DefaultAzureCredential()
+            # Federated credentials that fetch a fresh CI token when needed, so long applies keep signing in.
+            self.credential = azure_credential()
         return self.credential
 
     def call(self, kind: str, name: str, call: Callable[[], Any]) -> Any:
@@ -441,6 +539,8 @@ def _model_batch_shape(found: dict[str, Any], desired: dict[str, Any]) -> None:
     if found.get("model"):
         found["type"] = "model"
     found["settings"] = {key: found[key] for key in desired.get("settings", {}) if key in found}
+    if "environment_variables" in desired and not desired["environment_variables"]:
+        found["environment_variables"] = desired["environment_variables"]  # rendered in settings: compared there
 
 
 def _instance_type_kept(name: str, found: dict[str, Any], desired: dict[str, Any]) -> None:
@@ -453,6 +553,16 @@ def _instance_type_kept(name: str, found: dict[str, Any], desired: dict[str, Any
             f"Endpoint/{endpoint}: deployment {deployment} runs on {live}, and Azure ML cannot change the instance "
             f"type of an existing deployment (the spec asks for {wanted}). Add a deployment on {wanted} beside it "
             f"and move the traffic to it (the rollout walks it), then remove {deployment}")
+
+
+def _same_code(found: dict[str, Any], desired: dict[str, Any]) -> None:
+    """The service returns a deployment's code as the id of the snapshot it stored (named by a hash of its
+    content): the same scoring script there is taken as unchanged. What the script serves (feature set, Dataset,
+    checks) is in the deployment's SPECOPS_SERVING variable, compared as usual; a new specops alone does not
+    redeploy (documented in docs/azureml.md)."""
+    live, wanted = found.get("code_configuration") or {}, desired.get("code_configuration") or {}
+    if live.get("scoring_script") == wanted.get("scoring_script") and "code" in wanted:
+        found["code_configuration"] = {**live, "code": wanted["code"]}
 
 
 def _same_job(found: dict[str, Any], desired: dict[str, Any]) -> None:

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from specops.backends import local_endpoint
+from specops.backends.dvc_causes import pipeline_causes, pipeline_status
 from specops.core.processes import run_tied
 from specops.plan.backend import Reporter
 from specops.errors import SpecopsError
-from specops.plan.model import Action, Operation, Resource
+from specops.plan.model import Action, Cause, Operation, Resource
 from specops.rollout.local import local_ports
 from specops.rollout.ports import RolloutPorts
 from specops.render.dvc import dump_dvc, final_stage, render_dvc, stage_name
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from specops.project import Project as Session
 
 CURRENT = "current"
+RECORDED = "recorded"  # every model version the pipeline's register stage made is in state
 DVC_FILE = "dvc.yaml"
 
 
@@ -38,6 +40,7 @@ class LocalBackend:
     def __init__(self, project: Session):
         self.project = project
         self.root = project.root
+        self._causes: dict[str, tuple[Cause, ...]] = {}
 
     @classmethod
     def from_project(cls, project: Session) -> LocalBackend:
@@ -60,7 +63,8 @@ class LocalBackend:
                 s = doc.spec
                 deps += (f"Dataset/{s.dataset}", f"FeatureSet/{s.feature_set}", f"Gate/{s.gate}")
                 fields["outputs"] = CURRENT
-                live = ("outputs",)
+                fields["registered"] = RECORDED
+                live = ("outputs", "registered")
             if isinstance(doc, Endpoint):
                 deps += _training_pipelines(specs, doc)  # a model is trained before it is served
                 fields["serving"] = local_endpoint.RUNNING
@@ -73,15 +77,44 @@ class LocalBackend:
         self.check_rendered(specs)
         actual = {key: dict(fields) for key, fields in stored.items()}
         pipelines = [p for p in specs.of_kind(Pipeline) if p.key in actual]
+        self._causes = {}
         if pipelines:
-            stale = self._stale_stages(pipelines)
+            stale = pipeline_status(self.root, pipelines)
             for p in pipelines:
                 changed = sorted(s.removeprefix(f"{p.name}-") for s in stale if s.startswith(f"{p.name}-"))
                 actual[p.key]["outputs"] = f"stale ({', '.join(changed)})" if changed else CURRENT
+                unrecorded = self.unrecorded_versions(p)
+                actual[p.key]["registered"] = (f"unrecorded v{', v'.join(unrecorded)} (registered by a run no apply "
+                                               f"recorded)" if unrecorded else RECORDED)
+                self._causes[p.key] = pipeline_causes(self.root, p, stale, specs, stored)
         for endpoint in specs.of_kind(Endpoint):
             if endpoint.key in actual:
                 actual[endpoint.key]["serving"] = local_endpoint.observe(self.project, endpoint)
         return actual
+
+    def unrecorded_versions(self, pipeline: Pipeline) -> list[str]:
+        """The version the pipeline's register stage last wrote, when state records an older one: a run whose apply
+        was killed after registering, or a `dvc repro` by hand. Versions registered outside the pipeline (by a
+        notebook, say) are not its outputs and are not reported."""
+        registration = self.project.paths.run(pipeline.name).registration
+        if not registration.exists():
+            return []
+        written = str(json.loads(registration.read_text()).get("version", ""))
+        applied = self.project.applied(pipeline.key)
+        recorded = str((applied.outputs if applied else {}).get("version") or 0)
+        if not (written.isdigit() and recorded.isdigit()) or int(written) <= int(recorded):
+            return []
+        return [written]
+
+    def record_versions(self, pipeline: Pipeline, versions: list[str], report: Reporter) -> dict[str, Any]:
+        """State's outputs for the newest of `versions` (what the registration file would have said), naming all
+        of them as reconciled so the audit line says what entered state without a pipeline run of this apply."""
+        client, name = self.project.registry, pipeline.spec.model_name
+        latest = client.get_model_version(name, versions[-1])
+        aliases = sorted(a for a, v in client.get_registered_model(name).aliases.items() if str(v) == str(latest.version))
+        report(f"{pipeline.key}: recording model version(s) {', '.join(versions)} registered by a run no apply recorded")
+        return {"model": name, "version": latest.version, "aliases": aliases, "run_id": latest.run_id,
+                "model_uri": latest.source, "reconciled": versions}
 
     def check_rendered(self, specs: SpecSet) -> None:
         if not specs.of_kind(Pipeline):
@@ -93,18 +126,8 @@ class LocalBackend:
         if not dvc_file.exists() or dvc_file.read_text() != expected:
             raise SpecopsError(f"{DVC_FILE} is out of date with specs/: run `specops render` and commit the result")
 
-    def _stale_stages(self, pipelines: list[Pipeline]) -> set[str]:
-        from dvc.exceptions import DvcException
-        from dvc.repo import Repo
-
-        # Full paths: DVC resolves bare stage names against the process's cwd.
-        targets = [f"{self.root / DVC_FILE}:{final_stage(p.name)}" for p in pipelines]
-        try:
-            with Repo(str(self.root)) as repo:
-                status = repo.status(targets=targets, with_deps=True)
-        except DvcException as exc:
-            raise SpecopsError(f"DVC could not read the pipeline status: {exc}") from None
-        return {addr.rsplit(":", 1)[-1] for addr in status}
+    def causes(self) -> dict[str, tuple[Cause, ...]]:
+        return dict(self._causes)
 
     def notes(self, specs: SpecSet) -> list[str]:
         # Say what apply does not do locally, rather than let a `+` line suggest it does.
@@ -130,7 +153,11 @@ class LocalBackend:
         if isinstance(doc, Project):
             return self._apply_project(doc, specs)
         if isinstance(doc, Pipeline):
-            return self.run_pipeline(doc, specs, report)
+            orphans = self.unrecorded_versions(doc) if op.action is Action.UPDATE else []
+            if orphans and {c.path for c in op.changes} == {"registered"}:
+                return self.record_versions(doc, orphans, report)  # nothing to run: only state to catch up
+            outputs = self.run_pipeline(doc, specs, report)
+            return {**outputs, "reconciled": orphans} if orphans else outputs
         if isinstance(doc, Endpoint):
             return local_endpoint.deploy(self.project, doc, report)
         return {}
@@ -143,20 +170,28 @@ class LocalBackend:
 
     def run_pipeline(self, pipeline: Pipeline, specs: SpecSet, report: Reporter, retrain_reason: str | None = None) -> dict[str, Any]:
         """`dvc repro` the pipeline; a retrain first forces the train stage, whose inputs may not have changed."""
-        env = {**os.environ, "SPECOPS_ENV": specs.env, "SPECOPS_TRIGGER_REASON": retrain_reason or "apply"}
-        # Stage commands say `python`: make it this interpreter, whatever PATH the caller had.
-        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         commands = [["repro", final_stage(pipeline.name)]]
         if retrain_reason:
             commands.insert(0, ["repro", "--force", "--single-item", stage_name(pipeline.name, "train")])
+        self._repro(pipeline, specs, commands, retrain_reason or "apply", report)
+        registration = self.project.paths.run(pipeline.name).registration
+        return json.loads(registration.read_text()) if registration.exists() else {}
+
+    def train_candidate(self, pipeline: Pipeline, specs: SpecSet, report: Reporter) -> None:
+        """Train and evaluate a candidate up to evaluation.json, stopping before the gate: nothing is registered,
+        nothing deployed (a pull request's review, specops.review)."""
+        self._repro(pipeline, specs, [["repro", stage_name(pipeline.name, "evaluate")]], "review", report)
+
+    def _repro(self, pipeline: Pipeline, specs: SpecSet, commands: list[list[str]], reason: str, report: Reporter) -> None:
+        env = {**os.environ, "SPECOPS_ENV": specs.env, "SPECOPS_TRIGGER_REASON": reason}
+        # Stage commands say `python`: make it this interpreter, whatever PATH the caller had.
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         for command in commands:
             report(f"{pipeline.key}: dvc {' '.join(command)}")
             # Tied to this process: an apply killed mid-run leaves no dvc or stage running, unlocked and unaudited.
             code = run_tied([sys.executable, "-m", "dvc", *command], cwd=self.root, env=env)
             if code != 0:
                 raise SpecopsError(f"pipeline {pipeline.name!r} failed (dvc exit {code}); see the stage output above")
-        registration = self.project.paths.run(pipeline.name).registration
-        return json.loads(registration.read_text()) if registration.exists() else {}
 
 
 def _training_pipelines(specs: SpecSet, endpoint: Endpoint) -> tuple[str, ...]:

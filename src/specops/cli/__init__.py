@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from specops.cli.options import console, friendly, reporter, table, with_project
+from specops.cli.options import console, friendly, reporter, table, version, with_project
 from specops.errors import SpecopsError
 from specops.project import Project, Status
 from specops.state.records import HEALTHY
@@ -38,12 +38,14 @@ def validate(project: Project) -> None:
 @with_project
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
 @click.option("--detailed-exitcode", is_flag=True, help="exit 0 when nothing changes, 2 when something does, 1 on error")
+@click.option("-out", "--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="also write the plan to FILE; `specops apply FILE` applies exactly it, or refuses if anything moved")
 @friendly
-def plan(project: Project, fmt: str, detailed_exitcode: bool) -> None:
+def plan(project: Project, fmt: str, detailed_exitcode: bool, out: Path | None) -> None:
     """Show what apply would change."""
     from specops.plan.format import FORMATS
 
-    result = project.plan()
+    result = project.save_plan(out)[0] if out is not None else project.plan()
     text = FORMATS[fmt](result)
     click.echo(_colour(text) if fmt == "text" and sys.stdout.isatty() else text)
     if detailed_exitcode and not result.empty:
@@ -62,12 +64,23 @@ def _colour(plan_text: str) -> str:
 
 @main.command()
 @with_project
+@click.argument("planfile", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @friendly
-def apply(project: Project) -> None:
-    """Carry out the plan, in dependency order, under the apply lock."""
-    from specops.plan.format import to_text
+def apply(project: Project, planfile: Path | None) -> None:
+    """Carry out the plan, in dependency order, under the apply lock.
 
-    result = project.apply(report=reporter("specops"))
+    With PLANFILE (from `specops plan -out`), apply exactly that plan in its environment,
+    or refuse, changing nothing, if the specs, params, data or state moved since.
+    """
+    from specops.plan.format import to_text
+    from specops.plan.saved import load
+
+    if planfile is not None:
+        env = load(planfile).env
+        if project.requested_env not in (None, env):
+            raise SpecopsError(f"{planfile} was planned for environment {env}, not {project.requested_env}")
+        project = Project(project.root, env)
+    result = project.apply(report=reporter("specops"), reviewed=planfile)
     console.print(to_text(result.plan) if result.plan.empty else f"Applied {len(result.applied)} change(s). {result.plan.summary()}")
 
 
@@ -102,8 +115,8 @@ def _summary(outputs: dict[str, Any]) -> str:
 
 
 def _plain(value: Any) -> str:
-    if isinstance(value, dict):
-        return " ".join(f"{k}:{v}" for k, v in value.items())
+    if isinstance(value, dict):  # e.g. versions by deployment, where None is a deployment not serving yet
+        return " ".join(f"{k}:{'-' if v is None else v}" for k, v in value.items())
     return str(value)
 
 
@@ -111,10 +124,11 @@ def _rollouts(state: Status) -> None:
     for name, record in sorted(state.rollouts.items()):
         weights = ", ".join(f"{d} {w}%" for d, w in record.weights.items())
         if record.status == HEALTHY and record.previous:
-            where = (f"{record.stable} v{record.stable_version}, promoted from {record.previous['stable']} "
-                     f"v{record.previous['stable_version']}")
+            where = (f"{record.stable} {version(record.stable_version)}, promoted from {record.previous['stable']} "
+                     f"{version(record.previous['stable_version'])}")
         else:
-            where = f"{record.stable} v{record.stable_version} -> {record.canary} v{record.canary_version}"
+            where = (f"{record.stable} {version(record.stable_version)} -> {record.canary} "
+                     f"{version(record.canary_version)}")
         incident = f"; incident {record.incident}" if record.incident else ""
         console.print(f"rollout of {name}: {record.status} ({record.strategy}): {where}; traffic {weights}{incident}")
 
@@ -186,9 +200,9 @@ def env_check(root: Path) -> None:
 
 
 def _register_groups() -> None:
-    from specops.cli import batch, controller, endpoint, governance, init, monitor, rollout, slo, stage
+    from specops.cli import batch, controller, endpoint, governance, init, monitor, review, rollout, slo, stage
 
-    for module in (batch, controller, endpoint, governance, init, monitor, rollout, slo, stage):
+    for module in (batch, controller, endpoint, governance, init, monitor, review, rollout, slo, stage):
         for command in module.COMMANDS:
             main.add_command(command)
 

@@ -14,7 +14,7 @@ from specops.project import Project
 @click.option("--format", "fmt", type=click.Choice(["text", "markdown"]), default="text", show_default=True)
 @friendly
 def scoreboard(project: Project, fmt: str) -> None:
-    """Every registered model version: accuracy, fairness, drift, latency, role."""
+    """Every registered model version: its task's selection metric, fairness gap, drift, latency, role."""
     from specops.governance import scoreboard as board
 
     rows = board.scoreboard(project.specs)

@@ -64,3 +64,8 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[object]]) -> Table:
     for row in rows:
         out.add_row(*(escape(str(cell)) for cell in row))
     return out
+
+
+def version(value: str | None) -> str:
+    """`v3`, or what None means where a model version is printed: none served yet (never `vNone`)."""
+    return "no version yet" if value is None else f"v{value}"

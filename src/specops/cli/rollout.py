@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import click
 
-from specops.cli.options import console, friendly, with_project
+from specops.cli.options import console, friendly, version, with_project
+from specops.core.paths import ProjectPaths
+from specops.core.tables import plain_number
 from specops.project import Project
 from specops.state.records import RolloutRecord
+from specops.state.storage import Storage
 
 
 def _rollout(project: Project, endpoint: str):
@@ -14,17 +17,19 @@ def _rollout(project: Project, endpoint: str):
     return Rollout(project, endpoint)
 
 
-def show(record: RolloutRecord) -> None:
+def show(record: RolloutRecord, storage: Storage) -> None:
+    """The rollout record as a person reads it; `storage` says where its incident record is."""
     weights = ", ".join(f"{name} {weight}%" for name, weight in record.weights.items())
     console.print(f"endpoint {record.endpoint}: {record.status} ({record.strategy})")
-    console.print(f"  stable  {record.stable} ({record.model} v{record.stable_version})")
-    console.print(f"  canary  {record.canary} ({record.model} v{record.canary_version})")
+    console.print(f"  stable  {record.stable} ({record.model} {version(record.stable_version)})")
+    console.print(f"  canary  {record.canary} ({record.model} {version(record.canary_version)})")
     console.print(f"  traffic {weights}" + (f"; mirror {record.mirror}" if record.mirror else ""))
     console.print(f"  step    {record.step}")
     if record.message:
         console.print(f"  note    {record.message}")
     if record.incident:
-        console.print(f"  incident {record.incident} (.specops/incidents/{record.incident}.md)")
+        incident = record.incident
+        console.print(f"  incident {incident} ({storage.describe(ProjectPaths.relative(lambda p: p.incident(incident)))})")
     for arm, metrics in record.extra.get("arms", {}).items():  # A/B: the experiment's report
         console.print(f"  arm {arm}: " + ", ".join(f"{k} {_number(v)}" for k, v in metrics.items()))
     if record.analyses:
@@ -36,7 +41,8 @@ def show(record: RolloutRecord) -> None:
 
 
 def _number(value) -> str:
-    return "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+    numeric = value is None or isinstance(value, (int, float)) and not isinstance(value, bool)
+    return plain_number(value) if numeric else str(value)
 
 
 @click.group("rollout")
@@ -50,7 +56,7 @@ def rollout() -> None:
 @friendly
 def status(endpoint: str, project: Project) -> None:
     """Where ENDPOINT's rollout stands: traffic, step, last analysis, open incident."""
-    show(_rollout(project, endpoint).status())
+    show(_rollout(project, endpoint).status(), project.storage)
 
 
 @rollout.command("promote")
@@ -59,7 +65,7 @@ def status(endpoint: str, project: Project) -> None:
 @friendly
 def promote(endpoint: str, project: Project) -> None:
     """Send all traffic to the canary now; it becomes stable and its model version the champion."""
-    show(_rollout(project, endpoint).promote())
+    show(_rollout(project, endpoint).promote(), project.storage)
 
 
 @rollout.command("abort")
@@ -68,7 +74,7 @@ def promote(endpoint: str, project: Project) -> None:
 @friendly
 def abort(endpoint: str, project: Project) -> None:
     """Send all traffic back to the stable deployment now and open an incident."""
-    show(_rollout(project, endpoint).abort())
+    show(_rollout(project, endpoint).abort(), project.storage)
 
 
 @rollout.command("undo")
@@ -77,7 +83,7 @@ def abort(endpoint: str, project: Project) -> None:
 @friendly
 def undo(endpoint: str, project: Project) -> None:
     """Go back to the deployment stable before the last promotion (within rollback_window, no analysis)."""
-    show(_rollout(project, endpoint).undo())
+    show(_rollout(project, endpoint).undo(), project.storage)
 
 
 @rollout.command("resume")
@@ -86,7 +92,7 @@ def undo(endpoint: str, project: Project) -> None:
 @friendly
 def resume(endpoint: str, project: Project) -> None:
     """Continue a paused or interrupted rollout from its recorded step (an interrupted abort is finished)."""
-    show(_rollout(project, endpoint).resume())
+    show(_rollout(project, endpoint).resume(), project.storage)
 
 
 COMMANDS = (rollout,)

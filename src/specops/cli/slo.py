@@ -6,7 +6,7 @@ import json
 import click
 
 from specops.cli.options import console, friendly, with_project
-from specops.core.tables import markdown_table
+from specops.core.tables import markdown_table, plain_number
 from specops.project import Project
 from specops.slo.budget import ObjectiveStatus
 
@@ -55,14 +55,7 @@ def _sli(s: ObjectiveStatus) -> str:
 def _budget(s: ObjectiveStatus) -> str:
     if s.events is None or s.budget is None:
         return "-"
-    return f"{_count(s.bad)} / {_count(s.budget)} of {_count(s.events)}"
-
-
-def _count(value: float | None) -> str:
-    """Event counts as people write them: 11780 and 3.5, never 1.178e+04."""
-    if value is None:
-        return "-"
-    return str(int(value)) if float(value).is_integer() else f"{value:.4g}" if abs(value) < 1000 else f"{value:.0f}"
+    return f"{plain_number(s.bad)} / {plain_number(s.budget)} of {plain_number(s.events)}"
 
 
 def _fraction(value: float | None) -> str:

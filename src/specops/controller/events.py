@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -67,6 +68,21 @@ class Event:
         return REASONS.index(self.reason)
 
 
+def _use_wal(db: sqlite3.Connection) -> None:
+    """Switch the file to WAL (stored in it: every later connection gets it). Two processes opening a new queue
+    at once both ask; SQLite refuses the second at once with "database is locked", ignoring the busy timeout,
+    so ask again until the timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 class EventQueue:
     def __init__(self, root: Path):
         self.path = root / STATE_DIR / "controller" / "events.db"
@@ -94,7 +110,7 @@ class EventQueue:
 
     def _set_up(self, db: sqlite3.Connection) -> None:
         """Create the table and import a legacy events.jsonl, once, whichever process comes first."""
-        db.execute("PRAGMA journal_mode = WAL")  # stored in the file: every later connection gets it
+        _use_wal(db)
         db.execute("BEGIN IMMEDIATE")  # the others wait here, then find the version set and do nothing
         try:
             if db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:

@@ -31,6 +31,7 @@ from specops.spec.endpoints import ABRollout, BanditRollout, Endpoint
 from specops.spec.monitors import Monitor
 from specops.state.audit import AuditAction
 from specops.state.records import PROGRESSING
+from specops.state.storage import open_storage
 from specops.state.store import StateStore
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ class Controller:
     def detect(self, specs: SpecSet, now: datetime) -> list[Event]:
         """Queue every new event; returns the ones that were new."""
         clock = self._clock()
-        state = StateStore(specs.paths, specs.env).read().resources
+        state = StateStore(open_storage(specs), specs.env).read().resources
         found: list[Event] = []
         for pipeline in specs.of_kind(Pipeline):
             # Cron times before the controller first saw a pipeline are history, not work.

@@ -46,6 +46,12 @@ def _yaml_file(path: Path) -> dict[str, Any]:
 
 
 def file_digest(path: Path, algorithm: str) -> str | None:
+    """The file's digest; for a folder (a data set in partitions), the digest of its files' names and digests."""
+    if path.is_dir():
+        digest = hashlib.new(algorithm)
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(f"{file.relative_to(path).as_posix()}\0{file_digest(file, algorithm)}\0".encode())
+        return digest.hexdigest()
     if not path.is_file():
         return None
     digest = hashlib.new(algorithm)

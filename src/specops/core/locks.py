@@ -31,8 +31,7 @@ def exclusive(path: Path, what: str, actor: str = "", wait_s: float = 0.0) -> It
         raise LockHeld(f"another process holds the {path.stem} lock ({holder(path)}); wait for it to finish") from None
     holder_file = _holder_file(path)
     try:
-        atomic_write(holder_file, json.dumps({"pid": os.getpid(), "actor": actor, "host": socket.gethostname(),
-                                              "since": now(), "what": what}))
+        atomic_write(holder_file, json.dumps(holder_info(what, actor)))
         yield
     finally:
         holder_file.unlink(missing_ok=True)
@@ -65,6 +64,15 @@ def holder(path: Path) -> str:
         info = json.loads(_holder_file(path).read_text())
     except (OSError, ValueError):
         return "holder unknown"
+    return describe_holder(info)
+
+
+def holder_info(what: str, actor: str) -> dict[str, object]:
+    """Who takes a lock, as every kind of lock records it (a file beside the lock, a leased blob)."""
+    return {"pid": os.getpid(), "actor": actor, "host": socket.gethostname(), "since": now(), "what": what}
+
+
+def describe_holder(info: dict[str, object]) -> str:
     return f"pid {info.get('pid')}, {info.get('actor')}@{info.get('host')}, since {info.get('since')}, {info.get('what')}"
 
 

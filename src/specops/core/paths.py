@@ -8,6 +8,7 @@ drift apart.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,13 @@ class ProjectPaths:
     @property
     def state_dir(self) -> Path:
         return self.root / STATE_DIR
+
+    @staticmethod
+    def relative(where: Callable[[ProjectPaths], Path]) -> str:
+        """The name below .specops/ of what `where` locates (`ProjectPaths.relative(lambda p: p.audit_log)`):
+        the name a record has in any storage, a blob container included."""
+        scratch = ProjectPaths(Path("/"))
+        return where(scratch).relative_to(scratch.state_dir).as_posix()
 
     def state_file(self, env: str) -> Path:
         return self.state_dir / "state" / f"{env}.json"
@@ -106,6 +114,11 @@ class RunPaths:
     @property
     def split(self) -> Path:
         return self.candidates / "split.json"
+
+    @property
+    def search(self) -> Path:
+        """The train stage's record of its search: every trial, its reports and whether it was stopped early."""
+        return self.candidates / "search.json"
 
     def candidate(self, candidate_id: str) -> Path:
         return self.candidates / candidate_id

@@ -18,6 +18,7 @@ from typing import Any
 
 from specops.registry import CHAMPION
 from specops.state.audit import AuditAction, AuditLog
+from specops.state.storage import open_storage
 from specops.spec import Pipeline, SpecSet
 
 # Lineage tags that, with the run's parameters, say what a version was built from.
@@ -187,7 +188,7 @@ def registry_versions(specs: SpecSet) -> list[dict[str, Any]]:
 
 def compute(specs: SpecSet, now: datetime | None = None) -> list[Kpi]:
     now = now or datetime.now(UTC)
-    entries = sorted(AuditLog(specs.root).entries(), key=when)
+    entries = sorted(AuditLog(specs.root, storage=open_storage(specs)).entries(), key=when)
     released = releases(entries)
     versions = registry_versions(specs)
     metrics_of = {(v["model"], v["version"]): v["metrics"] for v in versions}

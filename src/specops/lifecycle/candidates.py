@@ -17,10 +17,16 @@ class SavedCandidate:
     run_id: str
     parent_run_id: str
     model_uri: str
+    classes: list[Any] | None = None  # a command-trained classifier's classes, for a model that only answers
 
     def load_model(self, paths: RunPaths) -> Any:
+        folder = paths.candidate(self.id)
+        if (folder / "model").is_dir():  # saved by the team's training command: an MLflow model
+            from specops.lifecycle.command import load_model
+
+            return load_model(folder / "model", f"candidate {self.id}", self.classes)
         # Written by our own train stage, in this project: not untrusted input.
-        return pickle.loads((paths.candidate(self.id) / "model.pkl").read_bytes())
+        return pickle.loads((folder / "model.pkl").read_bytes())
 
 
 def saved_candidates(paths: RunPaths) -> list[SavedCandidate]:

@@ -1,25 +1,30 @@
 """Stage `evaluate`: score every candidate on the held-out rows and log the results to its run.
 
-Metric names are kinds.EVALUATION_METRICS and kinds.FAIRNESS_METRICS, the
-names gates refer to. Binary classification: the positive class is the
-larger of the two target labels (1, True, "yes" > "no").
+Metric names are kinds.task_metrics and kinds.TASK_FAIRNESS_METRICS of the
+pipeline's task, the names gates refer to. Binary classification: the
+positive class is the larger of the two target labels (1, True, "yes" > "no").
 """
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
 import mlflow
 import numpy as np
 import pandas as pd
-from fairlearn.metrics import MetricFrame, count, demographic_parity_difference, selection_rate
+from fairlearn.metrics import MetricFrame, count, selection_rate
 from matplotlib.figure import Figure
 from sklearn.inspection import permutation_importance
 from sklearn.metrics import (
     ConfusionMatrixDisplay,
     accuracy_score,
     f1_score,
+    log_loss,
+    mean_absolute_error,
+    mean_squared_error,
     precision_score,
+    r2_score,
     recall_score,
     roc_auc_score,
 )
@@ -39,34 +44,83 @@ def run(ctx: StageContext) -> None:
     test = table.frame.iloc[split["test_rows"]]
     sensitive = ctx.sensitive_column
     connect(ctx.specs)
-    report: dict[str, Any] = {"sensitive": sensitive, "test_rows": len(test), "candidates": {}}
+    task = ctx.pipeline.spec.task
+    report: dict[str, Any] = {"task": task, "sensitive": sensitive, "test_rows": len(test), "candidates": {}}
     for candidate in saved_candidates(ctx.paths):
         model = candidate.load_model(ctx.paths)
-        result = evaluate_model(model, test, table, sensitive)
-        log_evaluation(candidate, model, test, table, result, split["seed"])
+        result = evaluate_model(model, test, table, sensitive, task)
+        log_evaluation(candidate, model, test, table, result, split["seed"], task)
         report["candidates"][candidate.id] = {"run_id": candidate.run_id, **result}
         print(f"evaluated {candidate.id}: " + ", ".join(f"{k}={v:.4g}" for k, v in result["metrics"].items()))
     write_json(ctx.paths.evaluation, report)
 
 
-def evaluate_model(model: Any, test: pd.DataFrame, table: FeatureTable, sensitive: str | None) -> dict[str, Any]:
+def evaluate_model(model: Any, test: pd.DataFrame, table: FeatureTable, sensitive: str | None,
+                   task: str = "binary") -> dict[str, Any]:
+    """The task's metrics (kinds.task_metrics), latency, and fairness by the sensitive column's groups."""
     inputs = test[table.features]
-    positive = positive_label(model, table.target)
-    truth = (test[table.target] == positive).astype(int)
-    predicted = (pd.Series(model.predict(inputs), index=test.index) == positive).astype(int)
+    truth = test[table.target]
+    predicted = pd.Series(model.predict(inputs), index=test.index)
+    if task == "regression":
+        result: dict[str, Any] = {"metrics": regression_metrics(truth, predicted)}
+    elif task == "multiclass":
+        result = multiclass_metrics(model, inputs, truth, predicted)
+    else:
+        result = binary_metrics(model, inputs, truth, predicted, table.target)
+    result["metrics"].update(latency_ms(model, inputs))
+    if sensitive:
+        result["metrics"].update(fairness_gaps(task, truth, predicted, test[sensitive], result.get("positive_label")))
+        result["by_group"] = fairness_by_group(task, truth, predicted, test[sensitive], result.get("positive_label"))
+    result["metrics"] = _floats(result["metrics"])
+    return result
+
+
+def binary_metrics(model: Any, inputs: pd.DataFrame, truth: pd.Series, predicted: pd.Series, target: str) -> dict[str, Any]:
+    positive = positive_label(model, target)
+    truth, predicted = (truth == positive).astype(int), (predicted == positive).astype(int)
+    scores = positive_scores(model, inputs)
     metrics = {
         "accuracy": accuracy_score(truth, predicted),
         "precision": precision_score(truth, predicted, zero_division=0),
         "recall": recall_score(truth, predicted, zero_division=0),
         "f1": f1_score(truth, predicted, zero_division=0),
-        "roc_auc": roc_auc_score(truth, positive_scores(model, inputs)),
-        **latency_ms(model, inputs),
+        "roc_auc": roc_auc_score(truth, scores),
     }
-    if not sensitive:
-        return {"metrics": _floats(metrics), "positive_label": positive}
-    metrics["parity_diff"] = demographic_parity_difference(truth, predicted, sensitive_features=test[sensitive])
-    return {"metrics": _floats(metrics), "positive_label": positive,
-            "by_group": fairness_by_group(truth, predicted, test[sensitive])}
+    if hasattr(model, "predict_proba"):  # a decision function is no probability: no log loss without one
+        metrics["log_loss"] = log_loss(truth, scores, labels=[0, 1])
+    return {"metrics": metrics, "positive_label": positive}
+
+
+def multiclass_metrics(model: Any, inputs: pd.DataFrame, truth: pd.Series, predicted: pd.Series) -> dict[str, Any]:
+    classes = list(getattr(model, "classes_", sorted(truth.unique())))
+    recalls = recall_score(truth, predicted, labels=classes, average=None, zero_division=0)
+    metrics = {
+        "accuracy": accuracy_score(truth, predicted),
+        "f1_macro": f1_score(truth, predicted, average="macro", zero_division=0),
+        "f1_weighted": f1_score(truth, predicted, average="weighted", zero_division=0),
+        "min_class_recall": float(np.min(recalls)),
+        **{class_metric("recall", c): r for c, r in zip(classes, recalls)},
+    }
+    if hasattr(model, "predict_proba"):
+        metrics["log_loss"] = log_loss(truth, model.predict_proba(inputs), labels=classes)
+    return {"metrics": metrics, "classes": [_plain(c) for c in classes]}
+
+
+def regression_metrics(truth: pd.Series, predicted: pd.Series) -> dict[str, float]:
+    return {
+        "rmse": float(np.sqrt(mean_squared_error(truth, predicted))),
+        "mae": mean_absolute_error(truth, predicted),
+        "r2": r2_score(truth, predicted),
+    }
+
+
+def class_metric(name: str, label: Any) -> str:
+    """recall_<class>, in the characters MLflow allows in a metric name."""
+    return f"{name}_" + re.sub(r"[^\w.\-/ ]", "_", str(label))
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _floats(metrics: dict[str, Any]) -> dict[str, float]:
@@ -76,14 +130,18 @@ def _floats(metrics: dict[str, Any]) -> dict[str, float]:
 def positive_label(model: Any, target: str) -> Any:
     classes = list(getattr(model, "classes_", []))
     if len(classes) != 2:
-        raise StageFailed(f"evaluate supports binary classification; target {target!r} has {len(classes)} classes: {classes}")
+        raise StageFailed(f"task binary needs two classes; target {target!r} has {len(classes)}: {classes} "
+                          "(set the pipeline's spec.task to multiclass)")
     return classes[1]  # scikit-learn sorts classes_, so this is the larger label
 
 
 def positive_scores(model: Any, inputs: pd.DataFrame) -> np.ndarray:
     if hasattr(model, "predict_proba"):
         return model.predict_proba(inputs)[:, 1]
-    return model.decision_function(inputs)
+    if hasattr(model, "decision_function"):
+        return model.decision_function(inputs)
+    # A model that only answers (a custom pyfunc): its answers are its scores.
+    return (np.asarray(model.predict(inputs)) == model.classes_[1]).astype(float)
 
 
 def latency_ms(model: Any, inputs: pd.DataFrame) -> dict[str, float]:
@@ -97,22 +155,52 @@ def latency_ms(model: Any, inputs: pd.DataFrame) -> dict[str, float]:
     return {"p50_latency_ms": float(np.percentile(timings, 50)), "p95_latency_ms": float(np.percentile(timings, 95))}
 
 
-def fairness_by_group(truth: pd.Series, predicted: pd.Series, groups: pd.Series) -> dict[str, dict[str, float]]:
-    frame = MetricFrame(
-        metrics={"accuracy": accuracy_score, "selection_rate": selection_rate, "count": count},
-        y_true=truth, y_pred=predicted, sensitive_features=groups,
-    )
+def _group_frame(task: str, truth: pd.Series, predicted: pd.Series, groups: pd.Series, positive: Any) -> MetricFrame:
+    """Per group: binary, accuracy and selection rate; multiclass, error rate; regression, mean absolute error."""
+    metrics: dict[str, Any]
+    if task == "binary":
+        truth, predicted = (truth == positive).astype(int), (predicted == positive).astype(int)
+        metrics = {"accuracy": accuracy_score, "error_rate": _error_rate, "selection_rate": selection_rate}
+    elif task == "multiclass":
+        metrics = {"accuracy": accuracy_score, "error_rate": _error_rate}
+    else:
+        metrics = {"mae": mean_absolute_error}
+    return MetricFrame(metrics={**metrics, "count": count}, y_true=truth, y_pred=predicted, sensitive_features=groups)
+
+
+def _error_rate(truth: Any, predicted: Any) -> float:
+    return float(np.mean(np.asarray(truth) != np.asarray(predicted)))
+
+
+def fairness_gaps(task: str, truth: pd.Series, predicted: pd.Series, groups: pd.Series, positive: Any = None) -> dict[str, float]:
+    """The worst-group gaps (largest minus smallest group value), named as in kinds.TASK_FAIRNESS_METRICS."""
+    gaps = _group_frame(task, truth, predicted, groups, positive).difference(method="between_groups")
+    if task == "binary":
+        return {"parity_diff": gaps["selection_rate"], "error_rate_gap": gaps["error_rate"]}
+    if task == "multiclass":
+        return {"error_rate_gap": gaps["error_rate"]}
+    return {"mae_gap": gaps["mae"]}
+
+
+def fairness_by_group(task: str, truth: pd.Series, predicted: pd.Series, groups: pd.Series,
+                      positive: Any = None) -> dict[str, dict[str, float]]:
+    frame = _group_frame(task, truth, predicted, groups, positive)
     return {str(group): _floats(row.to_dict()) for group, row in frame.by_group.iterrows()}
 
 
 def log_evaluation(candidate: SavedCandidate, model: Any, test: pd.DataFrame, table: FeatureTable,
-                   result: dict[str, Any], seed: int) -> None:
+                   result: dict[str, Any], seed: int, task: str = "binary") -> None:
     inputs = test[table.features]
     truth = test[table.target]
     with mlflow.start_run(run_id=candidate.run_id):
         mlflow.log_metrics(result["metrics"])
-        mlflow.log_figure(importance_plot(model, inputs, truth, seed), "plots/feature_importance.png")
-        mlflow.log_figure(confusion_plot(truth, model.predict(inputs)), "plots/confusion_matrix.png")
+        if hasattr(model, "fit") or hasattr(model, "feature_importances_"):  # permutation importance refits nothing,
+            # but scikit-learn scores only estimators; a bare pyfunc gets no importance plot
+            mlflow.log_figure(importance_plot(model, inputs, truth, seed), "plots/feature_importance.png")
+        if task == "regression":
+            mlflow.log_figure(residual_plot(truth, model.predict(inputs)), "plots/predicted_vs_actual.png")
+        else:
+            mlflow.log_figure(confusion_plot(truth, model.predict(inputs)), "plots/confusion_matrix.png")
         if "by_group" in result:
             mlflow.log_dict(result["by_group"], "fairness_by_group.json")
 
@@ -142,4 +230,15 @@ def importance_plot(model: Any, inputs: pd.DataFrame, truth: pd.Series, seed: in
 def confusion_plot(truth: pd.Series, predicted: np.ndarray) -> Figure:
     figure = Figure(figsize=(4, 4), layout="tight")
     ConfusionMatrixDisplay.from_predictions(truth, predicted, ax=figure.subplots(), colorbar=False)
+    return figure
+
+
+def residual_plot(truth: pd.Series, predicted: np.ndarray) -> Figure:
+    figure = Figure(figsize=(4, 4), layout="tight")
+    axes = figure.subplots()
+    axes.scatter(truth, predicted, s=8, alpha=0.6)
+    low, high = float(min(truth.min(), np.min(predicted))), float(max(truth.max(), np.max(predicted)))
+    axes.plot([low, high], [low, high], color="grey", linewidth=1)
+    axes.set_xlabel("actual")
+    axes.set_ylabel("predicted")
     return figure

@@ -24,7 +24,7 @@ def run(ctx: StageContext) -> None:
     metrics = evaluation["candidates"][selected]["metrics"]
     client = connect(ctx.specs)
     champion = champion_summary(client, ctx.pipeline.spec.model_name)
-    baseline = Baseline(f"v{champion['version']}", champion["metrics"]) if champion else None
+    baseline = Baseline(f"champion v{champion['version']}", champion["metrics"]) if champion else None
     budgets = slo_budgets(ctx.specs, ctx.gate)  # an exhausted error budget freezes promotion
     checks = [check_result(check, metrics, baseline, budgets) for check in ctx.gate.spec.checks]
     result = {

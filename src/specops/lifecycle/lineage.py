@@ -57,4 +57,5 @@ def lineage_tags(lineage: dict[str, Any]) -> dict[str, str]:
         "lineage.requirements_sha256": lineage["requirements_lock_sha256"] or "",
         "lineage.feature_set": f"{lineage['feature_set']['name']}@v{lineage['feature_set']['version']}",
         "lineage.gate_passed": str(lineage["gate"]["passed"]).lower(),
+        "lineage.task": lineage.get("task", "binary"),
     }

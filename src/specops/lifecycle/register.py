@@ -88,6 +88,7 @@ def lineage_record(ctx: StageContext, candidate: SavedCandidate, gate: dict[str,
     feature_set = ctx.feature_set
     return {
         "pipeline": ctx.pipeline.name,
+        "task": ctx.pipeline.spec.task,
         "run_id": candidate.run_id,
         "data": {"dataset": ctx.dataset.name, **data_hash(ctx.root, ctx.dataset.spec.path)},
         "git": lineage.git_state(ctx.root),

@@ -20,6 +20,7 @@ from specops.monitoring.outcomes import fairness, performance
 from specops.monitoring.quality import data_quality
 from specops.monitoring.registered import RegisteredModel, registered_model
 from specops.spec.signals import DPD, NDCG, SignalResult
+from specops.spec.checks import model_task
 from specops.spec.loader import SpecSet
 from specops.spec.monitors import SIGNAL_BLOCKS, Monitor, baseline_dataset, monitored_model, sensitive_column
 
@@ -89,7 +90,8 @@ def _data_quality(specs: SpecSet, monitor: Monitor, block, window: Window, model
 
 def _performance(specs: SpecSet, monitor: Monitor, block, window: Window, models: Models) -> SignalResult:
     champion = models.get(CHAMPION)
-    return performance(window.labelled, champion.metrics(), block.max_drop, block.min_labels, champion.version)
+    return performance(window.labelled, champion.metrics(), block.max_drop, block.min_labels, champion.version,
+                       model_task(specs, models.name))
 
 
 def _fairness(specs: SpecSet, monitor: Monitor, block, window: Window, models: Models) -> SignalResult:

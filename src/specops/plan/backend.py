@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from specops.plan.model import Operation, Resource
+from specops.plan.model import Cause, Operation, Resource
 from specops.spec import SpecSet
 
 Reporter = Callable[[str], None]
@@ -22,6 +22,9 @@ class Backend(Protocol):
 
     def observe(self, specs: SpecSet, stored: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         """What is there now: stored fields plus live observations."""
+
+    def causes(self) -> dict[str, tuple[Cause, ...]]:
+        """Why the last `observe` found live fields off (resource key -> causes); empty where it cannot say."""
 
     def apply(self, op: Operation, specs: SpecSet, report: Reporter) -> dict[str, Any]:
         """Carry out one operation; return outputs worth recording (e.g. a model version)."""

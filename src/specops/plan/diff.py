@@ -1,10 +1,10 @@
 """Desired vs actual -> an ordered Plan."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from specops.plan.model import Action, Change, Operation, Plan, Resource
+from specops.plan.model import Action, Cause, Change, Operation, Plan, Resource
 
 
 def diff_fields(old: Any, new: Any, path: str = "") -> list[Change]:
@@ -20,8 +20,10 @@ def diff_fields(old: Any, new: Any, path: str = "") -> list[Change]:
     return [] if old == new else [Change(path, old, new)]
 
 
-def make_plan(env: str, backend: str, desired: list[Resource], actual: dict[str, dict[str, Any]]) -> Plan:
-    """`actual` maps resource key -> observed fields (stored plus live)."""
+def make_plan(env: str, backend: str, desired: list[Resource], actual: dict[str, dict[str, Any]],
+              causes: Mapping[str, tuple[Cause, ...]] | None = None) -> Plan:
+    """`actual` maps resource key -> observed fields (stored plus live); `causes` says why a resource's
+    live fields differ, by key (Backend.causes)."""
     plan = Plan(env=env, backend=backend)
     for resource in topological(desired):
         observed = actual.get(resource.key)
@@ -31,7 +33,8 @@ def make_plan(env: str, backend: str, desired: list[Resource], actual: dict[str,
         changes = diff_fields(observed, resource.fields)
         if changes:
             plan.operations.append(
-                Operation(Action.UPDATE, resource.kind, resource.name, observed, resource.fields, tuple(changes), resource)
+                Operation(Action.UPDATE, resource.kind, resource.name, observed, resource.fields, tuple(changes), resource,
+                          tuple((causes or {}).get(resource.key, ())))
             )
     wanted = {r.key for r in desired}
     for key in sorted(set(actual) - wanted, reverse=True):

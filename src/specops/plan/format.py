@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from specops.plan.model import Action, Operation, Plan
+from specops.plan.model import Action, Cause, Operation, Plan
 
 MARKER = "<!-- specops-plan -->"
 
@@ -17,9 +17,18 @@ def show(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
+def describe(cause: Cause) -> str:
+    """`train: params train.fixed.n_estimators: 100 → 150`, `validate: data data/credit.csv: 1f0e… → 9a2b…`."""
+    what = f"{cause.stage}: {cause.kind} {cause.path}"
+    if cause.old is not None or cause.new is not None:
+        what += f": {show(cause.old)} → {show(cause.new)}"
+    return what + (f" ({cause.note})" if cause.note and cause.note != "modified" else "")
+
+
 def _op_lines(op: Operation) -> list[str]:
     lines = [f"{op.action.symbol} {op.key}"]
     lines += [f"    {c.path}: {show(c.old)} → {show(c.new)}" for c in op.changes]
+    lines += [f"      because {describe(cause)}" for cause in op.causes]
     return lines
 
 
@@ -45,6 +54,7 @@ def to_json(plan: Plan) -> str:
                     "action": op.action.value,
                     "resource": op.key,
                     "changes": [{"path": c.path, "old": c.old, "new": c.new} for c in op.changes],
+                    "causes": [cause.to_dict() for cause in op.causes],
                     "after": op.after,
                 }
                 for op in plan.operations
@@ -63,6 +73,8 @@ def to_markdown(plan: Plan) -> str:
         lines += ["| | resource | what changes |", "|---|---|---|"]
         for op in plan.operations:
             what = ", ".join(f"`{c.path}`" for c in op.changes) or op.action.value
+            if op.causes:  # the reviewer's first question about stale outputs: why?
+                what += "<br>because " + "<br>".join(f"`{_cell(describe(cause))}`" for cause in op.causes)
             lines.append(f"| `{op.action.symbol}` | `{op.key}` | {what} |")
         lines += ["", "<details><summary>Details</summary>", "", "```diff"]
         for op in plan.operations:
@@ -70,6 +82,11 @@ def to_markdown(plan: Plan) -> str:
         lines += ["```", "", "</details>"]
     lines += [f"> {note}" for note in plan.notes]
     return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown table cell and a code span."""
+    return text.replace("|", "\\|").replace("`", "'")
 
 
 FORMATS = {"text": to_text, "json": to_json, "markdown": to_markdown}

@@ -54,6 +54,25 @@ class Change:
 
 
 @dataclass(frozen=True)
+class Cause:
+    """One reason a pipeline's outputs are stale: an input of `stage` that changed since its last run.
+
+    kind: params | spec | data | code | command | outputs; path: the parameter, spec field or file.
+    """
+
+    stage: str
+    kind: str
+    path: str
+    old: Any = None
+    new: Any = None
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"stage": self.stage, "kind": self.kind, "path": self.path, "old": self.old, "new": self.new,
+                "note": self.note}
+
+
+@dataclass(frozen=True)
 class Operation:
     action: Action
     kind: str
@@ -62,6 +81,7 @@ class Operation:
     after: dict[str, Any] | None
     changes: tuple[Change, ...] = ()
     resource: Resource | None = None
+    causes: tuple[Cause, ...] = ()  # why live fields differ (a pipeline's stale outputs), when the backend knows
 
     @property
     def key(self) -> str:
@@ -81,6 +101,7 @@ class Plan:
     backend: str
     operations: list[Operation] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    serial: int | None = None  # the state serial the plan was computed on (a saved plan is refused once it moved)
 
     @property
     def empty(self) -> bool:

@@ -69,6 +69,8 @@ def _lifecycle_stages(specs: SpecSet, pipeline: Pipeline) -> dict[str, Any]:
         }
         if stage == "train":
             entry["params"] = [pipeline.spec.params]
+            if pipeline.spec.training is not None:  # the team's training code: a change re-runs training
+                entry["deps"] += [d for d in pipeline.spec.training.deps if d not in entry["deps"]]
         # Small JSON/Markdown records stay out of DVC's cache so git can diff them (dvc metrics diff).
         outs = [{paths.rel(p): {"cache": False}} if p.suffix in (".json", ".md") else paths.rel(p)
                 for p in paths.outputs(stage)]

@@ -14,14 +14,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from specops.core.answers import absolute_error, correct
 from specops.gates import Baseline, check_metric
 from specops.rollout.loadtest import LoadTestResult
-from specops.rollout.metrics import Traffic, combined as combined_traffic
+from specops.rollout.metrics import AbsoluteErrors, Traffic, combined as combined_traffic
 from specops.spec.endpoints import RolloutCommon
 from specops.spec.kinds import Gate
 
 SUCCESSFUL, FAILED, INCONCLUSIVE = "Successful", "Failed", "Inconclusive"
-FEEDBACK_METRICS = ("accuracy",)  # what labelled feedback can measure per request
+FEEDBACK_METRICS = ("accuracy", "mae")  # what labelled feedback can measure per request (mae: regression)
 Z_95 = 1.6449  # one-sided 95% quantile of the standard normal
 
 
@@ -33,6 +34,7 @@ class Arm:
     traffic: Traffic
     labelled: int
     correct: int
+    errors: AbsoluteErrors = AbsoluteErrors()
 
     @property
     def accuracy(self) -> float | None:
@@ -40,7 +42,8 @@ class Arm:
 
     def metrics(self) -> dict[str, float]:
         values = {"requests": self.traffic.requests, "error_rate": self.traffic.error_rate,
-                  "p95_latency_ms": self.traffic.p95_ms, "accuracy": self.accuracy, "labelled": self.labelled}
+                  "p95_latency_ms": self.traffic.p95_ms, "accuracy": self.accuracy, "labelled": self.labelled,
+                  "mae": self.errors.mean}
         return {name: value for name, value in values.items() if value is not None}
 
 
@@ -49,17 +52,22 @@ def combined(arms: list[Arm]) -> Arm:
     if len(arms) == 1:
         return arms[0]
     return Arm("+".join(a.deployment for a in arms), combined_traffic(a.traffic for a in arms),
-               sum(a.labelled for a in arms), sum(a.correct for a in arms))
+               sum(a.labelled for a in arms), sum(a.correct for a in arms),
+               sum((a.errors for a in arms), AbsoluteErrors()))
 
 
-def feedback_counts(records: Iterable[dict[str, Any]], deployment: str, since: float, shadow: bool = False) -> tuple[int, int]:
-    """(labelled, correct) for one deployment's logged answers since `since`."""
-    labelled = correct = 0
+def feedback_counts(records: Iterable[dict[str, Any]], deployment: str, since: float,
+                    shadow: bool = False) -> tuple[int, int, AbsoluteErrors]:
+    """(labelled, correct, absolute errors of the numeric answers) for one deployment's logged answers since `since`."""
+    labelled = right = 0
+    errors = AbsoluteErrors()
     for record in records:
         if record["deployment"] == deployment and record["shadow"] == shadow and record["time"] >= since and "label" in record:
             labelled += 1
-            correct += record["prediction"] == record["label"]
-    return labelled, correct
+            right += correct(record["prediction"], record["label"])
+            error = absolute_error(record["prediction"], record["label"])
+            errors = errors if error is None else errors.add(error)
+    return labelled, right, errors
 
 
 def _check(name: str, phase: str, value: Any = None, limit: Any = None, note: str = "") -> dict[str, Any]:
@@ -144,6 +152,8 @@ def _regression(canary: Arm, stable: Arm, rollout: RolloutCommon) -> dict[str, A
     name = f"{metric} regression"
     if metric not in FEEDBACK_METRICS:
         return _check(name, INCONCLUSIVE, note=f"{metric!r} cannot be measured from feedback (only {', '.join(FEEDBACK_METRICS)})")
+    if metric == "mae":
+        return _error_regression(name, canary, stable, allowed, rollout.min_samples)
     canary_accuracy, stable_accuracy = canary.accuracy, stable.accuracy  # None without labels
     if canary_accuracy is None or stable_accuracy is None or min(canary.labelled, stable.labelled) < rollout.min_samples:
         return _check(name, INCONCLUSIVE, note=f"labelled answers: canary {canary.labelled}, stable {stable.labelled}, "
@@ -154,6 +164,23 @@ def _regression(canary: Arm, stable: Arm, rollout: RolloutCommon) -> dict[str, A
     evidence = drop - Z_95 * _drop_standard_error(canary_accuracy, canary.labelled, stable_accuracy, stable.labelled)
     return _check(name, FAILED if evidence > allowed else SUCCESSFUL, drop, allowed,
                   f"relative drop vs stable; its 95% lower bound {evidence:.3g} must stay within {allowed:g}")
+
+
+def _error_regression(name: str, canary: Arm, stable: Arm, allowed: float, minimum: int) -> dict[str, Any]:
+    """A regression's canary fails when its mean absolute error grows by more than `allowed` (relative), on evidence."""
+    new, old = canary.errors, stable.errors
+    if new.mean is None or old.mean is None or min(new.count, old.count) < minimum:
+        return _check(name, INCONCLUSIVE, note=f"labelled numeric answers: canary {new.count}, stable {old.count}, "
+                                               f"need {minimum} each")
+    if not old.mean:
+        growth, standard_error = (0.0 if not new.mean else float("inf")), 0.0
+    else:
+        growth = (new.mean - old.mean) / old.mean
+        standard_error = (new.variance / new.count + old.variance / old.count) ** 0.5 / old.mean
+    evidence = growth - Z_95 * standard_error  # as for accuracy: fail on evidence, not on noise
+    return _check(name, FAILED if evidence > allowed else SUCCESSFUL, growth, allowed,
+                  f"relative growth of the mean absolute error vs stable ({new.mean:.4g} vs {old.mean:.4g}); "
+                  f"its 95% lower bound {evidence:.3g} must stay within {allowed:g}")
 
 
 def _drop_standard_error(canary: float, canary_labelled: int, stable: float, stable_labelled: int) -> float:
@@ -186,9 +213,11 @@ def _slo_check(check, budgets: dict[str, list] | None) -> dict[str, Any]:
 
 def _gate_check(check, canary: Arm, stable: Arm, minimum: int) -> dict[str, Any]:
     name = check.describe()
+    if check.metric == "mae" and canary.errors.count < minimum:
+        return _check(name, INCONCLUSIVE, note=f"{canary.errors.count} labelled numeric answers, need {minimum}")
     if check.metric in FEEDBACK_METRICS and canary.labelled < minimum:
         return _check(name, INCONCLUSIVE, note=f"{canary.labelled} labelled answers, need {minimum}")
-    result = check_metric(check, canary.metrics(), Baseline(stable.deployment, stable.metrics()))
+    result = check_metric(check, canary.metrics(), Baseline(f"stable deployment {stable.deployment}", stable.metrics()))
     if result.value is None and not result.passed:
         return _check(name, INCONCLUSIVE, note=result.note)
     return _check(name, SUCCESSFUL if result.passed else FAILED, result.value, (check.min, check.max), result.note)

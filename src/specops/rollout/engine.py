@@ -19,7 +19,7 @@ from specops.errors import SpecopsError
 from specops.rollout import analysis as an
 from specops.registry import CHAMPION
 from specops.rollout.incident import new_incident_id, write_incident
-from specops.rollout.ports import RolloutPorts, Window
+from specops.rollout.ports import Observed, RolloutPorts, Window
 from specops.rollout.strategies import rewards, thompson_weights
 from specops.serving.config import find_endpoint
 from specops.serving.inference_log import read_log
@@ -252,7 +252,7 @@ class Rollout:
 
     def _arm(self, window: Window, deployment: str, shadow: bool = False) -> an.Arm:
         observed = self.metrics.observe(window, deployment, shadow)
-        return an.Arm(deployment, observed.traffic, observed.labelled, observed.correct)
+        return an.Arm(deployment, observed.traffic, observed.labelled, observed.correct, observed.errors)
 
     def _analyse(self, record: RolloutRecord, gate_name: str | None, shadow: bool = False,
                  arms: tuple[tuple[str, bool], tuple[str, bool]] | None = None) -> dict[str, Any]:
@@ -305,7 +305,7 @@ class Rollout:
             record.step = BG_ANALYSIS
             self._save(record)
             return record
-        self._wait_for_samples(record, record.canary)
+        self._wait_for_samples(record, record.canary, shadow=True)
         result = self._analyse(record, strategy.pre_promotion_analysis, shadow=True)
         if result["phase"] == an.FAILED:
             return self.abort(trigger="pre-promotion analysis failed on the preview", analysis=result)
@@ -315,19 +315,29 @@ class Rollout:
             return self._pause(record, "the preview passed analysis; `specops rollout promote` switches traffic to it")
         return self._promote(record, "pre-promotion analysis passed (auto-promotion)")
 
-    def _wait_for_samples(self, record: RolloutRecord, deployment: str) -> None:
-        """Until `deployment` answered min_samples in the window (for blue-green the mirrored side), or max_wait_s."""
+    def _wait_for_samples(self, record: RolloutRecord, deployment: str, shadow: bool = False) -> None:
+        """Until `deployment` answered min_samples in the window (its mirrored copies if `shadow`), or max_wait_s."""
         deadline = self.clock() + self.max_wait_s
         while self.clock() < deadline:
-            if self.metrics.observe(record.window, deployment).traffic.requests >= self.strategy.min_samples:
+            if self._has_samples(self.metrics.observe(record.window, deployment, shadow)):
                 return
             if not self._wait(min(self.metrics.poll_s, deadline - self.clock())):
                 return
 
+    def _has_samples(self, seen: Observed) -> bool:
+        """min_samples answers, and as many labels when the regression check judges labels (they come after answers)."""
+        needed, metric = self.strategy.min_samples, self.strategy.rollback.metric
+        if seen.traffic.requests < needed:
+            return False
+        measures = self.metrics.measures
+        if metric not in an.FEEDBACK_METRICS or (measures is not None and metric not in measures):
+            return True
+        return (seen.errors.count if metric == "mae" else seen.labelled) >= needed
+
     def _post_promotion_step(self, record: RolloutRecord) -> RolloutRecord:
         """The new stable on live traffic against the previous colour on mirrored requests; Failed switches back."""
         previous = self._previous(record)["stable"]
-        self._wait_for_samples(record, previous)
+        self._wait_for_samples(record, previous, shadow=True)
         result = self._analyse(record, self._as(BlueGreenRollout).post_promotion_analysis,
                                arms=((record.stable, False), (previous, True)))
         if result["phase"] == an.FAILED:
@@ -456,11 +466,11 @@ class Rollout:
         if record.extra.get("restore_champion"):
             self._set_champion(record.model, record.stable_version)
         analysis = analysis or (record.analyses[-1] if record.analyses and record.analyses[-1]["phase"] == an.FAILED else None)
-        path = write_incident(self.project.paths, record, trigger, analysis)
+        where = write_incident(self.project.paths, self.project.storage, record, trigger, analysis)
         resource = f"Endpoint/{self.name}"
         self.audit.record(AuditAction.ROLLBACK, resource, incident=record.incident, reason=trigger,
                           stable=record.stable, canary=record.canary)
-        self.audit.record(AuditAction.INCIDENT, resource, incident=record.incident, record=str(path))
+        self.audit.record(AuditAction.INCIDENT, resource, incident=record.incident, record=where)
         record.status, record.finished_at = DEGRADED, now()
         record.extra.pop("restore_champion", None)
         record.log("rolled back", trigger=trigger, incident=record.incident)

@@ -13,10 +13,10 @@ from typing import Any
 from jinja2 import Environment, StrictUndefined, select_autoescape
 
 from specops.core.clock import now
-from specops.core.files import atomic_write
 from specops.core.paths import ProjectPaths
 from specops.errors import SpecopsError
 from specops.state.records import RolloutRecord
+from specops.state.storage import Storage
 
 TEMPLATE = Path("docs") / "runbooks" / "rollback-incident.md"
 _SHIPPED = Path(__file__).resolve().parents[3] / TEMPLATE
@@ -26,7 +26,9 @@ def new_incident_id() -> str:
     return time.strftime("INC-%Y%m%d-%H%M%S-", time.gmtime()) + secrets.token_hex(2)
 
 
-def write_incident(paths: ProjectPaths, record: RolloutRecord, trigger: str, analysis: dict[str, Any] | None) -> Path:
+def write_incident(paths: ProjectPaths, storage: Storage, record: RolloutRecord, trigger: str,
+                   analysis: dict[str, Any] | None) -> str:
+    """Write the incident record in the environment's storage; returns where it is."""
     if record.incident is None:  # a rollback opens the incident before it writes the record
         raise SpecopsError(f"the rollback of {record.endpoint} has no incident id to write its record under")
     template = paths.root / TEMPLATE if (paths.root / TEMPLATE).exists() else _SHIPPED
@@ -38,6 +40,7 @@ def write_incident(paths: ProjectPaths, record: RolloutRecord, trigger: str, ana
         canary=record.canary, stable=record.stable, model=record.model, canary_version=record.canary_version,
         stable_version=record.stable_version, weights=record.weights, step=record.step, analysis=analysis,
     )
-    path = paths.incident(record.incident)
-    atomic_write(path, text)
-    return path
+    incident = record.incident
+    name = ProjectPaths.relative(lambda p: p.incident(incident))
+    storage.write(name, text)
+    return storage.describe(name)

@@ -93,8 +93,8 @@ class LocalMetrics:
     def observe(self, window: Window, deployment: str, shadow: bool = False) -> Observed:
         since = window.get("time", 0.0)
         traffic = _window(window, self.server.scrape(), deployment)
-        labelled, correct = an.feedback_counts(read_log(self.server.state_dir, since=since), deployment, since, shadow)
-        return Observed(traffic, labelled, correct)
+        labelled, correct, errors = an.feedback_counts(read_log(self.server.state_dir, since=since), deployment, since, shadow)
+        return Observed(traffic, labelled, correct, errors)
 
 
 class LocalLoadTester:

@@ -15,6 +15,9 @@ from prometheus_client.samples import Sample
 from specops.core.http import metric_samples, scrape_metrics
 
 Snapshot = dict[str, dict[str, Any]]  # deployment -> {"requests", "errors", "buckets": [[le, cumulative], ...]}
+# The last bucket's bound as the exposition writes it: snapshots are saved in state (a rollout's window), which is
+# strict JSON, where a float infinity has no spelling.
+INF = "+Inf"
 # The samples read, by their names in the exposition (serving/metrics.py; dashboards read the same).
 REQUESTS, ERRORS, BUCKET = "specops_requests_total", "specops_errors_total", "specops_request_duration_seconds_bucket"
 
@@ -39,7 +42,8 @@ def _snapshot(samples: Iterable[Sample]) -> Snapshot:
         elif sample.name == ERRORS:
             row["errors"] = sample.value
         else:
-            row["buckets"].append([float(sample.labels["le"]), sample.value])  # float("+Inf") is inf
+            bound = float(sample.labels["le"])
+            row["buckets"].append([bound if bound != float("inf") else INF, sample.value])
     return snapshot
 
 
@@ -75,7 +79,7 @@ def window(before: Snapshot, after: Snapshot, deployment: str) -> Traffic:
     return Traffic(int(now["requests"] - then["requests"]), int(now["errors"] - then["errors"]), quantile(buckets, 0.95))
 
 
-def quantile(buckets: list[list[float]], q: float) -> float | None:
+def quantile(buckets: list[list[Any]], q: float) -> float | None:
     """Prometheus' histogram_quantile: linear within the bucket holding the q-th observation, in ms."""
     total = buckets[-1][1] if buckets else 0
     if total <= 0:
@@ -83,9 +87,33 @@ def quantile(buckets: list[list[float]], q: float) -> float | None:
     rank, lower, below = q * total, 0.0, 0.0
     for bound, cumulative in buckets:
         if cumulative >= rank:
-            if bound == float("inf"):
+            if bound in (INF, float("inf")):
                 return lower * 1000  # beyond the last finite bound: its value is the best we know
             share = (rank - below) / (cumulative - below) if cumulative > below else 1.0
             return (lower + (bound - lower) * share) * 1000
         lower, below = bound, cumulative
     return lower * 1000
+
+
+@dataclass(frozen=True)
+class AbsoluteErrors:
+    """|prediction - label| of a regression's labelled answers: count, sum and sum of squares (for a standard error)."""
+
+    count: int = 0
+    total: float = 0.0
+    squares: float = 0.0
+
+    def add(self, error: float) -> AbsoluteErrors:
+        return AbsoluteErrors(self.count + 1, self.total + error, self.squares + error * error)
+
+    def __add__(self, other: AbsoluteErrors) -> AbsoluteErrors:
+        return AbsoluteErrors(self.count + other.count, self.total + other.total, self.squares + other.squares)
+
+    @property
+    def mean(self) -> float | None:
+        return self.total / self.count if self.count else None
+
+    @property
+    def variance(self) -> float:
+        mean = self.mean or 0.0
+        return max(self.squares / self.count - mean * mean, 0.0) if self.count else 0.0

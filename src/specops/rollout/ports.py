@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from specops.rollout.loadtest import LoadTestResult
-from specops.rollout.metrics import Traffic
+from specops.rollout.metrics import AbsoluteErrors, Traffic
 from specops.spec.endpoints import LoadTest
 
 Window = dict[str, Any]  # where an analysis window starts: {"time": epoch seconds, ...what the platform needs}
@@ -29,6 +29,7 @@ class Observed:
     traffic: Traffic
     labelled: int = 0
     correct: int = 0
+    errors: AbsoluteErrors = AbsoluteErrors()  # a regression's answers: how far from their labels
 
 
 class TrafficRouter(Protocol):

@@ -26,10 +26,11 @@ from aiohttp import web
 from specops.core.files import atomic_write
 from specops.serving.batching import MicroBatcher
 from specops.serving.config import DeploymentConfig, ServingConfig, first_line, worker_status_file
-from specops.serving.inference_log import InferenceLog
+from specops.serving.inference_log import InferenceLog, Retention
 from specops.serving.keys import KeyChecker
 from specops.serving.metrics import CONTENT_TYPE, MAX_DEPLOYMENTS, Metrics
-from specops.serving.schema import BadRequest, InputSchema, Unprocessable
+from specops.serving.schema import BadRequest, DuplicateKey, InputSchema, Unprocessable, loads_strict, value_problem
+from specops.spec.kinds import Column
 from specops.serving.scorer import Scorer
 from specops.serving.traffic import traffic_file, watch_file, watch_traffic
 
@@ -83,6 +84,14 @@ class LiveEndpoint:
     _watcher: asyncio.Task | None = None
     _config_watcher: asyncio.Task | None = None
     file_faults: dict[str, str | None] = field(default_factory=dict)  # watched file -> why it cannot be used, or None
+
+    def label_column(self) -> Column | None:
+        """The declared target column of the data the deployments score (None while none is loaded)."""
+        for deployment in self.deployments.values():
+            if deployment.scorer is not None:
+                dataset = deployment.scorer.dataset
+                return dataset.columns.get(dataset.target)
+        return None
 
     def faults(self) -> dict[str, str | None]:
         """Each file the worker follows -> why its last change could not be used (None: in force)."""
@@ -319,16 +328,24 @@ async def feedback(request: web.Request) -> web.Response:
     """Ground truth for logged requests: {"request_id": ..., "label": ...} or a list of them."""
     endpoint: LiveEndpoint = request.app["endpoint"]
     try:
-        document = json.loads(await request.read())
+        document = loads_strict(await request.read())
+    except DuplicateKey as exc:
+        return _error(400, f"key {exc.key!r} appears more than once in one object", field="body")
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         return _error(400, f"not valid JSON ({first_line(exc)[:200]})", field="body")
     items = document if isinstance(document, list) else [document]
+    label = endpoint.label_column()
     for i, item in enumerate(items):
         where = f"[{i}]" if isinstance(document, list) else "body"
         if not isinstance(item, dict) or not isinstance(item.get("request_id"), str):
             return _error(400, "expected {\"request_id\": \"...\", \"label\": ...}", field=f"{where}.request_id")
         if "label" not in item:
             return _error(400, "field required", field=f"{where}.label")
+        # The label is checked against the Dataset's declared target column: performance monitors compare it
+        # with predictions, so a nested object or a NaN there would poison every report that reads it.
+        problem = value_problem(label, item["label"]) if label is not None else None
+        if problem:
+            return _error(problem[0], problem[1], field=f"{where}.label")
     endpoint.log.write_feedback([{"request_id": item["request_id"], "label": item["label"]} for item in items])
     return web.json_response({"accepted": len(items)}, status=202)
 
@@ -370,7 +387,8 @@ def make_endpoint(config: ServingConfig, worker: int, metrics_array) -> LiveEndp
     state = Path(config.state_dir)
     slots = config.slots or [d.name for d in config.deployments]
     metrics = Metrics(metrics_array, slots, worker, capacity=MAX_DEPLOYMENTS)
-    return LiveEndpoint(config, KeyChecker(state), metrics, InferenceLog(state, worker), worker=worker)
+    retention = Retention(config.log_rotate_bytes, config.log_max_bytes, config.log_retention_s)
+    return LiveEndpoint(config, KeyChecker(state), metrics, InferenceLog(state, worker, retention), worker=worker)
 
 
 def _load_scorer(config: DeploymentConfig) -> Scorer | str | None:

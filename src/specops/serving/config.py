@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, TypeAdapter, with_config
 
+from specops.core.durations import seconds
 from specops.core.files import atomic_write
 from specops.spec import Dataset, FeatureSet, Pipeline, SpecSet
 from specops.spec.endpoints import Endpoint, ModelRef
@@ -52,6 +53,9 @@ class ServingConfig:
     max_batch_size: int
     max_wait_ms: float
     max_request_bytes: int
+    log_rotate_bytes: int = 64 << 20  # server.inference_log: a new file past this size,
+    log_max_bytes: int = 2048 << 20  # the oldest hours deleted past this in all,
+    log_retention_s: float = 35 * 86400  # and files older than this
     revision: int = 0  # bumped by every reload; workers report the revision they serve
     slots: list[str] = field(default_factory=list)  # every deployment name served so far, in metric-slot order
 
@@ -90,6 +94,9 @@ def resolve_endpoint(specs: SpecSet, name: str) -> ServingConfig:
         traffic=dict(spec.traffic), mirror_traffic=dict(spec.mirror_traffic), port=server.port,
         workers=server.workers, max_batch_size=server.max_batch_size, max_wait_ms=server.max_wait_ms,
         max_request_bytes=server.max_request_bytes,
+        log_rotate_bytes=int(server.inference_log.rotate_size_mb * (1 << 20)),
+        log_max_bytes=int(server.inference_log.max_size_mb * (1 << 20)),
+        log_retention_s=seconds(server.inference_log.retention),
     )
 
 

@@ -66,6 +66,7 @@ class InputSchema:
     columns: tuple[str, ...]
     types: tuple[Column, ...]
     sensitive: tuple[str, ...] = ()  # logged when a caller sends them (fairness monitors), never given to the model
+    sensitive_types: tuple[Column, ...] = ()  # their declarations: checked at the door like the model's columns
     out_of_range: OutOfRange = "reject"  # a value outside the declared min/max/allowed: a 422, or scored and flagged
     max_rows: int | None = None  # more rows in one request: a 413
 
@@ -73,7 +74,9 @@ class InputSchema:
     def of(cls, feature_set: FeatureSetSpec, dataset: DatasetSpec, out_of_range: OutOfRange = "reject",
            max_rows: int | None = None) -> InputSchema:
         names = tuple(dict.fromkeys(src for f in feature_set.features for src in f.sources))
-        return cls(names, tuple(dataset.columns[n] for n in names), tuple(dataset.sensitive), out_of_range, max_rows)
+        sensitive = tuple(c for c in dataset.sensitive if c in dataset.columns)
+        return cls(names, tuple(dataset.columns[n] for n in names), sensitive,
+                   tuple(dataset.columns[c] for c in sensitive), out_of_range, max_rows)
 
     def sensitive_values(self, body: bytes, count: int) -> list[dict[str, Any]]:
         """Per row of a body `parse` accepted, the sensitive attributes the caller sent (empty when none).
@@ -82,7 +85,7 @@ class InputSchema:
         """
         if not self.sensitive:
             return [{} for _ in range(count)]
-        document = json.loads(body)
+        document = loads_strict(body)
         for key, value in document.items():
             if key in ("input_data", "dataframe_split") and isinstance(value, dict):
                 position = {name: i for i, name in enumerate(value["columns"])}
@@ -95,7 +98,10 @@ class InputSchema:
     def parse(self, body: bytes) -> list[list[Any]]:
         """Rows as lists in `columns` order, every value checked; raises BadRequest."""
         try:
-            document = json.loads(body)
+            document = loads_strict(body)
+        except DuplicateKey as exc:
+            raise BadRequest("body", f"key {exc.key!r} appears more than once in one object "
+                                     f"(which value counts would be a guess)") from None
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise BadRequest("body", f"not valid JSON ({exc})") from None
         if not isinstance(document, dict):
@@ -133,6 +139,8 @@ class InputSchema:
                 raise BadRequest(f"{key}.data[{r}]", f"expected a list of {len(columns)} values, like columns")
             values = [row[i] for i in picks]
             self._check(values, r, f"{key}.data[{r}]", lambda c: f"[{position[c]}] ({c})")
+            self._check_sensitive({c: row[position[c]] for c in self.sensitive if c in position}, r,
+                                  f"{key}.data[{r}]", lambda c: f"[{position[c]}] ({c})")
             rows.append(values)
         return rows
 
@@ -151,6 +159,9 @@ class InputSchema:
                 raise BadRequest(f"{key}[{r}]", f"missing column(s) {', '.join(missing)}")
             values = [record[c] for c in self.columns]
             self._check(values, r, f"{key}[{r}]", lambda c: f".{c}")
+            if self.sensitive:
+                self._check_sensitive({c: record[c] for c in self.sensitive if c in record}, r, f"{key}[{r}]",
+                                      lambda c: f".{c}")
             rows.append(values)
         return rows
 
@@ -167,6 +178,20 @@ class InputSchema:
             if problem:
                 raise BadRequest(row + column(name), problem)
             problem = _domain_problem(spec, value) if self.out_of_range == "reject" else None
+            if problem:
+                raise Unprocessable(row + column(name), f"row {index}, column {name}: {problem}", index, name)
+
+    def _check_sensitive(self, sent: dict[str, Any], index: int, row: str, column: Callable[[str], str]) -> None:
+        """The sensitive attributes a caller sent go to the log only (the fairness monitors group by them): a wrong
+        type is a 400 and a value outside the declared `allowed` a 422, whatever out_of_range says, since a flag
+        would still let a nested object or a 100 KB string into every fairness report."""
+        for name, spec in zip(self.sensitive, self.sensitive_types):
+            if name not in sent:
+                continue
+            problem = _type_problem(spec, sent[name])
+            if problem:
+                raise BadRequest(row + column(name), problem)
+            problem = _domain_problem(spec, sent[name])
             if problem:
                 raise Unprocessable(row + column(name), f"row {index}, column {name}: {problem}", index, name)
 
@@ -214,6 +239,35 @@ class InputSchema:
                 },
             }}},
         }
+
+
+class DuplicateKey(ValueError):
+    def __init__(self, key: str):
+        super().__init__(f"duplicate key {key!r}")
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        seen: set[str] = set()
+        raise DuplicateKey(next(k for k, _ in pairs if k in seen or seen.add(k)))  # type: ignore[func-returns-value]
+    return document
+
+
+def loads_strict(body: bytes | str) -> Any:
+    """json.loads refusing an object with a key twice (DuplicateKey): Python keeps the last value silently, another
+    reader of the same body may keep the first."""
+    return json.loads(body, object_pairs_hook=_unique_keys)
+
+
+def value_problem(column: Column, value: Any) -> tuple[int, str] | None:
+    """(400 or 422, why) for a value that breaks its column's declaration: a wrong type, or outside its domain."""
+    problem = _type_problem(column, value)
+    if problem:
+        return 400, problem
+    problem = _domain_problem(column, value)
+    return (422, problem) if problem else None
 
 
 MAX_INT = 2**63  # a JSON integer beyond int64 is no number a model takes (and no float holds a 400-digit one)

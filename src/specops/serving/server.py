@@ -31,6 +31,7 @@ from specops.serving.metrics import MAX_DEPLOYMENTS, shared_array
 from specops.serving.traffic import read_traffic, set_traffic
 from specops.spec import SpecSet
 from specops.state.records import ACTIVE
+from specops.state.storage import open_storage
 from specops.state.store import StateStore
 
 STARTUP_TIMEOUT_S = 120
@@ -64,7 +65,7 @@ def prepare(specs: SpecSet, endpoint: str, port: int | None = None, workers: int
 
 
 def _starting_weights(specs: SpecSet, endpoint: str, config: ServingConfig) -> tuple[dict[str, int], dict[str, int]]:
-    record = StateStore(specs.paths, specs.env).rollout(endpoint)
+    record = StateStore(open_storage(specs), specs.env).rollout(endpoint)
     if record is not None and record.status in ACTIVE and set(record.weights) | set(record.mirror) <= set(config.slots):
         return dict(record.weights), dict(record.mirror)
     return config.traffic, config.mirror_traffic
@@ -103,6 +104,7 @@ def serve(config_path: Path, host: str = "127.0.0.1", announce=print) -> int:
     """Run the workers until a signal or a worker's death; returns the exit code."""
     config = ServingConfig.load(config_path)
     _check_port_free(host, config.port)  # again: resolving the models took time, and serve() may be called alone
+    stop = _catch_stop_signals()  # from now: a SIGTERM while the workers start stops them cleanly once they have
     context = multiprocessing.get_context("spawn")
     array = shared_array(config.workers)
     started = context.Queue()
@@ -122,7 +124,7 @@ def serve(config_path: Path, host: str = "127.0.0.1", announce=print) -> int:
     pid_file = Path(config.state_dir) / PID_FILE
     atomic_write(pid_file, json.dumps({**identity(), "port": config.port, "started": now()}))
     try:
-        return _supervise(workers)
+        return _supervise(workers, stop)
     finally:
         _forget_pid(pid_file)
 
@@ -193,14 +195,19 @@ def _await_startup(started, workers) -> None:
         listening += 1
 
 
-def _supervise(workers) -> int:
-    stop = {"signal": None}
+def _catch_stop_signals() -> dict[str, int | None]:
+    """SIGINT and SIGTERM recorded rather than fatal: the supervisor stops the workers and exits 0."""
+    stop: dict[str, int | None] = {"signal": None}
 
     def on_signal(signum, _frame):
         stop["signal"] = signum
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, on_signal)
+    return stop
+
+
+def _supervise(workers, stop: dict[str, int | None]) -> int:
     while stop["signal"] is None:
         dead = [p for p in workers if p.sentinel in wait([p.sentinel for p in workers], timeout=0.5)]
         if dead:

@@ -24,6 +24,7 @@ from typing import Any
 from specops.slo import budget as b
 from specops.slo import history, sli
 from specops.spec.loader import SpecSet
+from specops.state.storage import open_storage
 from specops.core.durations import seconds
 from specops.spec.slos import (
     SLO, Availability, Correctness, Fairness, Freshness, Latency, Objective, endpoint_of, sensitive_column,
@@ -83,13 +84,14 @@ def _latency(objective: Latency, inputs: Inputs, start: float, recent: float, no
 
 def _correctness(objective: Correctness, inputs: Inputs, start: float, recent: float, now: float) -> Measured:
     records = sli.in_window(inputs.records, start, now)
-    good, bad, labelled = sli.correctness_counts(records, inputs.rates)
-    target = f"accuracy {_percent(objective.target)}"
+    good, bad, labelled = sli.correctness_counts(records, inputs.rates, objective.tolerance)
+    target = f"accuracy {_percent(objective.target)}" if objective.tolerance is None else \
+        f"{_percent(objective.target)} within {objective.tolerance:g} of the label"
     if labelled < objective.min_samples:
         accuracy = good / (good + bad) if labelled else None
         return target, {"sli": accuracy, "events": good + bad, "bad": bad,
                         "note": f"{labelled} labelled answers in the window, need {objective.min_samples}"}
-    recent_good, recent_bad, _ = sli.correctness_counts(sli.in_window(records, recent, now), inputs.rates)
+    recent_good, recent_bad, _ = sli.correctness_counts(sli.in_window(records, recent, now), inputs.rates, objective.tolerance)
     fields = b.event_budget(good=good, bad=bad, target=objective.target, recent=(recent_bad, recent_good + recent_bad))
     fields["note"] = f"{labelled} labelled answers"
     return target, fields
@@ -171,7 +173,7 @@ def gather(specs: SpecSet, slo: SLO, now: float, *, trained_at: TrainedAt | None
         since = now - max(seconds(o.window or slo.spec.window) for o in slo.spec.objectives)
         inputs.records = read_log(specs.paths.endpoint(slo.spec.endpoint), since=since)
     if Availability in kinds:
-        inputs.samples = history.read_samples(specs.root, slo.spec.endpoint)
+        inputs.samples = history.read_samples(open_storage(specs), slo.spec.endpoint)
     if Freshness in kinds:
         inputs.trained_at = (trained_at or served_versions_trained_at)(specs, slo)
     return inputs

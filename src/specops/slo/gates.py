@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from specops.core.tables import plain_number
 from specops.slo.budget import ObjectiveStatus
 from specops.spec.kinds import Check, Gate
 from specops.spec.loader import SpecSet
@@ -57,7 +58,9 @@ def _within(check: Check, value: float) -> bool:
 
 def _spent(status: ObjectiveStatus) -> str:
     if status.events is not None and status.bad is not None and status.budget is not None:
-        used = f"{status.bad:g} bad of {status.budget:g} allowed in {status.events:g} events"
+        used = (f"{plain_number(status.bad)} bad of {plain_number(status.budget)} allowed in "
+                f"{plain_number(status.events)} events")
     else:
-        used = f"{status.sli:.4g} against a bound of {status.budget:g}" if status.sli is not None else "no data"
+        used = (f"{plain_number(status.sli)} against a bound of {plain_number(status.budget)}"
+                if status.sli is not None else "no data")
     return f"{status.slo}/{status.objective} {used}, remaining {status.remaining:.0%}"

@@ -3,8 +3,8 @@
 The inference log holds only answered requests (a failed one is never
 logged), so it cannot count errors; the server's /metrics counts every
 request, but only since the server started. The controller appends one
-scrape per pass (`record_scrapes`) to .specops/slo/<endpoint>/metrics.jsonl,
-whoever reads the SLO or not;
+scrape per pass (`record_scrapes`) to slo/<endpoint>/metrics.jsonl in the
+environment's storage (.specops/ or its blob container), whoever reads the SLO or not;
 the count in a window is the sum of the counters' increases between
 consecutive samples whose later sample falls in the window, as Prometheus'
 `increase()` without extrapolation:
@@ -28,6 +28,7 @@ from prometheus_client.samples import Sample
 
 from specops.core.http import metric_samples, scrape_metrics
 from specops.core.paths import ProjectPaths
+from specops.state.storage import Storage, open_storage
 
 if TYPE_CHECKING:
     from specops.spec import SpecSet
@@ -38,7 +39,12 @@ REQUESTS, ERRORS = "specops_requests_total", "specops_errors_total"
 
 
 def history_path(root: Path | str, endpoint: str) -> Path:
+    """Where the history is in a project's own .specops/ folder (an environment without `state:`)."""
     return ProjectPaths(Path(root)).slo_history(endpoint)
+
+
+def history_name(endpoint: str) -> str:
+    return ProjectPaths.relative(lambda p: p.slo_history(endpoint))
 
 
 def parse_counts(text: str) -> Counts:
@@ -64,20 +70,14 @@ def _counts(samples: Iterable[Sample]) -> Counts:
     return counts
 
 
-def append_sample(root: Path | str, endpoint: str, counts: Counts, at: float | None = None) -> None:
-    path = history_path(root, endpoint)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as out:
-        out.write(json.dumps({"time": time.time() if at is None else at, "counts": counts}) + "\n")
+def append_sample(storage: Storage, endpoint: str, counts: Counts, at: float | None = None) -> None:
+    storage.append(history_name(endpoint), json.dumps({"time": time.time() if at is None else at, "counts": counts}))
 
 
-def read_samples(root: Path | str, endpoint: str) -> list[dict[str, Any]]:
-    path = history_path(root, endpoint)
-    if not path.exists():
-        return []
-    text = path.read_text(encoding="utf-8")
-    complete = text[: text.rfind("\n") + 1]  # a line still being appended by another process is skipped
-    return sorted((json.loads(line) for line in complete.splitlines() if line.strip()), key=lambda s: s["time"])
+def read_samples(storage: Storage, endpoint: str) -> list[dict[str, Any]]:
+    # Complete lines only: a line still being appended by another process is skipped.
+    lines = storage.lines(history_name(endpoint))
+    return sorted((json.loads(line) for line in lines if line.strip()), key=lambda s: s["time"])
 
 
 def increase(samples: Iterable[dict[str, Any]], start: float, end: float, skip: frozenset[str] = frozenset()) -> tuple[float, float]:
@@ -110,14 +110,14 @@ def record_scrapes(specs: SpecSet) -> list[str]:
 
     endpoints = sorted({slo.spec.endpoint for slo in specs.of_kind(SLO)
                         if any(isinstance(o, Availability) for o in slo.spec.objectives)})
-    problems = []
+    problems, storage = [], open_storage(specs)
     for endpoint in endpoints:
         config = specs.paths.endpoint(endpoint) / "config.json"
         if not config.exists():
             continue  # never served: nothing to count
         url = f"http://127.0.0.1:{json.loads(config.read_text())['port']}/metrics"
         try:
-            append_sample(specs.root, endpoint, scrape_counts(url, timeout_s=2.0))
+            append_sample(storage, endpoint, scrape_counts(url, timeout_s=2.0))
         except OSError as exc:  # a stopped server adds no sample: the window then ends at the last one that worked
             problems.append(f"SLO history of {endpoint}: could not scrape {url}: {exc}")
     return problems

@@ -18,6 +18,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from specops.core.answers import correct
+
 Record = dict[str, Any]
 
 
@@ -49,15 +51,16 @@ def p95(records: Iterable[Record]) -> float | None:
     return values[max(math.ceil(0.95 * len(values)) - 1, 0)] if values else None
 
 
-def correctness_counts(records: Iterable[Record], rates: Mapping[str, float]) -> tuple[float, float, int]:
-    """(good, bad, labelled rows): labelled predictions that were right / wrong."""
+def correctness_counts(records: Iterable[Record], rates: Mapping[str, float],
+                       tolerance: float | None = None) -> tuple[float, float, int]:
+    """(good, bad, labelled rows): labelled predictions that were right / wrong (a number: within `tolerance`)."""
     good = bad = 0.0
     labelled = 0
     for record in records:
         if "label" not in record:
             continue
         labelled += 1
-        if record["prediction"] == record["label"]:
+        if correct(record["prediction"], record["label"], tolerance):
             good += weight(record, rates)
         else:
             bad += weight(record, rates)

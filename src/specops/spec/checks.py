@@ -7,18 +7,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+import yaml
+
 from specops.errors import SpecError
 from specops.spec.kinds import (
-    EVALUATION_METRICS,
-    FAIRNESS_METRICS,
+    TASK_FAIRNESS_METRICS,
     Dataset,
     Document,
     FeatureSet,
     Gate,
     Pipeline,
+    task_metrics,
 )
 from specops.spec.loader import Path_, SpecSet
 from specops.spec.secrets import ADVICE, find_secrets
+from specops.spec.sweeps import PARAMS_FILE, budget_errors, params_lines, parse_space
 
 Check = Callable[[SpecSet], Iterable[SpecError]]
 CHECKS: list[Check] = []
@@ -35,13 +38,21 @@ def cross_check(specs: SpecSet) -> list[SpecError]:
 
 def produced_metrics(specs: SpecSet, pipeline: Pipeline) -> set[str]:
     """Metric names a run of this pipeline produces, for gates and selection."""
-    metrics = set(EVALUATION_METRICS)
+    task = pipeline.spec.task
     dataset = specs.get(Dataset, pipeline.spec.dataset)
+    target = dataset.spec.columns.get(dataset.spec.target) if dataset is not None else None
+    metrics = set(task_metrics(task, target.allowed if target is not None else None))
     if dataset is not None and dataset.spec.sensitive:
-        metrics |= set(FAIRNESS_METRICS)
+        metrics |= set(TASK_FAIRNESS_METRICS[task])
     for step in pipeline.spec.steps:
         metrics |= set(step.metrics)
     return metrics
+
+
+def model_task(specs: SpecSet, model: str | None) -> str:
+    """The task of the pipeline that registers `model` (binary when no pipeline does: a model from elsewhere)."""
+    pipeline = next((p for p in specs.of_kind(Pipeline) if p.spec.model_name == model), None)
+    return pipeline.spec.task if pipeline else "binary"
 
 
 def registered_models(specs: SpecSet) -> set[str]:
@@ -116,6 +127,7 @@ def pipelines(specs: SpecSet) -> Iterable[SpecError]:
             yield specs.error(p, ("spec", "model_name"),
                               f"model {s.model_name!r} is already registered by pipeline {owners[s.model_name]!r}")
         owners.setdefault(s.model_name, p.name)
+        yield from _task_fits_target(specs, p)
         produced = produced_metrics(specs, p)
         if s.selection.metric not in produced:
             yield specs.error(p, ("spec", "selection", "metric"),
@@ -137,6 +149,28 @@ def secret_literals(specs: SpecSet) -> Iterable[SpecError]:
         data = doc.model_dump(mode="json", exclude_unset=True)
         for path, name, what in find_secrets(data):
             yield specs.error(doc, path, f"{name!r} looks like {what}; {ADVICE}")
+
+
+def _task_fits_target(specs: SpecSet, p: Pipeline) -> Iterable[SpecError]:
+    """What the declared target column allows: regression needs numbers, binary exactly two classes."""
+    dataset = specs.get(Dataset, p.spec.dataset)
+    column = dataset.spec.columns.get(dataset.spec.target) if dataset is not None else None
+    if dataset is None or column is None:
+        return
+    target, task = f"target {dataset.spec.target!r} of dataset {dataset.name!r}", p.spec.task
+    if task == "regression" and column.type not in ("int", "float"):
+        yield specs.error(p, ("spec", "task"), f"task regression needs a numeric target; {target} is of type {column.type}")
+    elif task == "regression" and column.allowed is not None and len(column.allowed) <= 2:
+        yield specs.error(p, ("spec", "task"), f"task regression on {target}, which allows only {column.allowed}: "
+                                               "use task binary")
+    elif task != "regression" and column.type == "float" and column.allowed is None:
+        yield specs.error(p, ("spec", "task"), f"task {task} needs classes, but {target} is a float with no `allowed` "
+                                               "values: use task regression, or declare the classes")
+    elif task == "binary" and column.allowed is not None and len(column.allowed) != 2:
+        yield specs.error(p, ("spec", "task"), f"task binary needs two classes; {target} allows {len(column.allowed)}: "
+                                               f"{column.allowed} (task multiclass?)")
+    elif task == "multiclass" and column.allowed is not None and len(column.allowed) < 3:
+        yield specs.error(p, ("spec", "task"), f"task multiclass on {target}, which allows {column.allowed}: use task binary")
 
 
 def _steps(specs: SpecSet, p: Pipeline) -> Iterable[SpecError]:
@@ -174,3 +208,28 @@ def find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
         if state.get(node) is None and (found := visit(node)):
             return found
     return None
+
+
+@check
+def sweeps(specs: SpecSet) -> Iterable[SpecError]:
+    """A search space that is empty, malformed, or that the sampling algorithm cannot search within its budget."""
+    for pipeline in specs.of_kind(Pipeline):
+        yield from sweep_errors(specs, pipeline)
+
+
+def sweep_errors(specs: SpecSet, pipeline: Pipeline) -> list[SpecError]:
+    path = specs.root / PARAMS_FILE
+    if not path.is_file():
+        return []  # the train stage says which file and section it needs
+    text = path.read_text(encoding="utf-8")
+    try:
+        document = yaml.safe_load(text) or {}
+    except yaml.YAMLError:
+        return []  # the train stage reports the syntax error with its position
+    section = document.get(pipeline.spec.params) if isinstance(document, dict) else None
+    declared = section.get("sweep") if isinstance(section, dict) else None
+    if not isinstance(declared, dict):
+        declared = {}
+    lines = params_lines(text)
+    space, errors = parse_space(pipeline.spec.params, declared, lines)
+    return errors + budget_errors(pipeline, space, lines, lambda at, message: specs.error(pipeline, at, message))

@@ -20,8 +20,8 @@ from pydantic import AfterValidator, Field, model_validator
 
 from specops.core.durations import seconds
 from specops.errors import SpecError
-from specops.spec.checks import missing_reference, check, registered_models
-from specops.spec.kinds import Dataset, Document, Duration, Gate, Name, Project, Strict, register_kind
+from specops.spec.checks import missing_reference, check, model_task, registered_models
+from specops.spec.kinds import Dataset, Document, Duration, Gate, Name, PositiveDuration, Project, Strict, register_kind
 from specops.spec.loader import Path_, SpecSet
 
 MODEL_REF = re.compile(r"^(?P<name>[a-z0-9]([-a-z0-9]*[a-z0-9])?)@(?P<selector>[0-9]+|[A-Za-z][-\w]*)$")
@@ -142,8 +142,10 @@ class RollbackConditions(Strict):
     error_rate_ratio: float = Field(3.0, gt=1, description="canary error rate > this x the stable baseline")
     latency_slo_ms: float | None = Field(None, gt=0, description="p95 latency objective; unset: no latency trigger")
     latency_margin: float = Field(0.25, ge=0, description="p95 > SLO x (1 + this)")
-    metric: str = Field("accuracy", description="the critical metric watched on labelled feedback")
-    metric_regression: float = Field(0.02, ge=0, le=1, description="relative drop of `metric` vs the stable deployment")
+    metric: str = Field("accuracy", description="the critical metric watched on labelled feedback: accuracy "
+                                                "(classes), or mae (a regression's mean absolute error)")
+    metric_regression: float = Field(0.02, ge=0, le=1, description="relative drop of accuracy (or growth of mae) "
+                                                                    "vs the stable deployment")
 
 
 class RolloutCommon(Strict):
@@ -191,6 +193,17 @@ Rollout = Annotated[
 
 # --- Endpoint ----------------------------------------------------------------
 
+class InferenceLogSettings(Strict):
+    """How much of the inference log the local server keeps (.specops/endpoints/<name>/inference/)."""
+
+    rotate_size_mb: float = Field(64, gt=0, le=1 << 20, description="a worker starts a new file past this size "
+                                                                   "(besides one file per UTC hour)")
+    max_size_mb: float = Field(2048, gt=0, description="all files together; past it the oldest hours are deleted "
+                                                      "(the current hour never)")
+    retention: PositiveDuration = Field("P35D", description="files older than this are deleted; keep it at least as long "
+                                                          "as the longest SLO window or monitor lookback reading the log")
+
+
 class ServerSettings(Strict):
     """How the local endpoint server runs (no Azure ML counterpart)."""
 
@@ -203,6 +216,7 @@ class ServerSettings(Strict):
     out_of_range: Literal["reject", "flag"] = Field(
         "reject", description="a request value outside its Dataset column's min, max or allowed values: "
                               "reject (422 naming the row and column) or flag (scored; the log records why)")
+    inference_log: InferenceLogSettings = InferenceLogSettings()
 
 
 class EndpointSpec(Strict):
@@ -340,6 +354,7 @@ def _mirror(specs: SpecSet, endpoint: Endpoint, spec: EndpointSpec) -> Iterable[
 def _rollout(specs: SpecSet, endpoint: Endpoint, spec: EndpointSpec) -> Iterable[SpecError]:
     rollout = spec.rollout
     base = ("spec", "rollout")
+    yield from _rollback_metric_fits(specs, endpoint, spec)
     if isinstance(rollout, CanaryRollout):
         for i, step in enumerate(rollout.steps):
             if step.analysis is not None:
@@ -357,6 +372,19 @@ def _rollout(specs: SpecSet, endpoint: Endpoint, spec: EndpointSpec) -> Iterable
             yield specs.error(endpoint, ("spec", "traffic"), f"strategy {rollout.strategy} needs live traffic on at least two deployments")
         if isinstance(rollout, BanditRollout) and rollout.floor * len(arms) > 100:
             yield specs.error(endpoint, (*base, "floor"), f"a floor of {rollout.floor}% for {len(arms)} arms exceeds 100%")
+
+
+def _rollback_metric_fits(specs: SpecSet, endpoint: Endpoint, spec: EndpointSpec) -> Iterable[SpecError]:
+    """A regression's answers are numbers: equal to their labels by chance only, so accuracy cannot judge them."""
+    metric = spec.rollout.rollback.metric if spec.rollout is not None else None
+    tasks = {model_task(specs, d.model_ref.name) for d in spec.deployments}
+    path = ("spec", "rollout", "rollback", "metric")
+    if metric == "accuracy" and "regression" in tasks:
+        yield specs.error(endpoint, path, "the endpoint serves a regression model: watch its mean absolute error "
+                                          "(metric: mae), accuracy needs classes")
+    elif metric == "mae" and tasks and "regression" not in tasks:
+        yield specs.error(endpoint, path, "metric mae measures a regression's answers; this endpoint serves classes "
+                                          "(metric: accuracy)")
 
 
 def _load_test_rows(specs: SpecSet, endpoint: Endpoint, path: Path_, load_test: LoadTest | None) -> Iterable[SpecError]:

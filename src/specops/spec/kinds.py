@@ -98,9 +98,20 @@ class AzureTarget(Strict):
     workspace: EnvRef
 
 
+class RemoteState(Strict):
+    """Where an environment's records live when apply runs on machines that come and go (CI runners)."""
+
+    account_url: str = Field(description="the blob endpoint of the storage account, e.g. "
+                             "https://<account>.blob.core.windows.net (a ${VAR} reference is resolved when used)")
+    container: str = Field("specops-state", pattern=r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$",
+                           description="blob container (the infra creates specops-state)")
+
+
 class Environment(Strict):
     backend: Literal["local", "azureml"] = "local"
     target: AzureTarget | None = None
+    state: RemoteState | None = Field(None, description="keep state, audit log, rollout records, incidents, SLO history "
+                                      "and the apply lock (a blob lease) in Azure Blob Storage; unset: in .specops/")
     compute: str | None = Field(None, description="Azure ML compute cluster for pipeline jobs and batch deployments "
                                 "(the infra's cpu-cluster); unset: pipeline jobs run on serverless compute")
     values: dict[str, Any] = Field({}, description="variables for Jinja2 overlays: {{ values.x }}")
@@ -274,9 +285,37 @@ class Gate(Document):
 
 # --- Pipeline ----------------------------------------------------------------
 
-# What the built-in evaluation step produces; gates may only check these or a custom step's metrics.
-EVALUATION_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "p50_latency_ms", "p95_latency_ms")
-FAIRNESS_METRICS = ("parity_diff",)
+# What the built-in evaluation step produces, per task; gates may only check these or a custom step's metrics.
+Task = Literal["binary", "multiclass", "regression"]
+TASKS: tuple[str, ...] = get_args(Task)
+LATENCY_METRICS = ("p50_latency_ms", "p95_latency_ms")
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "binary": ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"),
+    # recall_<class> per class too, when the target column declares its `allowed` classes
+    "multiclass": ("accuracy", "f1_macro", "f1_weighted", "log_loss", "min_class_recall"),
+    "regression": ("rmse", "mae", "r2"),
+}
+# By the first sensitive column: the gap between the best and the worst group (fairlearn's MetricFrame).
+# binary: selection rate (demographic parity); classes: error rate; regression: mean absolute error.
+TASK_FAIRNESS_METRICS: dict[str, tuple[str, ...]] = {
+    "binary": ("parity_diff", "error_rate_gap"),
+    "multiclass": ("error_rate_gap",),
+    "regression": ("mae_gap",),
+}
+EVALUATION_METRICS = (*TASK_METRICS["binary"], *LATENCY_METRICS)  # the default task's
+FAIRNESS_METRICS = TASK_FAIRNESS_METRICS["binary"]
+DEFAULT_SELECTION = {"binary": "roc_auc", "multiclass": "f1_macro", "regression": "rmse"}
+DEFAULT_ESTIMATOR = {"binary": "sklearn.ensemble.RandomForestClassifier",
+                     "multiclass": "sklearn.ensemble.RandomForestClassifier",
+                     "regression": "sklearn.ensemble.RandomForestRegressor"}
+# Metrics where lower is better: a selection on them minimizes unless told otherwise.
+LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae", *LATENCY_METRICS, "parity_diff", "error_rate_gap", "mae_gap"})
+
+
+def task_metrics(task: str, classes: list[Any] | None = None) -> tuple[str, ...]:
+    """What evaluate logs for `task` (without fairness): per-class recall only when the classes are known."""
+    per_class = tuple(f"recall_{c}" for c in classes or []) if task == "multiclass" else ()
+    return (*TASK_METRICS[task], *per_class, *LATENCY_METRICS)
 
 
 class Step(Strict):
@@ -288,13 +327,70 @@ class Step(Strict):
     metrics: list[str] = Field([], description="metric names this step produces (in metrics/<step>.json)")
 
 
+class EarlyTermination(Strict):
+    """Stop trials that fall behind, judged on the selection metric each trial reports as it trains
+    (Azure ML's early termination policies, by their names and fields)."""
+
+    policy: Literal["median_stopping", "bandit", "truncation_selection"]
+    evaluation_interval: int = Field(1, ge=1, description="judge trials every this many reports")
+    delay_evaluation: int = Field(0, ge=0, description="reports before the first judgement")
+    slack_factor: float | None = Field(None, gt=0, description="bandit: stop a trial worse than the best by this ratio")
+    slack_amount: float | None = Field(None, gt=0, description="bandit: stop a trial worse than the best by this much")
+    truncation_percentage: int | None = Field(None, ge=1, le=99, description="truncation_selection: stop the worst this many percent")
+
+    @model_validator(mode="after")
+    def _policy_fields(self) -> EarlyTermination:
+        bandit = self.slack_factor is not None or self.slack_amount is not None
+        if self.policy == "bandit" and (self.slack_factor is None) == (self.slack_amount is None):
+            raise ValueError("the bandit policy needs one of slack_factor or slack_amount")
+        if self.policy != "bandit" and bandit:
+            raise ValueError("slack_factor and slack_amount belong to the bandit policy")
+        if (self.policy == "truncation_selection") != (self.truncation_percentage is not None):
+            raise ValueError("truncation_percentage belongs to, and is needed by, the truncation_selection policy")
+        return self
+
+
+class SweepLimits(Strict):
+    max_total_trials: int | None = Field(None, ge=1, description="trials at most; default: every grid point")
+    max_concurrent_trials: int | None = Field(None, ge=1, description="trials at once; default: one per core")
+    timeout: PositiveDuration | None = Field(None, description="no trial starts after this long")
+
+
+class Training(Strict):
+    """The team's own training code, in place of `estimator` (the contract: docs/training-code.md)."""
+
+    command: str = Field(description="run once per sweep trial from the project root; reads the SPECOPS_* inputs, "
+                                     "saves an MLflow model (any flavour) to $SPECOPS_MODEL_DIR and its metrics, "
+                                     "the selection metric among them, to $SPECOPS_METRICS_FILE as JSON")
+    deps: list[str] = Field([], description="files the command reads (its code): a change re-runs training")
+
+
 class Sweep(Strict):
-    max_parallel: int = Field(0, ge=0, description="candidates trained at once; 0 = one per core")
+    """How the train stage searches the space params.yaml declares under `sweep:`."""
+
+    sampling_algorithm: Literal["grid", "random", "bayesian"] = Field(
+        "grid", description="grid: every point; random: draws; bayesian: each draw guided by the trials so far (Optuna's TPE locally)")
+    early_termination: EarlyTermination | None = None
+    limits: SweepLimits = SweepLimits()
+    max_parallel: int = Field(0, ge=0, description="candidates trained at once; 0 = one per core "
+                                                   "(the same as limits.max_concurrent_trials; set one of them)")
+
+    @model_validator(mode="after")
+    def _one_concurrency(self) -> Sweep:
+        if self.max_parallel and self.limits.max_concurrent_trials:
+            raise ValueError("set max_parallel or limits.max_concurrent_trials, not both")
+        return self
+
+    @property
+    def concurrent_trials(self) -> int:
+        """Trials at once; 0 = one per core."""
+        return self.limits.max_concurrent_trials or self.max_parallel
 
 
 class Selection(Strict):
-    metric: str = "roc_auc"
-    goal: Literal["maximize", "minimize"] = "maximize"
+    metric: str = Field("roc_auc", description="default: the task's (binary roc_auc, multiclass f1_macro, regression rmse)")
+    goal: Literal["maximize", "minimize"] = Field(
+        "maximize", description="default: minimize for errors and losses (rmse, mae, log_loss), else maximize")
 
 
 class Triggers(Strict):
@@ -305,9 +401,15 @@ class Triggers(Strict):
 class PipelineSpec(Strict):
     dataset: Name
     feature_set: Name
+    task: Task = Field("binary", description="binary or multiclass classification, or regression: decides the metrics "
+                                             "evaluate computes, the default selection and estimator, what the endpoint answers")
     estimator: str = Field(
-        "sklearn.ensemble.RandomForestClassifier", description="importable scikit-learn compatible classifier"
+        "sklearn.ensemble.RandomForestClassifier",
+        description="importable scikit-learn compatible estimator; default: the task's random forest "
+                    "(lightgbm.LGBMClassifier, xgboost.XGBRegressor... work too)"
     )
+    training: Training | None = Field(None, description="the team's training command instead of `estimator`; "
+                                                        "its parameters come from the same params.yaml section")
     params: str = Field("train", description="section of params.yaml: {seed, test_size, fixed: {...}, sweep: {p: [..]}}")
     sweep: Sweep = Sweep()
     selection: Selection = Selection()
@@ -316,6 +418,25 @@ class PipelineSpec(Strict):
     steps: list[Step] = Field([], description="custom steps that run before data validation")
     triggers: Triggers = Triggers()
     description: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _task_defaults(cls, data: Any) -> Any:
+        """What a task implies when the spec leaves it out: estimator, selection metric, and the metric's goal."""
+        if not isinstance(data, dict):
+            return data
+        if data.get("training") is not None and data.get("estimator") is not None:
+            raise ValueError("give either estimator (specops trains it) or training (your command trains), not both")
+        task = data.get("task", "binary")
+        if task not in TASKS:
+            return data  # the field's own validation names the choices
+        selection = data.get("selection", {})
+        if not isinstance(selection, dict):
+            return data
+        metric = selection.get("metric", DEFAULT_SELECTION[task])
+        lower = isinstance(metric, str) and metric in LOWER_IS_BETTER  # anything else: the field's own error
+        goal = selection.get("goal", "minimize" if lower else "maximize")
+        return {"estimator": DEFAULT_ESTIMATOR[task], **data, "selection": {**selection, "metric": metric, "goal": goal}}
 
     @model_validator(mode="after")
     def _estimator_is_dotted(self) -> PipelineSpec:

@@ -26,9 +26,10 @@ from specops.spec.signals import (
     PERFORMANCE_DROP_DEFAULT,
     PERFORMANCE_METRICS,
     PRESETS,
+    TASK_PERFORMANCE_METRICS,
     Signals,
 )
-from specops.spec.checks import missing_reference, check, registered_models
+from specops.spec.checks import missing_reference, check, model_task, registered_models
 from specops.spec.kinds import (KINDS, Column, Cron, Dataset, Document, EnvRef, Name, Pipeline, PositiveDuration, Strict,
                                 register_kind)
 from specops.spec.loader import SpecSet
@@ -131,7 +132,8 @@ class Performance(Strict):
     max_drop: dict[PerformanceMetric, Annotated[float, Field(ge=0, le=1)]] = Field(
         {"accuracy": PERFORMANCE_DROP_DEFAULT},
         description="metric -> largest tolerated fall below the champion's evaluated value, in absolute points "
-                    "(0.03: accuracy 0.90 -> 0.87 is tolerated, 0.86 alerts)")
+                    "(0.03: accuracy 0.90 -> 0.87 is tolerated, 0.86 alerts); for a regression's mae and rmse, "
+                    "the largest tolerated growth relative to the champion's (0.1: 10% larger)")
     min_labels: int = Field(
         1000, ge=1, description="fewer labelled rows in the window are inconclusive: at 1,000 labels the standard "
                                 "error of an accuracy near 0.8 is 0.013, so the default 0.03 drop is over two of them")
@@ -312,6 +314,23 @@ def _signals_make_sense(specs: SpecSet, monitor: Monitor) -> Iterable[SpecError]
             yield specs.error(monitor, ("spec", signal), "needs a model: no pipeline trains on the baseline dataset "
                                                           "(use baseline.champion)")
     yield from _fairness_column(specs, monitor)
+    yield from _signals_fit_task(specs, monitor)
+
+
+def _signals_fit_task(specs: SpecSet, monitor: Monitor) -> Iterable[SpecError]:
+    model = monitored_model(specs, monitor)
+    if model is None or model not in registered_models(specs):
+        return
+    task = model_task(specs, model)
+    if monitor.spec.performance is not None:
+        fits = TASK_PERFORMANCE_METRICS[task]
+        for metric in monitor.spec.performance.max_drop:
+            if metric not in fits:
+                yield specs.error(monitor, ("spec", "performance", "max_drop", metric),
+                                  f"model {model!r} is {task}: its performance is measured by {', '.join(fits)}")
+    if monitor.spec.fairness is not None and task == "regression":
+        yield specs.error(monitor, ("spec", "fairness"), f"model {model!r} is a regression: parity of its answers needs "
+                                                          "classes; its error by group is gated at training (mae_gap)")
 
 
 def _fairness_column(specs: SpecSet, monitor: Monitor) -> Iterable[SpecError]:

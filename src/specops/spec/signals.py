@@ -83,9 +83,18 @@ NDCG = "normalized_discounted_cumulative_gain"
 # Azure ML's feature attribution drift example threshold (and SageMaker Clarify's fixed one): alert below 0.9.
 NDCG_DEFAULT = 0.9
 
-# Azure ML's classification performance metric names; f1_score is the evaluate stage's `f1`.
-PERFORMANCE_METRICS = ("accuracy", "precision", "recall", "f1_score")
-EVALUATED_NAME = {"accuracy": "accuracy", "precision": "precision", "recall": "recall", "f1_score": "f1"}
+# Azure ML's performance metric names (classification; regression: mae, rmse), and which of them each task measures.
+PERFORMANCE_METRICS = ("accuracy", "precision", "recall", "f1_score", "mae", "rmse")
+TASK_PERFORMANCE_METRICS = {"binary": ("accuracy", "precision", "recall", "f1_score"),
+                            "multiclass": ("accuracy", "f1_score"), "regression": ("mae", "rmse")}
+# What the evaluate stage calls each (multiclass f1_score: its macro average).
+EVALUATED_NAME = {"accuracy": "accuracy", "precision": "precision", "recall": "recall", "f1_score": "f1",
+                  "mae": "mae", "rmse": "rmse"}
+ERROR_METRICS = ("mae", "rmse")  # their "drop" is a growth, relative to the champion's: 0.1 = 10% larger
+
+
+def evaluated_name(metric: str, task: str) -> str:
+    return "f1_macro" if task == "multiclass" and metric == "f1_score" else EVALUATED_NAME[metric]
 PERFORMANCE_DROP_DEFAULT = 0.03  # the blueprint's retraining rule: accuracy more than 3 points below the champion's
 
 DPD = "demographic_parity_difference"

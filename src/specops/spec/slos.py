@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AfterValidator, Field
 
+from specops.core.durations import parse_duration
 from specops.errors import SpecError
-from specops.spec.checks import check, missing_reference
+from specops.spec.checks import check, missing_reference, model_task
 from specops.spec.endpoints import Endpoint
 from specops.spec.kinds import Dataset, Document, Gate, Name, Pipeline, PositiveDuration, Strict, register_kind
 from specops.spec.loader import SpecSet
@@ -63,10 +64,15 @@ class Latency(ObjectiveCommon):
 
 
 class Correctness(ObjectiveCommon):
-    """Good: a labelled answer that was right. The SLI is accuracy on feedback."""
+    """Good: a labelled answer that was right: the class itself, or a number within `tolerance` of the label.
+
+    The SLI is accuracy on feedback (regression: the share of answers within the tolerance).
+    """
 
     sli: Literal["correctness"]
     target: Target
+    tolerance: float | None = Field(None, gt=0, description="regression models only (and required for them): "
+                                                            "an answer within this of the label is right")
     min_samples: int = Field(100, ge=1, description="labelled answers needed; fewer is 'no data'")
 
 
@@ -145,6 +151,37 @@ def slos(specs: SpecSet) -> Iterable[SpecError]:
         for i, objective in enumerate(slo.spec.objectives):
             if isinstance(objective, Fairness):
                 yield from _sensitive_exists(specs, slo, i, objective)
+            if isinstance(objective, Correctness):
+                yield from _tolerance_fits(specs, slo, i, objective)
+        yield from _log_kept_long_enough(specs, slo)
+
+
+def _log_kept_long_enough(specs: SpecSet, slo: SLO) -> Iterable[SpecError]:
+    """The SLO reads its window from the endpoint's inference log: the log must keep at least that long."""
+    endpoint = endpoint_of(specs, slo)
+    if endpoint is None:
+        return
+    retention = endpoint.spec.server.inference_log.retention
+    windows = [(("spec", "window"), slo.spec.window)] + [
+        (("spec", "objectives", i, "window"), o.window) for i, o in enumerate(slo.spec.objectives)
+        if o.window and not isinstance(o, Freshness)]  # a model's age is read from the registry, not the log
+    for path, window in windows:
+        if parse_duration(window) > parse_duration(retention):
+            yield specs.error(slo, path, f"window {window} is longer than endpoint {endpoint.name}'s "
+                                         f"server.inference_log.retention ({retention}): the log would not hold it")
+
+
+def _tolerance_fits(specs: SpecSet, slo: SLO, i: int, objective: Correctness) -> Iterable[SpecError]:
+    model = served_model(specs, slo)
+    if model is None or not any(p.spec.model_name == model for p in specs.of_kind(Pipeline)):
+        return  # a model no pipeline here trains: its task is unknown
+    task = model_task(specs, model)
+    if task == "regression" and objective.tolerance is None:
+        yield specs.error(slo, ("spec", "objectives", i), f"model {model!r} is a regression: a correct answer needs "
+                                                          "a tolerance (how far from the label is still right)")
+    elif task != "regression" and objective.tolerance is not None:
+        yield specs.error(slo, ("spec", "objectives", i, "tolerance"),
+                          f"model {model!r} answers classes ({task}): a class is right or wrong, with no tolerance")
 
 
 def _unique_objectives(specs: SpecSet, slo: SLO) -> Iterable[SpecError]:

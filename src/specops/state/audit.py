@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from specops.core.clock import now
-from specops.core.files import append_line
 from specops.core.paths import ProjectPaths
+from specops.state.storage import LocalStorage, Storage
 
 
 class AuditAction(StrEnum):
@@ -59,22 +59,22 @@ def git_commit(root: Path) -> str | None:
 
 
 class AuditLog:
-    """The project's log (every environment's lines); `env` is stamped on the lines this instance writes."""
+    """The log in a storage (every environment sharing it writes there); `env` is stamped on the lines this
+    instance writes. `root` is the project checkout, for the git commit of each line."""
 
-    def __init__(self, root: Path | str, env: str | None = None):
+    NAME = ProjectPaths.relative(lambda p: p.audit_log)
+
+    def __init__(self, root: Path | str, env: str | None = None, storage: Storage | None = None):
         self.root, self.env = Path(root), env
-        self.path = ProjectPaths(self.root).audit_log
+        self.storage = storage or LocalStorage(ProjectPaths(self.root).state_dir)
 
     def record(self, action: AuditAction, resource: str, **detail: Any) -> dict[str, Any]:
         entry = {"time": now(), "actor": actor(), "commit": git_commit(self.root), "action": AuditAction(action).value,
                  "resource": resource, **({"env": self.env} if self.env else {}), **detail}
-        append_line(self.path, json.dumps(entry, sort_keys=True, default=str))
+        self.storage.append(self.NAME, json.dumps(entry, sort_keys=True, default=str))
         return entry
 
     def entries(self) -> Iterator[dict[str, Any]]:
-        if self.path.exists():
-            with self.path.open(encoding="utf-8") as handle:
-                for line in handle:
-                    if line.strip():
-                        yield json.loads(line)
-
+        for line in self.storage.lines(self.NAME):
+            if line.strip():
+                yield json.loads(line)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import itertools
+import math
 import os
 import random
 import re
@@ -283,15 +284,19 @@ class _Runner:
         points = _sample(node)
         workers = max(1, min(node.limits.max_concurrent_trials or len(points), max_parallel, len(points)))
 
-        def trial(index_point: tuple[int, dict[str, Any]]) -> TrialRun:
+        deadline = started + (node.limits.timeout or float("inf"))
+
+        def trial(index_point: tuple[int, dict[str, Any]]) -> TrialRun | None:
             index, point = index_point
+            if time.monotonic() >= deadline:
+                return None  # the sweep's timeout: Azure ML starts no more trials
             ran = self.command(name, node.trial, bindings, parent_run=sweep_run.info.run_id, search_space=point,
                                folder=f"{name}_trial_{index}")
             return TrialRun(point, ran.run_id, ran.outputs, seconds=ran.seconds)
 
         try:
             with ThreadPoolExecutor(workers) as pool:
-                trials = list(pool.map(trial, enumerate(points)))
+                trials = [t for t in pool.map(trial, enumerate(points)) if t is not None]
         except JobFailed:
             self.client.set_terminated(sweep_run.info.run_id, "FAILED")
             raise
@@ -323,8 +328,9 @@ def _reuse_key(component: Any, bindings: Mapping[str, Any], search_space: Mappin
 
 
 def _sample(node: Any) -> list[dict[str, Any]]:
-    """The trials' parameter values: every grid point, or max_total_trials random draws with the rendered seed."""
-    from azure.ai.ml.sweep import Choice, Randint, Uniform
+    """The trials' parameter values: every grid point, or max_total_trials random draws with the rendered seed
+    (Bayesian sampling too: Azure ML's Bayesian model is the service's own; its trials are draws from the same space)."""
+    from azure.ai.ml.sweep import Choice, LogUniform, Randint, Uniform
 
     space = node.search_space
     algorithm = node.sampling_algorithm
@@ -342,6 +348,8 @@ def _sample(node: Any) -> list[dict[str, Any]]:
     def draw(expression: Any) -> Any:
         if isinstance(expression, Choice):
             return rng.choice(expression.values)
+        if isinstance(expression, LogUniform):  # before Uniform, its base class
+            return math.exp(rng.uniform(expression.min_value, expression.max_value))
         if isinstance(expression, Uniform):
             return rng.uniform(expression.min_value, expression.max_value)
         if isinstance(expression, Randint):

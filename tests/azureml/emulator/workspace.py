@@ -175,7 +175,7 @@ class Workspace:
         self.close()
 
 
-def start_workspace(root: Path, python: str = sys.executable, timeout_s: float = 120) -> Workspace:
+def start_workspace(root: Path, python: str = sys.executable, timeout_s: float = 300) -> Workspace:
     """Start `mlflow server` (SQLite under root, artifacts under root) and the refusing proxy in front of it."""
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
