@@ -17,7 +17,6 @@ import pyarrow.parquet as pq
 from specops.errors import SpecopsError, StageFailed
 from specops.features.transforms import compute_features
 from specops.lifecycle.context import StageContext
-from specops.lifecycle.production import with_rows as with_production_rows
 from specops.data import load_dataset
 from specops.core.paths import RunPaths
 
@@ -39,9 +38,7 @@ class FeatureTable:
 
 def run(ctx: StageContext) -> None:
     dataset, feature_set = ctx.dataset.spec, ctx.feature_set.spec
-    raw, joined = with_production_rows(ctx.root, ctx.pipeline, load_dataset(ctx.root, dataset))
-    if joined:
-        print(f"{joined} labelled production rows join the {len(raw) - joined} rows of dataset {ctx.dataset.name}")
+    raw = load_dataset(ctx.root, dataset)
     features = compute_features(raw, feature_set, dataset)
     extra = [dataset.target, *dataset.sensitive]
     clash = sorted(set(features.columns) & set(extra))
