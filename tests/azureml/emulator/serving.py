@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.azureml.emulator.jobs import _snapshot
-from tests.azureml.emulator.workspace import Workspace, _stop, free_port
+from tests.azureml.emulator.workspace import Workspace, _stop, free_port, wait_until_answering
 
 
 @dataclass
@@ -179,14 +179,4 @@ def _collector(collected: Collected) -> ThreadingHTTPServer:
 
 
 def _wait_ready(served: ServedDeployment, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if served.process.poll() is not None:
-            raise RuntimeError(f"azmlinfsrv exited {served.process.returncode}:\n{served.log.read_text()[-4000:]}")
-        try:
-            with urllib.request.urlopen(f"{served.url}/", timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.25)
-    raise TimeoutError(f"azmlinfsrv not ready after {timeout_s:.0f}s:\n{served.log.read_text()[-4000:]}")
+    wait_until_answering(served.process, f"{served.url}/", timeout_s, served.log, "azmlinfsrv")

@@ -201,17 +201,22 @@ def start_workspace(root: Path, python: str = sys.executable, timeout_s: float =
 
 
 def _wait_healthy(server: subprocess.Popen[bytes], upstream: str, timeout_s: float, log: Path) -> None:
+    wait_until_answering(server, f"http://{upstream}/health", timeout_s, log, "mlflow server")
+
+
+def wait_until_answering(process: subprocess.Popen[bytes], url: str, timeout_s: float, log: Path, name: str) -> None:
+    """Until `url` answers 200; fails with the end of `log` if `process` exits first or the time runs out."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"mlflow server exited {server.returncode}:\n{log.read_text()[-3000:]}")
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited {process.returncode}:\n{log.read_text()[-4000:]}")
         try:
-            with urllib.request.urlopen(f"http://{upstream}/health", timeout=2) as answer:
+            with urllib.request.urlopen(url, timeout=2) as answer:
                 if answer.status == 200:
                     return
         except OSError:
             time.sleep(0.25)
-    raise TimeoutError(f"mlflow server not healthy after {timeout_s:.0f}s:\n{log.read_text()[-3000:]}")
+    raise TimeoutError(f"{name} not ready after {timeout_s:.0f}s:\n{log.read_text()[-4000:]}")
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
