@@ -42,6 +42,8 @@ def make_project(dest: Path, rows: int = 1500, sweep: str = "[3, 5]", with_pipel
     if endpoint_port is None:
         for folder in SERVING_SPECS:
             shutil.rmtree(dest / "specs" / folder)
+        pipeline = dest / "specs" / "pipelines" / "training.yaml"  # no endpoint: no production answers to learn from
+        pipeline.write_text(pipeline.read_text().split("  # A retraining also learns from production")[0])
     else:
         endpoint.write_text(endpoint.read_text().replace("port: 5800", f"port: {endpoint_port}"))
     shutil.copytree(REPO / "src" / "credit_risk", dest / "src" / "credit_risk", ignore=shutil.ignore_patterns("__pycache__"))

@@ -15,11 +15,14 @@ checkout as it is: the demo commits there, trains there and serves from there.
    labelled feedback fails; all traffic goes back to stable at once; an
    incident is written; apply fails, and the plan keeps saying so until the
    challenger alias is moved off the bad version.
-4. Drift closes the loop. Traffic shifts (incomes fall by a fifth); the monitor
-   alerts on income only; retraining starts by itself with trigger_reason=drift;
-   the new model passes the gate and goes out through the rollout; `specops slo
-   status` shows the error budgets left and `specops kpi` the drift reaction
-   time and the lead time.
+4. Drift closes the loop. A downturn: incomes fall by a fifth and debt weighs
+   more on who defaults; the monitor alerts on income (the changed relationship
+   shows only in the labels); retraining starts by itself with
+   trigger_reason=drift, on data/credit.csv plus the endpoint's labelled answers
+   of the last week (the Pipeline's spec.feedback); the new model passes the gate
+   and goes out through the rollout, and the accuracy of both models on the same
+   labelled live traffic is printed; `specops slo status` shows the error budgets
+   left and `specops kpi` the drift reaction time and the lead time.
 
 The endpoint answers throughout; the traffic client's count of failed requests
 is printed at the end of every act. `python -m credit_risk.demo --keep` leaves
@@ -105,13 +108,15 @@ def act_three(root: Path) -> None:
 def act_four(root: Path) -> None:
     header("4. Drift: the monitor alerts, retraining starts by itself, the rollout ships it")
     window = 65  # the local monitor window is one minute (specs/project.yaml: monitor_window)
-    console.print(f"Production shifts: incomes fall by a fifth. Sending drifted traffic for {window} s ...")
-    with running(Traffic(root, ENDPOINT, drift="income", rate=RATE)):
+    console.print(f"A downturn: incomes fall by a fifth, and debt now weighs twice as much on who defaults. "
+                  f"Sending its traffic, labels fed back, for {window} s ...")
+    with running(Traffic(root, ENDPOINT, drift="recession", rate=RATE)):
         time.sleep(window)
         specops(root, "monitor", "run", MONITOR)
-        specops(root, "controller", "--once")
+        specops(root, "controller", "--once")  # retrains on data/credit.csv plus the week's labelled answers
     specops(root, "rollout", "status", ENDPOINT)
     expect_rollout(root, "Healthy")
+    compare_on_live_traffic(root)
     specops(root, "scoreboard")
     specops(root, "slo", "status", "--format", "markdown")
     specops(root, "kpi")
@@ -140,6 +145,20 @@ def expect_rollout(root: Path, status: str) -> None:
     if record is None or record.status != status:
         found = "no rollout" if record is None else f"{record.status}: {record.message}"
         raise SystemExit(f"expected the rollout to end {status}, found {found}")
+
+
+def compare_on_live_traffic(root: Path) -> None:
+    """The retrained model against the one it replaced, on the same live answers whose labels came back."""
+    from specops.project import Project
+
+    record = Project(root).state.rollout(ENDPOINT)
+    analysis = record.analyses[-1] if record is not None and record.analyses else None
+    if analysis is None or "accuracy" not in analysis["canary"] or "accuracy" not in analysis["stable"]:
+        raise SystemExit("the rollout recorded no labelled analysis to compare the models on")
+    old, new = analysis["stable"], analysis["canary"]
+    console.print(f"[bold]on the downturn's labelled traffic[/bold] (the rollout's last analysis): the model it replaced "
+                  f"{old['accuracy']:.3f} accuracy ({old['labelled']:.0f} labels), the model retrained with production "
+                  f"rows {new['accuracy']:.3f} ({new['labelled']:.0f} labels)")
 
 
 def header(title: str) -> None:

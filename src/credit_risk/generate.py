@@ -27,6 +27,8 @@ Drift modes, for exercising monitors:
 - credit_score: scores drop by 40 points on average
 - region: the north grows from 30% to 55% of applicants
 - concept: debt ratio matters twice as much and credit score half as much
+- recession: income and concept together (the monitor sees only the income shift;
+  the labels carry the changed relationship)
 
 Output is byte-identical for the same arguments: numbers are written with a
 fixed format and the random generator is numpy's seeded PCG64.
@@ -72,6 +74,8 @@ DRIFTS = {
     "credit_score": dataclasses.replace(REFERENCE, credit_mean=640.0),
     "region": dataclasses.replace(REFERENCE, region_weights=(0.55, 0.15, 0.15, 0.15)),
     "concept": dataclasses.replace(REFERENCE, debt_weight=2.6, credit_weight=-0.75),
+    # Both at once, as a downturn brings them: what the demo's fourth act sends.
+    "recession": dataclasses.replace(REFERENCE, income_median=44_000.0, debt_weight=2.6, credit_weight=-0.75),
 }
 
 FORMATS = {

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from specops.backends import local_endpoint
 from specops.backends.dvc_causes import pipeline_causes, pipeline_status
 from specops.core.processes import run_tied
+from specops.lifecycle import production
 from specops.plan.backend import Reporter
 from specops.errors import SpecopsError
 from specops.plan.model import Action, Cause, Operation, Resource
@@ -173,6 +174,11 @@ class LocalBackend:
         commands = [["repro", final_stage(pipeline.name)]]
         if retrain_reason:
             commands.insert(0, ["repro", "--force", "--single-item", stage_name(pipeline.name, "train")])
+            if pipeline.spec.feedback is not None:  # new labelled rows: features first, so training sees them
+                rows = production.export(specs, pipeline)
+                report(f"{pipeline.key}: {rows} labelled production rows from endpoint {pipeline.spec.feedback.endpoint} "
+                       f"(younger than {pipeline.spec.feedback.max_age}) join the training data")
+                commands.insert(0, ["repro", stage_name(pipeline.name, "features")])
         self._repro(pipeline, specs, commands, retrain_reason or "apply", report)
         registration = self.project.paths.run(pipeline.name).registration
         return json.loads(registration.read_text()) if registration.exists() else {}
@@ -183,6 +189,7 @@ class LocalBackend:
         self._repro(pipeline, specs, [["repro", stage_name(pipeline.name, "evaluate")]], "review", report)
 
     def _repro(self, pipeline: Pipeline, specs: SpecSet, commands: list[list[str]], reason: str, report: Reporter) -> None:
+        production.ensure(specs, pipeline)
         env = {**os.environ, "SPECOPS_ENV": specs.env, "SPECOPS_TRIGGER_REASON": reason}
         # Stage commands say `python`: make it this interpreter, whatever PATH the caller had.
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"

@@ -58,6 +58,10 @@ class ProjectPaths:
     def incident(self, incident_id: str) -> Path:
         return self.incidents / f"{incident_id}.md"
 
+    def production_rows(self, pipeline: str) -> Path:
+        """The labelled production rows a retraining of `pipeline` exported (specops.lifecycle.production)."""
+        return self.state_dir / "feedback" / f"{pipeline}.csv"
+
     def slo_history(self, endpoint: str) -> Path:
         return self.state_dir / "slo" / endpoint / "metrics.jsonl"
 

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 from specops.errors import SpecopsError, StageFailed
 from specops.features.transforms import compute_features
 from specops.lifecycle.context import StageContext
+from specops.lifecycle.production import with_rows as with_production_rows
 from specops.data import load_dataset
 from specops.core.paths import RunPaths
 
@@ -38,7 +39,9 @@ class FeatureTable:
 
 def run(ctx: StageContext) -> None:
     dataset, feature_set = ctx.dataset.spec, ctx.feature_set.spec
-    raw = load_dataset(ctx.root, dataset)
+    raw, joined = with_production_rows(ctx.root, ctx.pipeline, load_dataset(ctx.root, dataset))
+    if joined:
+        print(f"{joined} labelled production rows join the {len(raw) - joined} rows of dataset {ctx.dataset.name}")
     features = compute_features(raw, feature_set, dataset)
     extra = [dataset.target, *dataset.sensitive]
     clash = sorted(set(features.columns) & set(extra))

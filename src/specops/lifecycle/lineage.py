@@ -58,4 +58,6 @@ def lineage_tags(lineage: dict[str, Any]) -> dict[str, str]:
         "lineage.feature_set": f"{lineage['feature_set']['name']}@v{lineage['feature_set']['version']}",
         "lineage.gate_passed": str(lineage["gate"]["passed"]).lower(),
         "lineage.task": lineage.get("task", "binary"),
+        **({"lineage.production_rows_md5": rows["md5"] or "", "lineage.production_rows": str(rows["rows"])}
+           if (rows := lineage["data"].get("production_rows")) else {}),
     }

@@ -28,6 +28,8 @@ from mlflow import MlflowClient
 from specops.errors import StageFailed
 from specops.lifecycle import lineage
 from specops.lifecycle.candidates import SavedCandidate, saved_candidate
+from specops.core.paths import ProjectPaths
+from specops.lifecycle.production import with_rows as with_production_rows
 from specops.lifecycle.context import StageContext, read_json, write_json
 from specops.data import load_dataset
 from specops.lifecycle.featurize import read_feature_table
@@ -90,7 +92,7 @@ def lineage_record(ctx: StageContext, candidate: SavedCandidate, gate: dict[str,
         "pipeline": ctx.pipeline.name,
         "task": ctx.pipeline.spec.task,
         "run_id": candidate.run_id,
-        "data": {"dataset": ctx.dataset.name, **data_hash(ctx.root, ctx.dataset.spec.path)},
+        "data": {"dataset": ctx.dataset.name, **data_hash(ctx.root, ctx.dataset.spec.path), **production_rows(ctx)},
         "git": lineage.git_state(ctx.root),
         "code_sha256": lineage.code_hash(ctx.root),
         "requirements_lock_sha256": lineage.environment_lock_hash(ctx.root),
@@ -99,6 +101,18 @@ def lineage_record(ctx: StageContext, candidate: SavedCandidate, gate: dict[str,
         "feature_set": {"name": feature_set.name, "version": feature_set.spec.version, "owner": feature_set.spec.owner},
         "gate": {"name": gate["gate"], "passed": gate["passed"], "checks": gate["checks"]},
     }
+
+
+def production_rows(ctx: StageContext) -> dict[str, Any]:
+    """The labelled production rows the model also trained on (spec.feedback), as DVC recorded them."""
+    if ctx.pipeline.spec.feedback is None:
+        return {}
+    path = ProjectPaths(ctx.root).production_rows(ctx.pipeline.name)
+    if not path.exists():
+        return {}
+    relative = path.relative_to(ctx.root).as_posix()
+    rows = sum(1 for _ in path.open(encoding="utf-8")) - 1
+    return {"production_rows": {**data_hash(ctx.root, relative), "rows": rows, "endpoint": ctx.pipeline.spec.feedback.endpoint}}
 
 
 def model_card(ctx: StageContext, model_name: str, version: str, aliases: list[str], gate: dict[str, Any],
@@ -126,7 +140,7 @@ def store_records(ctx: StageContext, client: MlflowClient, candidate: SavedCandi
 def training_baseline(ctx: StageContext) -> BaselineSummary:
     """The drift baseline: the raw model inputs on the rows the model was trained on (not the test rows)."""
     split = read_json(ctx.paths, ctx.paths.split, "train")
-    frame = load_dataset(ctx.root, ctx.dataset.spec)
+    frame, _ = with_production_rows(ctx.root, ctx.pipeline, load_dataset(ctx.root, ctx.dataset.spec))  # as features read them
     training_rows = frame.drop(index=frame.index[split["test_rows"]])
     return summarize_features(training_rows, model_inputs(ctx.dataset))
 

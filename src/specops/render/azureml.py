@@ -757,6 +757,9 @@ def _pipeline_notes(specs: SpecSet) -> Iterable[str]:
         if pipeline.spec.triggers.data_change:
             yield (f"Pipeline/{pipeline.name}: spec.triggers.data_change has no Azure ML trigger; "
                    "CI runs the pipeline when DVC-tracked data changes")
+        if pipeline.spec.feedback is not None:
+            yield (f"Pipeline/{pipeline.name}: spec.feedback (labelled production rows joining the training data) is "
+                   "exported by the local backend only; an Azure ML retraining trains on the Dataset alone")
     for feature_set in specs.of_kind(FeatureSet):
         yield (f"FeatureSet/{feature_set.name}: spec.refresh (local feature cache refresh) has no Azure ML counterpart; "
                "features are computed inside each pipeline run")

@@ -21,7 +21,8 @@ from pydantic import AfterValidator, Field, model_validator
 from specops.core.durations import seconds
 from specops.errors import SpecError
 from specops.spec.checks import missing_reference, check, model_task, registered_models
-from specops.spec.kinds import Dataset, Document, Duration, Gate, Name, PositiveDuration, Project, Strict, register_kind
+from specops.spec.kinds import (Dataset, Document, Duration, Gate, Name, Pipeline, PositiveDuration, Project, Strict,
+                                 register_kind)
 from specops.spec.loader import Path_, SpecSet
 
 MODEL_REF = re.compile(r"^(?P<name>[a-z0-9]([-a-z0-9]*[a-z0-9])?)@(?P<selector>[0-9]+|[A-Za-z][-\w]*)$")
@@ -288,6 +289,23 @@ def endpoints(specs: SpecSet) -> Iterable[SpecError]:
         yield from _mirror(specs, endpoint, spec)
         if spec.rollout is not None:
             yield from _rollout(specs, endpoint, spec)
+
+
+@check
+def pipeline_feedback(specs: SpecSet) -> Iterable[SpecError]:
+    """A Pipeline retrains on the labelled answers of an Endpoint that serves its model."""
+    for pipeline in specs.of_kind(Pipeline):
+        feedback, at = pipeline.spec.feedback, ("spec", "feedback", "endpoint")
+        if feedback is None:
+            continue
+        endpoint = specs.get(Endpoint, feedback.endpoint)
+        if endpoint is None:
+            yield from missing_reference(specs, pipeline, at, Endpoint, feedback.endpoint)
+            continue
+        served = sorted({d.model_ref.name for d in endpoint.spec.deployments})
+        if pipeline.spec.model_name not in served:
+            yield specs.error(pipeline, at, f"endpoint {feedback.endpoint!r} does not serve model {pipeline.spec.model_name!r} "
+                                            f"(it serves {', '.join(served)}): its answers are another model's")
 
 
 @check

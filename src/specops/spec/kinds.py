@@ -398,6 +398,14 @@ class Triggers(Strict):
     data_change: bool = False
 
 
+class Feedback(Strict):
+    """Production answers with their ground truth, joining the training data when the pipeline retrains."""
+
+    endpoint: Name = Field(description="the Endpoint serving this pipeline's model whose labelled answers (the inference "
+                                       "log joined with /feedback labels) are exported on each retraining")
+    max_age: PositiveDuration = Field("P30D", description="only answers younger than this")
+
+
 class PipelineSpec(Strict):
     dataset: Name
     feature_set: Name
@@ -417,6 +425,8 @@ class PipelineSpec(Strict):
     model_name: Name = Field(description="registered model name in the MLflow registry")
     steps: list[Step] = Field([], description="custom steps that run before data validation")
     triggers: Triggers = Triggers()
+    feedback: Feedback | None = Field(None, description="on a retraining, the endpoint's labelled production rows join "
+                                                        "the Dataset's rows (the features stage reads both)")
     description: str = ""
 
     @model_validator(mode="before")
