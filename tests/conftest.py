@@ -16,6 +16,20 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 # The example's Endpoint, and the Monitor and SLO that measure it: left out where a test needs no server.
 SERVING_SPECS = ("endpoints", "monitors", "slos")
+FEEDBACK = "  # A retraining also learns from production"  # where training.yaml's feedback (naming that Endpoint) starts
+
+
+def copy_specs(dest: Path, serving: bool = False) -> Path:
+    """The example specs at `dest`; without `serving`, no Endpoint, Monitor or SLO, and no feedback naming the Endpoint."""
+    shutil.copytree(REPO / "specs", dest, ignore=None if serving else shutil.ignore_patterns(*SERVING_SPECS))
+    if not serving:
+        without_feedback(dest / "pipelines" / "training.yaml")
+    return dest
+
+
+def without_feedback(pipeline: Path) -> None:
+    """Drop the example Pipeline's feedback, for a project whose endpoints are not the example's."""
+    pipeline.write_text(pipeline.read_text().split(FEEDBACK)[0])
 
 
 def run(cmd: list[str], cwd: Path, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
@@ -37,14 +51,9 @@ def make_project(dest: Path, rows: int = 1500, sweep: str = "[3, 5]", with_pipel
 
     The example Endpoint, its Monitor and SLO are left out unless `endpoint_port` is given (apply would start a server).
     """
-    shutil.copytree(REPO / "specs", dest / "specs")
-    endpoint = dest / "specs" / "endpoints" / "credit-scoring.yaml"
-    if endpoint_port is None:
-        for folder in SERVING_SPECS:
-            shutil.rmtree(dest / "specs" / folder)
-        pipeline = dest / "specs" / "pipelines" / "training.yaml"  # no endpoint: no production answers to learn from
-        pipeline.write_text(pipeline.read_text().split("  # A retraining also learns from production")[0])
-    else:
+    copy_specs(dest / "specs", serving=endpoint_port is not None)
+    if endpoint_port is not None:
+        endpoint = dest / "specs" / "endpoints" / "credit-scoring.yaml"
         endpoint.write_text(endpoint.read_text().replace("port: 5800", f"port: {endpoint_port}"))
     shutil.copytree(REPO / "src" / "credit_risk", dest / "src" / "credit_risk", ignore=shutil.ignore_patterns("__pycache__"))
     params = (REPO / "params.yaml").read_text().replace("[3, 5, 7]", sweep).replace("n_estimators: 100", "n_estimators: 30")

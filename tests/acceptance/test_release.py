@@ -1,79 +1,35 @@
-"""specops as users get it: the built wheel and sdist, the wheel in a fresh virtual environment, and a project
-generated from that install with no source flag, moved to another folder, installing itself from what it
-committed and running its own `make demo` and `make test`.
+"""specops as users get it: the built wheel in a fresh virtual environment, a project generated from that install
+with no source flag, moved to another folder, installing itself from what it committed and running its own
+`make demo` and `make test`; and the CLI-alone routes of the README, `pipx install` and `uv tool install`.
 
-Minutes of work (two fresh environments): `make acceptance` and CI run it, `make test` does not.
+Minutes of work (fresh environments of ~300 packages): `make acceptance` and CI run it, `make test` does not
+(tests/release/test_wheel.py builds, twine-checks and runs the wheel there, in seconds).
 SPECOPS_DIST=<folder> tests a wheel and sdist built already (the release workflow's) instead of building here.
 """
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shutil
-import subprocess
-import sys
 import time
-import zipfile
 from pathlib import Path
 
 import pytest
 
-from specops.init import TEMPLATE
 from tests.conftest import REPO
-
-BIN = Path(sys.executable).parent  # this repository's environment: build, twine
-
-
-def run(args: list[str | Path], cwd: Path, timeout: int = 1800, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    result = subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                            env=env or clean_env())
-    assert result.returncode == 0, f"{' '.join(map(str, args))} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
-    return result
-
-
-def clean_env() -> dict[str, str]:
-    """No trace of this repository's environment: the fresh one and the project's own must stand alone."""
-    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "VENV")}
-    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if Path(p) != BIN)
-    return env
+from tests.release.build import BIN, build_dist, clean_env, pinned_versions, run, system_python, the_wheel
 
 
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory) -> Path:
-    if os.environ.get("SPECOPS_DIST"):
-        return Path(os.environ["SPECOPS_DIST"])
-    out = tmp_path_factory.mktemp("dist")
-    # --no-isolation: the build backend (setuptools, setuptools-scm) comes hash-pinned from the lock.
-    run([BIN / "python", "-m", "build", "--no-isolation", "--outdir", out, REPO], REPO, env=dict(os.environ))
-    return out
-
-
-def the_wheel(dist: Path) -> Path:
-    (wheel,) = dist.glob("specops-*.whl")
-    return wheel
-
-
-def test_the_wheel_and_sdist_pass_twine_check_and_carry_the_template(dist):
-    (sdist,) = dist.glob("specops-*.tar.gz")
-    wheel = the_wheel(dist)
-    result = run([BIN / "twine", "check", "--strict", wheel, sdist], REPO, env=dict(os.environ))
-    assert result.stdout.count("PASSED") == 2, result.stdout
-    names = set(zipfile.ZipFile(wheel).namelist())
-    template = {"specops/init/template/" + p.relative_to(TEMPLATE).as_posix()
-                for p in TEMPLATE.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
-    assert template - names == set(), "template files missing from the wheel (pyproject package-data)"
-    cards = {f"specops/lifecycle/templates/{p.name}" for p in (TEMPLATE.parents[1] / "lifecycle" / "templates").glob("*.j2")}
-    assert cards and cards <= names
-    print(f"\nwheel {wheel.name}: {wheel.stat().st_size / 1024:.0f} KiB; sdist {sdist.stat().st_size / 1024:.0f} KiB")
+    return build_dist(tmp_path_factory.mktemp("dist"))
 
 
 @pytest.fixture(scope="module")
 def installed(dist, tmp_path_factory) -> Path:
     """The wheel in a fresh virtual environment, its dependencies hash-pinned from the lock (the template route)."""
     venv = tmp_path_factory.mktemp("fresh") / "venv"
-    python3 = shutil.which("python3", path=clean_env()["PATH"]) or sys.executable
-    run([python3, "-m", "venv", venv], REPO)
+    run([system_python(), "-m", "venv", venv], REPO)
     pip = [venv / "bin" / "python", "-m", "pip", "install", "--quiet", "--no-compile"]  # no .pyc: it only runs init
     started = time.monotonic()
     run([*pip, "--require-hashes", "--no-deps", "-r", REPO / "requirements.lock"], REPO)
@@ -114,3 +70,25 @@ def test_the_installed_wheel_generates_a_project_that_installs_itself_elsewhere(
     tests = run(["make", "--no-print-directory", "test"], moved)
     summary = tests.stdout.strip().splitlines()[-1]
     assert re.search(r"\d+ passed", summary) and "skipped" not in summary and "failed" not in summary, summary
+
+
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize("route", ["uv", "pipx"])
+def test_the_cli_alone_installs_from_the_wheel_with_uv_tool_and_pipx(route, dist, tmp_path):
+    """README: `pipx install specops` / `uv tool install specops`; here from the built wheel, at the lock's versions."""
+    wheel, home = the_wheel(dist), tmp_path / "home"
+    constraints = pinned_versions(REPO / "requirements.lock", tmp_path / "constraints.txt")
+    env = {**clean_env(), "HOME": str(home), "UV_TOOL_DIR": str(home / "tools"), "UV_TOOL_BIN_DIR": str(home / "bin"),
+           "PIPX_HOME": str(home / "pipx"), "PIPX_BIN_DIR": str(home / "bin")}
+    started = time.monotonic()
+    if route == "uv":
+        run([BIN / "uv", "tool", "install", "--python", system_python(), "--constraints", constraints, wheel], tmp_path, env=env)
+    else:
+        run([BIN / "pipx", "install", "--python", system_python(), "--pip-args", f"--constraint {constraints} --no-compile",
+             wheel], tmp_path, env=env)
+    print(f"\n{route}: the CLI alone installed from the wheel in {time.monotonic() - started:.0f} s", flush=True)
+    specops = home / "bin" / "specops"
+    version = wheel.name.split("-")[1]
+    assert run([specops, "--version"], tmp_path, env=env).stdout.strip() == f"specops, version {version}"
+    run([specops, "init", "churn", "--target", "churned", "--no-interactive"], tmp_path, env=env)
+    run([specops, "validate"], tmp_path / "churn", env=env)

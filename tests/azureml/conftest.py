@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, SERVING_SPECS
+from tests.conftest import REPO, copy_specs
 
 ENDPOINT = """\
 apiVersion: specops/v1
@@ -80,7 +80,7 @@ spec:
 def project(tmp_path: Path) -> Path:
     root = tmp_path / "proj"
     # The example's own Endpoint and Monitor stay out: ENDPOINT declares the ones these tests check.
-    shutil.copytree(REPO / "specs", root / "specs", ignore=shutil.ignore_patterns(*SERVING_SPECS))
+    copy_specs(root / "specs")
     # The deployments' scoring script, which the SDK opens before it sends a deployment (the code snapshot).
     for name in ("params.yaml", "requirements.lock", "tools/azureml-serving.lock", "src/specops/serving/azureml_score.py"):
         (root / name).parent.mkdir(parents=True, exist_ok=True)

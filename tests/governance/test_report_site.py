@@ -23,6 +23,7 @@ from specops.project import Project
 from specops.rollout.incident import write_incident
 from specops.state.audit import AuditAction
 from specops.state.records import DEGRADED, RolloutRecord
+from tests.conftest import without_feedback
 from tests.slo.conftest import ENDPOINT, HOUR, NOW, record, write_log, write_scrapes
 
 # One worker builds the module's site (an MLflow store and a browser): `make test` runs with --dist loadgroup.
@@ -75,6 +76,7 @@ def _project(root: Path) -> Project:
     for part in ("project.yaml", "data", "gates", "pipelines"):
         source = REPO / "specs" / part
         (shutil.copytree if source.is_dir() else shutil.copy)(source, root / "specs" / part)
+    without_feedback(root / "specs" / "pipelines" / "training.yaml")  # it names the example's Endpoint
     (root / "specs" / "scoring.yaml").write_text(SPECS)
     return Project(root, "local")
 

@@ -15,7 +15,7 @@ import pytest
 from credit_risk.generate import generate, to_csv
 from specops.core.paths import ProjectPaths
 from specops.serving.inference_log import InferenceLog
-from tests.conftest import SERVING_SPECS
+from tests.conftest import copy_specs
 
 REPO = Path(__file__).resolve().parents[2]
 FIRE = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)  # a cron fire time of the monitor below
@@ -50,7 +50,7 @@ spec:
 def monitor_project(dest: Path) -> Path:
     """The example specs plus MONITOR, and 5,000 rows of example data (the baseline)."""
     # The example's own endpoints and monitors stay out: MONITOR declares the ones these tests read.
-    shutil.copytree(REPO / "specs", dest / "specs", ignore=shutil.ignore_patterns(*SERVING_SPECS))
+    copy_specs(dest / "specs")
     (dest / "specs" / "monitors.yaml").write_text(MONITOR, encoding="utf-8")
     data = dest / "data" / "credit.csv"
     data.parent.mkdir()

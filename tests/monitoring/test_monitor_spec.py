@@ -1,7 +1,6 @@
 """The Monitor kind: validated fields, cross-references, and what a monitor run reads from it."""
 from __future__ import annotations
 
-import shutil
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
@@ -13,7 +12,7 @@ from specops.spec.signals import AZUREML, BLUEPRINT, KS, PSI
 from specops.spec import KINDS, Dataset, Document, load_specs
 from specops.core.durations import parse_duration
 from specops.spec.monitors import Monitor, baseline_dataset, monitored_features
-from tests.conftest import SERVING_SPECS
+from tests.conftest import copy_specs
 
 REPO = Path(__file__).resolve().parents[2]
 MONITOR = """apiVersion: specops/v1
@@ -45,7 +44,7 @@ def project(tmp_path: Path, monkeypatch) -> Path:
     # Endpoint references are checked only while an Endpoint kind is registered.
     monkeypatch.delitem(KINDS, "Endpoint", raising=False)
     # The example's own endpoints and monitors stay out: these tests declare their own (and stand in for Endpoint).
-    shutil.copytree(REPO / "specs", tmp_path / "specs", ignore=shutil.ignore_patterns(*SERVING_SPECS))
+    copy_specs(tmp_path / "specs")
     return tmp_path
 
 

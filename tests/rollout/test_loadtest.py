@@ -2,7 +2,6 @@
 pre-promotion load test judged as analyses, and blue-green post-promotion analysis switching back."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ from specops.state.records import DEGRADED, HEALTHY
 from specops.serving.traffic import read_traffic
 from specops.spec import load_specs
 from specops.spec.endpoints import CanaryRollout
-from tests.conftest import REPO, SERVING_SPECS
+from tests.conftest import copy_specs
 from tests.rollout.conftest import Load, write_endpoint
 from tests.serving.conftest import Server
 from tests.serving.test_endpoint_specs import CANARY as SPEC_CANARY
@@ -86,7 +85,7 @@ def test_a_load_tests_requests_are_left_out_of_the_analysis_window():
 @pytest.fixture
 def spec_project(tmp_path: Path) -> Path:
     # The example's own Endpoint and Monitor left out: these tests write theirs.
-    shutil.copytree(REPO / "specs", tmp_path / "specs", ignore=shutil.ignore_patterns(*SERVING_SPECS))
+    copy_specs(tmp_path / "specs")
     return tmp_path
 
 

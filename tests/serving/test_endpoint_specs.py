@@ -1,7 +1,6 @@
 """Endpoint and BatchEndpoint specs: valid examples load, every mistake is named with its position."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -10,7 +9,7 @@ from specops.errors import SpecErrors
 from specops.spec import load_specs
 from specops.core.durations import seconds as duration_seconds
 from specops.spec.endpoints import BlueGreenRollout, CanaryRollout, Endpoint, ModelRef
-from tests.conftest import SERVING_SPECS
+from tests.conftest import copy_specs
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -60,7 +59,7 @@ spec:
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     # The example's own Endpoint and Monitor left out: these tests write theirs.
-    shutil.copytree(REPO / "specs", tmp_path / "specs", ignore=shutil.ignore_patterns(*SERVING_SPECS))
+    copy_specs(tmp_path / "specs")
     return tmp_path
 
 

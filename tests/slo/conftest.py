@@ -16,6 +16,7 @@ import pytest
 from specops.core.paths import ProjectPaths
 from specops.slo import history
 from specops.state.storage import LocalStorage
+from tests.conftest import without_feedback
 
 REPO = Path(__file__).resolve().parents[2]
 ENDPOINT = "scoring"
@@ -63,6 +64,7 @@ def project(tmp_path: Path) -> Path:
     for part in ("project.yaml", "data", "gates", "pipelines"):  # not endpoints/: the tests declare their own
         source = REPO / "specs" / part
         (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp_path / "specs" / part)
+    without_feedback(tmp_path / "specs" / "pipelines" / "training.yaml")  # it names the example's Endpoint
     (tmp_path / "specs" / "slo.yaml").write_text(SPECS)
     return tmp_path
 
