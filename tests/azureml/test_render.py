@@ -317,3 +317,19 @@ def test_a_search_renders_to_the_sweep_jobs_own_fields(project: Path):
     specs = load_specs(project, "dev")
     with pytest.raises(SpecErrors, match=r"training.yaml:\d+:\d+: spec.sweep.early_termination: Azure ML's Bayesian"):
         render_pipeline_job(specs, specs.require(Pipeline, "credit-risk-training"), read_project_files(project))
+
+
+def test_a_refresh_step_is_never_reused_on_azure(project: Path):
+    """A step that fetches new data must run in every job: Azure ML would reuse a deterministic node's old outputs."""
+    from specops.render.azureml import render_pipeline_job
+    from specops.spec import Pipeline
+
+    pipeline_file = project / "specs" / "pipelines" / "training.yaml"
+    specs = load_specs(project, "dev")
+    job = render_pipeline_job(specs, specs.require(Pipeline, "credit-risk-training"), read_project_files(project))
+    assert job.jobs["generate_data"].component.is_deterministic
+    pipeline_file.write_text(pipeline_file.read_text().replace("      outs: [data/credit.csv]\n",
+                                                               "      outs: [data/credit.csv]\n      refresh: true\n"))
+    specs = load_specs(project, "dev")
+    job = render_pipeline_job(specs, specs.require(Pipeline, "credit-risk-training"), read_project_files(project))
+    assert not job.jobs["generate_data"].component.is_deterministic and job.jobs["validate"].component.is_deterministic

@@ -50,7 +50,7 @@ def deterministic(metrics: dict) -> dict:
 def test_a_killed_apply_leaves_nothing_then_apply_runs_the_lifecycle_once_and_converges(tmp_path: Path):
     """One real run, then everything that can be checked on it (a run costs tens of seconds): first an apply
     killed mid-training, which must leave nothing running, recorded or registered."""
-    root = make_project(tmp_path / "proj")
+    root = with_refreshed_data(make_project(tmp_path / "proj"))
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     proc = subprocess.Popen([str(BIN / "specops"), "apply"], cwd=root, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
@@ -127,7 +127,10 @@ def test_a_killed_apply_leaves_nothing_then_apply_runs_the_lifecycle_once_and_co
         assert deterministic(after["candidates"][cid]["metrics"]) == deterministic(candidate["metrics"])
     assert data_hashes((root / "dvc.lock").read_text()) == data_hashes(lock_before)
 
-    # A drift alert retrains once, with the reason on the run and in the audit log.
+    # A drift alert retrains once, with the reason on the run and in the audit log, on the data its refresh step
+    # fetched: new rows (here a new seed, which DVC does not track), so a model trained on them.
+    (root / "seed.txt").write_text("8\n")
+    data_before = data_hashes((root / "dvc.lock").read_text())["credit-risk-training-generate-data"]
     controller = Controller(Project(root))
     assert controller.enqueue(Event("drift:credit-risk-training:window-1", "credit-risk-training", "drift", "test"))
     assert [(e.id, status) for e, status in controller.run_pending(Project(root).specs)] == [
@@ -138,6 +141,9 @@ def test_a_killed_apply_leaves_nothing_then_apply_runs_the_lifecycle_once_and_co
     assert actions == [("retrain_started", "drift"), ("retrain_finished", "drift")]
     runs = mlflow_runs(root, "tags.`specops.trigger_reason` = 'drift'")
     assert len(runs) == 1 and runs[0].data.tags["specops.pipeline"] == "credit-risk-training"
+    data_after = data_hashes((root / "dvc.lock").read_text())["credit-risk-training-generate-data"]
+    retrained = max(versions(root), key=lambda v: int(v.version))
+    assert data_after != data_before and retrained.tags["lineage.data_md5"] == data_after[0]
 
     # A version registered by a run no apply recorded (its register stage finished, the apply was killed before
     # committing): the next plan shows it, and apply records it in state with an audit line, running nothing.
@@ -171,6 +177,21 @@ def test_a_killed_apply_leaves_nothing_then_apply_runs_the_lifecycle_once_and_co
     assert "accuracy" in result.stdout + result.stderr and "0.99" in result.stdout + result.stderr
     assert state_file.read_text() == state_before and list(AuditLog(root).entries()) == audit_before
     assert len(versions(root)) == versions_before
+
+
+def with_refreshed_data(root: Path) -> Path:
+    """The example's generate step as a refresh step reading a source DVC cannot see (seed.txt, standing in for a
+    database): every retraining runs it again."""
+    pipeline = root / "specs/pipelines/training.yaml"
+    text = pipeline.read_text()
+    command = next(line for line in text.splitlines() if "credit_risk.generate" in line)
+    refreshed = command.replace("--seed 7", "--seed $(cat seed.txt)") + "\n      refresh: true"
+    pipeline.write_text(text.replace(command, refreshed))
+    (root / "seed.txt").write_text("7\n")
+    specops("render", cwd=root, check=True)
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-qm", "generate-data refreshes"], root)
+    return root
 
 
 def data_hashes(lock: str) -> dict[str, list[str]]:

@@ -295,8 +295,8 @@ def test_a_regression_or_multiclass_csv_with_ids_dates_gaps_and_spaces_validates
     project = init_project(tmp_path / "ltv", {"target": target, "ci_provider": "github"}, data=str(source))
     dataset, features = yaml.safe_load_all((project / "specs/data/ltv.yaml").read_text())
     columns = dataset["spec"]["columns"]
-    assert columns["Customer ID"]["description"] == "an id: not a model input"
-    assert columns["signup date"]["description"] == "dates: not a model input" and "allowed" not in columns["signup date"]
+    assert columns["Customer ID"]["role"] == "id"
+    assert columns["signup date"]["role"] == "date" and "allowed" not in columns["signup date"]
     assert columns["monthly spend"]["nullable"] is True and columns["plan type"]["nullable"] is True
     assert [f["name"] for f in features["spec"]["features"]] == ["monthly spend", "tenure years", "plan type", "has app"]
     pipeline = yaml.safe_load((project / "specs/pipelines/training.yaml").read_text())["spec"]

@@ -170,7 +170,8 @@ class LocalBackend:
         return {"backend": env.backend}
 
     def run_pipeline(self, pipeline: Pipeline, specs: SpecSet, report: Reporter, retrain_reason: str | None = None) -> dict[str, Any]:
-        """`dvc repro` the pipeline; a retrain first forces the train stage, whose inputs may not have changed."""
+        """`dvc repro` the pipeline; a retrain first refreshes its data (steps with `refresh`, labelled production
+        rows) and forces the train stage, whose inputs may not have changed."""
         commands = [["repro", final_stage(pipeline.name)]]
         if retrain_reason:
             commands.insert(0, ["repro", "--force", "--single-item", stage_name(pipeline.name, "train")])
@@ -179,6 +180,9 @@ class LocalBackend:
                 report(f"{pipeline.key}: {rows} labelled production rows from endpoint {pipeline.spec.feedback.endpoint} "
                        f"(younger than {pipeline.spec.feedback.max_age}) join the training data")
                 commands.insert(0, ["repro", stage_name(pipeline.name, "features")])
+            refreshed = [["repro", "--force", "--single-item", stage_name(pipeline.name, step.name)]
+                         for step in pipeline.spec.steps if step.refresh]
+            commands[:0] = refreshed  # new data first: validation and everything after see it
         self._repro(pipeline, specs, commands, retrain_reason or "apply", report)
         registration = self.project.paths.run(pipeline.name).registration
         return json.loads(registration.read_text()) if registration.exists() else {}

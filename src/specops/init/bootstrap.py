@@ -283,10 +283,10 @@ def infer_contract(path: Path, target: str, sensitive: str = "") -> tuple[dict, 
         column = columns[name]
         if name in (target, sensitive):
             continue
-        role = _not_an_input(name, frame[name], column)
-        if role:
-            skipped.append(f"{name} ({role})")
-            column["description"] = f"{role}: not a model input"
+        role = infer_role(name, frame[name], column)
+        if role != "input":
+            skipped.append(f"{name} (role: {role})")
+            column["role"] = role
             column.pop("allowed", None)  # new ids and dates keep arriving
             continue
         if column["type"] == "str":
@@ -319,20 +319,20 @@ def infer_task(target: str, labels, column: dict[str, Any]) -> str:
                     f"{MAX_CLASSES}, and text cannot be a regression's target")
 
 
-def _not_an_input(name: str, series, column: dict[str, Any]) -> str:
-    """Why a column must not be a model input ("an id", "dates"), or "" when it may be one."""
+def infer_role(name: str, series, column: dict[str, Any]) -> str:
+    """The Dataset column role: "id" or "date" (never a model input), else "input"."""
     import pandas as pd
 
     present = series.dropna()
     if ID_NAME.search(name) and column["type"] in ("int", "str"):
-        return "an id"
+        return "id"
     if column["type"] == "str" and len(present):  # before the unique-string test: daily dates are unique too
         parsed = pd.to_datetime(present, errors="coerce", format="mixed")
         if parsed.notna().all() and present.str.contains(r"\d", regex=True).all():
-            return "dates"
+            return "date"
     if column["type"] == "str" and len(present) > MAX_ALLOWED and present.is_unique:
-        return "an id"
-    return ""
+        return "id"
+    return "input"
 
 
 def infer_column(series) -> dict[str, Any]:

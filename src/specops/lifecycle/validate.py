@@ -93,6 +93,8 @@ def column_expectations(name: str, column: Column) -> list[gxe.Expectation]:
         expectations.append(gxe.ExpectColumnValuesToBeInSet(column=name, value_set=column.allowed))
     if column.unique:
         expectations.append(gxe.ExpectColumnValuesToBeUnique(column=name))
+    if column.role == "date" and column.type == "str":
+        expectations.append(gxe.ExpectColumnValuesToBeDateutilParseable(column=name))
     return expectations
 
 

@@ -27,10 +27,10 @@ FeatureTypes = dict[str, Literal["numerical", "categorical"]]
 
 
 def model_inputs(dataset: Dataset) -> FeatureTypes:
-    """The raw columns a model of this data set may read: all but the label and the sensitive columns."""
+    """The raw columns a model of this data set may read: all but the label, the sensitive columns, ids and dates."""
     columns = dataset.spec.columns
     return {name: "categorical" if is_categorical(column) else "numerical" for name, column in columns.items()
-            if name != dataset.spec.target and name not in dataset.spec.sensitive}
+            if dataset.spec.is_input(name)}
 
 
 def summarize_features(frame: pd.DataFrame, features: FeatureTypes) -> BaselineSummary:

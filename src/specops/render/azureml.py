@@ -89,7 +89,7 @@ from specops.spec.monitors import (
     DataDrift, DataQuality, FeatureAttributionDrift, Monitor, PredictionDrift, Target, baseline_dataset,
     monitored_features, sensitive_column,
 )
-from specops.spec.kinds import EarlyTermination
+from specops.spec.kinds import EarlyTermination, Step
 from specops.spec.slos import SLO
 from specops.spec.sweeps import Choice as Declared, ParamsLines, Range, Space, budget_errors, parse_space, trial_budget
 
@@ -345,8 +345,7 @@ def sweep_space(params: dict[str, Any], specs: SpecSet, pipeline: Pipeline) -> S
 
 def _step_commands(specs: SpecSet, pipeline: Pipeline) -> list[tuple[str, str]]:
     """(node name, shell command) for custom steps, then the lifecycle stages, in run order."""
-    # Node names must be Python identifiers in Azure ML pipelines.
-    custom = [(step.name.replace("-", "_"), step.command) for step in pipeline.spec.steps]
+    custom = [(node_name(step), step.command) for step in pipeline.spec.steps]
     stages = [(stage, f"python -m specops stage {stage} --pipeline {pipeline.name} --env {specs.env}") for stage in STAGES]
     return custom + stages
 
@@ -384,8 +383,17 @@ def _component(specs: SpecSet, pipeline: Pipeline, index: int, node: str, comman
     return CommandComponent(
         name=component_name(pipeline, node), version=short_hash(script), display_name=node,
         command=script, code=".", base_path=str(specs.root), environment=environment,
-        inputs=inputs, outputs={STATE: Output(type="uri_folder")}, is_deterministic=node not in WORKSPACE_WRITERS,
+        inputs=inputs, outputs={STATE: Output(type="uri_folder")}, is_deterministic=node not in _never_reused(pipeline),
     )
+
+
+def _never_reused(pipeline: Pipeline) -> set[str]:
+    """Nodes Azure ML must run every time: the workspace writers, and steps that fetch new data (`refresh`)."""
+    return {*WORKSPACE_WRITERS, *(node_name(step) for step in pipeline.spec.steps if step.refresh)}
+
+
+def node_name(step: Step) -> str:
+    return step.name.replace("-", "_")  # node names must be Python identifiers in Azure ML pipelines
 
 
 def component_name(pipeline: Pipeline, node: str) -> str:

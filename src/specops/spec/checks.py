@@ -74,6 +74,7 @@ def datasets(specs: SpecSet) -> Iterable[SpecError]:
         for i, col in enumerate(ds.spec.sensitive):
             if col not in ds.spec.columns:
                 yield specs.error(ds, ("spec", "sensitive", i), f"column {col!r} is not declared in spec.columns")
+        yield from _column_roles(specs, ds)
         if ds.spec.path in produced:
             continue
         try:
@@ -83,6 +84,17 @@ def datasets(specs: SpecSet) -> Iterable[SpecError]:
             continue
         if not found:
             yield specs.error(ds, ("spec", "path"), f"data file {ds.spec.path!r} does not exist and no pipeline step produces it")
+
+
+def _column_roles(specs: SpecSet, ds: Dataset) -> Iterable[SpecError]:
+    for name, column in ds.spec.columns.items():
+        at = ("spec", "columns", name, "role")
+        if column.role == "input":
+            continue
+        if name == ds.spec.target or name in ds.spec.sensitive:
+            yield specs.error(ds, at, f"column {name!r} is the target or a sensitive attribute, not an {column.role}")
+        elif column.type == "bool":
+            yield specs.error(ds, at, f"column {name!r} is bool: an id or a date is text or a number")
 
 
 @check
@@ -101,6 +113,10 @@ def feature_sets(specs: SpecSet) -> Iterable[SpecError]:
                 elif src in forbidden:
                     yield specs.error(fs, ("spec", "features", i, "inputs"),
                                       f"column {src!r} is the target or a sensitive attribute; it cannot be a model input")
+                elif ds.columns[src].role != "input":
+                    yield specs.error(fs, ("spec", "features", i, "inputs"),
+                                      f"column {src!r} is declared role: {ds.columns[src].role} in dataset {fs.spec.dataset!r}; "
+                                      "ids and dates are never model inputs")
             if feature.transform in ("ratio", "difference", "product") and len(feature.sources) != 2:
                 yield specs.error(fs, ("spec", "features", i, "inputs"), f"transform {feature.transform} needs exactly two inputs")
             if feature.transform == "bucketize" and "edges" not in feature.params:

@@ -157,6 +157,9 @@ class Column(Strict):
     max: float | None = None
     allowed: list[Scalar] | None = Field(None, description="the only values the column may take")
     unique: bool = False
+    role: Literal["input", "id", "date"] = Field(
+        "input", description="id: names a row; date: says when. Neither is ever a model input (so never one-hot "
+                             "encoded) nor watched for drift; a date column's text must parse as dates")
     description: str = ""
 
 
@@ -177,6 +180,10 @@ class DatasetSpec(Strict):
             if len(item) != 1 or not next(iter(item)).startswith("expect_"):
                 raise ValueError("each expectation is one key, the expectation's name (expect_...), with its arguments")
         return self
+
+    def is_input(self, name: str) -> bool:
+        """May a model read this column? Not the label, a sensitive attribute, an id or a date."""
+        return name != self.target and name not in self.sensitive and self.columns[name].role == "input"
 
 
 @register_kind
@@ -325,6 +332,8 @@ class Step(Strict):
     outs: list[str] = []
     needs: list[Name] = Field([], description="steps that must run before this one")
     metrics: list[str] = Field([], description="metric names this step produces (in metrics/<step>.json)")
+    refresh: bool = Field(False, description="fetches new data: runs again on every retraining even when its deps "
+                                             "are unchanged (locally forced; on Azure ML never reused from an earlier run)")
 
 
 class EarlyTermination(Strict):

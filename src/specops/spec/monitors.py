@@ -251,10 +251,10 @@ def alert_actions(monitor: Monitor, signal: str) -> list[str]:
 
 
 def monitored_features(dataset: Dataset, monitor: Monitor) -> dict[str, Literal["numerical", "categorical"]]:
-    """Feature name -> type; the default is every model input (the label and sensitive columns are not inputs)."""
+    """Feature name -> type; the default is every model input (not the label, sensitive columns, ids or dates)."""
     columns = dataset.spec.columns
     if monitor.spec.features == "all":
-        names = [c for c in columns if c != dataset.spec.target and c not in dataset.spec.sensitive]
+        names = [c for c in columns if dataset.spec.is_input(c)]
     else:
         names = [c for c in monitor.spec.features if c in columns]
     return {name: "categorical" if is_categorical(columns[name]) else "numerical" for name in names}
@@ -289,6 +289,9 @@ def _features_exist(specs: SpecSet, monitor: Monitor) -> Iterable[SpecError]:
             yield specs.error(monitor, ("spec", "features", i), f"column {name!r} is not in dataset {dataset.name!r}")
         elif name == dataset.spec.target:
             yield specs.error(monitor, ("spec", "features", i), f"column {name!r} is the label; the inference log does not hold it")
+        elif dataset.spec.columns[name].role != "input":
+            yield specs.error(monitor, ("spec", "features", i),
+                              f"column {name!r} is declared role: {dataset.spec.columns[name].role}; it is no model input to drift")
 
 
 def _endpoints_exist(specs: SpecSet, monitor: Monitor) -> Iterable[SpecError]:
