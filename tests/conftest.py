@@ -32,6 +32,19 @@ def without_feedback(pipeline: Path) -> None:
     pipeline.write_text(pipeline.read_text().split(FEEDBACK)[0])
 
 
+# The longest tests (minutes each, on one worker) start first: started last, one of them alone would set the
+# suite's wall time while the other workers sit idle.
+LONGEST_FIRST = ("tests/e2e/test_local_lifecycle.py", "tests/e2e/test_endpoint_apply.py", "tests/init/test_init.py",
+                 "tests/controller/test_serve_with_controller.py", "tests/lifecycle/test_lifecycle_stages.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = item.path.as_posix()
+        return next((i for i, longest in enumerate(LONGEST_FIRST) if path.endswith(longest)), len(LONGEST_FIRST))
+    items.sort(key=rank)  # stable: the rest keep their order
+
+
 def run(cmd: list[str], cwd: Path, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "GIT_AUTHOR_NAME": "t",
            "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}

@@ -128,8 +128,8 @@ def test_a_killed_apply_leaves_nothing_then_apply_runs_the_lifecycle_once_and_co
     assert data_hashes((root / "dvc.lock").read_text()) == data_hashes(lock_before)
 
     # A drift alert retrains once, with the reason on the run and in the audit log, on the data its refresh step
-    # fetched: new rows (here a new seed, which DVC does not track), so a model trained on them.
-    (root / "seed.txt").write_text("8\n")
+    # fetched: more rows (the count read from a file DVC does not track), so a model trained on them.
+    (root / "rows.txt").write_text("2500\n")
     data_before = data_hashes((root / "dvc.lock").read_text())["credit-risk-training-generate-data"]
     controller = Controller(Project(root))
     assert controller.enqueue(Event("drift:credit-risk-training:window-1", "credit-risk-training", "drift", "test"))
@@ -180,14 +180,14 @@ def test_a_killed_apply_leaves_nothing_then_apply_runs_the_lifecycle_once_and_co
 
 
 def with_refreshed_data(root: Path) -> Path:
-    """The example's generate step as a refresh step reading a source DVC cannot see (seed.txt, standing in for a
-    database): every retraining runs it again."""
+    """The example's generate step as a refresh step reading a source DVC cannot see (rows.txt, standing in for a
+    database that grows): every retraining runs it again."""
     pipeline = root / "specs/pipelines/training.yaml"
     text = pipeline.read_text()
-    command = next(line for line in text.splitlines() if "credit_risk.generate" in line)
-    refreshed = command.replace("--seed 7", "--seed $(cat seed.txt)") + "\n      refresh: true"
+    command = next(line for line in text.splitlines() if "credit_risk.generate --rows 1500 " in line)
+    refreshed = command.replace("--rows 1500", "--rows $(cat rows.txt)") + "\n      refresh: true"
     pipeline.write_text(text.replace(command, refreshed))
-    (root / "seed.txt").write_text("7\n")
+    (root / "rows.txt").write_text("1500\n")
     specops("render", cwd=root, check=True)
     run(["git", "add", "-A"], root)
     run(["git", "commit", "-qm", "generate-data refreshes"], root)

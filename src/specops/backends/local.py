@@ -170,19 +170,19 @@ class LocalBackend:
         return {"backend": env.backend}
 
     def run_pipeline(self, pipeline: Pipeline, specs: SpecSet, report: Reporter, retrain_reason: str | None = None) -> dict[str, Any]:
-        """`dvc repro` the pipeline; a retrain first refreshes its data (steps with `refresh`, labelled production
-        rows) and forces the train stage, whose inputs may not have changed."""
+        """`dvc repro` the pipeline. A retraining first takes new data (steps with `refresh` forced, labelled
+        production rows exported), brings validation and the features up to date with it, then forces the train
+        stage, whose inputs may not have changed: one training, on the newest rows."""
         commands = [["repro", final_stage(pipeline.name)]]
         if retrain_reason:
-            commands.insert(0, ["repro", "--force", "--single-item", stage_name(pipeline.name, "train")])
-            if pipeline.spec.feedback is not None:  # new labelled rows: features first, so training sees them
+            if pipeline.spec.feedback is not None:
                 rows = production.export(specs, pipeline)
                 report(f"{pipeline.key}: {rows} labelled production rows from endpoint {pipeline.spec.feedback.endpoint} "
                        f"(younger than {pipeline.spec.feedback.max_age}) join the training data")
-                commands.insert(0, ["repro", stage_name(pipeline.name, "features")])
             refreshed = [["repro", "--force", "--single-item", stage_name(pipeline.name, step.name)]
                          for step in pipeline.spec.steps if step.refresh]
-            commands[:0] = refreshed  # new data first: validation and everything after see it
+            commands[:0] = [*refreshed, ["repro", stage_name(pipeline.name, "features")],
+                            ["repro", "--force", "--single-item", stage_name(pipeline.name, "train")]]
         self._repro(pipeline, specs, commands, retrain_reason or "apply", report)
         registration = self.project.paths.run(pipeline.name).registration
         return json.loads(registration.read_text()) if registration.exists() else {}
