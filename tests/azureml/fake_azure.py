@@ -16,6 +16,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -35,6 +36,7 @@ OPERATION = "/operations/"
 ONLINE_DEPLOYMENT = re.compile(r"/onlineEndpoints/[^/]+/deployments/[^/]+$", re.IGNORECASE)
 CODE_VERSIONS = re.compile(r"^/codes/[^/]+/versions$", re.IGNORECASE)
 ONLINE_ENDPOINT = re.compile(r"^/onlineEndpoints/[^/]+$", re.IGNORECASE)
+JOB = re.compile(r"^/jobs/[^/]+$", re.IGNORECASE)
 METRICS = re.compile(r"^/onlineEndpoints/(?P<endpoint>[^/]+)/providers/Microsoft\.Insights/metrics$", re.IGNORECASE)
 DEPLOYMENT_FILTER = re.compile(r"deployment eq '(?P<name>[^']+)'")
 
@@ -100,6 +102,8 @@ class FakeAzureML(HttpTransport):
         self.timeline: list[str] = []  # what happened to the endpoints: traffic set, metrics read
         self.retry_sleeps: list[float] = []  # what azure-core's retry policy asked to wait
         self._operations = itertools.count(1)
+        # What a submitted job's run ends with (status), given its name: none set, jobs stay NotStarted.
+        self.run_job: Callable[[str], str] | None = None
 
     # -- what tests read ---------------------------------------------------------
     def calls(self) -> list[str]:
@@ -168,6 +172,8 @@ class FakeAzureML(HttpTransport):
         if "/versions/" in path and existing is not None:  # an update of what a version may change
             body = json.loads(json.dumps(existing))
             body["properties"].update({k: v for k, v in sent.get("properties", {}).items() if k in MUTABLE})
+        if JOB.search(path):
+            body["properties"]["status"] = self.run_job(body["name"]) if self.run_job else "NotStarted"
         self.store[path.lower()] = body
         if ONLINE_ENDPOINT.search(path):
             self.timeline.append(f"traffic {body['properties'].get('traffic')}")

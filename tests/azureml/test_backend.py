@@ -92,7 +92,8 @@ def apply_logged(root: Path, fake: FakeAzureML) -> dict[str, list[str]]:
 CREATE_ORDER = [
     "+ Project/credit-risk", "+ BatchEndpoint/credit-batch", "+ Environment/credit-risk-serving-env",
     "+ BatchDeployment/credit-batch.main",
-    "+ BatchDefaults/credit-batch", "+ Data/credit-applications", "+ Environment/credit-risk-env",
+    "+ BatchDefaults/credit-batch", "+ Data/credit-applications", "+ Data/credit-applications-reference",
+    "+ Environment/credit-risk-env",
     "+ FeatureSet/credit-features", "+ Gate/promotion", "+ JobSchedule/credit-risk-training-schedule",
     "+ OnlineEndpoint/credit-online", "+ OnlineDeployment/credit-online.blue",
     "+ OnlineDeployment/credit-online.green", "+ OnlineDeployment/credit-online.shadow",
@@ -569,3 +570,60 @@ def test_a_new_challenger_is_planned_as_a_version_change_and_rolled_out_as_a_can
 
     failure_rate = next(k for k in compute(session.specs) if k.name == "change failure rate")
     assert failure_rate.detail == "1 rollback(s) for 1 release(s)"
+
+
+def a_fresh_workspace(project: Path, fake: FakeAzureML) -> None:
+    """No model registered yet (the versions the fixture seeded taken away), so deployments name none by number."""
+    for key in [k for k in fake.store if k.startswith("/models/")]:
+        del fake.store[key]
+    serving = project / "specs" / "serving.yaml"
+    serving.write_text(serving.read_text().replace("credit-risk@3", "credit-risk@latest").replace("credit-risk@4", "credit-risk@latest"))
+
+
+def test_on_a_fresh_workspace_the_deployments_wait_for_the_job_that_registers_the_first_version(project: Path,
+                                                                                                fake: FakeAzureML):
+    a_fresh_workspace(project, fake)
+    submitted = []
+
+    def run_job(name: str) -> str:  # the job trains, gates and registers v1 (the emulator proves that part)
+        submitted.append(name)
+        fake.seed_model("credit-risk", 1)
+        return "Completed"
+
+    fake.run_job = run_job
+    plan = Project(project, "dev").plan()
+    order = keys(plan)
+    job = order.index("+ PipelineJob/credit-risk-training")
+    assert all(job < order.index(k) for k in order if "Deployment/" in k)
+    assert any("model credit-risk has no version in the workspace yet" in note for note in plan.notes)
+    fake.requests.clear()
+    calls = apply_logged(project, fake)
+    [name] = submitted
+    deployments = [k for k in calls if "Deployment/" in k]
+    waited = [k for k in deployments if f"GET /jobs/{name}" in calls[k]]
+    assert waited == deployments[:1]  # the first deployment waited for the job; the others found v1 there
+    assert "PUT /onlineEndpoints/credit-online/deployments/blue" in calls["+ OnlineDeployment/credit-online.blue"]
+    deployed = [body for path, body in fake.bodies if path == "/onlineEndpoints/credit-online/deployments/blue"][-1]
+    assert deployed["properties"]["model"].endswith("/models/credit-risk/versions/1")
+    assert Project(project, "dev").plan().empty
+
+
+@pytest.mark.parametrize("ending, message", [("Failed", "ended Failed, so credit-risk has no version to deploy"),
+                                              ("Completed", "completed without registering credit-risk")])
+def test_a_first_job_that_registers_nothing_stops_apply_before_any_deployment(project: Path, fake: FakeAzureML,
+                                                                              ending: str, message: str):
+    a_fresh_workspace(project, fake)
+    fake.run_job = lambda name: ending
+    with pytest.raises(SpecopsError, match=message):
+        Project(project, "dev").apply()
+    assert not [path for path, _ in fake.bodies if "/deployments/" in path]
+    assert [k for k in keys(Project(project, "dev").plan()) if "Deployment/" in k]  # still planned
+
+
+def test_apply_waits_for_a_running_first_job_and_gives_up_after_its_wait(project: Path, fake: FakeAzureML,
+                                                                          clock: FakeClock):
+    a_fresh_workspace(project, fake)
+    fake.run_job = lambda name: "Running"
+    with pytest.raises(SpecopsError, match=r"is still Running after 21600s"):
+        Project(project, "dev").apply()
+    assert sum(clock.sleeps) >= 6 * 3600 and not [path for path, _ in fake.bodies if "/deployments/" in path]

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from azure.storage.blob import BlobServiceClient
 
 from specops import project as project_module
@@ -232,3 +233,12 @@ def test_apply_uploads_the_dataset_to_where_its_data_asset_points(machines: list
     uploaded = service.get_container_client("azureml-blobstore-test").get_blob_client(blob_name).download_blob().readall()
     assert uploaded.decode() == rows
     assert any(line.startswith("Data/credit-applications: uploaded credit.csv (") for line in lines)
+    # Monitoring's reference data: an mltable asset on the same folder, whose MLTable file reads that CSV.
+    [reference] = [body for path, body in workspace.bodies if path.startswith("/data/credit-applications-reference/versions/")]
+    folder = reference["properties"]["dataUri"].split("/paths/", 1)[1]
+    assert reference["properties"]["dataType"] == "mltable" and blob_name.startswith(folder)
+    container = service.get_container_client("azureml-blobstore-test")
+    mltable = yaml.safe_load(container.get_blob_client(folder + "MLTable").download_blob().readall())
+    [source] = mltable["paths"]
+    assert container.get_blob_client(folder + source["file"].removeprefix("./")).download_blob().readall().decode() == rows
+    assert mltable["transformations"][0]["read_delimited"]["header"] == "all_files_same_headers"

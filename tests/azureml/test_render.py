@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from azure.ai.ml import (
     load_batch_endpoint, load_component, load_data, load_environment, load_job, load_model,
     load_online_deployment, load_online_endpoint,
@@ -111,7 +112,31 @@ def test_serving_and_monitor_specs_render_and_load(project: Path, tmp_path: Path
     assert monitor.trigger.expression == "0 * * * *"
     definition = monitor.create_monitor
     assert definition.monitoring_target.endpoint_deployment_id == "azureml:credit-online:blue"
+    assert definition.monitoring_target.ml_task == "classification" and definition.alert_notification == "azmonitoring"
     assert_signals_follow_the_spec(definition.monitoring_signals)
+    # Reference data as the monitoring docs' samples give it: an mltable asset (the Dataset's folder and an MLTable).
+    reference = loaded["data/credit-applications-reference"]
+    assert reference.type == "mltable" and reference.path == loaded["data/credit-applications"].path.rsplit("data/", 1)[0]
+    for signal in definition.monitoring_signals.values():
+        assert signal.reference_data.input_data.type == "mltable"
+        assert signal.reference_data.input_data.path.startswith("credit-applications-reference:")
+
+
+def test_the_mltable_reads_the_datasets_file_in_its_format():
+    from specops.render.azureml import mltable_text
+    from specops.spec.kinds import Dataset
+
+    def dataset(path: str, format: str) -> Dataset:
+        return Dataset.model_validate({"apiVersion": "specops/v1", "kind": "Dataset", "metadata": {"name": "d"},
+                                       "spec": {"path": path, "format": format, "target": "y", "columns": {"y": {"type": "int"}}}})
+
+    csv = yaml.safe_load(mltable_text(dataset("data/credit.csv", "csv")))
+    assert csv["paths"] == [{"file": "./data/credit.csv"}] and "read_delimited" in csv["transformations"][0]
+    parts = yaml.safe_load(mltable_text(dataset("data/credit", "parquet")))
+    assert parts == {"paths": [{"pattern": "./data/credit/**/*.parquet"}], "transformations": ["read_parquet"]}
+    one = yaml.safe_load(mltable_text(dataset("data/credit.parquet", "parquet")))
+    assert one["paths"] == [{"file": "./data/credit.parquet"}]
+
 
 
 def assert_signals_follow_the_spec(signals: dict) -> None:

@@ -20,10 +20,10 @@ import os
 import re
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from specops.backends.azure_data import upload_dataset
+from specops.backends.azure_data import upload_beside, upload_dataset
 from specops.backends.azure_metrics import AzureMonitorMetrics, EndpointMetrics, workspace_id
 from specops.backends.azure_rollout import AzureLiveMetrics, AzureRouter, model_version
 from specops.core.credentials import azure_credential
@@ -32,10 +32,10 @@ from specops.errors import SpecopsError
 from specops.plan.model import Action, Cause, Operation, Resource
 from specops.registry import tagged_aliases
 from specops.render.azureml import (
-    TRIGGER_VARIABLE, Rendered, azureml_notes, entity_dict, read_project_files, render_entities, render_online_deployments,
-    short_hash, slug,
+    REFERENCE, TRIGGER_VARIABLE, Rendered, azureml_notes, entity_dict, mltable_text, read_project_files, render_entities,
+    render_online_deployments, short_hash, slug,
 )
-from specops.spec import Dataset, FeatureSet, Gate, Project, SpecSet
+from specops.spec import Dataset, FeatureSet, Gate, Pipeline, Project, SpecSet
 from specops.rollout.analysis import FAILED
 from specops.rollout.engine import Rollout
 from specops.rollout.ports import RolloutPorts
@@ -67,6 +67,11 @@ SHORT_REFERENCES = (
 )
 WHOLE_MAPS = frozenset({"traffic", "mirror_traffic", "environment_variables"})
 JOB_DIGEST = "specops.job"  # tag on a JobSchedule: the service rewrites its job's references to ids
+# A deployment of a model with no version yet waits for the pipeline job that registers the first one.
+JOB_ENDED = ("Completed", "Failed", "Canceled", "NotResponding")
+JOB_POLL = 60.0  # seconds between looks at that job
+DEFAULT_JOB_WAIT = 6 * 3600.0  # how long apply waits for it (the credentials refresh; the job runs on its cluster)
+DEPLOYMENTS = ("OnlineDeployment", "BatchDeployment")
 
 
 class AzureMLBackend:
@@ -75,7 +80,7 @@ class AzureMLBackend:
     def __init__(self, project: Session, credential: Any = None, timeout: float = DEFAULT_TIMEOUT, *,
                  metrics: EndpointMetrics | None = None, analysis_wait: float = DEFAULT_ANALYSIS_WAIT,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], datetime] | None = None,
-                 **client_options: Any):
+                 job_wait: float = DEFAULT_JOB_WAIT, **client_options: Any):
         """`credential` defaults to `core.credentials.azure_credential()` (federated OIDC in CI); `client_options` go to MLClient
         (e.g. `transport=` for tests, retry settings) and to the Azure Monitor client. `metrics` defaults
         to Azure Monitor; `sleep` and `clock` are what canary pauses and analyses wait with."""
@@ -85,6 +90,7 @@ class AzureMLBackend:
         self.timeout = timeout
         self.client_options = client_options
         self.analysis_wait = analysis_wait
+        self.job_wait = job_wait
         self._sleep = sleep
         self._clock = clock or (lambda: datetime.now(UTC))
         self._metrics = metrics
@@ -96,6 +102,7 @@ class AzureMLBackend:
         self._rendered_for: SpecSet | None = None
         self._entities: dict[str, Rendered] = {}
         self._desired: list[Resource] = []
+        self._first_versions: dict[str, str] = {}  # model with no version in the workspace -> the pipeline registering it
 
     @classmethod
     def from_project(cls, project: Session) -> AzureMLBackend:
@@ -113,6 +120,7 @@ class AzureMLBackend:
                      for d in specs.documents if isinstance(d, RECORDS)]
         rendered = render_entities(specs, read_project_files(specs.root), self.trigger_reason, self.alias_versions(specs))
         self._entities = {r.key: r for r in rendered if r.kind not in NOT_APPLIED}
+        self._first_versions = self._unregistered_models(specs)
         for r in self._entities.values():
             resources.extend(self._resources(r, project))
         self._desired, self._rendered_for = resources, specs
@@ -130,6 +138,8 @@ class AzureMLBackend:
             fields["name"] = f"{r.name}-{short_hash(fields)}"
             if self.trigger_reason != "apply":
                 fields["name"] += f"-{slug(self.trigger_reason)}-{self._asked_at:%Y%m%d%H%M%S}"
+        if r.kind in DEPLOYMENTS and deployed_model(r.entity) in self._first_versions:
+            deps = (*deps, f"PipelineJob/{self._first_versions[deployed_model(r.entity)]}")  # its first version
         if r.kind == "OnlineEndpoint":
             traffic = {k: live_weights(fields.pop(k, {})) for k in TRAFFIC_FIELDS}
             deployments = tuple(f"OnlineDeployment/{r.name}.{name}" for name in self._deployments_of(r.name, "OnlineDeployment"))
@@ -156,20 +166,35 @@ class AzureMLBackend:
 
     def _tagged_versions(self, specs: SpecSet, model: str) -> dict[str, str]:
         """alias -> the newest version of `model` tagged with it."""
+        return tagged_aliases((str(v.version), v.tags or {}) for v in self._model_versions(specs, model))
+
+    def _model_versions(self, specs: SpecSet, model: str) -> list[Any]:
         from azure.core.exceptions import ResourceNotFoundError
 
         client = self.client(specs)
         try:
-            found = self.call("Model", model, lambda: list(client.models.list(name=model)))
+            return self.call("Model", model, lambda: list(client.models.list(name=model)))
         except ResourceNotFoundError:
-            return {}
-        return tagged_aliases((str(v.version), v.tags or {}) for v in found)
+            return []
+
+    def _unregistered_models(self, specs: SpecSet) -> dict[str, str]:
+        """Deployed models with no version in the workspace yet (a fresh workspace), each with the pipeline that
+        registers it: its job runs first, and apply waits for that first version before creating the deployments."""
+        deployed = {deployed_model(r.entity) for r in self._entities.values() if r.kind in DEPLOYMENTS}
+        registering = {p.spec.model_name: p.name for p in specs.of_kind(Pipeline)
+                       if f"PipelineJob/{p.name}" in self._entities}
+        return {model: registering[model] for model in sorted(deployed & set(registering))
+                if not self._model_versions(specs, model)}
 
     def _deployments_of(self, endpoint: str, kind: str) -> list[str]:
         return [r.entity.name for r in self._entities.values() if r.kind == kind and r.entity.endpoint_name == endpoint]
 
     def notes(self, specs: SpecSet) -> list[str]:
-        return azureml_notes(specs)  # every local-only feature, rollout steps included, is the renderer's to say
+        self.desired(specs)
+        waiting = [f"model {model} has no version in the workspace yet: apply submits PipelineJob/{pipeline} first and "
+                   f"waits for it to register one before creating the deployments that serve it"
+                   for model, pipeline in self._first_versions.items()]
+        return [*azureml_notes(specs), *waiting]  # every local-only feature is the renderer's to say
 
     def causes(self) -> dict[str, tuple[Cause, ...]]:
         return {}  # Azure ML observes no pipeline outputs: a spec's own diff is the whole story
@@ -259,6 +284,8 @@ class AzureMLBackend:
             return self._shift_traffic(op, specs, report)
         if op.kind == "BatchDefaults":
             return self._set_batch_default(op, specs)
+        if op.kind in DEPLOYMENTS:
+            self._await_first_version(specs, deployed_model(self._entities[op.key].entity), report)
         result = self._create_or_update(op, specs, report)
         if op.kind == "OnlineDeployment" and op.action is Action.UPDATE:
             result.update(self._challenger_rollout(op, specs, report))
@@ -275,7 +302,10 @@ class AzureMLBackend:
             entity.name = op.desired["name"]
             job = self.call(op.kind, op.name, lambda: client.jobs.create_or_update(entity))
             return {"job": job.name}
-        if op.kind == "Data":  # the file first: the asset must never point at an empty path
+        if op.kind == "Data" and op.name.endswith(REFERENCE):  # the MLTable file beside the Dataset's file
+            dataset = specs.require(Dataset, op.name.removesuffix(REFERENCE))
+            report(f"{op.key}: {upload_beside(client, self.call, specs, dataset, entity.path + 'MLTable', mltable_text(dataset))}")
+        elif op.kind == "Data":  # the file first: the asset must never point at an empty path
             report(f"{op.key}: {upload_dataset(client, self.call, specs, specs.require(Dataset, op.name), entity.path)}")
         create = {
             "Environment": client.environments.create_or_update,
@@ -294,6 +324,37 @@ class AzureMLBackend:
         }[op.kind]
         self._wait(op.kind, op.name, lambda: begin(entity))
         return {}
+
+    def _await_first_version(self, specs: SpecSet, model: str, report: Reporter) -> None:
+        """Wait for the pipeline job that registers `model`'s first version (submitted earlier in this apply)."""
+        pipeline = self._first_versions.get(model)
+        if pipeline is None:
+            return
+        job_key = f"PipelineJob/{pipeline}"
+        job = next(r.fields["name"] for r in self._desired if r.key == job_key)
+        client = self.client(specs)
+        report(f"{job_key}: waiting for job {job} to register the first version of {model}")
+        deadline = self._clock() + timedelta(seconds=self.job_wait)
+        status = self._job_status(client, pipeline, job)
+        while status not in JOB_ENDED:
+            if self._clock() >= deadline:
+                raise SpecopsError(f"{job_key}: job {job} is still {status} after {self.job_wait:g}s, so {model} has no "
+                                   "version to deploy yet; apply again once it has finished")
+            self._sleep(JOB_POLL)
+            status = self._job_status(client, pipeline, job)
+        if status != "Completed":
+            raise SpecopsError(f"{job_key}: job {job} ended {status}, so {model} has no version to deploy; "
+                               "see the job in Azure ML studio, fix it and apply again")
+        registered = [int(v.version) for v in self._model_versions(specs, model)]
+        if not registered:
+            raise SpecopsError(f"{job_key}: job {job} completed without registering {model} (did its gate refuse the "
+                               "candidate? see gate.json in the job's outputs)")
+        report(f"{job_key}: {model} v{max(registered)} registered")
+        del self._first_versions[model]
+
+    def _job_status(self, client: MLClient, pipeline: str, job: str) -> str:
+        status = self.call("PipelineJob", pipeline, lambda: client.jobs.get(job)).status
+        return str(getattr(status, "value", status))  # the SDK's JobStatus enum, or the service's string
 
     def _endpoint_update(self, op: Operation, specs: SpecSet, rendered: Any) -> Any:
         """The endpoint to send: on create, the rendered one without traffic (its deployments come after);
@@ -526,6 +587,11 @@ class AzureMLBackend:
         if not poller.done():
             raise SpecopsError(f"{kind}/{name}: still running after {self.timeout:g}s; apply again to converge")
         return result
+
+
+def deployed_model(deployment: Any) -> str:
+    """The model name a rendered deployment serves (`azureml:credit-risk@latest`, `azureml:credit-risk:3`)."""
+    return re.split(r"[@:]", str(deployment.model).removeprefix("azureml:"), maxsplit=1)[0]
 
 
 def live_weights(weights: dict[str, int]) -> dict[str, int]:

@@ -89,6 +89,7 @@ from specops.spec.monitors import (
     DataDrift, DataQuality, FeatureAttributionDrift, Monitor, PredictionDrift, Target, baseline_dataset,
     monitored_features, sensitive_column,
 )
+from specops.spec.checks import model_task
 from specops.spec.kinds import EarlyTermination, Step
 from specops.spec.slos import SLO
 from specops.spec.sweeps import Choice as Declared, ParamsLines, Range, Space, budget_errors, parse_space, trial_budget
@@ -305,6 +306,27 @@ def render_data(dataset: Dataset) -> Data:
     version = data_version(dataset)
     return Data(name=dataset.name, version=version, type="uri_file",
                 path=f"{DATASTORE}/{dataset.name}/{version}/{dataset.spec.path}", description=dataset.spec.description or None)
+
+
+REFERENCE = "-reference"  # the Data asset monitors compare production with: the Dataset's file as an MLTable
+
+
+def render_reference_data(dataset: Dataset) -> Data:
+    """The Dataset as Azure ML model monitoring reads reference data: an `mltable` asset, the folder holding the
+    Dataset's file (at the `uri_file` asset's path) and an MLTable file that says how to read it (mltable_text)."""
+    version = data_version(dataset)
+    return Data(name=f"{dataset.name}{REFERENCE}", version=version, type="mltable", path=f"{DATASTORE}/{dataset.name}/{version}/",
+                description=f"{dataset.name} as monitoring reference data (MLTable over {dataset.spec.path})")
+
+
+def mltable_text(dataset: Dataset) -> str:
+    """The MLTable file beside the Dataset's file: its path relative to the folder and the reader for its format."""
+    path = dataset.spec.path.rstrip("/")
+    if dataset.spec.format == "csv":
+        return (f"paths:\n  - file: ./{path}\ntransformations:\n"
+                "  - read_delimited:\n      delimiter: ','\n      header: all_files_same_headers\n      encoding: utf8\n")
+    where = f"pattern: ./{path}/**/*.parquet" if not path.endswith(".parquet") else f"file: ./{path}"
+    return f"paths:\n  - {where}\ntransformations:\n  - read_parquet\n"
 
 
 def render_model(pipeline: Pipeline) -> Model:
@@ -576,11 +598,17 @@ def render_monitor_schedule(specs: SpecSet, monitor: Monitor) -> MonitorSchedule
     dataset = baseline_dataset(specs, monitor)
     endpoint = specs.require(Endpoint, monitor.spec.target.endpoint)
     deployment = monitored_deployment(endpoint)
+    served = endpoint.spec.deployment(deployment)
+    task = model_task(specs, served.model_ref.name if served else None)
     definition = MonitorDefinition(
         compute=MONITOR_COMPUTE,
-        monitoring_target=MonitoringTarget(ml_task="classification", endpoint_deployment_id=f"azureml:{endpoint.name}:{deployment}"),
+        monitoring_target=MonitoringTarget(ml_task="regression" if task == "regression" else "classification",
+                                           endpoint_deployment_id=f"azureml:{endpoint.name}:{deployment}"),
         monitoring_signals=_monitor_signals(monitor, MonitorData(dataset, f"{endpoint.name}-{deployment}",
                                                                  monitor.spec.target)),
+        # Alerts as Azure Monitor alerts, where the infra's action group and alert rules route them
+        # (infra/*/monitoring): the Monitor's `notify` webhook is the local backend's.
+        alert_notification="azmonitoring",
     )
     return MonitorSchedule(name=monitor.name, trigger=CronTrigger(expression=monitor.spec.schedule, time_zone="UTC"),
                            create_monitor=definition, description=monitor.spec.description or None)
@@ -603,7 +631,8 @@ class MonitorData:
     target: Target  # the Monitor's spec.target: its lookback window
 
     def reference(self) -> ReferenceData:
-        return ReferenceData(input_data=Input(type="uri_file", path=data_ref(self.dataset)), data_context=MonitorDatasetContext.TRAINING,
+        reference = f"azureml:{self.dataset.name}{REFERENCE}:{data_version(self.dataset)}"
+        return ReferenceData(input_data=Input(type="mltable", path=reference), data_context=MonitorDatasetContext.TRAINING,
                              data_column_names={"target_column": self.dataset.spec.target})
 
     def production(self, collection: str) -> ProductionData:
@@ -704,6 +733,9 @@ def render_entities(specs: SpecSet, files: ProjectFiles, trigger_reason: str = "
         out.append(serving)
         serving_key = serving.key
     out += [Rendered("Data", d.name, render_data(d), d.key) for d in specs.of_kind(Dataset)]
+    references = sorted({baseline_dataset(specs, m).name for m in specs.of_kind(Monitor)})
+    out += [Rendered("Data", f"{name}{REFERENCE}", render_reference_data(specs.require(Dataset, name)),
+                     specs.require(Dataset, name).key, (f"Data/{name}",)) for name in references]
     for pipeline in specs.of_kind(Pipeline):
         out += _pipeline_entities(specs, pipeline, files, env_key, trigger_reason)
     for endpoint in specs.of_kind(Endpoint):
@@ -713,7 +745,7 @@ def render_entities(specs: SpecSet, files: ProjectFiles, trigger_reason: str = "
     for monitor in specs.of_kind(Monitor):
         schedule = render_monitor_schedule(specs, monitor)
         # After the endpoint's traffic: the monitored deployment is the one taking the most of it.
-        deps = (f"OnlineTraffic/{monitor.spec.target.endpoint}", f"Data/{baseline_dataset(specs, monitor).name}")
+        deps = (f"OnlineTraffic/{monitor.spec.target.endpoint}", f"Data/{baseline_dataset(specs, monitor).name}{REFERENCE}")
         out.append(Rendered("MonitorSchedule", monitor.name, schedule, monitor.key, deps))
     return out
 
