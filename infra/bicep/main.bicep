@@ -297,6 +297,11 @@ resource workspace 'Microsoft.MachineLearningServices/workspaces@2024-04-01' = {
     applicationInsights: appInsights.id
     containerRegistry: registry.id
     publicNetworkAccess: publicAccess
+    // Private mode also isolates what Azure ML runs for the workspace (serverless jobs, serverless Spark for
+    // monitors, managed online endpoints) in its managed VNet; outbound stays open for pip and image pulls.
+    managedNetwork: {
+      isolationMode: enablePrivateNetwork ? 'AllowInternetOutbound' : 'Disabled'
+    }
     hbiWorkspace: false
     v1LegacyMode: false
   }

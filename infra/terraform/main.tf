@@ -171,6 +171,12 @@ resource "azurerm_machine_learning_workspace" "this" {
   identity {
     type = "SystemAssigned"
   }
+
+  # Private mode also isolates what Azure ML runs for the workspace (serverless jobs, serverless Spark for
+  # monitors, managed online endpoints) in its managed VNet; outbound stays open for pip and image pulls.
+  managed_network {
+    isolation_mode = var.enable_private_network ? "AllowInternetOutbound" : "Disabled"
+  }
 }
 
 # Workspace and Key Vault activity goes to Log Analytics: the audit trail

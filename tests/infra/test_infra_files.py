@@ -234,6 +234,9 @@ def test_pr_workflow():
     everything = "\n".join(runs(job) for job in doc["jobs"].values())
     for command in ("make venv", "specops validate", "specops render --check", "make test", "specops review"):
         assert command in everything, command
+    # Code in a pull request never runs as the identity that applies: only the read-only plan identity signs in.
+    text = (WORKFLOWS / "pr.yml").read_text()
+    assert "vars.AZURE_CLIENT_ID" not in text and text.count("vars.AZURE_PLAN_CLIENT_ID") == 3
     # The review comment holds the plan of the environment a merge applies to (dev once Azure is connected).
     assert re.search(r"specops review [^\n]*--plan-env \"\$plan_env\"[^\n]*--out comment\.md", everything)
 
@@ -318,6 +321,20 @@ def test_azure_pipelines_stages():
     assert "--detailed-exitcode" in gate_scripts
 
 
+def test_azure_pipelines_plan_pull_requests_with_the_read_only_connection():
+    """Validate and Plan run for pull requests: they sign in only through the read-only plan connection."""
+    doc = load(AZURE_PIPELINES)
+    assert doc["variables"]["devPlanServiceConnection"] != doc["variables"]["devServiceConnection"]
+    stages = {s["stage"]: s for s in doc["stages"]}
+    for name in ("Validate", "Plan"):
+        connections = {s["inputs"]["azureSubscription"] for s in ado_steps(stages[name]) if "AzureCLI@" in str(s.get("task", ""))}
+        assert connections <= {"${{ variables.devPlanServiceConnection }}"}, (name, connections)
+    plan_connections = {s["inputs"]["azureSubscription"] for s in ado_steps(stages["Plan"]) if "AzureCLI@" in str(s.get("task", ""))}
+    assert plan_connections == {"${{ variables.devPlanServiceConnection }}"}
+    for name in ("ApplyDev", "ApplyProd"):  # what may change an environment runs on main only
+        assert "refs/heads/main" in stages[name]["condition"]
+
+
 def test_azure_pipelines_use_azure_cli_with_a_service_connection():
     doc = load(AZURE_PIPELINES)
     tasks = [s for s in ado_steps(doc) if str(s.get("task", "")).startswith("AzureCLI@")]
@@ -394,6 +411,37 @@ def test_bicep_private_endpoints_cover_storage_key_vault_and_workspace():
     network = (BICEP / "modules" / "network.bicep").read_text()
     for group in ("blob", "file", "vault", "amlworkspace"):
         assert f"groupId: '{group}'" in network, group
+
+
+def test_private_mode_isolates_the_workspaces_managed_network_in_bicep_and_terraform():
+    """Public access off is not enough: serverless jobs, serverless Spark and managed endpoints run in Azure ML's
+    managed network, which private mode must isolate too."""
+    main = (BICEP / "main.bicep").read_text()
+    workspace = main[main.index("'Microsoft.MachineLearningServices/workspaces@"):]
+    workspace = workspace[: workspace.index("\n}\n")]
+    assert re.search(r"managedNetwork: \{\s*isolationMode: enablePrivateNetwork \? 'AllowInternetOutbound' : 'Disabled'",
+                     workspace)
+    block = re.sub(r"\s+", " ", tf_block("azurerm_machine_learning_workspace", "this"))
+    assert 'managed_network { isolation_mode = var.enable_private_network ? "AllowInternetOutbound" : "Disabled" }' in block
+
+
+def test_the_ci_identity_may_read_canary_metrics_and_the_plan_identity_only_reads():
+    """Canary analysis reads Azure Monitor (Microsoft.Insights/metrics/read), which AzureML Data Scientist lacks:
+    without Monitoring Reader every analysis is refused and rolls back. The plan identity (pull requests) writes nothing."""
+    main = (BICEP / "main.bicep").read_text()
+    metrics = main[main.index("resource ciMetricsAssignment"):]
+    metrics = metrics[: metrics.index("\n}\n")]
+    assert "roles.monitoringReader" in metrics and "principalId: ciPrincipalId" in metrics
+    assert re.search(r"monitoringReader: '43d0d8ad-25c7-4714-9337-8ba259a9fe05'", main)
+    plan_blocks = [block for block in re.findall(r"\nresource \w+ 'Microsoft\.Authorization/roleAssignments@[^\n]+\n[\s\S]*?\n}", main)
+                   if "principalId: planPrincipalId" in block]
+    plan_roles = {role for block in plan_blocks for role in re.findall(r"roleDefinitionId: [^\n]*roles\.(\w+)", block)}
+    assert plan_roles == {"reader", "blobReader"}, plan_roles
+    rbac = (TERRAFORM / "rbac.tf").read_text()
+    roles = dict(re.findall(r'(\S+) = \{\s*principal_id = var\.\w+\s*role\s*= "([^"]+)"', rbac))
+    assert roles["ci-metrics"] == "Monitoring Reader"
+    plan = {key: role for key, role in roles.items() if key.startswith("plan-")}
+    assert plan and all(role in ("Reader", "Storage Blob Data Reader") for role in plan.values()), plan
 
 
 def test_bicep_role_assignments_for_three_principals():
