@@ -627,3 +627,17 @@ def test_apply_waits_for_a_running_first_job_and_gives_up_after_its_wait(project
     with pytest.raises(SpecopsError, match=r"is still Running after 21600s"):
         Project(project, "dev").apply()
     assert sum(clock.sleeps) >= 6 * 3600 and not [path for path, _ in fake.bodies if "/deployments/" in path]
+
+
+def test_a_batch_deployment_on_an_alias_is_planned_on_the_version_it_stands_for(project: Path, fake: FakeAzureML):
+    serving = project / "specs" / "serving.yaml"
+    text = serving.read_text()
+    batch = text.index("kind: BatchEndpoint")
+    serving.write_text(text[:batch] + text[batch:].replace("model: credit-risk@3", "model: credit-risk@champion", 1))
+    tag(fake, 3, "champion")
+    Project(project, "dev").apply()
+    deployed = [body for path, body in fake.bodies if path == "/batchEndpoints/credit-batch/deployments/main"][-1]
+    assert deployed["properties"]["model"]["assetId"].endswith("/models/credit-risk/versions/3")
+    tag(fake, 3, "champion", on=False), tag(fake, 4, "champion")  # a promotion moved the champion
+    [op] = [op for op in Project(project, "dev").plan().operations if op.key == "BatchDeployment/credit-batch.main"]
+    assert (op.before["model"], op.after["model"]) == ("azureml:credit-risk:3", "azureml:credit-risk:4")

@@ -40,7 +40,7 @@ from specops.rollout.analysis import FAILED
 from specops.rollout.engine import Rollout
 from specops.rollout.ports import RolloutPorts
 from specops.state.records import ACTIVE, DEGRADED, HEALTHY, RolloutRecord
-from specops.spec.endpoints import CanaryRollout, Endpoint
+from specops.spec.endpoints import BatchEndpoint, CanaryRollout, Endpoint
 from specops.spec.refs import resolve
 
 if TYPE_CHECKING:
@@ -151,11 +151,14 @@ class AzureMLBackend:
         return [Resource(r.kind, r.name, fields, deps)]
 
     def alias_versions(self, specs: SpecSet) -> dict[str, dict[str, str]]:
-        """endpoint -> deployment -> the version its `model@alias` stands for now: the newest version of the model
-        holding the `specops.alias.<alias>` tag (Azure ML has no aliases; the register step and promotions set the
-        tags). Resolved at plan time, so the plan shows `model: azureml:credit-risk:3 -> azureml:credit-risk:4`
+        """endpoint (a batch endpoint by its key) -> deployment -> the version its `model@alias` stands for now:
+        the newest version of the model holding the `specops.alias.<alias>` tag (Azure ML has no aliases; the register
+        step and promotions set the tags). Resolved at plan time, so the plan shows `model: azureml:credit-risk:3 -> azureml:credit-risk:4`
         and what apply deploys is the version the plan showed. An alias on no version renders as `@latest`."""
         wanted = [(e.name, d.name, d.model_ref) for e in specs.of_kind(Endpoint) for d in e.spec.deployments if d.model_ref.alias]
+        # Batch endpoints by their document key: an online and a batch endpoint may share a name.
+        wanted += [(b.key, d.name, d.model_ref) for b in specs.of_kind(BatchEndpoint) for d in b.spec.deployments
+                   if d.model_ref.alias]
         tagged = {name: self._tagged_versions(specs, name) for name in sorted({ref.name for _, _, ref in wanted})}
         versions: dict[str, dict[str, str]] = {}
         for endpoint, deployment, ref in wanted:

@@ -568,10 +568,13 @@ def render_batch_endpoint(endpoint: BatchEndpoint) -> AzureBatchEndpoint:
                               defaults={"deployment_name": endpoint.spec.default_deployment})
 
 
-def render_batch_deployments(specs: SpecSet, endpoint: BatchEndpoint, files: ProjectFiles) -> list[ModelBatchDeployment]:
+def render_batch_deployments(specs: SpecSet, endpoint: BatchEndpoint, files: ProjectFiles,
+                             versions: Mapping[str, str] | None = None) -> list[ModelBatchDeployment]:
+    """Each batch deployment on the environment's cluster; `versions` as for render_online_deployments."""
     return [
         ModelBatchDeployment(
-            name=d.name, endpoint_name=endpoint.name, model=model_uri(d.model_ref), compute=compute_name(specs),
+            name=d.name, endpoint_name=endpoint.name, model=model_uri(d.model_ref, (versions or {}).get(d.name)),
+            compute=compute_name(specs),
             code_configuration=_scoring(specs), environment=deployment_environment(specs, files),
             # instance_count goes in `resources`: the loader rejects it in both places, as _to_dict writes it.
             resources=ResourceConfiguration(instance_count=d.instance_count),
@@ -720,7 +723,8 @@ def render_entities(specs: SpecSet, files: ProjectFiles, trigger_reason: str = "
     """Every Azure ML entity the specs ask for, with its dependencies (by Rendered.key).
 
     `OnlineTraffic/<endpoint>` is the backend's name for an endpoint's traffic, applied after its deployments.
-    `versions`: endpoint -> deployment -> the model version its `@alias` stands for (see render_online_deployments).
+    `versions`: endpoint (a batch endpoint by its key) -> deployment -> the model version its `@alias` stands for
+    (see render_online_deployments).
     """
     environment = render_environment(specs, files.lock, files.dev_only)
     out = [Rendered("Environment", environment_name(specs), environment, specs.project.key)]
@@ -741,7 +745,7 @@ def render_entities(specs: SpecSet, files: ProjectFiles, trigger_reason: str = "
     for endpoint in specs.of_kind(Endpoint):
         out += _online_entities(specs, endpoint, files, serving_key, (versions or {}).get(endpoint.name))
     for batch in specs.of_kind(BatchEndpoint):
-        out += _batch_entities(specs, batch, files, serving_key)
+        out += _batch_entities(specs, batch, files, serving_key, (versions or {}).get(batch.key))
     for monitor in specs.of_kind(Monitor):
         schedule = render_monitor_schedule(specs, monitor)
         # After the endpoint's traffic: the monitored deployment is the one taking the most of it.
@@ -773,11 +777,12 @@ def _online_entities(specs: SpecSet, endpoint: Endpoint, files: ProjectFiles, en
     return out
 
 
-def _batch_entities(specs: SpecSet, endpoint: BatchEndpoint, files: ProjectFiles, environment: str) -> list[Rendered]:
+def _batch_entities(specs: SpecSet, endpoint: BatchEndpoint, files: ProjectFiles, environment: str,
+                    versions: Mapping[str, str] | None) -> list[Rendered]:
     out = [Rendered("BatchEndpoint", endpoint.name, render_batch_endpoint(endpoint), endpoint.key)]
     deps = (f"BatchEndpoint/{endpoint.name}", environment)
     out += [Rendered("BatchDeployment", f"{endpoint.name}.{d.name}", d, endpoint.key, deps)
-            for d in render_batch_deployments(specs, endpoint, files)]
+            for d in render_batch_deployments(specs, endpoint, files, versions)]
     return out
 
 
