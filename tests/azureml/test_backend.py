@@ -526,7 +526,8 @@ def test_a_new_challenger_is_planned_as_a_version_change_and_rolled_out_as_a_can
     then a bad v5 is rolled back with an incident and audit entries, which `specops kpi` counts."""
     spec = use_canary(project, ANALYSED_STEPS, "{blue: 100}")
     text = spec.read_text().replace("model: credit-risk@champion", "model: credit-risk@challenger")
-    spec.write_text(text.replace("model: credit-risk@3", "model: credit-risk@champion") + GATE)
+    # blue (the first credit-risk@3) follows the champion; the batch deployment stays on version 3.
+    spec.write_text(text.replace("model: credit-risk@3", "model: credit-risk@champion", 1) + GATE)
     tag(fake, 3, "champion"), tag(fake, 3, "challenger")
     Project(project, "dev").apply()
     assert (served_version(fake, "blue"), served_version(fake, "green")) == ("3", "3")
