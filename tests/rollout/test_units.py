@@ -98,3 +98,16 @@ def test_a_stale_copy_of_the_record_is_refused(tmp_path):
     with pytest.raises(RecordChanged, match="now Degraded"):
         store.save_rollout(ours)
     assert store.rollout("e").status == "Degraded"
+
+
+@pytest.mark.parametrize("stable, weight, expected", [
+    ({"blue": 100}, 20, {"blue": 80, "green": 20}),
+    ({"blue": 60, "teal": 40}, 20, {"blue": 48, "teal": 32, "green": 20}),  # both stable keep their shares of the rest
+    ({"blue": 34, "teal": 33, "red": 33}, 10, {"blue": 32, "teal": 29, "red": 29, "green": 10}),  # floors, the rest on blue
+])
+def test_a_canary_takes_its_weight_and_every_stable_deployment_keeps_its_share_of_the_rest(stable, weight, expected):
+    """One split for both backends (the engine hands it to the local or the Azure router): never dropping a stable."""
+    from specops.rollout.engine import canary_split
+
+    split = canary_split(stable, "green", weight)
+    assert split == expected and sum(split.values()) == 100
