@@ -4,7 +4,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from specops.governance.kpi import (
-    change_failure_rate, deployment_frequency, drift_reaction_time, fairness_regression, mttr, releases, reproducibility,
+    change_failure_rate, deployment_frequency, drift_reaction_time, fairness_regression, inputs_fingerprint, mttr, releases,
+    reproducibility,
 )
 from rich.console import Console
 
@@ -136,3 +137,15 @@ spec:
     assert abs(kpi.value - 1000 * 20.0 / 4000) < 1e-9, kpi.detail
     (specs_dir / "all.yaml").write_text((specs_dir / "all.yaml").read_text().replace("Big: 6.0", "Other: 1.0"))
     assert cost_per_1000_predictions(load_specs(tmp_path)).detail == "no price for Big (Project spec.instance_prices)"
+
+
+def test_versions_trained_on_other_production_rows_are_not_rebuilds_of_each_other():
+    """The data file's hash misses the labelled production rows a retraining joined: their hash counts too."""
+    lineage = {"lineage.data_md5": "d", "lineage.code_sha256": "c", "lineage.requirements_sha256": "r",
+               "lineage.feature_set": "f:1"}
+    params = {"max_depth": "5"}
+    plain = inputs_fingerprint(lineage, params)
+    assert plain == inputs_fingerprint(dict(lineage), dict(params))  # a rebuild
+    with_rows = inputs_fingerprint({**lineage, "lineage.production_rows_md5": "p1"}, params)
+    assert len({plain, with_rows, inputs_fingerprint({**lineage, "lineage.production_rows_md5": "p2"}, params)}) == 3
+    assert inputs_fingerprint({**lineage, "lineage.code_sha256": ""}, params) is None

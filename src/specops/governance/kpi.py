@@ -23,6 +23,8 @@ from specops.spec import Pipeline, SpecSet
 
 # Lineage tags that, with the run's parameters, say what a version was built from.
 INPUT_TAGS = ("lineage.data_md5", "lineage.code_sha256", "lineage.requirements_sha256", "lineage.feature_set")
+# Set only where a retraining joined labelled production rows (spec.feedback): rows the data file's hash misses.
+PRODUCTION_ROWS_TAG = "lineage.production_rows_md5"
 
 
 @dataclass(frozen=True)
@@ -180,10 +182,18 @@ def registry_versions(specs: SpecSet) -> list[dict[str, Any]]:
             if v.run_id is None:  # registered outside a run: no metrics or inputs to compare
                 continue
             run = client.get_run(v.run_id).data
-            tags = [v.tags.get(tag) for tag in INPUT_TAGS]
-            inputs = repr([tags, sorted(run.params.items())]) if all(tags) else None
-            found.append({"model": name, "version": str(v.version), "metrics": run.metrics, "inputs": inputs})
+            found.append({"model": name, "version": str(v.version), "metrics": run.metrics,
+                          "inputs": inputs_fingerprint(v.tags, run.params)})
     return found
+
+
+def inputs_fingerprint(tags: dict[str, str], params: dict[str, str]) -> str | None:
+    """What a version was built from (data, production rows, code, lock, feature set, parameters); None when its
+    lineage is incomplete, so it is never compared."""
+    inputs = [tags.get(tag) for tag in INPUT_TAGS]
+    if not all(inputs):
+        return None
+    return repr([inputs, tags.get(PRODUCTION_ROWS_TAG, ""), sorted(params.items())])
 
 
 def compute(specs: SpecSet, now: datetime | None = None) -> list[Kpi]:
