@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import uuid
 import json
 import re
 from dataclasses import dataclass, field
@@ -27,9 +28,21 @@ from azure.core.pipeline._tools import is_rest
 from azure.core.rest._requests_basic import RestRequestsTransportResponse
 
 HOST = "management.azure.com"
+# Azure ML registries: discovered through the cloud's discovery host, then served (here) by the same fake host.
+DISCOVERY_HOST = "eastus.api.azureml.ms"
+DISCOVERY = re.compile(r"^/registrymanagement/v1\.0/registries/(?P<registry>[^/]+)/discovery$")
+REGISTRY = re.compile(r"^/mferp/managementfrontend/subscriptions/[^/]+/resourceGroups/[^/]+/providers/"
+                      r"Microsoft\.MachineLearningServices/registries/(?P<registry>[^/]+)(?P<path>/.*)?$", re.IGNORECASE)
 SUBSCRIPTION, RESOURCE_GROUP, WORKSPACE = "00000000-0000-0000-0000-000000000000", "rg-test", "ws-test"
-PREFIX = (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}"
-          f"/providers/Microsoft.MachineLearningServices/workspaces/{WORKSPACE}")
+
+
+def workspace_prefix(workspace: str) -> str:
+    return (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}"
+            f"/providers/Microsoft.MachineLearningServices/workspaces/{workspace}")
+
+
+PREFIX = workspace_prefix(WORKSPACE)
+WORKSPACE_IN_PATH = re.compile(r"/providers/Microsoft\.MachineLearningServices/workspaces/(?P<name>[^/]+)", re.IGNORECASE)
 # Resources Azure ML creates through long-running operations (the rest answer PUT at once).
 LONG_RUNNING = re.compile(r"/(onlineEndpoints|batchEndpoints|schedules)/[^/]+(/deployments/[^/]+)?$", re.IGNORECASE)
 OPERATION = "/operations/"
@@ -75,7 +88,8 @@ class Series:
     error_code: str = "500"
 
 
-REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 404: "Not Found", 409: "Conflict",
+REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 400: "Bad Request", 404: "Not Found",
+           405: "Method Not Allowed", 409: "Conflict",
            429: "Too Many Requests", 500: "Internal Server Error"}
 
 
@@ -92,7 +106,10 @@ def FakeResponse(request: Any, status: int, body: Any = None, headers: dict[str,
 
 
 class FakeAzureML(HttpTransport):
-    def __init__(self) -> None:
+    def __init__(self, workspace: str = WORKSPACE) -> None:
+        self.workspace, self.prefix = workspace, workspace_prefix(workspace)
+        self.guid = str(uuid.uuid5(uuid.NAMESPACE_URL, workspace))
+        self.peers: list[FakeAzureML] = [self]  # the workspaces of one FakeCloud (where a registry import looks)
         self.store: dict[str, dict[str, Any]] = {}
         self.requests: list[tuple[str, str]] = []  # (method, path without the workspace prefix)
         self.bodies: list[tuple[str, dict[str, Any]]] = []  # (path, body) of every PUT
@@ -104,6 +121,9 @@ class FakeAzureML(HttpTransport):
         self._operations = itertools.count(1)
         # What a submitted job's run ends with (status), given its name: none set, jobs stay NotStarted.
         self.run_job: Callable[[str], str] | None = None
+        # Azure ML registries (name -> versions by "models/<name>/versions/<v>") and the workspace's own id.
+        self.registries: dict[str, dict[str, dict[str, Any]]] = {}
+        self._bodiless: set[str] = set()  # operations whose end has no body
 
     # -- what tests read ---------------------------------------------------------
     def calls(self) -> list[str]:
@@ -130,9 +150,16 @@ class FakeAzureML(HttpTransport):
     def send(self, request: Any, **kwargs: Any) -> Any:
         url = urlsplit(request.url)
         self.hosts.add(url.netloc)
+        if url.netloc == DISCOVERY_HOST and DISCOVERY.match(url.path):
+            self.requests.append((request.method, url.path))
+            return FakeResponse(request, 200, self._discovery(DISCOVERY.match(url.path)["registry"]))
         if url.netloc != HOST:
             raise AssertionError(f"request to a real host left the fake: {request.method} {request.url}")
-        path = url.path.removeprefix(PREFIX) or "/"
+        registry = REGISTRY.match(url.path)
+        if registry is not None:
+            self.requests.append((request.method, f"registry:{registry['registry']}{registry['path'] or ''}"))
+            return self._registry(request, registry["registry"], (registry["path"] or "/").strip("/"))
+        path = url.path.removeprefix(self.prefix) or "/"
         self.requests.append((request.method, path))
         fault = self._fault(request.method, path)
         if fault is not None:
@@ -150,9 +177,9 @@ class FakeAzureML(HttpTransport):
     # -- the service ---------------------------------------------------------------
     def _get(self, request: Any, full: str, path: str) -> Any:
         if OPERATION in path:
-            return FakeResponse(request, 200, {"status": "Succeeded"})
+            return FakeResponse(request, 200, None if full in self._bodiless else {"status": "Succeeded"})
         if path == "/":
-            return FakeResponse(request, 200, _workspace())
+            return FakeResponse(request, 200, self._workspace())
         if METRICS.search(path):
             return FakeResponse(request, 200, self._metrics(METRICS.search(path)["endpoint"], urlsplit(request.url).query))
         if CODE_VERSIONS.search(path):
@@ -219,10 +246,51 @@ class FakeAzureML(HttpTransport):
             timeseries = [_timeseries(minutes, series.p95_ms, {})]
         return _metric_answer(endpoint, metric, timeseries)
 
+    def _workspace(self) -> dict[str, Any]:
+        return _workspace_body(self.prefix, self.workspace, self.guid)
+
+    # -- registries ------------------------------------------------------------------
+    def _discovery(self, registry: str) -> dict[str, Any]:
+        self.registries.setdefault(registry, {})  # as the infra made it: empty
+        return {"registryName": registry, "primaryRegion": "westeurope", "regions": ["westeurope"],
+                "primaryRegionResourceProviderUri": f"https://{HOST}/", "subscriptionId": SUBSCRIPTION,
+                "resourceGroup": RESOURCE_GROUP}
+
+    def _registry(self, request: Any, registry: str, path: str) -> Any:
+        """A registry's models: versions listed newest first, got by name and version, and copied in from a
+        workspace by `import` (what `models.share` sends), as a long-running operation."""
+        assets = self.registries[registry]
+        if request.method == "POST" and path == "import":
+            sent = json.loads(request.body or b"{}")["properties"]
+            source = re.search(r"/workspaces/(?P<guid>[^/]+)/models/(?P<name>[^/]+)/versions/(?P<version>[^/]+)$",
+                               sent["sourceAssetId"])
+            workspace = next((w for w in self.peers if source is not None and w.guid == source["guid"]), None)
+            if workspace is None or f"/models/{source['name']}/versions/{source['version']}".lower() not in workspace.store:
+                return FakeResponse(request, 400, _error(400, f"no such workspace model: {sent['sourceAssetId']}"))
+            key = f"models/{sent['destinationName']}/versions/{sent['destinationVersion']}"
+            assets[key] = {"id": f"azureml://registries/{registry}/{key}", "name": sent["destinationVersion"],
+                           "properties": {"modelType": "mlflow_model", "tags": {}, "properties": {}, "flavors": {},
+                                          "modelUri": f"azureml://registries/{registry}/{key}",
+                                          "sourceAssetId": sent["sourceAssetId"]}}
+            header = self._operation_header("Location")
+            self._bodiless.add(urlsplit(header["Location"]).path)  # an import ends with no body to read
+            return FakeResponse(request, 202, None, header)
+        if request.method != "GET":
+            return FakeResponse(request, 405, _error(405, path))
+        if path in assets:
+            return FakeResponse(request, 200, assets[path])
+        if path.endswith("/versions"):
+            found = [body for key, body in assets.items() if key.startswith(f"{path}/")]
+            return FakeResponse(request, 200, {"value": sorted(found, key=lambda b: int(b["name"]), reverse=True)})
+        if re.fullmatch(r"models/[^/]+", path) and any(key.startswith(f"{path}/") for key in assets):
+            return FakeResponse(request, 200, {"id": f"azureml://registries/{registry}/{path}", "name": path.split("/")[1],
+                                               "properties": {}})
+        return FakeResponse(request, 404, _error(404, path))
+
     def seed_model(self, name: str, version: int) -> None:
         """A model version an earlier pipeline run registered."""
         path = f"/models/{name}/versions/{version}"
-        self.store[path.lower()] = _stored(f"{PREFIX}{path}", {"properties": {"modelType": "mlflow_model", "flavors": {},
+        self.store[path.lower()] = _stored(f"{self.prefix}{path}", {"properties": {"modelType": "mlflow_model", "flavors": {},
                                                                               "modelUri": "azureml://fake/model"}})
 
     def _code_snapshot(self, full: str, path: str) -> dict[str, Any]:
@@ -239,7 +307,7 @@ class FakeAzureML(HttpTransport):
 
     def _operation_header(self, name: str) -> dict[str, str]:
         # Retry-After 0: poll at once (the SDK would otherwise wait the service's usual seconds).
-        url = f"https://{HOST}{PREFIX}{OPERATION}{next(self._operations)}?api-version=2024-01-01-preview"
+        url = f"https://{HOST}{self.prefix}{OPERATION}{next(self._operations)}?api-version=2024-01-01-preview"
         return {name: url, "Retry-After": "0"}
 
 
@@ -281,11 +349,42 @@ def _metric_answer(endpoint: str, metric: str, timeseries: list[dict[str, Any]])
                        "unit": unit, "errorCode": "Success", "timeseries": timeseries}]}
 
 
-def _workspace() -> dict[str, Any]:
-    return {"id": PREFIX, "name": WORKSPACE, "location": "westeurope", "kind": "Default",
-            "properties": {"discoveryUrl": f"https://{HOST}/discovery", "mlFlowTrackingUri": "azureml://fake"}}
+def _workspace_body(prefix: str, name: str, guid: str) -> dict[str, Any]:
+    return {"id": prefix, "name": name, "location": "westeurope", "kind": "Default",
+            "properties": {"workspaceId": guid, "discoveryUrl": f"https://{HOST}/discovery", "mlFlowTrackingUri": "azureml://fake"}}
 
 
 def _error(status: int, path: str) -> dict[str, Any]:
     codes = {404: "ResourceNotFound", 409: "Conflict", 429: "TooManyRequests", 500: "InternalServerError"}
     return {"error": {"code": codes.get(status, "Error"), "message": f"{codes.get(status, 'Error')}: {path}"}}
+
+
+class FakeCloud(HttpTransport):
+    """Several fake workspaces that share registries: a request goes to the workspace its URL names (the first
+    when it names none: registry discovery and registry calls, answered from the registries all of them share)."""
+
+    def __init__(self, *workspaces: FakeAzureML) -> None:
+        self.workspaces = {w.workspace: w for w in workspaces}
+        self.registries: dict[str, dict[str, dict[str, Any]]] = {}
+        for w in workspaces:
+            w.peers, w.registries = list(workspaces), self.registries
+
+    def __enter__(self) -> FakeCloud:
+        return self
+
+    def __exit__(self, *args: Any) -> None:
+        pass
+
+    def open(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def sleep(self, duration: float) -> None:
+        next(iter(self.workspaces.values())).sleep(duration)
+
+    def send(self, request: Any, **kwargs: Any) -> Any:
+        named = WORKSPACE_IN_PATH.search(urlsplit(request.url).path)
+        workspace = self.workspaces[named["name"]] if named else next(iter(self.workspaces.values()))
+        return workspace.send(request, **kwargs)

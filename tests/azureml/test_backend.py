@@ -17,7 +17,7 @@ from specops.state import records
 from specops.errors import SpecopsError
 from specops.rollout.metrics import Traffic
 from tests.azureml.fake_azure import (
-    HOST, PREFIX, RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE, Fault, FakeAzureML, Series, StaticTokenCredential,
+    DISCOVERY_HOST, HOST, PREFIX, RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE, Fault, FakeAzureML, Series, StaticTokenCredential,
 )
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -63,7 +63,7 @@ def fake(monkeypatch, project: Path, clock: FakeClock) -> FakeAzureML:
         project, credential=StaticTokenCredential(), transport=workspace, retry_total=2, retry_backoff_factor=0,
         sleep=clock.sleep, clock=clock, analysis_wait=300))
     yield workspace
-    assert workspace.hosts <= {HOST}
+    assert workspace.hosts <= {HOST, DISCOVERY_HOST}
 
 
 def keys(plan) -> list[str]:

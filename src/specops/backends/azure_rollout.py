@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from specops.backends.azure_metrics import GRAIN, EndpointMetrics
+from specops.plan.backend import Reporter, quiet
 from specops.registry import ALIAS_TAG, CHAMPION
 from specops.rollout.ports import Observed, Window
 
@@ -26,8 +27,8 @@ CHAMPION_TAG = ALIAS_TAG.format(alias=CHAMPION)
 
 
 class AzureRouter:
-    def __init__(self, backend: AzureMLBackend, specs: SpecSet, endpoint: str):
-        self.backend, self.specs, self.endpoint = backend, specs, endpoint
+    def __init__(self, backend: AzureMLBackend, specs: SpecSet, endpoint: str, report: Reporter = quiet):
+        self.backend, self.specs, self.endpoint, self.report = backend, specs, endpoint, report
 
     def versions(self) -> dict[str, str | None]:
         client = self.backend.client(self.specs)
@@ -48,7 +49,16 @@ class AzureRouter:
         self.backend.set_traffic(self.specs, self.endpoint, weights, mirror)
 
     def set_champion(self, model: str, version: str) -> None:
-        """The champion tag moves to `version`: set there first, then taken off the others."""
+        """The champion tag moves to `version`: set there first, then taken off the others; the environments
+        promoted from this one get it through their registry. Where versions come from a registry, the
+        environment's state says which is its champion (specops moves no tags in a registry)."""
+        if self.specs.project.spec.environments[self.specs.env].promotion is not None:
+            self.backend.project.state.set_champion(model, version)
+            return
+        self._move_champion_tag(model, version)
+        self.backend.share(self.specs, model, version, self.report)
+
+    def _move_champion_tag(self, model: str, version: str) -> None:
         client = self.backend.client(self.specs)
         models = client.models
         chosen = self.backend.call("Model", model, lambda: models.get(model, version=version))
@@ -59,7 +69,6 @@ class AzureRouter:
             if str(other.version) != str(version) and (other.tags or {}).get(CHAMPION_TAG) == "true":
                 other.tags = {k: v for k, v in other.tags.items() if k != CHAMPION_TAG}
                 self._save(other)
-
 
     def _save(self, model: Any) -> None:
         self.backend.call("Model", model.name, lambda: self.backend.client(self.specs).models.create_or_update(model))

@@ -27,13 +27,13 @@ from specops.backends.azure_data import upload_beside, upload_dataset
 from specops.backends.azure_metrics import AzureMonitorMetrics, EndpointMetrics, workspace_id
 from specops.backends.azure_rollout import AzureLiveMetrics, AzureRouter, model_version
 from specops.core.credentials import azure_credential
-from specops.plan.backend import Reporter
+from specops.plan.backend import Reporter, quiet
 from specops.errors import SpecopsError
 from specops.plan.model import Action, Cause, Operation, Resource
-from specops.registry import tagged_aliases
+from specops.registry import CHAMPION, tagged_aliases
 from specops.render.azureml import (
-    REFERENCE, TRIGGER_VARIABLE, Rendered, azureml_notes, entity_dict, mltable_text, read_project_files, render_entities,
-    render_online_deployments, short_hash, slug,
+    REFERENCE, TRIGGER_VARIABLE, Rendered, azureml_notes, entity_dict, mltable_text, promotion_registry,
+    read_project_files, render_entities, render_online_deployments, short_hash, slug,
 )
 from specops.spec import Dataset, FeatureSet, Gate, Pipeline, Project, SpecSet
 from specops.rollout.analysis import FAILED
@@ -56,7 +56,7 @@ RECORD_KINDS = frozenset(kind.__name__ for kind in RECORDS)
 NOT_APPLIED = ("CommandComponent", "Model")  # inline in the pipeline job / registered by its register step
 TRAFFIC_FIELDS = ("traffic", "mirror_traffic")
 ENDPOINT_FIELDS = ("auth_mode", "description", "tags")  # what an OnlineEndpoint update sets on the live endpoint
-KEPT_ON_DELETE = ("Environment", "Data", "PipelineJob")  # immutable history: never deleted by a plan
+KEPT_ON_DELETE = ("Environment", "Data", "PipelineJob", "RegistryModel")  # immutable history: never deleted by a plan
 ARM_ID = re.compile(r"^(?:azureml:)?/subscriptions/[^/]+/resourceGroups/[^/]+/providers/"
                     r"Microsoft\.MachineLearningServices/workspaces/[^/]+/(?P<path>.+)$", re.IGNORECASE)
 # The ids the service returns, written back as the short references specs render.
@@ -72,6 +72,7 @@ JOB_ENDED = ("Completed", "Failed", "Canceled", "NotResponding")
 JOB_POLL = 60.0  # seconds between looks at that job
 DEFAULT_JOB_WAIT = 6 * 3600.0  # how long apply waits for it (the credentials refresh; the job runs on its cluster)
 DEPLOYMENTS = ("OnlineDeployment", "BatchDeployment")
+NEWEST = "*newest"  # in a promoted environment, what every alias but champion stands for: the newest version shared
 
 
 class AzureMLBackend:
@@ -95,6 +96,7 @@ class AzureMLBackend:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._metrics = metrics
         self._client: MLClient | None = None
+        self._registry_clients: dict[str, MLClient] = {}
         # Why pipelines run in this apply: `specops retrain`, the retrain workflow and monitors set it.
         self.trigger_reason = os.environ.get(TRIGGER_VARIABLE) or "apply"
         self._asked_at = self._clock()
@@ -123,7 +125,22 @@ class AzureMLBackend:
         self._first_versions = self._unregistered_models(specs)
         for r in self._entities.values():
             resources.extend(self._resources(r, project))
+        resources += self._shared_champions(specs, project)
         self._desired, self._rendered_for = resources, specs
+
+    def _shared_champions(self, specs: SpecSet, project: str) -> list[Resource]:
+        """In an environment others are promoted from: each model's champion, in each registry they take it from
+        (a promotion shares the new champion at once; this keeps the first version, and a new registry, in step)."""
+        registries = specs.project.spec.promoted_from(specs.env)
+        if not registries:
+            return []
+        shared = []
+        for model in sorted({p.spec.model_name for p in specs.of_kind(Pipeline)}):
+            champion = self._tagged_versions(specs, model).get(CHAMPION)
+            if champion is not None:
+                shared += [Resource("RegistryModel", f"{model}@{registry}", {"registry": registry, "version": champion},
+                                    (project,)) for registry in sorted(set(registries.values()))]
+        return shared
 
     def _resources(self, r: Rendered, project: str) -> list[Resource]:
         fields = entity_dict(r, self.root)
@@ -159,10 +176,11 @@ class AzureMLBackend:
         # Batch endpoints by their document key: an online and a batch endpoint may share a name.
         wanted += [(b.key, d.name, d.model_ref) for b in specs.of_kind(BatchEndpoint) for d in b.spec.deployments
                    if d.model_ref.alias]
-        tagged = {name: self._tagged_versions(specs, name) for name in sorted({ref.name for _, _, ref in wanted})}
+        resolve = self._promoted_versions if promotion_registry(specs) else self._tagged_versions
+        tagged = {name: resolve(specs, name) for name in sorted({ref.name for _, _, ref in wanted})}
         versions: dict[str, dict[str, str]] = {}
         for endpoint, deployment, ref in wanted:
-            version = tagged[ref.name].get(str(ref.alias))
+            version = tagged[ref.name].get(str(ref.alias), tagged[ref.name].get(NEWEST))
             if version is not None:
                 versions.setdefault(endpoint, {})[deployment] = version
         return versions
@@ -170,6 +188,61 @@ class AzureMLBackend:
     def _tagged_versions(self, specs: SpecSet, model: str) -> dict[str, str]:
         """alias -> the newest version of `model` tagged with it."""
         return tagged_aliases((str(v.version), v.tags or {}) for v in self._model_versions(specs, model))
+
+    def _promoted_versions(self, specs: SpecSet, model: str) -> dict[str, str]:
+        """In an environment promoted from another: `@champion` is the version its own rollouts last promoted
+        (kept in its state; the first time, the newest), every other alias the newest the source shared."""
+        promotion = specs.project.spec.environments[specs.env].promotion
+        assert promotion is not None
+        shared = [str(v.version) for v in self._registry_versions(specs, promotion.registry, model)]
+        if not shared:
+            raise SpecopsError(f"{specs.project.key}: {specs.env} serves the versions {promotion.source} promotes, and "
+                               f"registry {promotion.registry} holds no version of {model} yet: apply "
+                               f"{promotion.source} first (its champion is shared into the registry)")
+        newest = max(shared, key=int)
+        champion = self.project.state.champion(model)
+        return {CHAMPION: champion if champion in shared else newest, NEWEST: newest}
+
+    def registry_client(self, specs: SpecSet, registry: str) -> MLClient:
+        """An MLClient on an Azure ML registry (discovery finds its region, subscription and resource group)."""
+        if registry not in self._registry_clients:
+            from azure.ai.ml import MLClient
+
+            target = self._target(specs)
+            self._registry_clients[registry] = MLClient(self._credential(), target["subscription_id"],
+                                                        target["resource_group"], registry_name=registry,
+                                                        **self.client_options)
+        return self._registry_clients[registry]
+
+    def _registry_versions(self, specs: SpecSet, registry: str, model: str) -> list[Any]:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        models = self.registry_client(specs, registry).models
+        try:
+            return self.call("Registry", registry, lambda: list(models.list(name=model)))
+        except ResourceNotFoundError:
+            return []
+
+    def share(self, specs: SpecSet, model: str, version: str, report: Reporter, only: str | None = None) -> None:
+        """Copy `model` `version` from this workspace into each registry an environment promoted from this one
+        takes its versions from, unless it is there already."""
+        for target, registry in specs.project.spec.promoted_from(specs.env).items():
+            if only not in (None, registry) or any(str(v.version) == version
+                                                   for v in self._registry_versions(specs, registry, model)):
+                continue
+            self._share_into(specs, registry, model, version)
+            report(f"RegistryModel/{model}: v{version} shared into registry {registry} for {target}")
+
+    def _share_into(self, specs: SpecSet, registry: str, model: str, version: str) -> None:
+        """The SDK's `models.share`, on the registry client this backend configured (share builds its own)."""
+        from azure.ai.ml.entities._assets.workspace_asset_reference import WorkspaceAssetReference
+
+        client = self.client(specs)
+        workspace = self.call("Workspace", str(client.workspace_name), lambda: client.workspaces.get(client.workspace_name))
+        source = f"azureml://locations/{workspace.location}/workspaces/{workspace._workspace_id}/models/{model}/versions/{version}"
+        reference = WorkspaceAssetReference(name=model, version=version, asset_id=source)
+        models = self.registry_client(specs, registry).models
+        self.call("Registry", registry, lambda: models.create_or_update(reference))
 
     def _model_versions(self, specs: SpecSet, model: str) -> list[Any]:
         from azure.core.exceptions import ResourceNotFoundError
@@ -228,6 +301,8 @@ class AzureMLBackend:
     def _get(self, specs: SpecSet, kind: str, name: str, desired: dict[str, Any]) -> dict[str, Any] | None:
         from azure.core.exceptions import ResourceNotFoundError
 
+        if kind == "RegistryModel":
+            return self._registry_model(specs, name, desired)
         client = self.client(specs)
         endpoint, _, deployment = name.partition(".")
         getters: dict[str, Callable[[], Any]] = {
@@ -263,6 +338,14 @@ class AzureMLBackend:
             _instance_type_kept(name, found, desired)
         return found
 
+    def _registry_model(self, specs: SpecSet, name: str, desired: dict[str, Any]) -> dict[str, Any] | None:
+        """The champion as the registry holds it: the version asked for when shared, else the newest there."""
+        model = name.rpartition("@")[0]
+        shared = sorted((str(v.version) for v in self._registry_versions(specs, desired["registry"], model)), key=int)
+        if not shared:
+            return None
+        return {"registry": desired["registry"], "version": desired["version"] if desired["version"] in shared else shared[-1]}
+
     def _same_model(self, specs: SpecSet, found: dict[str, Any], desired: dict[str, Any]) -> None:
         """A `name@latest` deployment is unchanged while it serves the latest version."""
         name, _, label = str(desired.get("model", "")).removeprefix("azureml:").partition("@")
@@ -287,9 +370,14 @@ class AzureMLBackend:
             return self._shift_traffic(op, specs, report)
         if op.kind == "BatchDefaults":
             return self._set_batch_default(op, specs)
+        if op.kind == "RegistryModel":
+            self.share(specs, op.name.rpartition("@")[0], op.desired["version"], report, only=op.desired["registry"])
+            return {}
         if op.kind in DEPLOYMENTS:
             self._await_first_version(specs, deployed_model(self._entities[op.key].entity), report)
         result = self._create_or_update(op, specs, report)
+        if op.kind in DEPLOYMENTS and promotion_registry(specs):
+            self._first_champion(specs, self._entities[op.key].entity)
         if op.kind == "OnlineDeployment" and op.action is Action.UPDATE:
             result.update(self._challenger_rollout(op, specs, report))
         return result
@@ -327,6 +415,18 @@ class AzureMLBackend:
         }[op.kind]
         self._wait(op.kind, op.name, lambda: begin(entity))
         return {}
+
+    def _first_champion(self, specs: SpecSet, deployment: Any) -> None:
+        """In a promoted environment, the version first deployed as `@champion` is its champion until a rollout
+        there promotes another (the state keeps it: a registry has no tags specops moves)."""
+        model = deployed_model(deployment)
+        if self.project.state.champion(model) is not None:
+            return
+        endpoints: list[Endpoint | BatchEndpoint] = [*specs.of_kind(Endpoint), *specs.of_kind(BatchEndpoint)]
+        aliases = [d.model_ref.alias for e in endpoints if e.name == deployment.endpoint_name
+                   for d in e.spec.deployments if d.name == deployment.name]
+        if aliases and aliases[0] == CHAMPION:
+            self.project.state.set_champion(model, str(model_version(deployment.model)))
 
     def _await_first_version(self, specs: SpecSet, model: str, report: Reporter) -> None:
         """Wait for the pipeline job that registers `model`'s first version (submitted earlier in this apply)."""
@@ -460,7 +560,7 @@ class AzureMLBackend:
               report: Reporter) -> RolloutRecord:
         """Drive the rollout; whatever stops it short of a decision (an error from Azure, metrics that cannot be
         read) aborts it, so a canary half rolled out is never left serving unwatched."""
-        engine = Rollout(self.project, endpoint, ports=self.rollout_ports(endpoint), sleep=self._sleep,
+        engine = Rollout(self.project, endpoint, ports=self.rollout_ports(endpoint, report), sleep=self._sleep,
                          clock=lambda: self._clock().timestamp())
         try:
             record = drive(engine)
@@ -493,10 +593,10 @@ class AzureMLBackend:
     def _before(self, op: Operation) -> dict[str, int]:
         return dict((op.before or {}).get("traffic") or {})
 
-    def rollout_ports(self, endpoint: str) -> RolloutPorts:
+    def rollout_ports(self, endpoint: str, report: Reporter = quiet) -> RolloutPorts:
         specs = self.project.specs
         metrics = AzureLiveMetrics(self.metrics(specs), endpoint, self._clock, self._sleep)
-        return RolloutPorts(router=AzureRouter(self, specs, endpoint), metrics=metrics, where=self.name,
+        return RolloutPorts(router=AzureRouter(self, specs, endpoint, report), metrics=metrics, where=self.name,
                             max_wait_s=self.analysis_wait)
 
     def set_traffic(self, specs: SpecSet, name: str, traffic: dict[str, int], mirror: dict[str, int]) -> None:
@@ -593,7 +693,11 @@ class AzureMLBackend:
 
 
 def deployed_model(deployment: Any) -> str:
-    """The model name a rendered deployment serves (`azureml:credit-risk@latest`, `azureml:credit-risk:3`)."""
+    """The model name a rendered deployment serves (`azureml:credit-risk@latest`, `azureml:credit-risk:3`,
+    `azureml://registries/<registry>/models/credit-risk/versions/3`)."""
+    registered = re.search(r"/models/([^/]+)/", str(deployment.model))
+    if registered is not None:
+        return registered[1]
     return re.split(r"[@:]", str(deployment.model).removeprefix("azureml:"), maxsplit=1)[0]
 
 

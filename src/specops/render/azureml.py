@@ -336,13 +336,22 @@ def render_model(pipeline: Pipeline) -> Model:
                  description=f"registered by pipeline {pipeline.name}")
 
 
-def model_uri(ref: ModelRef, resolved: str | None = None) -> str:
+def model_uri(ref: ModelRef, resolved: str | None = None, registry: str | None = None) -> str:
     """`name@3` -> `azureml:name:3`; `name@alias` -> the version the alias tag is on (`resolved`), else `@latest`.
 
     Azure ML has no model aliases: the backend resolves them from the `specops.alias.<name>` tags on model
-    versions at plan time. The SDK resolves a label only without the `azureml:` prefix."""
+    versions at plan time. The SDK resolves a label only without the `azureml:` prefix. In an environment
+    promoted from another, versions are the registry's (`azureml://registries/<registry>/models/name/versions/3`)."""
     version = ref.version or resolved
+    if registry is not None:
+        return f"azureml://registries/{registry}/models/{ref.name}/" + (f"versions/{version}" if version else "labels/latest")
     return f"azureml:{ref.name}:{version}" if version else f"{ref.name}@latest"
+
+
+def promotion_registry(specs: SpecSet) -> str | None:
+    """The registry an environment promoted from another takes its model versions from (None: it trains its own)."""
+    promotion = specs.project.spec.environments[specs.env].promotion
+    return promotion.registry if promotion is not None else None
 
 
 # --- Pipeline: command components, the pipeline job, its schedule ---------------
@@ -547,7 +556,8 @@ def render_online_deployments(specs: SpecSet, endpoint: Endpoint, files: Project
         settings = d.request_settings
         variables = {**d.environment_variables, SERVING_VARIABLE: serving_settings(specs, d.name, d.model, endpoint)}
         deployments.append(ManagedOnlineDeployment(
-            name=d.name, endpoint_name=endpoint.name, model=model_uri(d.model_ref, (versions or {}).get(d.name)),
+            name=d.name, endpoint_name=endpoint.name,
+            model=model_uri(d.model_ref, (versions or {}).get(d.name), promotion_registry(specs)),
             instance_type=d.instance_type, instance_count=d.instance_count,
             code_configuration=_scoring(specs), environment=deployment_environment(specs, files),
             environment_variables=variables,
@@ -573,7 +583,8 @@ def render_batch_deployments(specs: SpecSet, endpoint: BatchEndpoint, files: Pro
     """Each batch deployment on the environment's cluster; `versions` as for render_online_deployments."""
     return [
         ModelBatchDeployment(
-            name=d.name, endpoint_name=endpoint.name, model=model_uri(d.model_ref, (versions or {}).get(d.name)),
+            name=d.name, endpoint_name=endpoint.name,
+            model=model_uri(d.model_ref, (versions or {}).get(d.name), promotion_registry(specs)),
             compute=compute_name(specs),
             code_configuration=_scoring(specs), environment=deployment_environment(specs, files),
             # instance_count goes in `resources`: the loader rejects it in both places, as _to_dict writes it.
@@ -740,7 +751,7 @@ def render_entities(specs: SpecSet, files: ProjectFiles, trigger_reason: str = "
     references = sorted({baseline_dataset(specs, m).name for m in specs.of_kind(Monitor)})
     out += [Rendered("Data", f"{name}{REFERENCE}", render_reference_data(specs.require(Dataset, name)),
                      specs.require(Dataset, name).key, (f"Data/{name}",)) for name in references]
-    for pipeline in specs.of_kind(Pipeline):
+    for pipeline in [] if promotion_registry(specs) else specs.of_kind(Pipeline):  # a promoted environment never trains
         out += _pipeline_entities(specs, pipeline, files, env_key, trigger_reason)
     for endpoint in specs.of_kind(Endpoint):
         out += _online_entities(specs, endpoint, files, serving_key, (versions or {}).get(endpoint.name))
@@ -795,7 +806,15 @@ def azureml_notes(specs: SpecSet) -> list[str]:
 
 
 def _pipeline_notes(specs: SpecSet) -> Iterable[str]:
-    if specs.project.spec.environments[specs.env].compute is None:
+    environment = specs.project.spec.environments[specs.env]
+    if environment.promotion is not None:
+        yield (f"{specs.project.key}: {specs.env} trains nothing: its deployments serve the versions "
+               f"{environment.promotion.source} promoted, from registry {environment.promotion.registry}")
+        return
+    for target, registry in specs.project.spec.promoted_from(specs.env).items():
+        yield (f"{specs.project.key}: each version {specs.env}'s rollouts promote is shared into registry {registry}, "
+               f"for {target}")
+    if environment.compute is None:
         yield (f"{specs.project.key}: spec.environments.{specs.env}.compute is not set: "
                "pipeline jobs run on serverless compute")
     for pipeline in specs.of_kind(Pipeline):

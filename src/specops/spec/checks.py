@@ -17,6 +17,7 @@ from specops.spec.kinds import (
     FeatureSet,
     Gate,
     Pipeline,
+    Project,
     task_metrics,
 )
 from specops.spec.loader import Path_, SpecSet
@@ -63,6 +64,26 @@ def missing_reference(specs: SpecSet, doc: Document, path: Path_, kind: type[Doc
     if specs.get(kind, name) is not None or f"{kind.__name__}/{name}" in specs.broken:
         return []
     return [specs.error(doc, path, specs.unknown(kind, name))]
+
+
+@check
+def promotions(specs: SpecSet) -> Iterable[SpecError]:
+    """An environment promoted from another takes what a training azureml environment promoted."""
+    if not specs.of_kind(Project):
+        return  # the Project itself is invalid, and said so
+    environments = specs.project.spec.environments
+    for name, environment in environments.items():
+        promotion = environment.promotion
+        if promotion is None:
+            continue
+        source = environments.get(promotion.source)
+        at = ("spec", "environments", name, "promotion", "source")
+        if source is None or promotion.source == name:
+            yield specs.error(specs.project, at, f"{promotion.source!r} must name another environment "
+                                                 f"({', '.join(sorted(set(environments) - {name}))})")
+        elif source.backend != "azureml" or source.promotion is not None:
+            yield specs.error(specs.project, at, f"{promotion.source!r} must be an azureml environment that trains "
+                                                 "(not local, not one promoted from another)")
 
 
 @check

@@ -107,9 +107,20 @@ class RemoteState(Strict):
                            description="blob container (the infra creates specops-state)")
 
 
+class Promotion(Strict):
+    """An environment that serves what another one trained: it runs no pipeline, and each version the source's
+    rollouts promote reaches it through an Azure ML registry both workspaces share (as Azure/mlops-v2 does)."""
+
+    source: str = Field(description="the environment whose promoted model versions this one serves (e.g. dev)")
+    registry: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9\-_]{2,32}$",
+                          description="the Azure ML registry the source shares its promoted versions into (infra output)")
+
+
 class Environment(Strict):
     backend: Literal["local", "azureml"] = "local"
     target: AzureTarget | None = None
+    promotion: Promotion | None = Field(None, description="serve the versions another environment trained and promoted, "
+                                        "from an Azure ML registry, instead of training here")
     state: RemoteState | None = Field(None, description="keep state, audit log, rollout records, incidents, SLO history "
                                       "and the apply lock (a blob lease) in Azure Blob Storage; unset: in .specops/")
     compute: str | None = Field(None, description="Azure ML compute cluster for pipeline jobs and batch deployments "
@@ -120,6 +131,8 @@ class Environment(Strict):
     def _azure_needs_target(self) -> Environment:
         if self.backend == "azureml" and self.target is None:
             raise ValueError("an azureml environment needs a target (subscription_id, resource_group, workspace)")
+        if self.promotion is not None and self.backend != "azureml":
+            raise ValueError("promotion goes through an Azure ML registry: it needs backend azureml")
         return self
 
 
@@ -137,6 +150,11 @@ class ProjectSpec(Strict):
         if self.default_environment not in self.environments:
             raise ValueError(f"default_environment {self.default_environment!r} is not one of {sorted(self.environments)}")
         return self
+
+    def promoted_from(self, env: str) -> dict[str, str]:
+        """The environments that serve what `env` promotes -> the registry each takes it through."""
+        return {name: e.promotion.registry for name, e in sorted(self.environments.items())
+                if e.promotion is not None and e.promotion.source == env}
 
 
 @register_kind

@@ -35,6 +35,9 @@ class State:
     serial: int = 0
     resources: dict[str, AppliedResource] = field(default_factory=dict)
     rollouts: dict[str, RolloutRecord] = field(default_factory=dict)
+    # model -> the version this environment's rollouts promoted, where versions come from a registry (Azure ML
+    # registries have no tags for specops to move): what `@champion` stands for there.
+    champions: dict[str, str] = field(default_factory=dict)
 
     def fields(self) -> dict[str, dict[str, Any]]:
         return {key: entry.fields for key, entry in self.resources.items()}
@@ -77,7 +80,8 @@ class StateStore:
             data = json.loads(text)
             return State(serial=data.get("serial", 0),
                          resources={k: AppliedResource(**v) for k, v in data.get("resources", {}).items()},
-                         rollouts={k: RolloutRecord.from_dict(v) for k, v in data.get("rollouts", {}).items()})
+                         rollouts={k: RolloutRecord.from_dict(v) for k, v in data.get("rollouts", {}).items()},
+                         champions={str(k): str(v) for k, v in data.get("champions", {}).items()})
         except (ValueError, TypeError, AttributeError) as exc:
             raise SpecopsError(f"state {self.storage.describe(self.name)} is unreadable ({exc}); restore it from a backup or "
                                f"inspect it before deleting it (the next apply would then start from nothing)") from None
@@ -106,6 +110,12 @@ class StateStore:
 
     def remove(self, key: str) -> int:
         return self.update(lambda state: state.resources.pop(key, None))[1]
+
+    def champion(self, model: str) -> str | None:
+        return self.read().champions.get(model)
+
+    def set_champion(self, model: str, version: str) -> None:
+        self.update(lambda state: state.champions.__setitem__(model, version))
 
     def rollout(self, endpoint: str) -> RolloutRecord | None:
         return self.read().rollouts.get(endpoint)
