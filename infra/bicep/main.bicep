@@ -86,6 +86,12 @@ param ciPrincipalId string = ''
 @description('Object ID of the read-only service principal that plans pull requests: Reader on the resource group, Storage Blob Data Reader on the state container. Empty: no assignment.')
 param planPrincipalId string = ''
 
+@description('Azure ML registry to create here, through which prod serves what dev promoted (Project spec environments.prod.promotion.registry; 3-33 chars). Deploy it with one environment, usually dev. Empty: none.')
+param mlRegistryName string = ''
+
+@description('Object IDs of the identities that share versions into the registry or deploy from it (dev\'s and prod\'s ciPrincipalId): AzureML Registry User on it.')
+param mlRegistryUserPrincipalIds array = []
+
 @description('Blob container that keeps specops state, audit log, rollout records, incidents, SLO history and the apply lease (SPECOPS_STATE_ACCOUNT_URL points at its account).')
 param stateContainerName string = 'specops-state'
 
@@ -125,6 +131,7 @@ var roles = {
   monitoringReader: '43d0d8ad-25c7-4714-9337-8ba259a9fe05' // Monitoring Reader (Microsoft.Insights/metrics/read)
   blobContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe' // Storage Blob Data Contributor
   blobReader: '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1' // Storage Blob Data Reader
+  registryUser: '1823dd4f-9b8c-4ab6-ab4e-7397a3684615' // AzureML Registry User
 }
 
 // ---------------------------------------------------------------- storage
@@ -520,6 +527,52 @@ resource planStateAssignment 'Microsoft.Authorization/roleAssignments@2022-04-01
   }
 }
 
+// ---------------------------------------------------------------- the registry prod is promoted through
+// dev shares each version its rollouts promote into it; prod's deployments serve from it and never train.
+resource mlRegistry 'Microsoft.MachineLearningServices/registries@2024-04-01' = if (!empty(mlRegistryName)) {
+  name: mlRegistryName
+  location: location
+  tags: tags
+  identity: {
+    type: 'SystemAssigned'
+  }
+  properties: {
+    publicNetworkAccess: publicAccess
+    regionDetails: [
+      {
+        location: location
+        storageAccountDetails: [
+          {
+            systemCreatedStorageAccount: {
+              storageAccountType: 'Standard_LRS'
+              storageAccountHnsEnabled: false
+              allowBlobPublicAccess: false
+            }
+          }
+        ]
+        acrDetails: [
+          {
+            systemCreatedAcrAccount: {
+              acrAccountSku: 'Premium'
+            }
+          }
+        ]
+      }
+    ]
+  }
+}
+
+resource mlRegistryUsers 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for principalId in mlRegistryUserPrincipalIds: if (!empty(mlRegistryName)) {
+  name: guid(resourceGroup().id, mlRegistryName, principalId, roles.registryUser)
+  scope: mlRegistry
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.registryUser)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    description: 'specops CI (share promoted versions, deploy from the registry)'
+  }
+}]
+
 // ---------------------------------------------------------------- outputs
 @description('Set AZURE_ML_WORKSPACE to this.')
 output workspaceName string = workspace.name
@@ -536,3 +589,5 @@ output containerRegistryName string = registry.name
 output applicationInsightsName string = appInsights.name
 output logAnalyticsWorkspaceId string = logAnalytics.id
 output computeName string = compute.name
+@description('Project spec environments.prod.promotion.registry (empty: no registry made here).')
+output mlRegistryName string = mlRegistryName

@@ -54,3 +54,8 @@ output "log_analytics_workspace_id" {
 output "compute_name" {
   value = azurerm_machine_learning_compute_cluster.this.name
 }
+
+output "ml_registry_name" {
+  description = "Project spec environments.prod.promotion.registry (empty: no registry made here)."
+  value       = var.ml_registry_name
+}

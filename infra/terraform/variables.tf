@@ -147,6 +147,22 @@ variable "plan_principal_id" {
   default     = ""
 }
 
+variable "ml_registry_name" {
+  description = "Azure ML registry to create here, through which prod serves what dev promoted (Project spec environments.prod.promotion.registry). Apply it with one environment, usually dev. Empty: none."
+  type        = string
+  default     = ""
+  validation {
+    condition     = var.ml_registry_name == "" || can(regex("^[a-zA-Z0-9][a-zA-Z0-9_-]{2,32}$", var.ml_registry_name))
+    error_message = "ml_registry_name: 3-33 letters, digits, - and _, starting with a letter or digit."
+  }
+}
+
+variable "ml_registry_user_principal_ids" {
+  description = "Object IDs of the identities that share versions into the registry or deploy from it (dev's and prod's ci_principal_id): AzureML Registry User on it."
+  type        = list(string)
+  default     = []
+}
+
 variable "state_container_name" {
   description = "Blob container for specops state, audit log, rollout records, incidents, SLO history and the apply lease."
   type        = string

@@ -185,7 +185,11 @@ class FakeAzureML(HttpTransport):
         if CODE_VERSIONS.search(path):
             return FakeResponse(request, 200, {"value": [self._code_snapshot(full, path)]})
         if len(path.strip("/").split("/")) % 2:  # /type/name/.../type: a collection
-            return FakeResponse(request, 200, {"value": self._list(path)})
+            found = self._list(path)
+            schedule = parse_qs(urlsplit(request.url).query).get("scheduleId")
+            if schedule:  # the runs a schedule made
+                found = [body for body in found if body["properties"].get("scheduleId") == schedule[0]]
+            return FakeResponse(request, 200, {"value": found})
         body = self.store.get(path.lower())
         return FakeResponse(request, 200, body) if body is not None else FakeResponse(request, 404, _error(404, path))
 
@@ -286,6 +290,17 @@ class FakeAzureML(HttpTransport):
             return FakeResponse(request, 200, {"id": f"azureml://registries/{registry}/{path}", "name": path.split("/")[1],
                                                "properties": {}})
         return FakeResponse(request, 404, _error(404, path))
+
+    def seed_monitor_run(self, schedule: str, name: str, breached_signal: str | None = None) -> None:
+        """A run the workspace made of a monitor schedule; one that found `breached_signal` over its thresholds
+        failed and carries the tag Azure ML's monitoring components put on it."""
+        tags = {} if breached_signal is None else {"azureml_modelmonitor_threshold_breached": (
+            f"The signal '{breached_signal}' has failed due to one or more features violating metric thresholds.\n"
+            "The feature names and their corresponding computed metric values violating the threshold are \n[...]")}
+        path = f"/jobs/{name}"
+        self.store[path.lower()] = _stored(f"{self.prefix}{path}", {"properties": {
+            "jobType": "Pipeline", "status": "Failed" if breached_signal else "Completed", "tags": tags,
+            "scheduleId": schedule, "jobs": {}, "inputs": {}, "outputs": {}, "settings": {}}})
 
     def seed_model(self, name: str, version: int) -> None:
         """A model version an earlier pipeline run registered."""

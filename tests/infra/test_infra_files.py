@@ -126,7 +126,7 @@ def shell_scripts():
 
 def test_the_ci_files_exist():
     names = {p.name for p in WORKFLOW_FILES}
-    assert {"pr.yml", "main.yml", "retrain.yml"} <= names
+    assert {"pr.yml", "main.yml", "retrain.yml", "controller.yml"} <= names
     assert AZURE_PIPELINES.exists()
 
 
@@ -289,6 +289,23 @@ def test_retrain_workflow():
     assert "inputs.reason" not in runs(job)
 
 
+def test_controller_workflow_hands_prods_retraining_requests_to_devs_pass():
+    """prod's pass (no required reviewers: it may only roll back or ask) writes what it requests; dev's pass
+    submits those retrainings, then makes its own pass."""
+    doc = workflow("controller.yml")
+    assert doc["on"]["schedule"] and "workflow_dispatch" in doc["on"]
+    jobs = doc["jobs"]
+    (prod,) = jobs_running(jobs, r"controller --once --json --env prod")
+    (dev,) = jobs_running(jobs, r"controller --once --env dev")
+    assert environment_name(jobs[prod]) not in (None, "prod") and environment_name(jobs[dev]) is None
+    assert needs(jobs[dev]) == [prod]
+    assert "steps.pass.outputs.requested" in jobs[prod]["outputs"]["requested"]
+    assert f"needs.{prod}.outputs.requested" in jobs[dev]["env"]["REQUESTED"]
+    script = runs(jobs[dev])
+    assert script.index("specops retrain") < script.index("controller --once --env dev")
+    assert "--env prod" not in script
+
+
 # ---------------------------------------------------------------- Azure DevOps
 
 def ado_steps(node):
@@ -425,6 +442,28 @@ def test_private_mode_isolates_the_workspaces_managed_network_in_bicep_and_terra
     assert 'managed_network { isolation_mode = var.enable_private_network ? "AllowInternetOutbound" : "Disabled" }' in block
 
 
+def test_the_registry_prod_is_promoted_through_is_made_with_its_users_in_bicep_and_terraform():
+    """One environment makes the Azure ML registry (Project spec promotion.registry); dev's and prod's CI
+    identities get AzureML Registry User on it; private mode closes it as it closes the workspace."""
+    from specops.spec import load_specs
+
+    promotion = load_specs(REPO, "prod").project.spec.environments["prod"].promotion
+    assert promotion is not None and promotion.source == "dev"
+    main = (BICEP / "main.bicep").read_text()
+    registry = main[main.index("resource mlRegistry 'Microsoft.MachineLearningServices/registries@"):]
+    registry = registry[: registry.index("\n}\n")]
+    assert "if (!empty(mlRegistryName))" in registry and "publicNetworkAccess: publicAccess" in registry
+    users = main[main.index("resource mlRegistryUsers"):]
+    assert "for principalId in mlRegistryUserPrincipalIds" in users and "roles.registryUser" in users
+    assert "registryUser: '1823dd4f-9b8c-4ab6-ab4e-7397a3684615'" in main
+    terraform = (TERRAFORM / "registry.tf").read_text()
+    assert 'type      = "Microsoft.MachineLearningServices/registries@2024-04-01"' in terraform
+    assert 'publicNetworkAccess = local.public_access ? "Enabled" : "Disabled"' in terraform
+    assert 'role_definition_name = "AzureML Registry User"' in terraform
+    assert 'for_each             = var.ml_registry_name == "" ? toset([]) : toset(var.ml_registry_user_principal_ids)' in terraform
+    assert 'source  = "Azure/azapi"' in (TERRAFORM / "versions.tf").read_text()
+
+
 def test_the_ci_identity_may_read_canary_metrics_and_the_plan_identity_only_reads():
     """Canary analysis reads Azure Monitor (Microsoft.Insights/metrics/read), which AzureML Data Scientist lacks:
     without Monitoring Reader every analysis is refused and rolls back. The plan identity (pull requests) writes nothing."""
@@ -483,7 +522,8 @@ def test_bicep_modules_exist():
 
 # ---------------------------------------------------------------- Terraform
 
-TF_FILES = ("versions.tf", "variables.tf", "main.tf", "network.tf", "rbac.tf", "outputs.tf", "terraform.tfvars.example")
+TF_FILES = ("versions.tf", "variables.tf", "main.tf", "network.tf", "rbac.tf", "registry.tf", "outputs.tf",
+            "terraform.tfvars.example")
 
 
 def tf_text() -> str:

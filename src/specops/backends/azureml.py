@@ -20,6 +20,7 @@ import os
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +33,7 @@ from specops.errors import SpecopsError
 from specops.plan.model import Action, Cause, Operation, Resource
 from specops.registry import CHAMPION, tagged_aliases
 from specops.render.azureml import (
-    REFERENCE, TRIGGER_VARIABLE, Rendered, azureml_notes, entity_dict, mltable_text, promotion_registry,
+    REFERENCE, SIGNAL_NAMES, TRIGGER_VARIABLE, Rendered, azureml_notes, entity_dict, mltable_text, promotion_registry,
     read_project_files, render_entities, render_online_deployments, short_hash, slug,
 )
 from specops.spec import Dataset, FeatureSet, Gate, Pipeline, Project, SpecSet
@@ -72,7 +73,17 @@ JOB_ENDED = ("Completed", "Failed", "Canceled", "NotResponding")
 JOB_POLL = 60.0  # seconds between looks at that job
 DEFAULT_JOB_WAIT = 6 * 3600.0  # how long apply waits for it (the credentials refresh; the job runs on its cluster)
 DEPLOYMENTS = ("OnlineDeployment", "BatchDeployment")
+# On a monitor's run that found a signal over its thresholds: "The signal '<name>' has failed due to ..."
+BREACHED_TAG = "azureml_modelmonitor_threshold_breached"
 NEWEST = "*newest"  # in a promoted environment, what every alias but champion stands for: the newest version shared
+
+
+@dataclass(frozen=True)
+class MonitorRun:
+    name: str
+    status: str
+    breached: tuple[str, ...]  # the Monitor's signal blocks (data_drift, ...) whose thresholds the run found breached
+    message: str
 
 
 class AzureMLBackend:
@@ -454,6 +465,34 @@ class AzureMLBackend:
                                "candidate? see gate.json in the job's outputs)")
         report(f"{job_key}: {model} v{max(registered)} registered")
         del self._first_versions[model]
+
+    # -- what the controller asks of the workspace ------------------------------------------
+    def submit_retraining(self, specs: SpecSet, pipeline: str, reason: str) -> str:
+        """A new run of `pipeline`'s job, named for `reason` and when it was asked for (what the retrain workflow's
+        apply submits); returns the job's name. The run registers a challenger; the next apply rolls it out."""
+        self.trigger_reason, self._asked_at, self._rendered_for = reason, self._clock(), None
+        self._render(specs)
+        key = f"PipelineJob/{pipeline}"
+        entity = self._entities[key].entity
+        entity.name = next(r.fields["name"] for r in self._desired if r.key == key)
+        client = self.client(specs)
+        return str(self.call("PipelineJob", pipeline, lambda: client.jobs.create_or_update(entity)).name)
+
+    def job_status(self, specs: SpecSet, pipeline: str, job: str) -> str:
+        return self._job_status(self.client(specs), pipeline, job)
+
+    def monitor_runs(self, specs: SpecSet, monitor: str) -> list[MonitorRun]:
+        """The runs the workspace made of a Monitor's schedule, each with the signals it found breached
+        (Azure ML tags such a run `azureml_modelmonitor_threshold_breached`, naming the signal)."""
+        client = self.client(specs)
+        jobs = self.call("MonitorSchedule", monitor, lambda: list(client.jobs.list(schedule_defined=True,
+                                                                                    scheduled_job_name=monitor)))
+        runs = []
+        for job in jobs:
+            message = str((job.tags or {}).get(BREACHED_TAG, ""))
+            breached = tuple(field for field, name in SIGNAL_NAMES.items() if f"'{name}'" in message)
+            runs.append(MonitorRun(str(job.name), str(getattr(job.status, "value", job.status)), breached, message))
+        return runs
 
     def _job_status(self, client: MLClient, pipeline: str, job: str) -> str:
         status = self.call("PipelineJob", pipeline, lambda: client.jobs.get(job)).status

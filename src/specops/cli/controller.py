@@ -1,6 +1,8 @@
 """`specops controller` and `specops retrain`: the retraining loop, by the clock or now."""
 from __future__ import annotations
 
+import json
+
 import click
 
 from specops.cli.options import console, friendly, reporter, with_project
@@ -12,14 +14,22 @@ from specops.project import Project
 @with_project
 @click.option("--once", is_flag=True, help="one detection and run pass, then exit")
 @click.option("--interval", default=60.0, show_default=True, help="seconds between passes")
+@click.option("--json", "as_json", is_flag=True, help="with --once: what the pass did with each event, as JSON "
+              "(CI reads the retrainings a promoted environment requests of the one it comes from)")
 @friendly
-def controller(project: Project, once: bool, interval: float) -> None:
-    """Run schedules, monitors, SLO scrapes, experiments and retraining triggers (drift, performance, stale, data change, cron)."""
+def controller(project: Project, once: bool, interval: float, as_json: bool) -> None:
+    """Run schedules, monitors, SLO scrapes, experiments and retraining triggers (drift, performance, stale, data change, cron).
+
+    On Azure ML: act on the workspace's monitor runs and follow the retraining jobs (run it from a schedule, --once)."""
     from specops.controller.loop import Controller
 
     ctl = Controller(project, report=reporter("controller"))
     if once:
-        for event, status in ctl.tick():
+        outcomes = ctl.tick()
+        if as_json:
+            click.echo(json.dumps([{"event": e.id, "pipeline": e.pipeline, "reason": e.reason, "status": status}
+                                   for e, status in outcomes]))
+        for event, status in [] if as_json else outcomes:
             console.print(f"{event.id}: {status}")
         return
     ctl.run_forever(interval)

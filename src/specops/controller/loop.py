@@ -1,12 +1,18 @@
 """The controller loop: one pass notices what is due and does it, for one project in one environment.
 
-Each pass (`tick`) reads the specs afresh, then:
+Each pass (`tick`) reads the specs afresh, then, on the local backend:
 1. records a /metrics scrape of every served endpoint an SLO measures availability on
    (the SLO history grows by the clock, whoever asks or not);
 2. queues the retraining events that are due (cron, data change, staleness);
 3. runs the monitors whose schedule fired and carries out what they ask for;
 4. steps the experiment rollouts that are due (a bandit every `update_interval`, A/B reports);
 5. runs each pipeline once for its most urgent event, and rolls its new challenger out.
+
+On Azure ML the workspace runs the schedules and the monitors, and a pass (from the scheduled workflow) acts
+on what they found: a monitor run that breached its thresholds takes its Monitor's actions, once (the audit
+log, in the environment's storage, remembers the run); a retraining is a new run of the pipeline's job (in the
+environment it runs in; a promoted one, prod, trains nothing and requests it of the one it comes from); a
+retraining job that finished is rolled out by an apply, whose canary the one rollout engine walks.
 """
 from __future__ import annotations
 
@@ -16,7 +22,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from specops.controller.events import COALESCED, DONE, FAILED, STARTED, Event, EventQueue
-from specops.controller.monitors import run_monitor
+from specops.controller.monitors import roll_back, run_monitor
 from specops.controller.triggers import data_change_events, last_training, latest_fire, schedule_events, stale_events
 from specops.core.clock import utcnow
 from specops.core.durations import seconds
@@ -35,7 +41,13 @@ from specops.state.storage import open_storage
 from specops.state.store import StateStore
 
 if TYPE_CHECKING:
+    from specops.backends.azureml import AzureMLBackend
     from specops.backends.local import LocalBackend
+
+SUBMITTED = "submitted"  # a retraining job now runs in the workspace; a later pass rolls its model out
+REQUESTED = "requested"  # a promoted environment asks the one it takes its versions from to retrain
+JOB_ENDED = {"Completed": AuditAction.RETRAIN_FINISHED, "Failed": AuditAction.RETRAIN_FAILED,
+             "Canceled": AuditAction.RETRAIN_FAILED, "NotResponding": AuditAction.RETRAIN_FAILED}
 
 
 class Controller:
@@ -101,7 +113,8 @@ class Controller:
         return self.queue.offer(event)
 
     def retrain(self, pipeline: str, reason: str, detail: str = "requested on the command line") -> list[tuple[Event, str]]:
-        """Queue a retraining of `pipeline` now, with its reason recorded, and run what is pending."""
+        """Queue a retraining of `pipeline` now, with its reason recorded, and run what is pending (on Azure ML:
+        submit its job)."""
         specs = self.project.specs
         specs.require(Pipeline, pipeline)
         self.enqueue(Event(f"{reason}:{pipeline}:{utcnow().isoformat(timespec='seconds')}", pipeline, reason, detail))
@@ -158,6 +171,8 @@ class Controller:
         return outcomes
 
     def _retrain(self, pipeline: Pipeline, event: Event) -> str:
+        if self.project.environment.backend == "azureml":
+            return self._submit(pipeline, event)
         project = self.project
         with project.lock(f"controller retrain {pipeline.name} ({event.reason})"):
             self.queue.mark(event, STARTED)
@@ -209,14 +224,90 @@ class Controller:
             if applied is not None:  # what the endpoint now serves, committed like any apply
                 project.commit(endpoint.key, applied.fields, outputs, AuditAction.UPDATE, reason="challenger rolled out")
 
+    # -- Azure ML: the workspace runs, the controller acts ---------------------------------
+    def _submit(self, pipeline: Pipeline, event: Event) -> str:
+        project = self.project
+        detail = {"pipeline": pipeline.name, "reason": event.reason, "event": event.id}
+        promotion = project.environment.promotion
+        if promotion is not None:  # its credentials reach its own workspace only: the source's pass submits the job
+            project.audit.record(AuditAction.RETRAIN_REQUESTED, pipeline.key, **detail, source=promotion.source)
+            self.report(f"{pipeline.key}: retraining ({event.reason}: {event.detail}) requested in {promotion.source}: "
+                        f"{project.env} trains nothing")
+            self.queue.mark(event, DONE, f"requested in {promotion.source}")
+            return REQUESTED
+        try:
+            job = _workspace(project).submit_retraining(project.specs, pipeline.name, event.reason)
+        except SpecopsError as exc:
+            self.queue.mark(event, FAILED, str(exc))
+            project.audit.record(AuditAction.RETRAIN_FAILED, pipeline.key, **detail, error=str(exc))
+            return FAILED
+        project.audit.record(AuditAction.RETRAIN_STARTED, pipeline.key, **detail, job=job, detail=event.detail)
+        self.report(f"{pipeline.key}: retraining ({event.reason}: {event.detail}): job {job} submitted")
+        self.queue.mark(event, DONE, f"job {job}")
+        return SUBMITTED
+
+    def follow_jobs(self) -> list[tuple[str, str]]:
+        """Each retraining job submitted here and not yet ended: a finished one is audited and rolled out by an
+        apply (its challenger walks the canary); a failed one is audited. Returns (job, status) for those that ended."""
+        project = self.project
+        backend = _workspace(project)
+        entries = [e for e in project.audit.entries() if e.get("env") == project.env and "job" in e]
+        ended = {e["job"] for e in entries if e["action"] != AuditAction.RETRAIN_STARTED}
+        done: list[tuple[str, str]] = []
+        for started in [e for e in entries if e["action"] == AuditAction.RETRAIN_STARTED and e["job"] not in ended]:
+            status = backend.job_status(project.specs, started["pipeline"], started["job"])
+            if status not in JOB_ENDED:
+                continue
+            detail = {k: started[k] for k in ("pipeline", "reason", "event", "job") if k in started}
+            project.audit.record(JOB_ENDED[status], started["resource"], **detail, status=status)
+            self.report(f"{started['resource']}: job {started['job']} {status}")
+            done.append((started["job"], status))
+        if any(status == "Completed" for _, status in done):
+            self._apply_new_versions()
+        return done
+
+    def _apply_new_versions(self) -> None:
+        """The registered challenger goes out through the endpoints serving its alias: an apply of the specs."""
+        try:
+            self.project.apply(report=self.report)
+        except SpecopsError as exc:  # a rolled-back canary: its incident is recorded, the loop goes on
+            self.report(f"apply: {exc}")
+
+    def act_on_monitor_runs(self, specs: SpecSet) -> None:
+        """Each monitor run in the workspace that breached its thresholds and was not acted on: its alert audited,
+        then its Monitor's actions for the signals that breached (a retraining queued, a rollback, a webhook)."""
+        from specops.monitoring.runner import RollbackRequest, notify
+        from specops.spec.monitors import alert_actions
+
+        backend = _workspace(self.project)
+        audit = self.project.audit
+        for monitor in specs.of_kind(Monitor):
+            seen = {e.get("run") for e in audit.entries() if e.get("monitor") == monitor.name}
+            for run in backend.monitor_runs(specs, monitor.name):
+                if not run.breached or run.name in seen:
+                    continue
+                actions = sorted({a for signal in run.breached for a in alert_actions(monitor, signal)})
+                pipeline = monitor.spec.actions.retrain
+                evidence = {"monitor": monitor.name, "run": run.name, "signals": list(run.breached)}
+                audit.record(AuditAction.DRIFT_ALERT, monitor.key, **evidence, **({"pipeline": pipeline} if pipeline else {}))
+                self.report(f"monitor {monitor.name}: run {run.name} breached {', '.join(run.breached)}: "
+                            f"{', '.join(actions) or 'no action'}")
+                if "retrain" in actions and pipeline:
+                    self.enqueue(Event(f"drift:{pipeline}:{run.name}", pipeline, "drift", f"monitor run {run.name}"))
+                if "rollback" in actions and monitor.spec.actions.rollback:
+                    self.report(roll_back(self.project, RollbackRequest(monitor.spec.target.endpoint, "drift", evidence)))
+                if "notify" in actions and monitor.spec.actions.notify:
+                    self.report(notify(monitor.spec.actions.notify, {"monitor": monitor.name, **evidence,
+                                                                     "message": run.message}))
+
     # -- the loop --------------------------------------------------------------
     def tick(self, now: datetime | None = None) -> list[tuple[Event, str]]:
         self.project = self.project.reloaded()  # a spec changed since the last pass is seen now
         specs = self.project.specs
-        backend = self.project.environment.backend
-        if backend != "local":
-            raise SpecopsError(f"the controller drives local environments; {specs.env!r} uses {backend}, "
-                               "where schedules run in the workspace")
+        if self.project.environment.backend == "azureml":
+            self.follow_jobs()
+            self.act_on_monitor_runs(specs)
+            return self.run_pending(specs)
         now = now or utcnow()
         for line in record_scrapes(specs):
             self.report(line)
@@ -234,3 +325,12 @@ class Controller:
             except SpecopsError as exc:  # a broken spec pauses the controller; it must not kill it
                 self.report(f"error: {exc}")
             stop.wait(interval_s)
+
+
+def _workspace(project: Project) -> AzureMLBackend:
+    from specops.backends.azureml import AzureMLBackend
+
+    backend = project.backend
+    if not isinstance(backend, AzureMLBackend):
+        raise SpecopsError(f"{project.env!r} uses the {backend.name} backend, not azureml")
+    return backend

@@ -35,6 +35,7 @@ class AuditAction(StrEnum):
     RETRAIN_STARTED = "retrain_started"
     RETRAIN_FINISHED = "retrain_finished"
     RETRAIN_FAILED = "retrain_failed"
+    RETRAIN_REQUESTED = "retrain_requested"  # by an environment that trains nothing, of the one it is promoted from
     DRIFT_ALERT = "drift_alert"
     PERFORMANCE_ALERT = "performance_alert"
     ROLLBACK_REQUESTED = "rollback_requested"
