@@ -61,8 +61,9 @@ acceptance: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --durations=10 -m acceptance tests/acceptance; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "no acceptance tests collected"; rc=0; fi; exit $$rc
 
-# The Azure ML emulator alone (also part of `make test`): the dev environment's rendered pipeline job run
-# the way Azure ML runs it, against an mlflow server standing in for the workspace (tests/azureml/emulator).
+# The Azure ML emulator alone (also part of `make test`): `specops apply --env dev` end to end, its pipeline
+# jobs run the way Azure ML runs them against an mlflow server standing in for the workspace, its deployments
+# served by azureml-inference-server-http, its canary judged on what they answered (tests/azureml/emulator).
 emulator: $(STAMP) serving
 	$(BIN)/python -m pytest -q --durations=5 tests/azureml/test_emulated_pipeline.py tests/azureml/test_registry_in_jobs.py
 

@@ -1,8 +1,15 @@
-"""The dev environment's rendered pipeline job, run by the Azure ML emulator against a stand-in workspace.
+"""The dev environment applied end to end on the Azure ML emulator (issue 10, "done when").
 
-One module fixture renders the example project for `dev`, starts the workspace (a real `mlflow server`
-behind a proxy refusing what Azure ML's MLflow refuses) and runs the pipeline job twice, as two
-trainings would run on Azure ML; the tests then check what each run left in the workspace.
+One module fixture copies the example project, starts the stand-in workspace (a real `mlflow server` behind
+a proxy refusing what Azure ML's MLflow refuses) and runs `specops apply --env dev` against the REST fake,
+joined to the emulator (emulator/cloud.py): the pipeline job apply submits is run as Azure ML runs it, its
+registered versions are the workspace's, its deployments are served by azureml-inference-server-http, and the
+canary's metrics are what those deployments answered. The lifecycle, in order:
+1. the first apply submits the job, which registers v1; the deployments wait for it and serve v1;
+2. a retraining (apply with a trigger reason) registers v2 as challenger; the plan shows green v1 -> v2;
+3. apply walks green's canary on live traffic and promotes v2 (the champion tag moves, blue follows);
+4. a bad v3 (it cannot score) fails its canary: rolled back, an incident and audit entries; `kpi` counts it.
+The tests then check what each step left.
 """
 from __future__ import annotations
 
@@ -13,16 +20,23 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mlflow.exceptions import MlflowException
 
+from specops import project as project_module
+from specops.backends.azureml import AzureMLBackend
+from specops.errors import SpecopsError
+from specops.project import Project
 from specops.registry import ALIAS_TAG, CHALLENGER, CHAMPION, tagged_aliases
-from specops.render.azureml import render_azureml
+from specops.render.azureml import TRIGGER_VARIABLE, render_azureml
 from specops.spec import load_specs
+from tests.azureml.emulator.cloud import EmulatedDev, register_bad_version
 from tests.azureml.emulator.jobs import JobFailed, PipelineRun, run_pipeline_job
 from tests.azureml.emulator.serving import serve_deployment
 from tests.azureml.emulator.workspace import REFUSALS, Workspace, start_workspace
+from tests.azureml.fake_azure import RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE, FakeAzureML, StaticTokenCredential
 from tests.conftest import BIN, REPO
 from tests.serving.conftest import start_server, stop_server
 
@@ -41,7 +55,12 @@ class Emulated:
     workspace: Workspace
     first: PipelineRun
     second: PipelineRun
-    tags_after_first: dict[str, dict[str, str]]  # version -> tags, before the second run moved any
+    tags: dict[str, dict[str, dict[str, str]]]  # step -> version -> tags, as the workspace held them after it
+    served: dict[str, dict[str, str]]  # step -> deployment -> the version the fake says it serves
+    plans: dict[str, list[tuple[str, str, Any, Any]]]  # step -> the plan before it: (key, path, old, new)
+    lines: dict[str, list[str]]  # step -> what its apply reported
+    answered: dict[str, list[int]]  # deployment -> every status it answered on live traffic
+    bad_apply: str  # the error the bad version's apply ended with
     refused_during_runs: list[tuple[str, str, str]]
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -58,7 +77,17 @@ def example_project(dest: Path) -> Path:
     (dest / "params.yaml").write_text(params)
     pipeline = dest / "specs" / "pipelines" / "training.yaml"
     pipeline.write_text(pipeline.read_text().replace("--rows 5000", "--rows 1500"))
+    # The canary judges from 50 requests an arm (the emulated endpoint takes 300 a minute); records stay in
+    # the copy's .specops/ (test_remote_state.py runs the storage account).
+    endpoint = dest / "specs" / "endpoints" / "credit-scoring.yaml"
+    endpoint.write_text(endpoint.read_text().replace("min_samples: 200", "min_samples: 50"))
+    spec = dest / "specs" / "project.yaml"
+    spec.write_text(re.sub(r"      state:.*\n(        .*\n)+", "", spec.read_text()))
     return dest
+
+
+def snapshot_tags(workspace: Workspace) -> dict[str, dict[str, str]]:
+    return {v.version: dict(v.tags) for v in workspace.client().search_model_versions(f"name='{MODEL}'")}
 
 
 @pytest.fixture(scope="module")
@@ -68,33 +97,61 @@ def emulated(tmp_path_factory) -> Iterator[Emulated]:
     base = tmp_path_factory.mktemp("emulated")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(_experimental, "_should_skip_warning", lambda: True)  # see conftest.quick_experimental_check
+        for name, value in (("AZURE_SUBSCRIPTION_ID", SUBSCRIPTION), ("AZURE_RESOURCE_GROUP", RESOURCE_GROUP),
+                            ("AZURE_ML_WORKSPACE", WORKSPACE)):
+            patch.setenv(name, value)
         seconds: dict[str, float] = {}
         started = time.monotonic()
         root = example_project(base / "proj")
+        # The job as the emulator reads it: the rendered YAML of what apply submits.
         render_azureml(load_specs(root, "dev"), root / "build" / "dev" / "azureml")
         # What the Data asset's datastore path holds: the pipeline's generate step writes the real rows over it.
         datastore = base / "datastore" / "credit.csv"
         datastore.parent.mkdir()
         datastore.write_text("placeholder: the generate_data node writes the rows\n")
-        seconds["render"] = time.monotonic() - started
         workspace = start_workspace(base / "workspace", python=str(BIN / "python"))
-        seconds["workspace"] = time.monotonic() - started - seconds["render"]
-        try:
-            def run(label: str) -> PipelineRun:
-                began = time.monotonic()
-                result = run_pipeline_job(root / JOB, workspace, data={"credit-applications": datastore},
-                                          python=BIN / "python", workdir=base / label)
-                seconds[label] = time.monotonic() - began
-                return result
+        seconds["workspace"] = time.monotonic() - started
+        dev = EmulatedDev(root, FakeAzureML(), workspace, MODEL, ENDPOINT, root / JOB, {"credit-applications": datastore},
+                          BIN / "python", SERVING_VENV, base / "dev", applicants)
+        patch.setattr(project_module, "create_backend", lambda project: AzureMLBackend(
+            project, credential=StaticTokenCredential(), transport=dev.fake, retry_total=2, retry_backoff_factor=0,
+            sleep=dev.sleep, clock=dev.clock, analysis_wait=300))
+        tags: dict[str, dict[str, dict[str, str]]] = {}
+        plans: dict[str, list[tuple[str, str, Any, Any]]] = {}
+        lines: dict[str, list[str]] = {}
+        served: dict[str, dict[str, str]] = {}
 
-            first = run("first")
-            client = workspace.client()
-            tags = {v.version: dict(v.tags) for v in client.search_model_versions(f"name='{MODEL}'")}
-            second = run("second")
+        def step(name: str, reason: str | None = None) -> None:
+            began = time.monotonic()
+            plans[name] = [(op.key, c.path, c.old, c.new) for op in Project(root, "dev").plan().operations
+                           for c in op.changes if c.path == "model"]
+            if reason:
+                patch.setenv(TRIGGER_VARIABLE, reason)
+            try:
+                Project(root, "dev").apply(report=lines.setdefault(name, []).append)
+            finally:
+                patch.delenv(TRIGGER_VARIABLE, raising=False)
+                dev.push_tags()  # what apply did to the tags (a promotion), as the workspace's MLflow shows it
+                tags[name] = snapshot_tags(workspace)
+                served[name] = {body["name"]: re.split(r"[/:]", str(body["properties"]["model"]))[-1]
+                                for path, body in dev.fake.store.items()
+                                if path.startswith(f"/onlineendpoints/{ENDPOINT}/deployments/")}
+                seconds[name] = time.monotonic() - began
+
+        try:
+            step("first")  # job 1 registers v1; the deployments wait for it
+            step("retraining", reason="manual")  # job 2 registers v2 as challenger
+            step("canary")  # green v1 -> v2 walks its canary on live traffic and is promoted
+            register_bad_version(workspace, MODEL, base / "bad")
+            dev.mirror()
+            with pytest.raises(SpecopsError) as bad:
+                step("bad")
             seconds["total"] = time.monotonic() - started
-            print(f"emulated pipeline timings (s): { {k: round(v, 1) for k, v in seconds.items()} }")
-            yield Emulated(root, workspace, first, second, tags, list(workspace.refused), seconds)
+            print(f"emulated dev timings (s): { {k: round(v, 1) for k, v in seconds.items()} }")
+            yield Emulated(root, workspace, dev.runs[0], dev.runs[1], tags, served, plans, lines, dict(dev.answered),
+                           str(bad.value), list(workspace.refused), seconds)
         finally:
+            dev.close()
             workspace.close()
 
 
@@ -115,7 +172,7 @@ def test_every_trial_logs_the_primary_metric_and_the_sweep_takes_the_best(emulat
 def test_the_first_run_registers_version_1_in_the_workspace_as_champion(emulated: Emulated):
     client = emulated.workspace.client()
     version = client.get_model_version(MODEL, "1")
-    assert holds(emulated.tags_after_first["1"], CHAMPION) and holds(emulated.tags_after_first["1"], CHALLENGER)
+    assert holds(emulated.tags["first"]["1"], CHAMPION) and holds(emulated.tags["first"]["1"], CHALLENGER)
     # Registered from the best trial's candidate run, which evaluate scored in the same workspace.
     candidate = client.get_run(version.run_id)
     assert candidate.data.tags["mlflow.parentRunId"] == emulated.first.nodes["train"].best.run_id
@@ -125,8 +182,7 @@ def test_the_first_run_registers_version_1_in_the_workspace_as_champion(emulated
 
 
 def test_a_second_run_registers_version_2_as_challenger(emulated: Emulated):
-    client = emulated.workspace.client()
-    tags = {v.version: dict(v.tags) for v in client.search_model_versions(f"name='{MODEL}'")}
+    tags = emulated.tags["retraining"]
     assert sorted(tags) == ["1", "2"]
     # Azure ML reuses a deterministic node run on the same inputs; the stages that track and register must run again.
     assert not any(node.reused for node in emulated.first.nodes.values())
@@ -134,6 +190,46 @@ def test_a_second_run_registers_version_2_as_challenger(emulated: Emulated):
     assert holds(tags["2"], CHALLENGER) and not holds(tags["1"], CHALLENGER)
     # The example's Endpoint rolls the champion out, so its rollout (not register) promotes v2.
     assert holds(tags["1"], CHAMPION) and not holds(tags["2"], CHAMPION)
+
+
+def test_the_first_apply_serves_the_version_its_job_registered(emulated: Emulated):
+    assert any("waiting for job" in line for line in emulated.lines["first"])
+    assert emulated.served["first"] == {"blue": "1", "green": "1"}
+
+
+def test_the_plan_after_a_retraining_shows_green_moving_to_the_challenger(emulated: Emulated):
+    assert emulated.served["retraining"] == {"blue": "1", "green": "1"}  # the retraining only registered v2
+    assert emulated.plans["canary"] == [(f"OnlineDeployment/{ENDPOINT}.green", "model", f"azureml:{MODEL}:1",
+                                         f"azureml:{MODEL}:2")]
+
+
+def test_apply_walks_the_canary_on_the_emulated_deployments_answers_and_promotes(emulated: Emulated):
+    lines = emulated.lines["canary"]
+    assert any("v1 -> v2: canary rollout blue -> green" in line for line in lines)
+    assert any("promoted" in line for line in lines)
+    assert holds(emulated.tags["canary"]["2"], CHAMPION) and not holds(emulated.tags["canary"]["1"], CHAMPION)
+    assert emulated.served["canary"] == {"blue": "2", "green": "2"}  # blue followed the champion
+    # The analyses read what the served deployments answered: both took live requests, all answered.
+    assert set(emulated.answered) == {"blue", "green"}
+    assert len(emulated.answered["green"]) >= 50 and set(emulated.answered["green"][:50]) == {200}
+
+
+def test_a_bad_version_fails_its_canary_on_its_own_errors_and_is_rolled_back(emulated: Emulated):
+    assert "rolled back" in emulated.bad_apply and "error" in emulated.bad_apply
+    assert emulated.plans["bad"] == [(f"OnlineDeployment/{ENDPOINT}.green", "model", f"azureml:{MODEL}:2",
+                                      f"azureml:{MODEL}:3")]
+    assert 500 in emulated.answered["green"]  # v3 could not score: a server-side failure Azure Monitor counts
+    assert not holds(emulated.tags["bad"]["3"], CHAMPION) and holds(emulated.tags["bad"]["2"], CHAMPION)
+    session = Project(emulated.root, "dev")
+    record = session.state.rollout(ENDPOINT)
+    assert record.status == "Degraded" and session.paths.incident(record.incident).exists()
+    assert record.weights == {"blue": 100}
+    actions = [e["action"] for e in session.audit.entries()]
+    assert actions.count("promote") == 1 and actions[-2:] == ["rollback", "incident"]
+    from specops.governance.kpi import compute
+
+    failure_rate = next(k for k in compute(session.specs) if k.name == "change failure rate")
+    assert failure_rate.detail == "1 rollback(s) for 1 release(s)"  # as the local backend counts them
 
 
 def test_the_product_calls_nothing_azure_ml_refuses(emulated: Emulated):
@@ -235,7 +331,7 @@ def test_raw_rows_get_the_same_answers_from_the_emulated_azure_deployment_and_th
                                                                                                    tmp_path: Path):
     assert (SERVING_VENV / "bin" / "azmlinfsrv").exists(), "run `make serving`: Azure ML's inference server's own venv"
     versions = alias_versions(emulated)
-    assert versions == {ENDPOINT: {"blue": "1", "green": "2"}}  # champion v1, challenger v2
+    assert versions == {ENDPOINT: {"blue": "2", "green": "3"}}  # champion v2 (promoted), challenger v3 (rolled back)
     out = tmp_path / "azureml"
     render_azureml(load_specs(emulated.root, "dev"), out, versions)
     azure = serve_deployment(out / "online-deployments" / f"{ENDPOINT}.blue.yaml", emulated.workspace, venv=SERVING_VENV,
@@ -243,7 +339,7 @@ def test_raw_rows_get_the_same_answers_from_the_emulated_azure_deployment_and_th
     local_root = local_endpoint(emulated, tmp_path / "local")
     local = start_server(local_root, ENDPOINT, workers=1, env="dev")
     try:
-        assert azure.model == f"{MODEL}:1"
+        assert azure.model == f"{MODEL}:2"
         body = applicants(25)
         status, predicted = azure.score(body)
         assert status == 200, predicted

@@ -25,7 +25,8 @@ from tests.conftest import REPO, run
 pytestmark = pytest.mark.xdist_group("init")
 VENV = Path(sys.executable).parent.parent
 CI_FILES = {
-    "github": {".github/workflows/pr.yml", ".github/workflows/main.yml", ".github/workflows/retrain.yml"},
+    "github": {".github/workflows/pr.yml", ".github/workflows/main.yml", ".github/workflows/retrain.yml",
+               ".github/workflows/controller.yml"},
     "azure-devops": {"azure-pipelines.yml"},
 }
 CI_FILES["both"] = CI_FILES["github"] | CI_FILES["azure-devops"]
@@ -129,7 +130,7 @@ def test_the_template_ci_files_follow_this_repository_ci_files():
     project = TEMPLATE / "project"
     pairs = [(REPO / ".github" / "workflows" / name,
               project / "[% if ci_provider in ['github', 'both'] %].github[% endif %]" / "workflows" / name)
-             for name in ("pr.yml", "main.yml", "retrain.yml")]
+             for name in ("pr.yml", "main.yml", "retrain.yml", "controller.yml")]
     pairs.append((REPO / "azure-pipelines.yml", project / "[% if ci_provider in ['azure-devops', 'both'] %]azure-pipelines.yml[% endif %]"))
     for original, shipped in pairs:
         assert shipped.read_text() == adapt_ci(original.read_text()), \
