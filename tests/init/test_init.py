@@ -27,7 +27,7 @@ VENV = Path(sys.executable).parent.parent
 CI_FILES = {
     "github": {".github/workflows/pr.yml", ".github/workflows/main.yml", ".github/workflows/retrain.yml",
                ".github/workflows/controller.yml"},
-    "azure-devops": {"azure-pipelines.yml"},
+    "azure-devops": {"azure-pipelines.yml", "azure-pipelines-controller.yml"},
 }
 CI_FILES["both"] = CI_FILES["github"] | CI_FILES["azure-devops"]
 
@@ -89,7 +89,7 @@ def test_each_ci_provider_generates_exactly_its_files(tmp_path, ci, endpoint):
     project = init_project(tmp_path / "p", {"project_name": "fraud", "target": "is_fraud", "ci_provider": ci,
                                             "endpoint": endpoint, "endpoint_port": 5917})
     files = tracked(project)
-    present = {f for f in files if f.startswith(".github/") or f == "azure-pipelines.yml"}
+    present = {f for f in files if f.startswith((".github/", "azure-pipelines"))}
     assert present == CI_FILES[ci]
     endpoints = {f for f in files if f.startswith("specs/endpoints/")}
     assert endpoints == ({"specs/endpoints/fraud.yaml"} if endpoint else set())
@@ -131,7 +131,8 @@ def test_the_template_ci_files_follow_this_repository_ci_files():
     pairs = [(REPO / ".github" / "workflows" / name,
               project / "[% if ci_provider in ['github', 'both'] %].github[% endif %]" / "workflows" / name)
              for name in ("pr.yml", "main.yml", "retrain.yml", "controller.yml")]
-    pairs.append((REPO / "azure-pipelines.yml", project / "[% if ci_provider in ['azure-devops', 'both'] %]azure-pipelines.yml[% endif %]"))
+    pairs += [(REPO / name, project / f"[% if ci_provider in ['azure-devops', 'both'] %]{name}[% endif %]")
+              for name in ("azure-pipelines.yml", "azure-pipelines-controller.yml")]
     for original, shipped in pairs:
         assert shipped.read_text() == adapt_ci(original.read_text()), \
             f"{shipped.name} in the template differs from {original.relative_to(REPO)} adapted by adapt_ci(): re-copy it"
@@ -183,13 +184,13 @@ def test_no_template_markup_is_left(demo):
 def test_generated_ci_files_match_their_schemas(demo):
     """check-jsonschema's vendored (offline) schemas, as tests/infra does for this repository's own files."""
     project, _ = demo
-    assert {f for f in tracked(project) if f.startswith(".github/") or f == "azure-pipelines.yml"} == CI_FILES["both"]
+    assert {f for f in tracked(project) if f.startswith((".github/", "azure-pipelines"))} == CI_FILES["both"]
     exe = str(VENV / "bin" / "check-jsonschema")
     workflows = sorted(str(p) for p in (project / ".github" / "workflows").glob("*.yml"))
     result = run([exe, "--builtin-schema", "vendor.github-workflows", *workflows], project, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     result = run([exe, "--builtin-schema", "vendor.azure-pipelines", "--regex-variant", "nonunicode",
-                  str(project / "azure-pipelines.yml")], project, check=False)
+                  str(project / "azure-pipelines.yml"), str(project / "azure-pipelines-controller.yml")], project, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
