@@ -16,7 +16,7 @@ import uuid
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -105,8 +105,12 @@ def FakeResponse(request: Any, status: int, body: Any = None, headers: dict[str,
     return RequestsTransportResponse(request, raw, 4096)
 
 
+# specs/project.yaml's prod promotion.registry: the fixtures applying the example make it, as its infra does.
+EXAMPLE_REGISTRY = "credit-risk-registry"
+
+
 class FakeAzureML(HttpTransport):
-    def __init__(self, workspace: str = WORKSPACE) -> None:
+    def __init__(self, workspace: str = WORKSPACE, registries: tuple[str, ...] = ()) -> None:
         self.workspace, self.prefix = workspace, workspace_prefix(workspace)
         self.guid = str(uuid.uuid5(uuid.NAMESPACE_URL, workspace))
         self.peers: list[FakeAzureML] = [self]  # the workspaces of one FakeCloud (where a registry import looks)
@@ -122,7 +126,7 @@ class FakeAzureML(HttpTransport):
         # What a submitted job's run ends with (status), given its name: none set, jobs stay NotStarted.
         self.run_job: Callable[[str], str] | None = None
         # Azure ML registries (name -> versions by "models/<name>/versions/<v>") and the workspace's own id.
-        self.registries: dict[str, dict[str, dict[str, Any]]] = {}
+        self.registries: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in registries}
         self._bodiless: set[str] = set()  # operations whose end has no body
 
     # -- what tests read ---------------------------------------------------------
@@ -152,12 +156,19 @@ class FakeAzureML(HttpTransport):
         self.hosts.add(url.netloc)
         if url.netloc == DISCOVERY_HOST and DISCOVERY.match(url.path):
             self.requests.append((request.method, url.path))
-            return FakeResponse(request, 200, self._discovery(DISCOVERY.match(url.path)["registry"]))
+            registry = DISCOVERY.match(url.path)["registry"]
+            if registry not in self.registries:  # made by the infra, or not at all
+                return FakeResponse(request, 404, _error(404, url.path))
+            return FakeResponse(request, 200, self._discovery(registry))
         if url.netloc != HOST:
             raise AssertionError(f"request to a real host left the fake: {request.method} {request.url}")
         registry = REGISTRY.match(url.path)
         if registry is not None:
-            self.requests.append((request.method, f"registry:{registry['registry']}{registry['path'] or ''}"))
+            recorded = f"registry:{registry['registry']}{registry['path'] or ''}"
+            self.requests.append((request.method, recorded))
+            fault = self._fault(request.method, recorded)
+            if fault is not None:
+                return FakeResponse(request, fault.status, _error(fault.status, recorded), fault.headers)
             return self._registry(request, registry["registry"], (registry["path"] or "/").strip("/"))
         path = url.path.removeprefix(self.prefix) or "/"
         self.requests.append((request.method, path))
@@ -255,7 +266,6 @@ class FakeAzureML(HttpTransport):
 
     # -- registries ------------------------------------------------------------------
     def _discovery(self, registry: str) -> dict[str, Any]:
-        self.registries.setdefault(registry, {})  # as the infra made it: empty
         return {"registryName": registry, "primaryRegion": "westeurope", "regions": ["westeurope"],
                 "primaryRegionResourceProviderUri": f"https://{HOST}/", "subscriptionId": SUBSCRIPTION,
                 "resourceGroup": RESOURCE_GROUP}
@@ -279,26 +289,34 @@ class FakeAzureML(HttpTransport):
             header = self._operation_header("Location")
             self._bodiless.add(urlsplit(header["Location"]).path)  # an import ends with no body to read
             return FakeResponse(request, 202, None, header)
+        if request.method == "PUT" and path in assets:  # what a version may change: archived or not, tags, stage
+            sent = json.loads(request.body or b"{}").get("properties", {})
+            assets[path]["properties"].update({k: v for k, v in sent.items() if k in MUTABLE})
+            return FakeResponse(request, 200, assets[path])
         if request.method != "GET":
             return FakeResponse(request, 405, _error(405, path))
         if path in assets:
             return FakeResponse(request, 200, assets[path])
         if path.endswith("/versions"):
-            found = [body for key, body in assets.items() if key.startswith(f"{path}/")]
+            archived_too = parse_qs(urlsplit(request.url).query).get("listViewType") == ["All"]
+            found = [body for key, body in assets.items() if key.startswith(f"{path}/")
+                     and (archived_too or not body["properties"].get("isArchived"))]
             return FakeResponse(request, 200, {"value": sorted(found, key=lambda b: int(b["name"]), reverse=True)})
         if re.fullmatch(r"models/[^/]+", path) and any(key.startswith(f"{path}/") for key in assets):
             return FakeResponse(request, 200, {"id": f"azureml://registries/{registry}/{path}", "name": path.split("/")[1],
                                                "properties": {}})
         return FakeResponse(request, 404, _error(404, path))
 
-    def seed_monitor_run(self, schedule: str, name: str, breached_signal: str | None = None) -> None:
-        """A run the workspace made of a monitor schedule; one that found `breached_signal` over its thresholds
-        failed and carries the tag Azure ML's monitoring components put on it."""
+    def seed_monitor_run(self, schedule: str, name: str, breached_signal: str | None = None,
+                         created: datetime | None = None) -> None:
+        """A run the workspace made of a monitor schedule (now, unless `created`); one that found `breached_signal`
+        over its thresholds failed and carries the tag Azure ML's monitoring components put on it."""
         tags = {} if breached_signal is None else {"azureml_modelmonitor_threshold_breached": (
             f"The signal '{breached_signal}' has failed due to one or more features violating metric thresholds.\n"
             "The feature names and their corresponding computed metric values violating the threshold are \n[...]")}
         path = f"/jobs/{name}"
-        self.store[path.lower()] = _stored(f"{self.prefix}{path}", {"properties": {
+        when = (created or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        self.store[path.lower()] = _stored(f"{self.prefix}{path}", {"systemData": {"createdAt": when}, "properties": {
             "jobType": "Pipeline", "status": "Failed" if breached_signal else "Completed", "tags": tags,
             "scheduleId": schedule, "jobs": {}, "inputs": {}, "outputs": {}, "settings": {}}})
 

@@ -17,7 +17,8 @@ from specops.state import records
 from specops.errors import SpecopsError
 from specops.rollout.metrics import Traffic
 from tests.azureml.fake_azure import (
-    DISCOVERY_HOST, HOST, PREFIX, RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE, Fault, FakeAzureML, Series, StaticTokenCredential,
+    DISCOVERY_HOST, EXAMPLE_REGISTRY, HOST, PREFIX, RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE, Fault, FakeAzureML, Series,
+    StaticTokenCredential,
 )
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -55,7 +56,7 @@ def fake(monkeypatch, project: Path, clock: FakeClock) -> FakeAzureML:
     for name, value in (("AZURE_SUBSCRIPTION_ID", SUBSCRIPTION), ("AZURE_RESOURCE_GROUP", RESOURCE_GROUP),
                         ("AZURE_ML_WORKSPACE", WORKSPACE)):
         monkeypatch.setenv(name, value)
-    workspace = FakeAzureML()
+    workspace = FakeAzureML(registries=(EXAMPLE_REGISTRY,))
     for version in (3, 4):
         workspace.seed_model("credit-risk", version)  # registered by earlier pipeline runs
     # Fresh backend per plan, as the CLI makes one per command; retries kept short for the tests.

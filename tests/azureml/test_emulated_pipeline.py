@@ -36,7 +36,9 @@ from tests.azureml.emulator.cloud import EmulatedDev, register_bad_version
 from tests.azureml.emulator.jobs import JobFailed, PipelineRun, run_pipeline_job
 from tests.azureml.emulator.serving import serve_deployment
 from tests.azureml.emulator.workspace import REFUSALS, Workspace, start_workspace
-from tests.azureml.fake_azure import RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE, FakeAzureML, StaticTokenCredential
+from tests.azureml.fake_azure import (
+    EXAMPLE_REGISTRY, RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE, FakeAzureML, StaticTokenCredential,
+)
 from tests.conftest import BIN, REPO
 from tests.serving.conftest import start_server, stop_server
 
@@ -111,7 +113,8 @@ def emulated(tmp_path_factory) -> Iterator[Emulated]:
         datastore.write_text("placeholder: the generate_data node writes the rows\n")
         workspace = start_workspace(base / "workspace", python=str(BIN / "python"))
         seconds["workspace"] = time.monotonic() - started
-        dev = EmulatedDev(root, FakeAzureML(), workspace, MODEL, ENDPOINT, root / JOB, {"credit-applications": datastore},
+        fake = FakeAzureML(registries=(EXAMPLE_REGISTRY,))  # the registry prod is promoted through, as the infra makes it
+        dev = EmulatedDev(root, fake, workspace, MODEL, ENDPOINT, root / JOB, {"credit-applications": datastore},
                           BIN / "python", SERVING_VENV, base / "dev", applicants)
         patch.setattr(project_module, "create_backend", lambda project: AzureMLBackend(
             project, credential=StaticTokenCredential(), transport=dev.fake, retry_total=2, retry_backoff_factor=0,

@@ -45,6 +45,7 @@ class Cloud:
         self.dev, self.prod = FakeAzureML(WORKSPACE), FakeAzureML(PROD_WORKSPACE)
         self.transport = FakeCloud(self.dev, self.prod)
         self.transport.registries[REGISTRY] = {}
+        self.clock: FakeClock | None = None  # the backends' clock, set by the fixture
 
     @property
     def registry(self) -> list[str]:
@@ -61,6 +62,7 @@ def cloud(monkeypatch, project: Path) -> Cloud:
                         ("AZURE_ML_WORKSPACE", WORKSPACE), ("AZURE_ML_PROD_WORKSPACE", PROD_WORKSPACE)):
         monkeypatch.setenv(name, value)
     clock, cloud = FakeClock(), Cloud()
+    cloud.clock = clock
     for version in (3, 4):
         cloud.dev.seed_model("credit-risk", version)
     monkeypatch.setattr(project_module, "create_backend", lambda project: AzureMLBackend(
@@ -135,11 +137,80 @@ def test_a_version_prod_rolls_back_is_not_its_champion(project: Path, cloud: Clo
     assert session.plan().empty
 
 
+def test_the_first_version_a_fresh_dev_registers_is_shared_by_that_same_apply(project: Path, cloud: Cloud):
+    for key in [k for k in cloud.dev.store if k.startswith("/models/")]:
+        del cloud.dev.store[key]
+
+    def run_job(name: str) -> str:  # the job registers v1, champion and challenger (the emulator proves that part)
+        cloud.dev.seed_model("credit-risk", 1)
+        tag(cloud.dev, 1, "champion"), tag(cloud.dev, 1, "challenger")
+        return "Completed"
+
+    cloud.dev.run_job = run_job
+    lines: list[str] = []
+    Project(project, "dev").apply(report=lines.append)
+    assert f"RegistryModel/credit-risk: v1 shared into registry {REGISTRY} for prod" in lines
+    assert cloud.registry == ["1"] and Project(project, "dev").plan().empty
+    Project(project, "prod").apply()
+    assert cloud.served(cloud.prod, "blue") == registry_uri(1)
+
+
+def test_a_promotion_stands_when_the_registry_fails_and_the_next_apply_shares_it(project: Path, cloud: Cloud):
+    from tests.azureml.fake_azure import Fault
+
+    tag(cloud.dev, 3, "champion"), tag(cloud.dev, 3, "challenger")
+    Project(project, "dev").apply()
+    tag(cloud.dev, 3, "challenger", on=False), tag(cloud.dev, 4, "challenger")
+    cloud.dev.series.update(HEALTHY)
+    cloud.dev.faults.append(Fault("POST", r"^registry:.*/import$", 500, times=10))
+    lines: list[str] = []
+    Project(project, "dev").apply(report=lines.append)
+    assert cloud.served(cloud.dev, "blue").endswith("/versions/4")  # promoted, not rolled back
+    assert any("not in step with v4 yet" in line for line in lines) and cloud.registry == ["3"]
+    cloud.dev.faults.clear()
+    plan = Project(project, "dev").plan()
+    assert keys(plan) == ["~ RegistryModel/credit-risk@credit-registry"]
+    Project(project, "dev").apply()
+    assert cloud.registry == ["3", "4"]
+
+
+def test_a_promotion_dev_undoes_is_withdrawn_from_the_registry_and_prod_goes_back(project: Path, cloud: Cloud):
+    from specops.rollout.engine import Rollout
+
+    tag(cloud.dev, 3, "champion"), tag(cloud.dev, 3, "challenger")
+    Project(project, "dev").apply()
+    Project(project, "prod").apply()
+    tag(cloud.dev, 3, "challenger", on=False), tag(cloud.dev, 4, "challenger")
+    cloud.dev.series.update(HEALTHY), cloud.prod.series.update(HEALTHY)
+    Project(project, "dev").apply()
+    Project(project, "prod").apply()
+    assert cloud.served(cloud.prod, "blue") == registry_uri(4)
+    # dev's monitor finds v4 bad within its rollback window: the promotion is undone, v3 is champion again.
+    lines: list[str] = []
+    dev = Project(project, "dev")
+    engine = Rollout(dev, "credit-online", ports=dev.backend.rollout_ports("credit-online", lines.append),
+                     sleep=cloud.clock.sleep, clock=lambda: cloud.clock().timestamp())
+    engine.undo()
+    assert any("v4 withdrawn from registry credit-registry" in line for line in lines)
+    assert cloud.registry == ["3", "4"] and cloud.transport.registries[REGISTRY][
+        "models/credit-risk/versions/4"]["properties"]["isArchived"] is True
+    # prod no longer takes v4: its plan puts both deployments back on v3, the last version dev stands behind.
+    plan = Project(project, "prod").plan()
+    assert {(op.key, c.new) for op in plan.operations for c in op.changes if c.path == "model"} == {
+        ("OnlineDeployment/credit-online.blue", registry_uri(3)), ("OnlineDeployment/credit-online.green", registry_uri(3))}
+
+
+def test_a_registry_that_does_not_exist_is_named(project: Path, cloud: Cloud):
+    del cloud.transport.registries[REGISTRY]
+    with pytest.raises(SpecopsError, match=f"Azure ML registry '{REGISTRY}' not found .*mlRegistryName"):
+        Project(project, "prod").plan()
+
+
 @pytest.mark.parametrize("promotion, message", [
     ("{source: staging, registry: r-1}", r"environments.prod.promotion.source: .staging. must name another environment \(dev, local\)"),
     ("{source: prod, registry: r-1}", "promotion.source: .prod. must name another environment"),
     ("{source: local, registry: r-1}", "promotion.source: .local. must be an azureml environment that trains"),
-    ("{source: dev, registry: 'no spaces'}", "registry"),
+    ("{source: dev, registry: 'no spaces'}", r"promotion\.registry: String should match pattern"),
 ])
 def test_a_promotion_that_cannot_work_is_refused_naming_the_field(project: Path, promotion: str, message: str):
     from specops.spec import load_specs

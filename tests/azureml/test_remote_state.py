@@ -29,7 +29,7 @@ from specops.project import Project
 from specops.state import records
 from specops.state.storage import CONNECTION_STRING
 from tests.azureml.fake_azure import (
-    PREFIX, RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE, FakeAzureML, Series, StaticTokenCredential, _stored,
+    EXAMPLE_REGISTRY, PREFIX, RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE, FakeAzureML, Series, StaticTokenCredential, _stored,
 )
 from tests.azureml.test_backend import ANALYSED_STEPS, GATE, HEALTHY, FakeClock, use_canary
 from tests.conftest import REPO
@@ -108,7 +108,7 @@ def machines(project: Path, tmp_path: Path, azurite: str, monkeypatch) -> list[P
 
 @pytest.fixture
 def workspace(monkeypatch, clock: FakeClock) -> FakeAzureML:
-    fake = FakeAzureML()
+    fake = FakeAzureML(registries=(EXAMPLE_REGISTRY,))
     for version in (3, 4):
         fake.seed_model("credit-risk", version)
     monkeypatch.setattr(project_module, "create_backend", lambda project: AzureMLBackend(

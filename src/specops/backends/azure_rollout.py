@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from specops.backends.azure_metrics import GRAIN, EndpointMetrics
+from specops.errors import SpecopsError
 from specops.plan.backend import Reporter, quiet
 from specops.registry import ALIAS_TAG, CHAMPION
 from specops.rollout.ports import Observed, Window
@@ -56,7 +57,12 @@ class AzureRouter:
             self.backend.project.state.set_champion(model, version)
             return
         self._move_champion_tag(model, version)
-        self.backend.share(self.specs, model, version, self.report)
+        try:
+            self.backend.share(self.specs, model, version, self.report)
+            self.backend.withdraw_newer(self.specs, model, version, self.report)
+        except SpecopsError as exc:  # the promotion stands; the next plan shares it (RegistryModel)
+            self.report(f"RegistryModel/{model}: the registry is not in step with v{version} yet ({exc}); "
+                        "the next apply shares it")
 
     def _move_champion_tag(self, model: str, version: str) -> None:
         client = self.backend.client(self.specs)

@@ -81,7 +81,7 @@ NEWEST = "*newest"  # in a promoted environment, what every alias but champion s
 @dataclass(frozen=True)
 class MonitorRun:
     name: str
-    status: str
+    created: datetime | None
     breached: tuple[str, ...]  # the Monitor's signal blocks (data_drift, ...) whose thresholds the run found breached
     message: str
 
@@ -210,7 +210,7 @@ class AzureMLBackend:
             raise SpecopsError(f"{specs.project.key}: {specs.env} serves the versions {promotion.source} promotes, and "
                                f"registry {promotion.registry} holds no version of {model} yet: apply "
                                f"{promotion.source} first (its champion is shared into the registry)")
-        newest = max(shared, key=int)
+        newest = max(shared, key=version_order)
         champion = self.project.state.champion(model)
         return {CHAMPION: champion if champion in shared else newest, NEWEST: newest}
 
@@ -218,11 +218,17 @@ class AzureMLBackend:
         """An MLClient on an Azure ML registry (discovery finds its region, subscription and resource group)."""
         if registry not in self._registry_clients:
             from azure.ai.ml import MLClient
+            from azure.core.exceptions import ResourceNotFoundError
 
             target = self._target(specs)
-            self._registry_clients[registry] = MLClient(self._credential(), target["subscription_id"],
-                                                        target["resource_group"], registry_name=registry,
-                                                        **self.client_options)
+            try:  # the client looks the registry up (its discovery call) as it is made
+                self._registry_clients[registry] = self.call("Registry", registry, lambda: MLClient(
+                    self._credential(), target["subscription_id"], target["resource_group"], registry_name=registry,
+                    **self.client_options))
+            except ResourceNotFoundError:
+                raise SpecopsError(f"{specs.project.key}: Azure ML registry {registry!r} not found (the promotion.registry "
+                                   "of an environment promoted from another): create it (infra: mlRegistryName / "
+                                   "ml_registry_name) or correct the name") from None
         return self._registry_clients[registry]
 
     def _registry_versions(self, specs: SpecSet, registry: str, model: str) -> list[Any]:
@@ -243,6 +249,21 @@ class AzureMLBackend:
                 continue
             self._share_into(specs, registry, model, version)
             report(f"RegistryModel/{model}: v{version} shared into registry {registry} for {target}")
+
+    def withdraw_newer(self, specs: SpecSet, model: str, champion: str, report: Reporter) -> None:
+        """The champion went back to an older version (a promotion undone): the versions after it are archived in
+        each registry, so environments promoted from this one stop taking them (a registry lists active versions)."""
+        for target, registry in specs.project.spec.promoted_from(specs.env).items():
+            newer = [str(v.version) for v in self._registry_versions(specs, registry, model)
+                     if version_order(str(v.version)) > version_order(champion)]
+            for version in newer:
+                self._archive(specs, registry, model, version)
+                report(f"RegistryModel/{model}: v{version} withdrawn from registry {registry} ({specs.env}'s "
+                       f"champion is v{champion} again; {target} stops taking it)")
+
+    def _archive(self, specs: SpecSet, registry: str, model: str, version: str) -> None:
+        models = self.registry_client(specs, registry).models
+        self.call("Registry", registry, lambda: models.archive(model, version=version))
 
     def _share_into(self, specs: SpecSet, registry: str, model: str, version: str) -> None:
         """The SDK's `models.share`, on the registry client this backend configured (share builds its own)."""
@@ -352,7 +373,7 @@ class AzureMLBackend:
     def _registry_model(self, specs: SpecSet, name: str, desired: dict[str, Any]) -> dict[str, Any] | None:
         """The champion as the registry holds it: the version asked for when shared, else the newest there."""
         model = name.rpartition("@")[0]
-        shared = sorted((str(v.version) for v in self._registry_versions(specs, desired["registry"], model)), key=int)
+        shared = sorted((str(v.version) for v in self._registry_versions(specs, desired["registry"], model)), key=version_order)
         if not shared:
             return None
         return {"registry": desired["registry"], "version": desired["version"] if desired["version"] in shared else shared[-1]}
@@ -465,21 +486,34 @@ class AzureMLBackend:
                                "candidate? see gate.json in the job's outputs)")
         report(f"{job_key}: {model} v{max(registered)} registered")
         del self._first_versions[model]
+        champion = self._tagged_versions(specs, model).get(CHAMPION)
+        if champion is not None:  # the first champion goes to the environments promoted from this one at once
+            self.share(specs, model, champion, report)
 
     # -- what the controller asks of the workspace ------------------------------------------
     def submit_retraining(self, specs: SpecSet, pipeline: str, reason: str) -> str:
         """A new run of `pipeline`'s job, named for `reason` and when it was asked for (what the retrain workflow's
         apply submits); returns the job's name. The run registers a challenger; the next apply rolls it out."""
+        asked_for = self.trigger_reason
         self.trigger_reason, self._asked_at, self._rendered_for = reason, self._clock(), None
-        self._render(specs)
-        key = f"PipelineJob/{pipeline}"
-        entity = self._entities[key].entity
-        entity.name = next(r.fields["name"] for r in self._desired if r.key == key)
+        try:
+            self._render(specs)
+            key = f"PipelineJob/{pipeline}"
+            entity = self._entities[key].entity
+            entity.name = next(r.fields["name"] for r in self._desired if r.key == key)
+        finally:  # a plan after this one renders what the environment asked for, not this retraining
+            self.trigger_reason, self._rendered_for = asked_for, None
         client = self.client(specs)
         return str(self.call("PipelineJob", pipeline, lambda: client.jobs.create_or_update(entity)).name)
 
     def job_status(self, specs: SpecSet, pipeline: str, job: str) -> str:
-        return self._job_status(self.client(specs), pipeline, job)
+        """The job's status; `NotFound` for a job the workspace no longer has."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            return self._job_status(self.client(specs), pipeline, job)
+        except ResourceNotFoundError:
+            return "NotFound"
 
     def monitor_runs(self, specs: SpecSet, monitor: str) -> list[MonitorRun]:
         """The runs the workspace made of a Monitor's schedule, each with the signals it found breached
@@ -491,7 +525,8 @@ class AzureMLBackend:
         for job in jobs:
             message = str((job.tags or {}).get(BREACHED_TAG, ""))
             breached = tuple(field for field, name in SIGNAL_NAMES.items() if f"'{name}'" in message)
-            runs.append(MonitorRun(str(job.name), str(getattr(job.status, "value", job.status)), breached, message))
+            created = getattr(job.creation_context, "created_at", None)
+            runs.append(MonitorRun(str(job.name), created if isinstance(created, datetime) else None, breached, message))
         return runs
 
     def _job_status(self, client: MLClient, pipeline: str, job: str) -> str:
@@ -729,6 +764,11 @@ class AzureMLBackend:
         if not poller.done():
             raise SpecopsError(f"{kind}/{name}: still running after {self.timeout:g}s; apply again to converge")
         return result
+
+
+def version_order(version: str) -> tuple[int, int, str]:
+    """Model versions in order: numbers as numbers (Azure ML's own versions), any other label after them."""
+    return (0, int(version), "") if version.isdigit() else (1, 0, version)
 
 
 def deployed_model(deployment: Any) -> str:

@@ -23,16 +23,19 @@ def controller(project: Project, once: bool, interval: float, as_json: bool) -> 
     On Azure ML: act on the workspace's monitor runs and follow the retraining jobs (run it from a schedule, --once)."""
     from specops.controller.loop import Controller
 
+    if as_json and not once:
+        raise click.UsageError("--json reports one pass: use it with --once")
     ctl = Controller(project, report=reporter("controller"))
-    if once:
-        outcomes = ctl.tick()
-        if as_json:
-            click.echo(json.dumps([{"event": e.id, "pipeline": e.pipeline, "reason": e.reason, "status": status}
-                                   for e, status in outcomes]))
-        for event, status in [] if as_json else outcomes:
-            console.print(f"{event.id}: {status}")
+    if not once:
+        ctl.run_forever(interval)
         return
-    ctl.run_forever(interval)
+    outcomes = ctl.tick()
+    if as_json:
+        click.echo(json.dumps([{"event": e.id, "pipeline": e.pipeline, "reason": e.reason, "status": status}
+                               for e, status in outcomes]))
+    else:
+        for event, status in outcomes:
+            console.print(f"{event.id}: {status}")
 
 
 @click.command()

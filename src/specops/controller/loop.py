@@ -47,7 +47,8 @@ if TYPE_CHECKING:
 SUBMITTED = "submitted"  # a retraining job now runs in the workspace; a later pass rolls its model out
 REQUESTED = "requested"  # a promoted environment asks the one it takes its versions from to retrain
 JOB_ENDED = {"Completed": AuditAction.RETRAIN_FINISHED, "Failed": AuditAction.RETRAIN_FAILED,
-             "Canceled": AuditAction.RETRAIN_FAILED, "NotResponding": AuditAction.RETRAIN_FAILED}
+             "Canceled": AuditAction.RETRAIN_FAILED, "NotResponding": AuditAction.RETRAIN_FAILED,
+             "NotFound": AuditAction.RETRAIN_FAILED}  # deleted, or gone with its workspace
 
 
 class Controller:
@@ -117,6 +118,10 @@ class Controller:
         submit its job)."""
         specs = self.project.specs
         specs.require(Pipeline, pipeline)
+        promotion = self.project.environment.promotion
+        if promotion is not None:
+            raise SpecopsError(f"{specs.env} trains nothing: it serves what {promotion.source} promotes; retrain there "
+                               f"(specops retrain {pipeline} --env {promotion.source})")
         self.enqueue(Event(f"{reason}:{pipeline}:{utcnow().isoformat(timespec='seconds')}", pipeline, reason, detail))
         return self.run_pending(specs)
 
@@ -165,9 +170,10 @@ class Controller:
                 self.report(f"{name}: waiting, {exc}")
                 continue
             outcomes.append((events[0], status))
+            rode = COALESCED if status in (DONE, SUBMITTED, REQUESTED) else FAILED
             for rider in events[1:]:
-                self.queue.mark(rider, COALESCED if status == DONE else FAILED, f"ran with {events[0].id}")
-                outcomes.append((rider, COALESCED if status == DONE else FAILED))
+                self.queue.mark(rider, rode, f"ran with {events[0].id}")
+                outcomes.append((rider, rode))
         return outcomes
 
     def _retrain(self, pipeline: Pipeline, event: Event) -> str:
@@ -247,68 +253,98 @@ class Controller:
         return SUBMITTED
 
     def follow_jobs(self) -> list[tuple[str, str]]:
-        """Each retraining job submitted here and not yet ended: a finished one is audited and rolled out by an
-        apply (its challenger walks the canary); a failed one is audited. Returns (job, status) for those that ended."""
+        """Each retraining job submitted here and not yet ended. A finished one is rolled out by an apply (its
+        challenger walks the canary) and only then audited `retrain_finished`: an apply that fails (the lock held,
+        Azure down) is tried again next pass, and a rolled-back canary leaves a plan with nothing to do. A failed,
+        canceled or vanished job is audited `retrain_failed`. Returns (job, status) for those it recorded."""
         project = self.project
         backend = _workspace(project)
         entries = [e for e in project.audit.entries() if e.get("env") == project.env and "job" in e]
         ended = {e["job"] for e in entries if e["action"] != AuditAction.RETRAIN_STARTED}
         done: list[tuple[str, str]] = []
+        applied: bool | None = None  # not tried yet this pass
         for started in [e for e in entries if e["action"] == AuditAction.RETRAIN_STARTED and e["job"] not in ended]:
             status = backend.job_status(project.specs, started["pipeline"], started["job"])
             if status not in JOB_ENDED:
                 continue
+            if status == "Completed":
+                applied = self._apply_new_versions() if applied is None else applied
+                if not applied:
+                    continue
             detail = {k: started[k] for k in ("pipeline", "reason", "event", "job") if k in started}
             project.audit.record(JOB_ENDED[status], started["resource"], **detail, status=status)
             self.report(f"{started['resource']}: job {started['job']} {status}")
             done.append((started["job"], status))
-        if any(status == "Completed" for _, status in done):
-            self._apply_new_versions()
         return done
 
-    def _apply_new_versions(self) -> None:
+    def _apply_new_versions(self) -> bool:
         """The registered challenger goes out through the endpoints serving its alias: an apply of the specs."""
         try:
             self.project.apply(report=self.report)
-        except SpecopsError as exc:  # a rolled-back canary: its incident is recorded, the loop goes on
+        except SpecopsError as exc:  # LockHeld included: the next pass tries again
             self.report(f"apply: {exc}")
+            return False
+        return True
 
-    def act_on_monitor_runs(self, specs: SpecSet) -> None:
-        """Each monitor run in the workspace that breached its thresholds and was not acted on: its alert audited,
-        then its Monitor's actions for the signals that breached (a retraining queued, a rollback, a webhook)."""
+    def act_on_monitor_runs(self, specs: SpecSet, now: datetime) -> None:
+        """Each monitor run the workspace made since the last pass that breached its thresholds: its alert audited,
+        then its Monitor's actions for the signals that breached (a retraining queued, a rollback, a webhook).
+        Runs made before a monitor was first looked at are history, not work; a run is acted on once (the audit
+        log in the environment's storage remembers it, and the time of each look is kept there too)."""
         from specops.monitoring.runner import RollbackRequest, notify
         from specops.spec.monitors import alert_actions
 
-        backend = _workspace(self.project)
-        audit = self.project.audit
+        project = self.project
+        backend = _workspace(project)
+        looked = self._looked_at(now)
+        acted = {e.get("run") for e in project.audit.entries()
+                 if e.get("env") == project.env and e["action"] == AuditAction.DRIFT_ALERT}
         for monitor in specs.of_kind(Monitor):
-            seen = {e.get("run") for e in audit.entries() if e.get("monitor") == monitor.name}
+            since = looked.get(monitor.name)
+            if since is None:  # first sight
+                continue
             for run in backend.monitor_runs(specs, monitor.name):
-                if not run.breached or run.name in seen:
+                if not run.breached or run.name in acted or (run.created is not None and run.created <= since):
                     continue
                 actions = sorted({a for signal in run.breached for a in alert_actions(monitor, signal)})
                 pipeline = monitor.spec.actions.retrain
                 evidence = {"monitor": monitor.name, "run": run.name, "signals": list(run.breached)}
-                audit.record(AuditAction.DRIFT_ALERT, monitor.key, **evidence, **({"pipeline": pipeline} if pipeline else {}))
+                project.audit.record(AuditAction.DRIFT_ALERT, monitor.key, **evidence,
+                                     **({"pipeline": pipeline} if pipeline else {}))
                 self.report(f"monitor {monitor.name}: run {run.name} breached {', '.join(run.breached)}: "
                             f"{', '.join(actions) or 'no action'}")
                 if "retrain" in actions and pipeline:
                     self.enqueue(Event(f"drift:{pipeline}:{run.name}", pipeline, "drift", f"monitor run {run.name}"))
                 if "rollback" in actions and monitor.spec.actions.rollback:
-                    self.report(roll_back(self.project, RollbackRequest(monitor.spec.target.endpoint, "drift", evidence)))
+                    self.report(roll_back(project, RollbackRequest(monitor.spec.target.endpoint, "drift", evidence)))
                 if "notify" in actions and monitor.spec.actions.notify:
                     self.report(notify(monitor.spec.actions.notify, {"monitor": monitor.name, **evidence,
                                                                      "message": run.message}))
+
+    def _looked_at(self, now: datetime) -> dict[str, datetime]:
+        """When each monitor was last looked at (absent: never), and now recorded as the latest look."""
+        names = [m.name for m in self.project.specs.of_kind(Monitor)]
+        before: dict[str, str] = {}
+
+        def look(text: str | None) -> str:
+            before.update(json.loads(text) if text else {})
+            return json.dumps({**before, **{name: now.isoformat() for name in names}}, indent=2, sort_keys=True)
+
+        self.project.storage.update(f"controller/{self.project.env}.json", look)
+        return {name: datetime.fromisoformat(when) for name, when in before.items()}
 
     # -- the loop --------------------------------------------------------------
     def tick(self, now: datetime | None = None) -> list[tuple[Event, str]]:
         self.project = self.project.reloaded()  # a spec changed since the last pass is seen now
         specs = self.project.specs
-        if self.project.environment.backend == "azureml":
-            self.follow_jobs()
-            self.act_on_monitor_runs(specs)
-            return self.run_pending(specs)
         now = now or utcnow()
+        if self.project.environment.backend == "azureml":
+            if self.project.environment.state is None:
+                self.report(f"{specs.env}'s records are in .specops/ on this machine: a CI runner forgets what the "
+                            "controller acted on (set spec.environments.<env>.state)")
+            self.follow_jobs()
+            self.act_on_monitor_runs(specs, now)
+            return self.run_pending(specs)
         for line in record_scrapes(specs):
             self.report(line)
         for event in self.detect(specs, now):
