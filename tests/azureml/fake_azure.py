@@ -109,7 +109,23 @@ def FakeResponse(request: Any, status: int, body: Any = None, headers: dict[str,
 EXAMPLE_REGISTRY = "credit-risk-registry"
 
 
-class FakeAzureML(HttpTransport):
+class InMemoryTransport(HttpTransport):
+    """An azure-core transport with no connection to open or close: the fakes answer in memory."""
+
+    def __enter__(self) -> InMemoryTransport:
+        return self
+
+    def __exit__(self, *args: Any) -> None:
+        pass
+
+    def open(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class FakeAzureML(InMemoryTransport):
     def __init__(self, workspace: str = WORKSPACE, registries: tuple[str, ...] = ()) -> None:
         self.workspace, self.prefix = workspace, workspace_prefix(workspace)
         self.guid = str(uuid.uuid5(uuid.NAMESPACE_URL, workspace))
@@ -135,18 +151,6 @@ class FakeAzureML(HttpTransport):
         return [f"{m} {p}" for m, p in self.requests if OPERATION not in p]
 
     # -- HttpTransport -------------------------------------------------------------
-    def __enter__(self) -> FakeAzureML:
-        return self
-
-    def __exit__(self, *args: Any) -> None:
-        pass
-
-    def open(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
     def sleep(self, duration: float) -> None:
         """azure-core's RetryPolicy waits through the transport: recorded, so no test waits for Retry-After."""
         self.retry_sleeps.append(duration)
@@ -392,7 +396,7 @@ def _error(status: int, path: str) -> dict[str, Any]:
     return {"error": {"code": codes.get(status, "Error"), "message": f"{codes.get(status, 'Error')}: {path}"}}
 
 
-class FakeCloud(HttpTransport):
+class FakeCloud(InMemoryTransport):
     """Several fake workspaces that share registries: a request goes to the workspace its URL names (the first
     when it names none: registry discovery and registry calls, answered from the registries all of them share)."""
 
@@ -401,18 +405,6 @@ class FakeCloud(HttpTransport):
         self.registries: dict[str, dict[str, dict[str, Any]]] = {}
         for w in workspaces:
             w.peers, w.registries = list(workspaces), self.registries
-
-    def __enter__(self) -> FakeCloud:
-        return self
-
-    def __exit__(self, *args: Any) -> None:
-        pass
-
-    def open(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
     def sleep(self, duration: float) -> None:
         next(iter(self.workspaces.values())).sleep(duration)
