@@ -34,7 +34,8 @@ def without_feedback(pipeline: Path) -> None:
 
 # The longest tests (minutes each, on one worker) start first: started last, one of them alone would set the
 # suite's wall time while the other workers sit idle.
-LONGEST_FIRST = ("tests/e2e/test_local_lifecycle.py", "tests/e2e/test_endpoint_apply.py", "tests/init/test_init.py",
+LONGEST_FIRST = ("tests/e2e/test_local_lifecycle.py", "tests/azureml/test_emulated_pipeline.py",
+                 "tests/e2e/test_endpoint_apply.py", "tests/init/test_init.py",
                  "tests/controller/test_serve_with_controller.py", "tests/lifecycle/test_lifecycle_stages.py")
 
 
