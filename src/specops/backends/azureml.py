@@ -34,7 +34,7 @@ from specops.plan.model import Action, Cause, Operation, Resource
 from specops.registry import CHAMPION, tagged_aliases
 from specops.render.azureml import (
     REFERENCE, SIGNAL_NAMES, TRIGGER_VARIABLE, Rendered, azureml_notes, entity_dict, mltable_text, promotion_registry,
-    read_project_files, render_entities, render_online_deployments, short_hash, slug,
+    read_project_files, render_entities, render_online_deployments, render_pipeline_job, short_hash, slug,
 )
 from specops.spec import Dataset, FeatureSet, Gate, Pipeline, Project, SpecSet
 from specops.rollout.analysis import FAILED
@@ -161,11 +161,7 @@ class AzureMLBackend:
             r.entity.tags = {**(r.entity.tags or {}), JOB_DIGEST: short_hash(fields["create_job"])}
             fields = entity_dict(r, self.root)
         if r.kind == "PipelineJob":
-            # A job is a run, not a resource: its name is its content, so an unchanged pipeline is not re-run;
-            # a retraining is a new run whatever the content, named for when it was asked for.
-            fields["name"] = f"{r.name}-{short_hash(fields)}"
-            if self.trigger_reason != "apply":
-                fields["name"] += f"-{slug(self.trigger_reason)}-{self._asked_at:%Y%m%d%H%M%S}"
+            fields["name"] = job_name(r.name, fields, self.trigger_reason, self._asked_at)
         if r.kind in DEPLOYMENTS and deployed_model(r.entity) in self._first_versions:
             deps = (*deps, f"PipelineJob/{self._first_versions[deployed_model(r.entity)]}")  # its first version
         if r.kind == "OnlineEndpoint":
@@ -494,17 +490,11 @@ class AzureMLBackend:
     def submit_retraining(self, specs: SpecSet, pipeline: str, reason: str) -> str:
         """A new run of `pipeline`'s job, named for `reason` and when it was asked for (what the retrain workflow's
         apply submits); returns the job's name. The run registers a challenger; the next apply rolls it out."""
-        asked_for = self.trigger_reason
-        self.trigger_reason, self._asked_at, self._rendered_for = reason, self._clock(), None
-        try:
-            self._render(specs)
-            key = f"PipelineJob/{pipeline}"
-            entity = self._entities[key].entity
-            entity.name = next(r.fields["name"] for r in self._desired if r.key == key)
-        finally:  # a plan after this one renders what the environment asked for, not this retraining
-            self.trigger_reason, self._rendered_for = asked_for, None
+        rendered = Rendered("PipelineJob", pipeline, render_pipeline_job(specs, specs.require(Pipeline, pipeline),
+                                                                         read_project_files(specs.root), reason), "")
+        rendered.entity.name = job_name(pipeline, entity_dict(rendered, self.root), reason, self._clock())
         client = self.client(specs)
-        return str(self.call("PipelineJob", pipeline, lambda: client.jobs.create_or_update(entity)).name)
+        return str(self.call("PipelineJob", pipeline, lambda: client.jobs.create_or_update(rendered.entity)).name)
 
     def job_status(self, specs: SpecSet, pipeline: str, job: str) -> str:
         """The job's status; `NotFound` for a job the workspace no longer has."""
@@ -764,6 +754,13 @@ class AzureMLBackend:
         if not poller.done():
             raise SpecopsError(f"{kind}/{name}: still running after {self.timeout:g}s; apply again to converge")
         return result
+
+
+def job_name(pipeline: str, fields: dict[str, Any], reason: str, asked_at: datetime) -> str:
+    """A job is a run, not a resource: its name is its content, so an unchanged pipeline is not re-run; a
+    retraining is a new run whatever the content, named for its reason and when it was asked for."""
+    name = f"{pipeline}-{short_hash(fields)}"
+    return name if reason == "apply" else f"{name}-{slug(reason)}-{asked_at:%Y%m%d%H%M%S}"
 
 
 def version_order(version: str) -> tuple[int, int, str]:

@@ -197,12 +197,12 @@ class Controller:
             return DONE
 
     def _local_backend(self) -> LocalBackend:
-        """The backend that runs a pipeline on demand; tick refuses other environments before it gets here."""
+        """The backend that runs a pipeline here and now (an azureml environment's retraining is `_submit`)."""
         from specops.backends.local import LocalBackend
 
         backend = self.project.backend
         if not isinstance(backend, LocalBackend):
-            raise SpecopsError(f"the controller drives local environments; {self.project.env!r} uses {backend.name}")
+            raise SpecopsError(f"{self.project.env!r} uses the {backend.name} backend, not local")
         return backend
 
     def _commit_training(self, pipeline: Pipeline, outputs: dict[str, Any], detail: dict[str, str]) -> None:
